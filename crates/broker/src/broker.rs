@@ -1,0 +1,280 @@
+//! The registry of topics and the operations that change it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use uuid::Uuid;
+
+use crate::flusher::Flusher;
+use crate::metadata::{MetadataStore, TopicRecord};
+use crate::partition::Partition;
+use crate::topic::{validate_topic_name, Topic};
+use crate::{BrokerConfig, BrokerError};
+
+/// Partitions one topic may have on this node; each costs open files and memory.
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+pub struct Broker {
+    config: BrokerConfig,
+    cluster_id: String,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    meta: MetadataStore,
+    flusher: Arc<Flusher>,
+    flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Serialises topic creation, deletion and growth; reads of the registry never wait on it.
+    admin: Mutex<()>,
+    stopping: AtomicBool,
+}
+
+impl Broker {
+    /// Opens the data directory, recovers every partition and starts the flusher.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        let meta = MetadataStore::open(&config.data_dir)?;
+        let cluster_id = meta.cluster_id()?;
+        let (flusher, flusher_thread) = Flusher::start(config.flush).map_err(|e| {
+            BrokerError::Storage(strom_storage::StorageError::Io {
+                path: config.data_dir.clone(),
+                source: e,
+            })
+        })?;
+        let broker = Broker {
+            config,
+            cluster_id,
+            topics: RwLock::new(BTreeMap::new()),
+            meta,
+            flusher,
+            flusher_thread: Mutex::new(Some(flusher_thread)),
+            admin: Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        };
+        for (name, rec) in broker.meta.load_all()? {
+            let topic = broker.open_topic(&name, &rec)?;
+            tracing::info!(topic = %name, partitions = rec.partitions, "recovered topic");
+            broker.topics_mut().insert(name, topic);
+        }
+        Ok(Arc::new(broker))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().ok()?.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .ok()?
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The topic, auto-creating it with the default partition count when that is enabled.
+    pub fn topic_or_auto_create(&self, name: &str) -> Result<Option<Arc<Topic>>, BrokerError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(Some(t));
+        }
+        if !self.config.auto_create_topics {
+            return Ok(None);
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
+            Ok(t) => Ok(Some(t)),
+            // Another connection created it first.
+            Err(BrokerError::TopicExists(_)) => Ok(self.topic(name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a topic. `partitions`/`replication_factor` of -1 mean the broker default.
+    /// With `validate_only`, checks everything and returns the topic it would create, unregistered.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{partitions} (must be between 1 and {PARTITIONS_MAX})"
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(BrokerError::InvalidReplicationFactor(replication_factor));
+        }
+        let config = self.config.topic_defaults.with_overrides(&overrides)?;
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if self.topic(name).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let rec = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions: partitions as u32,
+            config: overrides.clone(),
+        };
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_string(),
+                id: rec.id,
+                overrides,
+                config,
+                partitions: RwLock::new(Vec::new()),
+            }));
+        }
+        // Metadata first: a crash after it leaves a topic whose partitions are created on the
+        // next start; the other order would leave orphan directories nobody knows about.
+        self.meta.save(name, &rec)?;
+        let topic = self.open_topic(name, &rec)?;
+        self.topics_mut()
+            .insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data; returns its id.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        self.meta.remove(name)?;
+        self.topics_mut().remove(name);
+        for p in topic.partitions() {
+            // Rename first so a crash mid-delete never leaves a half-deleted partition that a
+            // later topic of the same name would recover as its own.
+            let doomed = p
+                .dir()
+                .with_extension(format!("{}.deleted", topic.id.simple()));
+            if let Err(e) =
+                std::fs::rename(p.dir(), &doomed).and_then(|_| std::fs::remove_dir_all(&doomed))
+            {
+                tracing::warn!(dir = %p.dir().display(), "could not remove partition data: {e}");
+            }
+        }
+        let _ = crate::metadata::sync_dir(&self.config.data_dir);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let current = topic.partition_count() as i32;
+        if count <= current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger, not {count}"
+            )));
+        }
+        if count > PARTITIONS_MAX {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{count} exceeds {PARTITIONS_MAX}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let rec = TopicRecord {
+            id: topic.id,
+            partitions: count as u32,
+            config: topic.overrides.clone(),
+        };
+        self.meta.save(name, &rec)?;
+        let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
+        for index in current..count {
+            parts.push(self.open_partition(&topic.name, index, &topic.config)?);
+        }
+        Ok(())
+    }
+
+    /// Flushes and checkpoints every partition and stops the flusher. Idempotent.
+    pub fn shutdown(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.flusher.stop();
+        if let Some(t) = self.flusher_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                if let Err(e) = p.close() {
+                    tracing::warn!(partition = ?p, "checkpoint on shutdown failed: {e}");
+                }
+            }
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn open_topic(&self, name: &str, rec: &TopicRecord) -> Result<Arc<Topic>, BrokerError> {
+        let config = self.config.topic_defaults.with_overrides(&rec.config)?;
+        let mut parts = Vec::with_capacity(rec.partitions as usize);
+        for index in 0..rec.partitions as i32 {
+            parts.push(self.open_partition(name, index, &config)?);
+        }
+        Ok(Arc::new(Topic {
+            name: name.to_string(),
+            id: rec.id,
+            overrides: rec.config.clone(),
+            config,
+            partitions: RwLock::new(parts),
+        }))
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        config: &crate::TopicConfig,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let dir = self.config.data_dir.join(format!("{topic}-{index}"));
+        Partition::open(
+            topic,
+            index,
+            dir,
+            config,
+            Arc::clone(&self.flusher),
+            self.config.flush,
+        )
+    }
+
+    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,39 @@
+//! Broker-wide settings. Per-topic overrides live in [`crate::topic::TopicConfig`].
+
+use std::path::PathBuf;
+
+/// When appended data is fsynced, and therefore when produce requests are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fsync before acknowledging (group commit). The default: no acknowledged write is lost on power loss.
+    Always,
+    /// fsync every N ms and acknowledge at once. Loses up to N ms of *acknowledged* writes on power loss.
+    IntervalMs(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    /// Defaults for topics that do not override them.
+    pub topic_defaults: crate::TopicConfig,
+    pub flush: FlushPolicy,
+    /// How often retention runs over all partitions.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("strom-data"),
+            node_id: 0,
+            default_partitions: 1,
+            auto_create_topics: true,
+            topic_defaults: crate::TopicConfig::default(),
+            flush: FlushPolicy::Always,
+            retention_check_interval_ms: 60_000,
+        }
+    }
+}

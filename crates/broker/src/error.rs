@@ -1,0 +1,40 @@
+use strom_storage::{BatchError, StorageError};
+
+/// What can go wrong in a broker operation; front ends map each to their protocol's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("invalid topic name: {0}")]
+    InvalidTopicName(String),
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor {0}: this node is a single replica")]
+    InvalidReplicationFactor(i32),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    #[error("corrupt batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("offset {offset} out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("storage error: {0}")]
+    Storage(StorageError),
+    #[error("timed out waiting for durability")]
+    Timeout,
+}
+
+impl From<StorageError> for BrokerError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::OffsetOutOfRange { offset, start, end } => {
+                BrokerError::OffsetOutOfRange { offset, start, end }
+            }
+            StorageError::Batch(b) => BrokerError::Corrupt(b),
+            other => BrokerError::Storage(other),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Topic metadata on disk: one small TOML file per topic under `<data>/meta/topics/`, plus the
+//! cluster id in `<data>/meta/cluster.toml`. Files are replaced atomically (write a temp file,
+//! fsync it, rename, fsync the directory), so a crash leaves the old or the new version, never half.
+//!
+//! ```toml
+//! id = "6f1c...-uuid"
+//! partitions = 4
+//! [config]
+//! "retention.ms" = "3600000"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::BrokerError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicRecord {
+    pub id: uuid::Uuid,
+    pub partitions: u32,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterRecord {
+    cluster_id: String,
+}
+
+pub struct MetadataStore {
+    topics_dir: PathBuf,
+    meta_dir: PathBuf,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> BrokerError {
+    BrokerError::Storage(strom_storage::StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl MetadataStore {
+    pub fn open(data_dir: &Path) -> Result<MetadataStore, BrokerError> {
+        let meta_dir = data_dir.join("meta");
+        let topics_dir = meta_dir.join("topics");
+        fs::create_dir_all(&topics_dir).map_err(|e| io_err(&topics_dir, e))?;
+        sync_dir(data_dir)?;
+        sync_dir(&meta_dir)?;
+        Ok(MetadataStore {
+            topics_dir,
+            meta_dir,
+        })
+    }
+
+    /// The cluster id, created on first start.
+    pub fn cluster_id(&self) -> Result<String, BrokerError> {
+        let path = self.meta_dir.join("cluster.toml");
+        if let Ok(text) = fs::read_to_string(&path) {
+            if let Ok(rec) = toml::from_str::<ClusterRecord>(&text) {
+                return Ok(rec.cluster_id);
+            }
+            tracing::warn!(path = %path.display(), "unreadable cluster id, making a new one");
+        }
+        let rec = ClusterRecord {
+            cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        write_atomic(&path, &toml::to_string(&rec).unwrap_or_default())?;
+        Ok(rec.cluster_id)
+    }
+
+    /// Every stored topic. An unreadable file is skipped with an error log rather than
+    /// refusing to start: its partition directories stay untouched on disk.
+    pub fn load_all(&self) -> Result<Vec<(String, TopicRecord)>, BrokerError> {
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&self.topics_dir).map_err(|e| io_err(&self.topics_dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_err(&self.topics_dir, e))?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".toml"))
+            else {
+                continue;
+            };
+            let parsed = fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<TopicRecord>(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(rec) => out.push((name.to_string(), rec)),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), "skipping unreadable topic metadata: {e}")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn save(&self, name: &str, rec: &TopicRecord) -> Result<(), BrokerError> {
+        let text = toml::to_string(rec).map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        write_atomic(&self.topics_dir.join(format!("{name}.toml")), &text)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), BrokerError> {
+        let path = self.topics_dir.join(format!("{name}.toml"));
+        fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        sync_dir(&self.topics_dir)
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), BrokerError> {
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
+    if let Err(e) = f.sync_all() {
+        crate::fatal::fail_stop(format!("fsync {}: {e}", tmp.display()));
+    }
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
+    let f = fs::File::open(dir).map_err(|e| io_err(dir, e))?;
+    if let Err(e) = f.sync_all() {
+        crate::fatal::fail_stop(format!("fsync dir {}: {e}", dir.display()));
+    }
+    Ok(())
+}

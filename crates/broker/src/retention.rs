@@ -1,0 +1,41 @@
+//! Retention runs on its own thread so deleting old segments never stalls a produce or fetch
+//! for longer than the partition's write lock is held per segment removed.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::Broker;
+
+/// Applies retention to every partition once; returns the number of segments removed.
+pub fn run_once(broker: &Broker) -> usize {
+    let now = crate::now_ms();
+    let mut removed = 0;
+    for topic in broker.topics() {
+        for p in topic.partitions() {
+            match p.apply_retention(now) {
+                Ok(n) => removed += n,
+                Err(e) => tracing::warn!(partition = ?p, "retention failed: {e}"),
+            }
+        }
+    }
+    removed
+}
+
+/// Runs [`run_once`] every `interval` until the broker is dropped.
+pub fn spawn(broker: &Arc<Broker>, interval: Duration) -> std::io::Result<()> {
+    let weak: Weak<Broker> = Arc::downgrade(broker);
+    std::thread::Builder::new()
+        .name("strom-retention".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(broker) = weak.upgrade() else { return };
+            if broker.is_stopping() {
+                return;
+            }
+            let n = run_once(&broker);
+            if n > 0 {
+                tracing::info!(segments = n, "retention removed segments");
+            }
+        })?;
+    Ok(())
+}

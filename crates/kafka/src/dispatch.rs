@@ -1,0 +1,125 @@
+//! From a frame to a (future) response: header, version check, pre-check, decode, handler, encode.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::handlers::{self, Reply};
+use crate::server::PendingResponse;
+use crate::{precheck, versions, Context};
+
+/// Why a request ends its connection (Kafka closes the connection on these too).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {version} of {api:?} (supported {min}..={max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// The fixed start of every request header.
+struct Prefix {
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+}
+
+fn prefix(frame: &[u8]) -> Prefix {
+    // read_frame guarantees at least MIN_FRAME_BYTES.
+    let be16 = |i: usize| i16::from_be_bytes([frame[i], frame[i + 1]]);
+    Prefix {
+        api_key: be16(0),
+        version: be16(2),
+        correlation_id: i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+    }
+}
+
+/// Starts handling one request. Work that must keep request order (appends) happens before this
+/// returns; waiting (durability, long polls) happens in the returned future.
+pub fn handle(ctx: &Arc<Context>, frame: Bytes) -> Result<PendingResponse, DispatchError> {
+    let p = prefix(&frame);
+    let api = ApiKey::try_from(p.api_key).map_err(|_| DispatchError::UnknownApiKey(p.api_key))?;
+    let Some((min, max)) = versions::supported(api) else {
+        return Err(DispatchError::UnknownApiKey(p.api_key));
+    };
+    if p.version < min || p.version > max {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 with the error and our versions so the client can downgrade.
+            let resp = handlers::api_versions::unsupported();
+            return Ok(ready(encode(p.correlation_id, api, 0, resp.into())));
+        }
+        return Err(DispatchError::UnsupportedVersion {
+            api,
+            version: p.version,
+            min,
+            max,
+        });
+    }
+    let malformed = |reason: String| DispatchError::Malformed {
+        api,
+        version: p.version,
+        reason,
+    };
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(p.version))
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    let trailing = precheck::check_request_body(p.api_key, p.version, &buf).map_err(|e| {
+        tracing::debug!(?api, version = p.version, body = ?&buf[..buf.len().min(256)], "precheck refused");
+        malformed(e.to_string())
+    })?;
+    if trailing > 0 {
+        tracing::trace!(
+            ?api,
+            version = p.version,
+            trailing,
+            "ignoring bytes after the request body"
+        );
+    }
+    let request =
+        RequestKind::decode(api, &mut buf, p.version).map_err(|e| malformed(e.to_string()))?;
+    let version = p.version;
+    let correlation_id = header.correlation_id;
+    Ok(match handlers::handle(ctx, request, version) {
+        Reply::Now(resp) => ready(encode(correlation_id, api, version, *resp)),
+        Reply::Later(fut) => Box::pin(async move {
+            let resp = fut.await?;
+            encode(correlation_id, api, version, resp)
+        }),
+        Reply::Nothing => Box::pin(async { None }),
+    })
+}
+
+fn ready(bytes: Option<Bytes>) -> PendingResponse {
+    Box::pin(async move { bytes })
+}
+
+/// Length-prefixed response frame. `None` (logged) if our own response cannot be encoded,
+/// which is a bug; the client then times out instead of the broker crashing.
+fn encode(correlation_id: i32, api: ApiKey, version: i16, resp: ResponseKind) -> Option<Bytes> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encoded = header
+        .encode(&mut out, api.response_header_version(version))
+        .and_then(|_| resp.encode(&mut out, version));
+    if let Err(e) = encoded {
+        tracing::error!(?api, version, "could not encode response: {e}");
+        return None;
+    }
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Some(out.freeze())
+}

@@ -1,0 +1,24 @@
+//! Broker errors as Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use strom_broker::BrokerError;
+
+pub fn code(err: &BrokerError) -> i16 {
+    kafka_error(err).code()
+}
+
+pub fn kafka_error(err: &BrokerError) -> ResponseError {
+    match err {
+        BrokerError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        BrokerError::InvalidTopicName(_) => ResponseError::InvalidTopicException,
+        BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        BrokerError::Corrupt(_) => ResponseError::CorruptMessage,
+        BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        BrokerError::Storage(_) => ResponseError::KafkaStorageError,
+        BrokerError::Timeout => ResponseError::RequestTimedOut,
+    }
+}

@@ -1,0 +1,182 @@
+//! CreateTopics, DeleteTopics, CreatePartitions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse,
+};
+use kafka_protocol::ResponseError;
+use strom_broker::topic::CONFIG_NAMES;
+
+use super::{str_bytes, topic_name};
+use crate::errors::kafka_error;
+use crate::Context;
+
+/// Kafka's DescribeConfigs/CreateTopics config source for a topic override and for a default.
+pub(crate) const SOURCE_TOPIC: i8 = 1;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+
+pub fn create_topics(
+    ctx: &Arc<Context>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|n| !seen.insert(n.clone()))
+        .collect();
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(t.name.clone());
+            let fail = |err: ResponseError, msg: String| {
+                result
+                    .clone()
+                    .with_error_code(err.code())
+                    .with_error_message(Some(str_bytes(msg)))
+            };
+            if duplicated.contains(&name) {
+                return fail(
+                    ResponseError::InvalidRequest,
+                    format!("topic {name} appears twice in the request"),
+                );
+            }
+            if !t.assignments.is_empty() {
+                let node = ctx.broker.node_id();
+                let foreign = t
+                    .assignments
+                    .iter()
+                    .flat_map(|a| a.broker_ids.iter())
+                    .any(|b| b.0 != node);
+                if foreign || t.assignments.iter().any(|a| a.broker_ids.len() != 1) {
+                    return fail(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("only node {node} exists"),
+                    );
+                }
+            }
+            let mut overrides = BTreeMap::new();
+            for c in t.configs {
+                match c.value {
+                    Some(v) => overrides.insert(c.name.to_string(), v.to_string()),
+                    None => {
+                        return fail(
+                            ResponseError::InvalidConfig,
+                            format!("config {} has no value", c.name.as_str()),
+                        )
+                    }
+                };
+            }
+            let partitions = if t.assignments.is_empty() {
+                t.num_partitions
+            } else {
+                t.assignments.len() as i32
+            };
+            match ctx.broker.create_topic(
+                &name,
+                partitions,
+                t.replication_factor as i32,
+                overrides,
+                req.validate_only,
+            ) {
+                Ok(topic) => {
+                    let mut r = result.with_topic_id(topic.id);
+                    if version >= 5 {
+                        let configs = CONFIG_NAMES
+                            .iter()
+                            .map(|n| {
+                                let source = if topic.overrides.contains_key(*n) {
+                                    SOURCE_TOPIC
+                                } else {
+                                    SOURCE_DEFAULT
+                                };
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(*n))
+                                    .with_value(topic.config.get(n).map(str_bytes))
+                                    .with_config_source(source)
+                            })
+                            .collect();
+                        let count = if req.validate_only {
+                            partitions.max(ctx.broker.config().default_partitions)
+                        } else {
+                            topic.partition_count() as i32
+                        };
+                        r = r
+                            .with_num_partitions(count)
+                            .with_replication_factor(1)
+                            .with_configs(Some(configs));
+                    }
+                    r
+                }
+                Err(e) => fail(kafka_error(&e), e.to_string()),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub fn delete_topics(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    // v0-5 name topics in `topic_names`; v6 in `topics`, by name or by id.
+    let by_name = req
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()));
+    let by_state = req
+        .topics
+        .into_iter()
+        .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id));
+    let responses = by_name
+        .chain(by_state)
+        .map(|(name, id)| {
+            let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(topic_name))
+                .with_topic_id(id);
+            let Some(name) = name else {
+                return result.with_error_code(ResponseError::UnknownTopicId.code());
+            };
+            match ctx.broker.delete_topic(&name) {
+                Ok(id) => result.with_topic_id(id),
+                Err(e) => result
+                    .with_error_code(kafka_error(&e).code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub fn create_partitions(
+    ctx: &Arc<Context>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            match ctx
+                .broker
+                .create_partitions(&t.name.0, t.count, req.validate_only)
+            {
+                Ok(()) => result,
+                Err(e) => result
+                    .with_error_code(kafka_error(&e).code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,178 @@
+//! Fetch: read whole batches below the high watermark; if fewer than `min_bytes` are ready, wait
+//! for any requested partition's high watermark to move, up to `max_wait_ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
+use strom_broker::Partition;
+
+use super::Reply;
+use crate::Context;
+
+/// Longest long-poll we honour, whatever the client asks.
+const MAX_WAIT_CAP_MS: i32 = 30_000;
+
+struct Want {
+    partition_index: i32,
+    partition: Result<Arc<Partition>, ResponseError>,
+    fetch_offset: i64,
+    max_bytes: usize,
+}
+
+struct TopicWants {
+    name: TopicName,
+    topic_id: uuid::Uuid,
+    partitions: Vec<Want>,
+}
+
+pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
+    let wants: Vec<TopicWants> = req
+        .topics
+        .into_iter()
+        .map(|ft| {
+            let topic = ctx.broker.topic(&ft.topic.0);
+            let partitions = ft
+                .partitions
+                .into_iter()
+                .map(|fp| {
+                    let partition = match &topic {
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                        Some(t) => t
+                            .partition(fp.partition)
+                            .ok_or(ResponseError::UnknownTopicOrPartition),
+                    }
+                    .and_then(|p| check_epoch(fp.current_leader_epoch).map(|_| p));
+                    Want {
+                        partition_index: fp.partition,
+                        partition,
+                        fetch_offset: fp.fetch_offset,
+                        max_bytes: fp.partition_max_bytes.max(0) as usize,
+                    }
+                })
+                .collect();
+            TopicWants {
+                name: ft.topic,
+                topic_id: ft.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
+    Reply::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            // Subscribe before reading, so a high watermark that moves after the read still wakes us.
+            let mut watches: Vec<_> = wants
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+                .collect();
+            let (response, bytes, errors) = read_all(&wants, max_bytes);
+            if bytes >= min_bytes
+                || errors
+                || watches.is_empty()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Some(response.into());
+            }
+            let any_moved =
+                futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            if tokio::time::timeout_at(deadline, any_moved).await.is_err() {
+                return Some(read_all(&wants, max_bytes).0.into());
+            }
+        }
+    }))
+}
+
+/// The leader epoch the client believes in must be ours (or unknown, -1).
+fn check_epoch(current_leader_epoch: i32) -> Result<(), ResponseError> {
+    match current_leader_epoch {
+        -1 => Ok(()),
+        e if e == SINGLE_NODE_LEADER_EPOCH => Ok(()),
+        e if e > SINGLE_NODE_LEADER_EPOCH => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Err(ResponseError::FencedLeaderEpoch),
+    }
+}
+
+/// Reads every wanted partition within the response budget; returns the response, the record
+/// bytes in it and whether any partition carries an error (which is answered at once).
+fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bool) {
+    let mut budget = max_bytes;
+    let mut total = 0;
+    let mut any_error = false;
+    let topics = wants
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|w| {
+                    let data = read_one(w, budget);
+                    if data.error_code != 0 {
+                        any_error = true;
+                    }
+                    let n = data.records.as_ref().map_or(0, |r| r.len());
+                    budget = budget.saturating_sub(n);
+                    total += n;
+                    data
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        any_error,
+    )
+}
+
+fn read_one(w: &Want, budget: usize) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(w.partition_index)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1);
+    let p = match &w.partition {
+        Ok(p) => p,
+        Err(e) => return base.with_error_code(e.code()),
+    };
+    let with_offsets = |d: PartitionData, hw: u64, start: u64| {
+        d.with_high_watermark(hw as i64)
+            .with_last_stable_offset(hw as i64)
+            .with_log_start_offset(start as i64)
+    };
+    let Ok(offset) = u64::try_from(w.fetch_offset) else {
+        let hw = p.high_watermark();
+        return with_offsets(base, hw, p.log_start_offset())
+            .with_error_code(ResponseError::OffsetOutOfRange.code());
+    };
+    let limit = w.max_bytes.min(budget);
+    if limit == 0 {
+        return with_offsets(base, p.high_watermark(), p.log_start_offset())
+            .with_records(Some(Default::default()));
+    }
+    match p.read(offset, limit) {
+        Ok(d) => {
+            with_offsets(base, d.high_watermark, d.log_start_offset).with_records(Some(d.records))
+        }
+        Err(e) => {
+            let hw = p.high_watermark();
+            with_offsets(base, hw, p.log_start_offset()).with_error_code(crate::errors::code(&e))
+        }
+    }
+}

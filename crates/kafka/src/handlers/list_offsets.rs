@@ -1,0 +1,73 @@
+//! ListOffsets: earliest, latest (the high watermark), max timestamp, or by timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
+use strom_broker::Partition;
+
+use crate::Context;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|lt| {
+            let topic = ctx.broker.topic(&lt.name.0);
+            let partitions = lt
+                .partitions
+                .into_iter()
+                .map(|lp| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(lp.partition_index);
+                    let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
+                    else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if lp.current_leader_epoch > SINGLE_NODE_LEADER_EPOCH {
+                        return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    match lookup(&p, lp.timestamp) {
+                        Ok((offset, ts)) => resp
+                            .with_offset(offset)
+                            .with_timestamp(ts)
+                            .with_leader_epoch(if offset >= 0 {
+                                SINGLE_NODE_LEADER_EPOCH
+                            } else {
+                                -1
+                            }),
+                        Err(e) => resp.with_error_code(crate::errors::code(&e)),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(lt.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) as Kafka answers them; -1 where there is no such offset.
+fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), strom_broker::BrokerError> {
+    Ok(match timestamp {
+        LATEST => (p.high_watermark() as i64, -1),
+        EARLIEST | EARLIEST_LOCAL => (p.log_start_offset() as i64, -1),
+        LATEST_TIERED => (-1, -1),
+        MAX_TIMESTAMP => p.max_timestamp().map_or((-1, -1), |(o, ts)| (o as i64, ts)),
+        ts if ts >= 0 => p
+            .offset_for_timestamp(ts)?
+            .map_or((-1, -1), |(o, ts)| (o as i64, ts)),
+        _ => (-1, -1),
+    })
+}

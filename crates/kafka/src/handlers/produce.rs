@@ -1,0 +1,135 @@
+//! Produce: validate and append every partition's batches now (so pipelined requests keep their
+//! order), then answer once the appends are durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use strom_broker::{BrokerError, Partition, Topic};
+use strom_storage::batch;
+
+use super::Reply;
+use crate::Context;
+
+/// Where to wait before a partition's answer may be sent.
+struct Wait {
+    topic: usize,
+    partition: usize,
+    on: Arc<Partition>,
+    end_offset: u64,
+}
+
+pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
+    let acks = req.acks;
+    let valid_acks = (-1..=1).contains(&acks);
+    let mut waits = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
+        let name = td.name.0.to_string();
+        let topic = if valid_acks {
+            ctx.broker.topic_or_auto_create(&name)
+        } else {
+            Ok(None)
+        };
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
+            let index = pd.index;
+            let resp = if !valid_acks {
+                failed(index, ResponseError::InvalidRequiredAcks, None)
+            } else {
+                match append(&topic, pd) {
+                    Ok((p, r)) => {
+                        waits.push(Wait {
+                            topic: ti,
+                            partition: pi,
+                            on: p,
+                            end_offset: r.end_offset,
+                        });
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(r.base_offset as i64)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(r.log_start_offset as i64)
+                    }
+                    Err((err, message)) => failed(index, err, message),
+                }
+            };
+            parts.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_partition_responses(parts),
+        );
+    }
+    if acks == 0 {
+        return Reply::Nothing;
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return Reply::Now(Box::new(response.into()));
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for w in waits {
+            if tokio::time::timeout_at(deadline, w.on.wait_durable(w.end_offset))
+                .await
+                .is_err()
+            {
+                let p = &mut response.responses[w.topic].partition_responses[w.partition];
+                p.error_code = ResponseError::RequestTimedOut.code();
+                p.base_offset = -1;
+            }
+        }
+        Some(response.into())
+    }))
+}
+
+type Failure = (ResponseError, Option<String>);
+
+fn append(
+    topic: &Result<Option<Arc<Topic>>, BrokerError>,
+    pd: PartitionProduceData,
+) -> Result<(Arc<Partition>, strom_broker::AppendResult), Failure> {
+    let topic = match topic {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err((ResponseError::UnknownTopicOrPartition, None)),
+        Err(e) => return Err((crate::errors::kafka_error(e), Some(e.to_string()))),
+    };
+    let p = topic
+        .partition(pd.index)
+        .ok_or((ResponseError::UnknownTopicOrPartition, None))?;
+    let records = pd.records.unwrap_or_default();
+    let batches =
+        batch::split(&records).map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;
+    if batches.is_empty() {
+        return Err((
+            ResponseError::CorruptMessage,
+            Some("no record batch".into()),
+        ));
+    }
+    match p.append(&batches) {
+        Ok(r) => Ok((p, r)),
+        Err(e) => {
+            if let BrokerError::Storage(s) = &e {
+                tracing::warn!(partition = ?p, "append failed: {s}");
+            }
+            Err((crate::errors::kafka_error(&e), Some(e.to_string())))
+        }
+    }
+}
+
+fn failed(index: i32, err: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(err.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(super::str_bytes))
+}

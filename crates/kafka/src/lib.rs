@@ -1,0 +1,47 @@
+//! The Kafka wire-protocol front end.
+//!
+//! A connection task reads size-capped frames, [`precheck`]s every length in the request body
+//! before `kafka-protocol` decodes it (its decoders allocate from wire counts), dispatches to a
+//! handler, and writes responses strictly in request order while later requests are already being
+//! processed (pipelining). Handlers talk to [`strom_broker`] only; they never touch files.
+
+pub mod dispatch;
+pub mod errors;
+pub mod frame;
+pub mod handlers;
+pub mod precheck;
+pub mod server;
+pub mod versions;
+
+use std::sync::Arc;
+
+pub use server::serve;
+
+/// Front-end settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Host and port that Metadata tells clients to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
+    pub max_request_bytes: usize,
+    /// Connections beyond this are closed at once, protecting memory and file descriptors.
+    pub max_connections: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            max_request_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// What every handler can reach.
+pub struct Context {
+    pub broker: Arc<strom_broker::Broker>,
+    pub config: KafkaConfig,
+}

@@ -1,0 +1,815 @@
+//! Request-body schemas for the pre-decode walker, one static table per api.
+//!
+//! Each table mirrors the field order and per-version presence of the
+//! matching `*_request.rs` decoder in kafka-protocol 0.18.0 (the crate Strom
+//! hands bodies to after the walk). Only fields that exist somewhere in the
+//! version range Strom checks are listed. A field's `min`/`max` are the
+//! versions in which it is on the wire; `MAX` means "through the newest
+//! version". Flexible versions (`flexible_from` and newer) switch every
+//! string/bytes/array to its compact form and give every struct a trailing
+//! tagged-field section; `tagged` lists the tags the library decodes as
+//! typed values instead of skipping them.
+//!
+//! The tests in `tests.rs` encode fully populated requests with
+//! kafka-protocol for every listed version and check that these tables
+//! consume them exactly, so a drift from the library shows up there.
+
+use super::{Elem, Field, Schema, StructDef, TaggedField, Ty};
+
+/// Open upper bound of a field's version range.
+const MAX: i16 = i16::MAX;
+/// `flexible_from` for apis without any flexible version.
+const NEVER_FLEXIBLE: i16 = i16::MAX;
+
+const BOOL: Ty = Ty::Bool;
+const I8: Ty = Ty::I8;
+const I16: Ty = Ty::I16;
+const I32: Ty = Ty::I32;
+const I64: Ty = Ty::I64;
+const UUID: Ty = Ty::Uuid;
+const STR: Ty = Ty::Str { nullable: false };
+const NSTR: Ty = Ty::Str { nullable: true };
+const BYTES: Ty = Ty::Bytes { nullable: false };
+const NBYTES: Ty = Ty::Bytes { nullable: true };
+
+const I32S: Ty = Ty::Array {
+    elem: Elem::I32,
+    nullable: false,
+};
+const STRS: Ty = Ty::Array {
+    elem: Elem::Str,
+    nullable: false,
+};
+const NULLABLE_STRS: Ty = Ty::Array {
+    elem: Elem::Str,
+    nullable: true,
+};
+
+/// An array of structs.
+const fn structs(def: &'static StructDef) -> Ty {
+    Ty::Array {
+        elem: Elem::Struct(def),
+        nullable: false,
+    }
+}
+
+/// A nullable array of structs.
+const fn nullable_structs(def: &'static StructDef) -> Ty {
+    Ty::Array {
+        elem: Elem::Struct(def),
+        nullable: true,
+    }
+}
+
+const fn field(name: &'static str, ty: Ty, min: i16, max: i16) -> Field {
+    Field { name, ty, min, max }
+}
+
+const fn tagged(tag: u32, name: &'static str, ty: Ty, min: i16, max: i16) -> TaggedField {
+    TaggedField {
+        tag,
+        name,
+        ty,
+        min,
+        max,
+    }
+}
+
+// ---- 0 Produce (kafka-protocol 0.18 knows v3..=v13; Strom checks v3..=v11) ----
+
+static PRODUCE_REQUEST: StructDef = StructDef {
+    name: "ProduceRequest",
+    fields: &[
+        field("transactional_id", NSTR, 3, MAX),
+        field("acks", I16, 3, MAX),
+        field("timeout_ms", I32, 3, MAX),
+        field("topic_data", structs(&TOPIC_PRODUCE_DATA), 3, MAX),
+    ],
+    tagged: &[],
+};
+
+static TOPIC_PRODUCE_DATA: StructDef = StructDef {
+    name: "TopicProduceData",
+    fields: &[
+        field("name", STR, 3, 12),
+        field("partition_data", structs(&PARTITION_PRODUCE_DATA), 3, MAX),
+    ],
+    tagged: &[],
+};
+
+static PARTITION_PRODUCE_DATA: StructDef = StructDef {
+    name: "PartitionProduceData",
+    fields: &[
+        field("index", I32, 3, MAX),
+        field("records", NBYTES, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 1 Fetch (kafka-protocol 0.18 knows v4..=v18; Strom checks v4..=v12) ----
+
+static FETCH_REQUEST: StructDef = StructDef {
+    name: "FetchRequest",
+    fields: &[
+        field("replica_id", I32, 4, 14),
+        field("max_wait_ms", I32, 4, MAX),
+        field("min_bytes", I32, 4, MAX),
+        field("max_bytes", I32, 4, MAX),
+        field("isolation_level", I8, 4, MAX),
+        field("session_id", I32, 7, MAX),
+        field("session_epoch", I32, 7, MAX),
+        field("topics", structs(&FETCH_TOPIC), 4, MAX),
+        field("forgotten_topics_data", structs(&FORGOTTEN_TOPIC), 7, MAX),
+        field("rack_id", STR, 11, MAX),
+    ],
+    tagged: &[
+        tagged(0, "cluster_id", NSTR, 12, MAX),
+    ],
+};
+
+static FORGOTTEN_TOPIC: StructDef = StructDef {
+    name: "ForgottenTopic",
+    fields: &[
+        field("topic", STR, 7, 12),
+        field("partitions", I32S, 7, MAX),
+    ],
+    tagged: &[],
+};
+
+static FETCH_TOPIC: StructDef = StructDef {
+    name: "FetchTopic",
+    fields: &[
+        field("topic", STR, 4, 12),
+        field("partitions", structs(&FETCH_PARTITION), 4, MAX),
+    ],
+    tagged: &[],
+};
+
+static FETCH_PARTITION: StructDef = StructDef {
+    name: "FetchPartition",
+    fields: &[
+        field("partition", I32, 4, MAX),
+        field("current_leader_epoch", I32, 9, MAX),
+        field("fetch_offset", I64, 4, MAX),
+        field("last_fetched_epoch", I32, 12, MAX),
+        field("log_start_offset", I64, 5, MAX),
+        field("partition_max_bytes", I32, 4, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 2 ListOffsets (kafka-protocol 0.18 knows v1..=v10; Strom checks v1..=v8) ----
+
+static LIST_OFFSETS_REQUEST: StructDef = StructDef {
+    name: "ListOffsetsRequest",
+    fields: &[
+        field("replica_id", I32, 1, MAX),
+        field("isolation_level", I8, 2, MAX),
+        field("topics", structs(&LIST_OFFSETS_TOPIC), 1, MAX),
+    ],
+    tagged: &[],
+};
+
+static LIST_OFFSETS_TOPIC: StructDef = StructDef {
+    name: "ListOffsetsTopic",
+    fields: &[
+        field("name", STR, 1, MAX),
+        field("partitions", structs(&LIST_OFFSETS_PARTITION), 1, MAX),
+    ],
+    tagged: &[],
+};
+
+static LIST_OFFSETS_PARTITION: StructDef = StructDef {
+    name: "ListOffsetsPartition",
+    fields: &[
+        field("partition_index", I32, 1, MAX),
+        field("current_leader_epoch", I32, 4, MAX),
+        field("timestamp", I64, 1, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 3 Metadata (kafka-protocol 0.18 knows v0..=v13; Strom checks v0..=v12) ----
+
+static METADATA_REQUEST: StructDef = StructDef {
+    name: "MetadataRequest",
+    fields: &[
+        field("topics", nullable_structs(&METADATA_REQUEST_TOPIC), 0, MAX),
+        field("allow_auto_topic_creation", BOOL, 4, MAX),
+        field("include_cluster_authorized_operations", BOOL, 8, 10),
+        field("include_topic_authorized_operations", BOOL, 8, MAX),
+    ],
+    tagged: &[],
+};
+
+static METADATA_REQUEST_TOPIC: StructDef = StructDef {
+    name: "MetadataRequestTopic",
+    fields: &[
+        field("topic_id", UUID, 10, MAX),
+        field("name", NSTR, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 8 OffsetCommit (kafka-protocol 0.18 knows v2..=v9; Strom checks v2..=v9) ----
+
+static OFFSET_COMMIT_REQUEST: StructDef = StructDef {
+    name: "OffsetCommitRequest",
+    fields: &[
+        field("group_id", STR, 2, MAX),
+        field("generation_id_or_member_epoch", I32, 2, MAX),
+        field("member_id", STR, 2, MAX),
+        field("group_instance_id", NSTR, 7, MAX),
+        field("retention_time_ms", I64, 2, 4),
+        field("topics", structs(&OFFSET_COMMIT_REQUEST_TOPIC), 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_COMMIT_REQUEST_TOPIC: StructDef = StructDef {
+    name: "OffsetCommitRequestTopic",
+    fields: &[
+        field("name", STR, 2, MAX),
+        field("partitions", structs(&OFFSET_COMMIT_REQUEST_PARTITION), 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_COMMIT_REQUEST_PARTITION: StructDef = StructDef {
+    name: "OffsetCommitRequestPartition",
+    fields: &[
+        field("partition_index", I32, 2, MAX),
+        field("committed_offset", I64, 2, MAX),
+        field("committed_leader_epoch", I32, 6, MAX),
+        field("committed_metadata", NSTR, 2, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 9 OffsetFetch (kafka-protocol 0.18 knows v1..=v9; Strom checks v1..=v9) ----
+
+static OFFSET_FETCH_REQUEST: StructDef = StructDef {
+    name: "OffsetFetchRequest",
+    fields: &[
+        field("group_id", STR, 1, 7),
+        field("topics", nullable_structs(&OFFSET_FETCH_REQUEST_TOPIC), 1, 7),
+        field("groups", structs(&OFFSET_FETCH_REQUEST_GROUP), 8, MAX),
+        field("require_stable", BOOL, 7, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FETCH_REQUEST_GROUP: StructDef = StructDef {
+    name: "OffsetFetchRequestGroup",
+    fields: &[
+        field("group_id", STR, 8, MAX),
+        field("member_id", NSTR, 9, MAX),
+        field("member_epoch", I32, 9, MAX),
+        field("topics", nullable_structs(&OFFSET_FETCH_REQUEST_TOPICS), 8, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FETCH_REQUEST_TOPICS: StructDef = StructDef {
+    name: "OffsetFetchRequestTopics",
+    fields: &[
+        field("name", STR, 8, MAX),
+        field("partition_indexes", I32S, 8, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FETCH_REQUEST_TOPIC: StructDef = StructDef {
+    name: "OffsetFetchRequestTopic",
+    fields: &[
+        field("name", STR, 1, 7),
+        field("partition_indexes", I32S, 1, 7),
+    ],
+    tagged: &[],
+};
+
+// ---- 10 FindCoordinator (kafka-protocol 0.18 knows v0..=v6; Strom checks v0..=v4) ----
+
+static FIND_COORDINATOR_REQUEST: StructDef = StructDef {
+    name: "FindCoordinatorRequest",
+    fields: &[
+        field("key", STR, 0, 3),
+        field("key_type", I8, 1, MAX),
+        field("coordinator_keys", STRS, 4, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 11 JoinGroup (kafka-protocol 0.18 knows v0..=v9; Strom checks v0..=v9) ----
+
+static JOIN_GROUP_REQUEST: StructDef = StructDef {
+    name: "JoinGroupRequest",
+    fields: &[
+        field("group_id", STR, 0, MAX),
+        field("session_timeout_ms", I32, 0, MAX),
+        field("rebalance_timeout_ms", I32, 1, MAX),
+        field("member_id", STR, 0, MAX),
+        field("group_instance_id", NSTR, 5, MAX),
+        field("protocol_type", STR, 0, MAX),
+        field("protocols", structs(&JOIN_GROUP_REQUEST_PROTOCOL), 0, MAX),
+        field("reason", NSTR, 8, MAX),
+    ],
+    tagged: &[],
+};
+
+static JOIN_GROUP_REQUEST_PROTOCOL: StructDef = StructDef {
+    name: "JoinGroupRequestProtocol",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("metadata", BYTES, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 12 Heartbeat (kafka-protocol 0.18 knows v0..=v4; Strom checks v0..=v4) ----
+
+static HEARTBEAT_REQUEST: StructDef = StructDef {
+    name: "HeartbeatRequest",
+    fields: &[
+        field("group_id", STR, 0, MAX),
+        field("generation_id", I32, 0, MAX),
+        field("member_id", STR, 0, MAX),
+        field("group_instance_id", NSTR, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 13 LeaveGroup (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+
+static LEAVE_GROUP_REQUEST: StructDef = StructDef {
+    name: "LeaveGroupRequest",
+    fields: &[
+        field("group_id", STR, 0, MAX),
+        field("member_id", STR, 0, 2),
+        field("members", structs(&MEMBER_IDENTITY), 3, MAX),
+    ],
+    tagged: &[],
+};
+
+static MEMBER_IDENTITY: StructDef = StructDef {
+    name: "MemberIdentity",
+    fields: &[
+        field("member_id", STR, 3, MAX),
+        field("group_instance_id", NSTR, 3, MAX),
+        field("reason", NSTR, 5, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 14 SyncGroup (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+
+static SYNC_GROUP_REQUEST: StructDef = StructDef {
+    name: "SyncGroupRequest",
+    fields: &[
+        field("group_id", STR, 0, MAX),
+        field("generation_id", I32, 0, MAX),
+        field("member_id", STR, 0, MAX),
+        field("group_instance_id", NSTR, 3, MAX),
+        field("protocol_type", NSTR, 5, MAX),
+        field("protocol_name", NSTR, 5, MAX),
+        field("assignments", structs(&SYNC_GROUP_REQUEST_ASSIGNMENT), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static SYNC_GROUP_REQUEST_ASSIGNMENT: StructDef = StructDef {
+    name: "SyncGroupRequestAssignment",
+    fields: &[
+        field("member_id", STR, 0, MAX),
+        field("assignment", BYTES, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 15 DescribeGroups (kafka-protocol 0.18 knows v0..=v6; Strom checks v0..=v5) ----
+
+static DESCRIBE_GROUPS_REQUEST: StructDef = StructDef {
+    name: "DescribeGroupsRequest",
+    fields: &[
+        field("groups", STRS, 0, MAX),
+        field("include_authorized_operations", BOOL, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 16 ListGroups (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+
+static LIST_GROUPS_REQUEST: StructDef = StructDef {
+    name: "ListGroupsRequest",
+    fields: &[
+        field("states_filter", STRS, 4, MAX),
+        field("types_filter", STRS, 5, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 18 ApiVersions (kafka-protocol 0.18 knows v0..=v4; Strom checks v0..=v3) ----
+
+static API_VERSIONS_REQUEST: StructDef = StructDef {
+    name: "ApiVersionsRequest",
+    fields: &[
+        field("client_software_name", STR, 3, MAX),
+        field("client_software_version", STR, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 19 CreateTopics (kafka-protocol 0.18 knows v2..=v7; Strom checks v2..=v7) ----
+
+static CREATE_TOPICS_REQUEST: StructDef = StructDef {
+    name: "CreateTopicsRequest",
+    fields: &[
+        field("topics", structs(&CREATABLE_TOPIC), 2, MAX),
+        field("timeout_ms", I32, 2, MAX),
+        field("validate_only", BOOL, 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static CREATABLE_TOPIC: StructDef = StructDef {
+    name: "CreatableTopic",
+    fields: &[
+        field("name", STR, 2, MAX),
+        field("num_partitions", I32, 2, MAX),
+        field("replication_factor", I16, 2, MAX),
+        field("assignments", structs(&CREATABLE_REPLICA_ASSIGNMENT), 2, MAX),
+        field("configs", structs(&CREATABLE_TOPIC_CONFIG), 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static CREATABLE_TOPIC_CONFIG: StructDef = StructDef {
+    name: "CreatableTopicConfig",
+    fields: &[
+        field("name", STR, 2, MAX),
+        field("value", NSTR, 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static CREATABLE_REPLICA_ASSIGNMENT: StructDef = StructDef {
+    name: "CreatableReplicaAssignment",
+    fields: &[
+        field("partition_index", I32, 2, MAX),
+        field("broker_ids", I32S, 2, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 20 DeleteTopics (kafka-protocol 0.18 knows v1..=v6; Strom checks v1..=v6) ----
+
+static DELETE_TOPICS_REQUEST: StructDef = StructDef {
+    name: "DeleteTopicsRequest",
+    fields: &[
+        field("topics", structs(&DELETE_TOPIC_STATE), 6, MAX),
+        field("topic_names", STRS, 1, 5),
+        field("timeout_ms", I32, 1, MAX),
+    ],
+    tagged: &[],
+};
+
+static DELETE_TOPIC_STATE: StructDef = StructDef {
+    name: "DeleteTopicState",
+    fields: &[
+        field("name", NSTR, 6, MAX),
+        field("topic_id", UUID, 6, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 22 InitProducerId (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+
+static INIT_PRODUCER_ID_REQUEST: StructDef = StructDef {
+    name: "InitProducerIdRequest",
+    fields: &[
+        field("transactional_id", NSTR, 0, MAX),
+        field("transaction_timeout_ms", I32, 0, MAX),
+        field("producer_id", I64, 3, MAX),
+        field("producer_epoch", I16, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 23 OffsetForLeaderEpoch (kafka-protocol 0.18 knows v2..=v4; Strom checks v2..=v4) ----
+
+static OFFSET_FOR_LEADER_EPOCH_REQUEST: StructDef = StructDef {
+    name: "OffsetForLeaderEpochRequest",
+    fields: &[
+        field("replica_id", I32, 3, MAX),
+        field("topics", structs(&OFFSET_FOR_LEADER_TOPIC), 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FOR_LEADER_TOPIC: StructDef = StructDef {
+    name: "OffsetForLeaderTopic",
+    fields: &[
+        field("topic", STR, 2, MAX),
+        field("partitions", structs(&OFFSET_FOR_LEADER_PARTITION), 2, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_FOR_LEADER_PARTITION: StructDef = StructDef {
+    name: "OffsetForLeaderPartition",
+    fields: &[
+        field("partition", I32, 2, MAX),
+        field("current_leader_epoch", I32, 2, MAX),
+        field("leader_epoch", I32, 2, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 32 DescribeConfigs (kafka-protocol 0.18 knows v1..=v4; Strom checks v1..=v4) ----
+
+static DESCRIBE_CONFIGS_REQUEST: StructDef = StructDef {
+    name: "DescribeConfigsRequest",
+    fields: &[
+        field("resources", structs(&DESCRIBE_CONFIGS_RESOURCE), 1, MAX),
+        field("include_synonyms", BOOL, 1, MAX),
+        field("include_documentation", BOOL, 3, MAX),
+    ],
+    tagged: &[],
+};
+
+static DESCRIBE_CONFIGS_RESOURCE: StructDef = StructDef {
+    name: "DescribeConfigsResource",
+    fields: &[
+        field("resource_type", I8, 1, MAX),
+        field("resource_name", STR, 1, MAX),
+        field("configuration_keys", NULLABLE_STRS, 1, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 37 CreatePartitions (kafka-protocol 0.18 knows v0..=v3; Strom checks v0..=v3) ----
+
+static CREATE_PARTITIONS_REQUEST: StructDef = StructDef {
+    name: "CreatePartitionsRequest",
+    fields: &[
+        field("topics", structs(&CREATE_PARTITIONS_TOPIC), 0, MAX),
+        field("timeout_ms", I32, 0, MAX),
+        field("validate_only", BOOL, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static CREATE_PARTITIONS_TOPIC: StructDef = StructDef {
+    name: "CreatePartitionsTopic",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("count", I32, 0, MAX),
+        field("assignments", nullable_structs(&CREATE_PARTITIONS_ASSIGNMENT), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static CREATE_PARTITIONS_ASSIGNMENT: StructDef = StructDef {
+    name: "CreatePartitionsAssignment",
+    fields: &[
+        field("broker_ids", I32S, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 42 DeleteGroups (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v2) ----
+
+static DELETE_GROUPS_REQUEST: StructDef = StructDef {
+    name: "DeleteGroupsRequest",
+    fields: &[
+        field("groups_names", STRS, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 47 OffsetDelete (kafka-protocol 0.18 knows v0..=v0; Strom checks v0..=v0) ----
+
+static OFFSET_DELETE_REQUEST: StructDef = StructDef {
+    name: "OffsetDeleteRequest",
+    fields: &[
+        field("group_id", STR, 0, MAX),
+        field("topics", structs(&OFFSET_DELETE_REQUEST_TOPIC), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_DELETE_REQUEST_TOPIC: StructDef = StructDef {
+    name: "OffsetDeleteRequestTopic",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("partitions", structs(&OFFSET_DELETE_REQUEST_PARTITION), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static OFFSET_DELETE_REQUEST_PARTITION: StructDef = StructDef {
+    name: "OffsetDeleteRequestPartition",
+    fields: &[
+        field("partition_index", I32, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 60 DescribeCluster (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v1) ----
+
+static DESCRIBE_CLUSTER_REQUEST: StructDef = StructDef {
+    name: "DescribeClusterRequest",
+    fields: &[
+        field("include_cluster_authorized_operations", BOOL, 0, MAX),
+        field("endpoint_type", I8, 1, MAX),
+    ],
+    tagged: &[],
+};
+
+/// Every request schema this module knows, one per api key.
+pub(super) static SCHEMAS: &[Schema] = &[
+    Schema {
+        api_key: 0,
+        name: "Produce",
+        min_version: 3,
+        max_version: 11,
+        flexible_from: 9,
+        body: &PRODUCE_REQUEST,
+    },
+    Schema {
+        api_key: 1,
+        name: "Fetch",
+        min_version: 4,
+        max_version: 12,
+        flexible_from: 12,
+        body: &FETCH_REQUEST,
+    },
+    Schema {
+        api_key: 2,
+        name: "ListOffsets",
+        min_version: 1,
+        max_version: 8,
+        flexible_from: 6,
+        body: &LIST_OFFSETS_REQUEST,
+    },
+    Schema {
+        api_key: 3,
+        name: "Metadata",
+        min_version: 0,
+        max_version: 12,
+        flexible_from: 9,
+        body: &METADATA_REQUEST,
+    },
+    Schema {
+        api_key: 8,
+        name: "OffsetCommit",
+        min_version: 2,
+        max_version: 9,
+        flexible_from: 8,
+        body: &OFFSET_COMMIT_REQUEST,
+    },
+    Schema {
+        api_key: 9,
+        name: "OffsetFetch",
+        min_version: 1,
+        max_version: 9,
+        flexible_from: 6,
+        body: &OFFSET_FETCH_REQUEST,
+    },
+    Schema {
+        api_key: 10,
+        name: "FindCoordinator",
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 3,
+        body: &FIND_COORDINATOR_REQUEST,
+    },
+    Schema {
+        api_key: 11,
+        name: "JoinGroup",
+        min_version: 0,
+        max_version: 9,
+        flexible_from: 6,
+        body: &JOIN_GROUP_REQUEST,
+    },
+    Schema {
+        api_key: 12,
+        name: "Heartbeat",
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 4,
+        body: &HEARTBEAT_REQUEST,
+    },
+    Schema {
+        api_key: 13,
+        name: "LeaveGroup",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 4,
+        body: &LEAVE_GROUP_REQUEST,
+    },
+    Schema {
+        api_key: 14,
+        name: "SyncGroup",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 4,
+        body: &SYNC_GROUP_REQUEST,
+    },
+    Schema {
+        api_key: 15,
+        name: "DescribeGroups",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 5,
+        body: &DESCRIBE_GROUPS_REQUEST,
+    },
+    Schema {
+        api_key: 16,
+        name: "ListGroups",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 3,
+        body: &LIST_GROUPS_REQUEST,
+    },
+    Schema {
+        api_key: 18,
+        name: "ApiVersions",
+        min_version: 0,
+        max_version: 3,
+        flexible_from: 3,
+        body: &API_VERSIONS_REQUEST,
+    },
+    Schema {
+        api_key: 19,
+        name: "CreateTopics",
+        min_version: 2,
+        max_version: 7,
+        flexible_from: 5,
+        body: &CREATE_TOPICS_REQUEST,
+    },
+    Schema {
+        api_key: 20,
+        name: "DeleteTopics",
+        min_version: 1,
+        max_version: 6,
+        flexible_from: 4,
+        body: &DELETE_TOPICS_REQUEST,
+    },
+    Schema {
+        api_key: 22,
+        name: "InitProducerId",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 2,
+        body: &INIT_PRODUCER_ID_REQUEST,
+    },
+    Schema {
+        api_key: 23,
+        name: "OffsetForLeaderEpoch",
+        min_version: 2,
+        max_version: 4,
+        flexible_from: 4,
+        body: &OFFSET_FOR_LEADER_EPOCH_REQUEST,
+    },
+    Schema {
+        api_key: 32,
+        name: "DescribeConfigs",
+        min_version: 1,
+        max_version: 4,
+        flexible_from: 4,
+        body: &DESCRIBE_CONFIGS_REQUEST,
+    },
+    Schema {
+        api_key: 37,
+        name: "CreatePartitions",
+        min_version: 0,
+        max_version: 3,
+        flexible_from: 2,
+        body: &CREATE_PARTITIONS_REQUEST,
+    },
+    Schema {
+        api_key: 42,
+        name: "DeleteGroups",
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        body: &DELETE_GROUPS_REQUEST,
+    },
+    Schema {
+        api_key: 47,
+        name: "OffsetDelete",
+        min_version: 0,
+        max_version: 0,
+        flexible_from: NEVER_FLEXIBLE,
+        body: &OFFSET_DELETE_REQUEST,
+    },
+    Schema {
+        api_key: 60,
+        name: "DescribeCluster",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 0,
+        body: &DESCRIBE_CLUSTER_REQUEST,
+    },
+];

@@ -1,0 +1,1373 @@
+//! Tests proving the schemas match kafka-protocol 0.18 and the walker rejects
+//! hostile bodies.
+//!
+//! The core check: for every api and version, requests with every field
+//! populated (built with kafka-protocol's own types and encoder) must be
+//! accepted and consumed exactly, and the library must decode the same bytes.
+
+use super::*;
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_topics_request::{DeleteTopicState, DeleteTopicsRequest};
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_configs_request::{
+    DescribeConfigsRequest, DescribeConfigsResource,
+};
+use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
+};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
+use kafka_protocol::messages::leave_group_request::{LeaveGroupRequest, MemberIdentity};
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
+use kafka_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
+use kafka_protocol::messages::{BrokerId, GroupId, ProducerId, TopicName, TransactionalId};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use proptest::prelude::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+/// The ranges Strom advertises (api key, min, max).
+const EXPECTED: &[(i16, i16, i16)] = &[
+    (0, 3, 11),
+    (1, 4, 12),
+    (2, 1, 8),
+    (3, 0, 12),
+    (8, 2, 9),
+    (9, 1, 9),
+    (10, 0, 4),
+    (11, 0, 9),
+    (12, 0, 4),
+    (13, 0, 5),
+    (14, 0, 5),
+    (15, 0, 5),
+    (16, 0, 5),
+    (18, 0, 3),
+    (19, 2, 7),
+    (20, 1, 6),
+    (22, 0, 5),
+    (23, 2, 4),
+    (32, 1, 4),
+    (37, 0, 3),
+    (42, 0, 2),
+    (47, 0, 0),
+    (60, 0, 1),
+];
+
+// ---------------------------------------------------------------------------
+// Building populated requests with kafka-protocol.
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    /// (type, field) -> whether the setter was accepted by the encoder in at
+    /// least one version.
+    static SETTERS: RefCell<BTreeMap<(&'static str, &'static str), bool>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+fn note(ty: &'static str, field: &'static str, ok: bool) {
+    SETTERS.with(|m| *m.borrow_mut().entry((ty, field)).or_insert(false) |= ok);
+}
+
+fn encodes<T: Encodable>(value: &T, version: i16) -> bool {
+    value.encode(&mut BytesMut::new(), version).is_ok()
+}
+
+/// Starts from `Default` and sets each listed field, keeping a setting only
+/// if the value still encodes at `version` (kafka-protocol refuses non-default
+/// values in fields a version cannot carry).
+macro_rules! fill {
+    ($ty:ident, $v:expr; $($field:ident = $val:expr),* $(,)?) => {{
+        let version: i16 = $v;
+        let mut value = $ty::default();
+        $(
+            let mut candidate = value.clone();
+            candidate.$field = $val;
+            let ok = encodes(&candidate, version);
+            note(stringify!($ty), stringify!($field), ok);
+            if ok {
+                value = candidate;
+            }
+        )*
+        value
+    }};
+}
+
+const ID: Uuid = Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+
+fn s(x: &'static str) -> StrBytes {
+    StrBytes::from_static_str(x)
+}
+
+/// A non-nullable string: non-empty when `full`.
+fn st(full: bool, x: &'static str) -> StrBytes {
+    s(if full { x } else { "" })
+}
+
+/// A nullable string: `Some` when `full`.
+fn opt(full: bool, x: &'static str) -> Option<StrBytes> {
+    full.then(|| s(x))
+}
+
+/// Three elements when `full`, one otherwise.
+fn many<T>(full: bool, mk: impl FnMut(i32) -> T) -> Vec<T> {
+    (0..if full { 3 } else { 1 }).map(mk).collect()
+}
+
+fn blob(full: bool) -> Bytes {
+    if full {
+        Bytes::from_static(b"\x00\x01opaque\xff")
+    } else {
+        Bytes::new()
+    }
+}
+
+/// Unknown tagged fields (ignored by the encoder in non-flexible versions).
+fn tags(full: bool) -> BTreeMap<i32, Bytes> {
+    if full {
+        BTreeMap::from([
+            (1000, Bytes::from_static(b"tagged")),
+            (70_000, Bytes::new()),
+        ])
+    } else {
+        BTreeMap::new()
+    }
+}
+
+fn produce(v: i16, m: Mode) -> ProduceRequest {
+    let f = m == Mode::Full;
+    fill!(ProduceRequest, v;
+        transactional_id = f.then(|| TransactionalId(s("txn-1"))),
+        acks = -1,
+        timeout_ms = 30_000,
+        topic_data = many(f, |t| fill!(TopicProduceData, v;
+            name = TopicName(st(f, "orders")),
+            partition_data = many(f, |p| fill!(PartitionProduceData, v;
+                index = t * 10 + p,
+                records = f.then(|| blob(true)),
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn fetch(v: i16, m: Mode) -> FetchRequest {
+    let f = m == Mode::Full;
+    fill!(FetchRequest, v;
+        cluster_id = opt(f, "cluster-x"),
+        replica_id = BrokerId(-1),
+        max_wait_ms = 500,
+        min_bytes = 1,
+        max_bytes = 52_428_800,
+        isolation_level = 1,
+        session_id = 17,
+        session_epoch = 3,
+        topics = many(f, |t| fill!(FetchTopic, v;
+            topic = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(FetchPartition, v;
+                partition = t * 10 + p,
+                current_leader_epoch = 4,
+                fetch_offset = 1_000_000_007,
+                last_fetched_epoch = 3,
+                log_start_offset = 12,
+                partition_max_bytes = 1_048_576,
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        forgotten_topics_data = many(f, |_| fill!(ForgottenTopic, v;
+            topic = TopicName(st(f, "gone")),
+            partitions = many(f, |p| p),
+            unknown_tagged_fields = tags(f),
+        )),
+        rack_id = st(f, "rack-1"),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn list_offsets(v: i16, m: Mode) -> ListOffsetsRequest {
+    let f = m == Mode::Full;
+    fill!(ListOffsetsRequest, v;
+        replica_id = BrokerId(-1),
+        isolation_level = 1,
+        topics = many(f, |_| fill!(ListOffsetsTopic, v;
+            name = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(ListOffsetsPartition, v;
+                partition_index = p,
+                current_leader_epoch = 2,
+                timestamp = -2,
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn metadata(v: i16, m: Mode) -> MetadataRequest {
+    let f = m == Mode::Full;
+    fill!(MetadataRequest, v;
+        topics = (m != Mode::Nulls).then(|| many(f, |_| fill!(MetadataRequestTopic, v;
+            topic_id = ID,
+            name = f.then(|| TopicName(s("orders"))),
+            unknown_tagged_fields = tags(f),
+        ))),
+        allow_auto_topic_creation = false,
+        include_cluster_authorized_operations = true,
+        include_topic_authorized_operations = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn offset_commit(v: i16, m: Mode) -> OffsetCommitRequest {
+    let f = m == Mode::Full;
+    fill!(OffsetCommitRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        generation_id_or_member_epoch = 5,
+        member_id = st(f, "member-1"),
+        group_instance_id = opt(f, "instance-1"),
+        retention_time_ms = 86_400_000,
+        topics = many(f, |_| fill!(OffsetCommitRequestTopic, v;
+            name = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(OffsetCommitRequestPartition, v;
+                partition_index = p,
+                committed_offset = 4242,
+                committed_leader_epoch = 7,
+                committed_metadata = opt(f, "meta"),
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn offset_fetch(v: i16, m: Mode) -> OffsetFetchRequest {
+    let f = m == Mode::Full;
+    fill!(OffsetFetchRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        topics = (m != Mode::Nulls).then(|| many(f, |_| fill!(OffsetFetchRequestTopic, v;
+            name = TopicName(s("orders")),
+            partition_indexes = many(f, |p| p),
+            unknown_tagged_fields = tags(f),
+        ))),
+        groups = many(f, |_| fill!(OffsetFetchRequestGroup, v;
+            group_id = GroupId(st(f, "group-b")),
+            member_id = opt(f, "member-2"),
+            member_epoch = 9,
+            topics = (m != Mode::Nulls).then(|| many(f, |_| fill!(OffsetFetchRequestTopics, v;
+                name = TopicName(s("orders")),
+                partition_indexes = many(f, |p| p),
+                unknown_tagged_fields = tags(f),
+            ))),
+            unknown_tagged_fields = tags(f),
+        )),
+        require_stable = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn find_coordinator(v: i16, m: Mode) -> FindCoordinatorRequest {
+    let f = m == Mode::Full;
+    fill!(FindCoordinatorRequest, v;
+        key = st(f, "group-a"),
+        key_type = 1,
+        coordinator_keys = many(f, |_| s("group-b")),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn join_group(v: i16, m: Mode) -> JoinGroupRequest {
+    let f = m == Mode::Full;
+    fill!(JoinGroupRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        session_timeout_ms = 45_000,
+        rebalance_timeout_ms = 300_000,
+        member_id = st(f, "member-1"),
+        group_instance_id = opt(f, "instance-1"),
+        protocol_type = st(f, "consumer"),
+        protocols = many(f, |_| fill!(JoinGroupRequestProtocol, v;
+            name = st(f, "range"),
+            metadata = blob(f),
+            unknown_tagged_fields = tags(f),
+        )),
+        reason = opt(f, "rejoin"),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn heartbeat(v: i16, m: Mode) -> HeartbeatRequest {
+    let f = m == Mode::Full;
+    fill!(HeartbeatRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        generation_id = 3,
+        member_id = st(f, "member-1"),
+        group_instance_id = opt(f, "instance-1"),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn leave_group(v: i16, m: Mode) -> LeaveGroupRequest {
+    let f = m == Mode::Full;
+    fill!(LeaveGroupRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        member_id = st(f, "member-1"),
+        members = many(f, |_| fill!(MemberIdentity, v;
+            member_id = st(f, "member-2"),
+            group_instance_id = opt(f, "instance-2"),
+            reason = opt(f, "bye"),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn sync_group(v: i16, m: Mode) -> SyncGroupRequest {
+    let f = m == Mode::Full;
+    fill!(SyncGroupRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        generation_id = 3,
+        member_id = st(f, "member-1"),
+        group_instance_id = opt(f, "instance-1"),
+        protocol_type = opt(f, "consumer"),
+        protocol_name = opt(f, "range"),
+        assignments = many(f, |_| fill!(SyncGroupRequestAssignment, v;
+            member_id = st(f, "member-2"),
+            assignment = blob(f),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn describe_groups(v: i16, m: Mode) -> DescribeGroupsRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeGroupsRequest, v;
+        groups = many(f, |_| GroupId(st(f, "group-a"))),
+        include_authorized_operations = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn list_groups(v: i16, m: Mode) -> ListGroupsRequest {
+    let f = m == Mode::Full;
+    fill!(ListGroupsRequest, v;
+        states_filter = many(f, |_| st(f, "Stable")),
+        types_filter = many(f, |_| st(f, "classic")),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn api_versions(v: i16, m: Mode) -> ApiVersionsRequest {
+    let f = m == Mode::Full;
+    fill!(ApiVersionsRequest, v;
+        client_software_name = st(f, "strom-test"),
+        client_software_version = st(f, "0.1.0"),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn create_topics(v: i16, m: Mode) -> CreateTopicsRequest {
+    let f = m == Mode::Full;
+    fill!(CreateTopicsRequest, v;
+        topics = many(f, |_| fill!(CreatableTopic, v;
+            name = TopicName(st(f, "orders")),
+            num_partitions = 3,
+            replication_factor = 1,
+            assignments = many(f, |p| fill!(CreatableReplicaAssignment, v;
+                partition_index = p,
+                broker_ids = many(f, BrokerId),
+                unknown_tagged_fields = tags(f),
+            )),
+            configs = many(f, |_| fill!(CreatableTopicConfig, v;
+                name = st(f, "retention.ms"),
+                value = opt(f, "1000"),
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        timeout_ms = 60_000,
+        validate_only = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn delete_topics(v: i16, m: Mode) -> DeleteTopicsRequest {
+    let f = m == Mode::Full;
+    fill!(DeleteTopicsRequest, v;
+        topics = many(f, |_| fill!(DeleteTopicState, v;
+            name = f.then(|| TopicName(s("orders"))),
+            topic_id = ID,
+            unknown_tagged_fields = tags(f),
+        )),
+        topic_names = many(f, |_| TopicName(st(f, "orders"))),
+        timeout_ms = 60_000,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn init_producer_id(v: i16, m: Mode) -> InitProducerIdRequest {
+    let f = m == Mode::Full;
+    fill!(InitProducerIdRequest, v;
+        transactional_id = f.then(|| TransactionalId(s("txn-1"))),
+        transaction_timeout_ms = 60_000,
+        producer_id = ProducerId(77),
+        producer_epoch = 3,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn offset_for_leader_epoch(v: i16, m: Mode) -> OffsetForLeaderEpochRequest {
+    let f = m == Mode::Full;
+    fill!(OffsetForLeaderEpochRequest, v;
+        replica_id = BrokerId(2),
+        topics = many(f, |_| fill!(OffsetForLeaderTopic, v;
+            topic = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(OffsetForLeaderPartition, v;
+                partition = p,
+                current_leader_epoch = 6,
+                leader_epoch = 5,
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn describe_configs(v: i16, m: Mode) -> DescribeConfigsRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeConfigsRequest, v;
+        resources = many(f, |_| fill!(DescribeConfigsResource, v;
+            resource_type = 2,
+            resource_name = st(f, "orders"),
+            configuration_keys = (m != Mode::Nulls).then(|| many(f, |_| s("retention.ms"))),
+            unknown_tagged_fields = tags(f),
+        )),
+        include_synonyms = true,
+        include_documentation = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn create_partitions(v: i16, m: Mode) -> CreatePartitionsRequest {
+    let f = m == Mode::Full;
+    fill!(CreatePartitionsRequest, v;
+        topics = many(f, |_| fill!(CreatePartitionsTopic, v;
+            name = TopicName(st(f, "orders")),
+            count = 6,
+            assignments = (m != Mode::Nulls).then(|| many(f, |_| fill!(CreatePartitionsAssignment, v;
+                broker_ids = many(f, BrokerId),
+                unknown_tagged_fields = tags(f),
+            ))),
+            unknown_tagged_fields = tags(f),
+        )),
+        timeout_ms = 60_000,
+        validate_only = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn delete_groups(v: i16, m: Mode) -> DeleteGroupsRequest {
+    let f = m == Mode::Full;
+    fill!(DeleteGroupsRequest, v;
+        groups_names = many(f, |_| GroupId(st(f, "group-a"))),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn offset_delete(v: i16, m: Mode) -> OffsetDeleteRequest {
+    let f = m == Mode::Full;
+    fill!(OffsetDeleteRequest, v;
+        group_id = GroupId(st(f, "group-a")),
+        topics = many(f, |_| fill!(OffsetDeleteRequestTopic, v;
+            name = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(OffsetDeleteRequestPartition, v;
+                partition_index = p,
+            )),
+        )),
+    )
+}
+
+fn describe_cluster(v: i16, m: Mode) -> DescribeClusterRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeClusterRequest, v;
+        include_cluster_authorized_operations = true,
+        endpoint_type = 2,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+/// How a builder fills a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One element per array, empty strings and bytes, null strings/bytes,
+    /// but nullable arrays present (so nulls inside them are exercised).
+    Sparse,
+    /// Like `Sparse`, with nullable arrays null as well.
+    Nulls,
+    /// Three elements per array, non-empty strings and bytes, `Some` for
+    /// nullable fields, unknown tagged fields in flexible versions.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `Default::default()`: empty arrays, nulls where the default is null.
+    Default,
+    Built(Mode),
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant::Default,
+    Variant::Built(Mode::Sparse),
+    Variant::Built(Mode::Nulls),
+    Variant::Built(Mode::Full),
+];
+
+fn enc<T: Encodable>(req: &T, v: i16) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    if let Err(e) = req.encode(&mut buf, v) {
+        panic!("encode v{v} failed: {e:#}");
+    }
+    buf.to_vec()
+}
+
+/// Encodes a request body of `api_key` at `v` with kafka-protocol.
+fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
+    macro_rules! pick {
+        ($t:ident, $build:ident) => {
+            match variant {
+                Variant::Default => enc(&$t::default(), v),
+                Variant::Built(mode) => enc(&$build(v, mode), v),
+            }
+        };
+    }
+    match api_key {
+        0 => pick!(ProduceRequest, produce),
+        1 => pick!(FetchRequest, fetch),
+        2 => pick!(ListOffsetsRequest, list_offsets),
+        3 => pick!(MetadataRequest, metadata),
+        8 => pick!(OffsetCommitRequest, offset_commit),
+        9 => pick!(OffsetFetchRequest, offset_fetch),
+        10 => pick!(FindCoordinatorRequest, find_coordinator),
+        11 => pick!(JoinGroupRequest, join_group),
+        12 => pick!(HeartbeatRequest, heartbeat),
+        13 => pick!(LeaveGroupRequest, leave_group),
+        14 => pick!(SyncGroupRequest, sync_group),
+        15 => pick!(DescribeGroupsRequest, describe_groups),
+        16 => pick!(ListGroupsRequest, list_groups),
+        18 => pick!(ApiVersionsRequest, api_versions),
+        19 => pick!(CreateTopicsRequest, create_topics),
+        20 => pick!(DeleteTopicsRequest, delete_topics),
+        22 => pick!(InitProducerIdRequest, init_producer_id),
+        23 => pick!(OffsetForLeaderEpochRequest, offset_for_leader_epoch),
+        32 => pick!(DescribeConfigsRequest, describe_configs),
+        37 => pick!(CreatePartitionsRequest, create_partitions),
+        42 => pick!(DeleteGroupsRequest, delete_groups),
+        47 => pick!(OffsetDeleteRequest, offset_delete),
+        60 => pick!(DescribeClusterRequest, describe_cluster),
+        _ => panic!("no builder for api key {api_key}"),
+    }
+}
+
+/// Decodes with kafka-protocol; `Ok(bytes left over)` or the error text.
+///
+/// Only call this on bodies the walker vouches for (see the proptests):
+/// on hostile bodies the library may abort the process.
+fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
+    let mut buf = Bytes::copy_from_slice(body);
+    macro_rules! dec {
+        ($t:ty) => {
+            <$t as Decodable>::decode(&mut buf, v)
+                .map(drop)
+                .map_err(|e| format!("{e:#}"))
+        };
+    }
+    let result = match api_key {
+        0 => dec!(ProduceRequest),
+        1 => dec!(FetchRequest),
+        2 => dec!(ListOffsetsRequest),
+        3 => dec!(MetadataRequest),
+        8 => dec!(OffsetCommitRequest),
+        9 => dec!(OffsetFetchRequest),
+        10 => dec!(FindCoordinatorRequest),
+        11 => dec!(JoinGroupRequest),
+        12 => dec!(HeartbeatRequest),
+        13 => dec!(LeaveGroupRequest),
+        14 => dec!(SyncGroupRequest),
+        15 => dec!(DescribeGroupsRequest),
+        16 => dec!(ListGroupsRequest),
+        18 => dec!(ApiVersionsRequest),
+        19 => dec!(CreateTopicsRequest),
+        20 => dec!(DeleteTopicsRequest),
+        22 => dec!(InitProducerIdRequest),
+        23 => dec!(OffsetForLeaderEpochRequest),
+        32 => dec!(DescribeConfigsRequest),
+        37 => dec!(CreatePartitionsRequest),
+        42 => dec!(DeleteGroupsRequest),
+        47 => dec!(OffsetDeleteRequest),
+        60 => dec!(DescribeClusterRequest),
+        _ => panic!("no decoder for api key {api_key}"),
+    };
+    result.map(|()| buf.remaining())
+}
+
+/// Every (api key, version) pair in `EXPECTED`.
+fn all_pairs() -> Vec<(i16, i16)> {
+    EXPECTED
+        .iter()
+        .flat_map(|&(key, min, max)| (min..=max).map(move |v| (key, v)))
+        .collect()
+}
+
+/// A valid body: (api key, version, variant, bytes).
+type Sample = (i16, i16, Variant, Vec<u8>);
+
+/// A sample for every pair and variant, built once.
+fn corpus() -> &'static [Sample] {
+    static CORPUS: OnceLock<Vec<Sample>> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        all_pairs()
+            .into_iter()
+            .flat_map(|(key, v)| VARIANTS.map(|variant| (key, v, variant, body(key, v, variant))))
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Schema table sanity.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn precheck_version_ranges_are_the_advertised_ones() {
+    let keys: Vec<i16> = SCHEMAS.iter().map(|s| s.api_key).collect();
+    let expected_keys: Vec<i16> = EXPECTED.iter().map(|e| e.0).collect();
+    assert_eq!(keys, expected_keys, "one schema per api key, sorted");
+    for &(key, min, max) in EXPECTED {
+        assert_eq!(supported_versions(key), Some((min, max)), "api {key}");
+        assert_eq!(
+            check_request_body(key, min - 1, &[]),
+            Err(PrecheckError::UnsupportedVersion {
+                api_key: key,
+                version: min - 1
+            })
+        );
+        assert_eq!(
+            check_request_body(key, max + 1, &[0; 64]),
+            Err(PrecheckError::UnsupportedVersion {
+                api_key: key,
+                version: max + 1
+            })
+        );
+    }
+    assert_eq!(
+        supported_apis().collect::<Vec<_>>(),
+        EXPECTED
+            .iter()
+            .map(|&(k, min, max)| (k, (min, max)))
+            .collect::<Vec<_>>()
+    );
+    for unknown in [-1, 4, 5, 6, 7, 17, 21, 36, 1000, i16::MAX, i16::MIN] {
+        assert_eq!(supported_versions(unknown), None);
+        assert!(matches!(
+            check_request_body(unknown, 0, &[]),
+            Err(PrecheckError::UnsupportedVersion { .. })
+        ));
+    }
+    // ApiVersions v4 exists in the library but Strom does not advertise it;
+    // the caller answers newer ApiVersions requests itself.
+    assert!(matches!(
+        check_request_body(18, 4, &[0, 0]),
+        Err(PrecheckError::UnsupportedVersion {
+            api_key: 18,
+            version: 4
+        })
+    ));
+}
+
+fn depth(def: &StructDef) -> usize {
+    1 + def
+        .fields
+        .iter()
+        .map(|f| match f.ty {
+            Ty::Array {
+                elem: Elem::Struct(inner),
+                ..
+            } => depth(inner),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Visits every struct reachable from `def` present at `version`.
+fn for_each_struct(
+    def: &'static StructDef,
+    version: i16,
+    visit: &mut impl FnMut(&'static StructDef),
+) {
+    visit(def);
+    for f in def.fields.iter().filter(|f| f.present(version)) {
+        if let Ty::Array {
+            elem: Elem::Struct(inner),
+            ..
+        } = f.ty
+        {
+            for_each_struct(inner, version, visit);
+        }
+    }
+}
+
+#[test]
+fn precheck_schemas_are_well_formed() {
+    for schema in SCHEMAS {
+        assert!(schema.min_version <= schema.max_version, "{}", schema.name);
+        assert!(
+            depth(schema.body) <= 4,
+            "{} nests deeper than documented",
+            schema.name
+        );
+        for v in schema.min_version..=schema.max_version {
+            let walker = Walker {
+                body: &[],
+                pos: 0,
+                end: 0,
+                version: v,
+                flexible: v >= schema.flexible_from,
+                budget: 0,
+            };
+            for_each_struct(schema.body, v, &mut |def| {
+                for f in def.fields {
+                    assert!(f.min <= f.max, "{}.{}", def.name, f.name);
+                    // Every array element occupies at least one byte, so the
+                    // count check and the element budget never reject a
+                    // well-formed body.
+                    if let Ty::Array { elem, .. } = f.ty {
+                        if f.present(v) {
+                            assert!(
+                                walker.min_elem_size(elem) >= 1,
+                                "{}.{} v{v}: zero-size elements",
+                                def.name,
+                                f.name
+                            );
+                        }
+                    }
+                }
+                for t in def.tagged {
+                    assert!(
+                        t.min >= schema.flexible_from && t.min <= t.max,
+                        "{}.{}",
+                        def.name,
+                        t.name
+                    );
+                }
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Everything kafka-protocol encodes is accepted.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn precheck_accepts_every_encoded_request() {
+    let mut checked = 0;
+    for &(key, v, variant, ref bytes) in corpus() {
+        let ctx = format!("api {key} v{v} {variant:?} ({} bytes)", bytes.len());
+        assert_eq!(
+            lib_decode(key, v, bytes),
+            Ok(0),
+            "{ctx}: library round trip"
+        );
+        assert_eq!(check_request_body(key, v, bytes), Ok(0), "{ctx}");
+        checked += 1;
+    }
+    assert_eq!(checked, all_pairs().len() * VARIANTS.len());
+
+    // Every setter was accepted by the encoder in at least one version (a
+    // setter that never sticks would leave its field untested).
+    let rejected: Vec<_> = SETTERS.with(|m| {
+        m.borrow()
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(k, _)| *k)
+            .collect()
+    });
+    assert!(
+        rejected.is_empty(),
+        "setters never accepted in any version: {rejected:?}"
+    );
+}
+
+#[test]
+fn precheck_variants_really_differ() {
+    // The built variants of each version differ from each other, so the test
+    // corpus covers empty, single-element and multi-element arrays, nulls and
+    // values.
+    for (key, v) in all_pairs() {
+        let [default, sparse, _nulls, full] = VARIANTS.map(|variant| body(key, v, variant));
+        if full.is_empty() {
+            // No fields at all in this version (ApiVersions, ListGroups v0-2).
+            assert!(default.is_empty() && sparse.is_empty(), "api {key} v{v}");
+            continue;
+        }
+        assert_ne!(full, default, "api {key} v{v}");
+        assert_ne!(full, sparse, "api {key} v{v}");
+    }
+}
+
+#[test]
+fn precheck_rejects_every_proper_prefix_and_trailing_bytes() {
+    for &(key, v, variant, ref bytes) in corpus() {
+        for cut in 0..bytes.len() {
+            let err = check_request_body(key, v, &bytes[..cut])
+                .expect_err("a proper prefix of a valid body must be rejected");
+            assert!(
+                matches!(
+                    err,
+                    PrecheckError::Truncated { .. } | PrecheckError::LengthTooLarge { .. }
+                ),
+                "api {key} v{v} {variant:?} cut at {cut}: {err:?}"
+            );
+        }
+        for extra in [&[0u8][..], &[0xff; 3][..], &[1, 2, 3, 4, 5, 6, 7, 8][..]] {
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(extra);
+            // Trailing bytes are ignored, as Kafka ignores them.
+            assert_eq!(
+                check_request_body(key, v, &longer),
+                Ok(extra.len()),
+                "api {key} v{v} {variant:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hand-made hostile bodies.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn precheck_rejects_huge_metadata_topic_count() {
+    // Metadata v0: topics array claiming 0x033c0c00 (54 million) elements.
+    let body = [0x03, 0x3c, 0x0c, 0x00, 0x00, 0x01, b'a', 0x00, 0x00, 0x00];
+    assert_eq!(
+        check_request_body(3, 0, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 0,
+            declared: 0x033c_0c00,
+            remaining: 3, // six bytes left, two per (string) element
+        })
+    );
+}
+
+fn be32(x: i32) -> [u8; 4] {
+    x.to_be_bytes()
+}
+
+#[test]
+fn precheck_rejects_i32_max_counts() {
+    // Produce v3: transactional_id null, acks, timeout, topic count.
+    let mut produce = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
+    produce.extend(be32(i32::MAX));
+    assert!(matches!(
+        check_request_body(0, 3, &produce),
+        Err(PrecheckError::LengthTooLarge { at: 8, declared, .. }) if declared == i64::from(i32::MAX)
+    ));
+
+    // Produce v3 with one topic whose partition count is i32::MAX.
+    let mut produce = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
+    produce.extend(be32(1));
+    produce.extend([0x00, 0x01, b't']);
+    produce.extend(be32(i32::MAX));
+    produce.extend([0; 16]);
+    assert!(matches!(
+        check_request_body(0, 3, &produce),
+        Err(PrecheckError::LengthTooLarge { at: 15, declared, remaining: 2 }) if declared == i64::from(i32::MAX)
+    ));
+
+    // Produce v3 with records length i32::MAX.
+    let mut produce = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
+    produce.extend(be32(1));
+    produce.extend([0x00, 0x01, b't']);
+    produce.extend(be32(1));
+    produce.extend(be32(0)); // partition index
+    produce.extend(be32(i32::MAX));
+    produce.extend([0; 10]);
+    assert_eq!(
+        check_request_body(0, 3, &produce),
+        Err(PrecheckError::LengthTooLarge {
+            at: 23,
+            declared: i64::from(i32::MAX),
+            remaining: 10
+        })
+    );
+
+    // Fetch v4: replica, max_wait, min_bytes, max_bytes, isolation, topics.
+    let mut fetch = Vec::new();
+    for x in [-1, 500, 1, 1 << 20] {
+        fetch.extend(be32(x));
+    }
+    fetch.push(0);
+    fetch.extend(be32(i32::MAX));
+    fetch.extend([0; 32]);
+    assert!(matches!(
+        check_request_body(1, 4, &fetch),
+        Err(PrecheckError::LengthTooLarge { at: 17, declared, .. }) if declared == i64::from(i32::MAX)
+    ));
+
+    // CreateTopics v2: topics count i32::MAX.
+    let mut create = be32(i32::MAX).to_vec();
+    create.extend([0; 5]);
+    assert!(matches!(
+        check_request_body(19, 2, &create),
+        Err(PrecheckError::LengthTooLarge { at: 0, declared, .. }) if declared == i64::from(i32::MAX)
+    ));
+
+    // CreateTopics v2: one topic, its broker_ids count i32::MAX.
+    let mut create = be32(1).to_vec();
+    create.extend([0x00, 0x01, b't']); // name
+    create.extend(be32(1)); // num_partitions
+    create.extend([0x00, 0x01]); // replication_factor
+    create.extend(be32(1)); // assignments: one
+    create.extend(be32(0)); // partition_index
+    create.extend(be32(i32::MAX)); // broker_ids
+    create.extend([0; 12]);
+    assert_eq!(
+        check_request_body(19, 2, &create),
+        Err(PrecheckError::LengthTooLarge {
+            at: 21,
+            declared: i64::from(i32::MAX),
+            remaining: 3, // 12 bytes of 4-byte broker ids
+        })
+    );
+}
+
+#[test]
+fn precheck_rejects_huge_compact_counts() {
+    // Metadata v9 (flexible): topics count uvarint 0xFFFFFFFF.
+    let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x00, 0x00, 0x00];
+    assert_eq!(
+        check_request_body(3, 9, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 0,
+            declared: i64::from(u32::MAX) - 1,
+            remaining: 2, // 4 bytes left, 2 per element at least
+        })
+    );
+    // Produce v9: transactional_id null, acks, timeout, topic count huge.
+    let mut produce = vec![0x00, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
+    produce.extend([0xfe, 0xff, 0xff, 0xff, 0x07]);
+    produce.extend([0; 8]);
+    assert!(matches!(
+        check_request_body(0, 9, &produce),
+        Err(PrecheckError::LengthTooLarge { at: 7, .. })
+    ));
+    // Tagged-field section claiming 2^32-1 fields (ApiVersions v3).
+    let body = [0x01, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x00];
+    assert_eq!(
+        check_request_body(18, 3, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 2,
+            declared: i64::from(u32::MAX),
+            remaining: 1,
+        })
+    );
+    // A tagged field whose size runs past the body.
+    let body = [0x01, 0x01, 0x01, 0x05, 0xff, 0x7f, 0x00];
+    assert_eq!(
+        check_request_body(18, 3, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 4,
+            declared: 0x3fff,
+            remaining: 1,
+        })
+    );
+}
+
+#[test]
+fn precheck_rejects_overlong_varints() {
+    // Six-byte varint.
+    let body = [0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00, 0x00];
+    assert_eq!(
+        check_request_body(18, 3, &body),
+        Err(PrecheckError::VarintTooLong { at: 0 })
+    );
+    // Five bytes but more than 32 bits.
+    let body = [0x81, 0x80, 0x80, 0x80, 0x10, 0x00, 0x00];
+    assert_eq!(
+        check_request_body(18, 3, &body),
+        Err(PrecheckError::VarintTooLong { at: 0 })
+    );
+    // Largest valid five-byte varint is fine as a varint (then too long).
+    let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x00];
+    assert!(matches!(
+        check_request_body(18, 3, &body),
+        Err(PrecheckError::LengthTooLarge { at: 0, .. })
+    ));
+    // A varint cut short.
+    assert_eq!(
+        check_request_body(18, 3, &[0x80, 0x80]),
+        Err(PrecheckError::Truncated { at: 2 })
+    );
+}
+
+#[test]
+fn precheck_rejects_strings_longer_than_the_body() {
+    // Heartbeat v0: group_id length 100 with 3 bytes of data.
+    let body = [0x00, 0x64, b'a', b'b', b'c'];
+    assert_eq!(
+        check_request_body(12, 0, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 0,
+            declared: 100,
+            remaining: 3
+        })
+    );
+    // i16::MAX string length.
+    let body = [0x7f, 0xff, 0, 0, 0];
+    assert!(matches!(
+        check_request_body(12, 0, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 0,
+            declared: 32767,
+            remaining: 3
+        })
+    ));
+    // Heartbeat v4 (compact): group_id length 1_000_000.
+    let body = [0xc1, 0x84, 0x3d, b'a'];
+    assert_eq!(
+        check_request_body(12, 4, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 0,
+            declared: 1_000_000,
+            remaining: 1
+        })
+    );
+    // JoinGroup v0: protocol metadata (bytes) length i32::MAX.
+    let mut body = vec![0x00, 0x01, b'g']; // group_id
+    body.extend(be32(10_000)); // session timeout
+    body.extend([0x00, 0x00]); // member_id ""
+    body.extend([0x00, 0x01, b'c']); // protocol_type
+    body.extend(be32(1)); // one protocol
+    body.extend([0x00, 0x01, b'r']); // name
+    body.extend(be32(i32::MAX)); // metadata length
+    body.extend([1, 2, 3]);
+    assert_eq!(
+        check_request_body(11, 0, &body),
+        Err(PrecheckError::LengthTooLarge {
+            at: 19,
+            declared: i64::from(i32::MAX),
+            remaining: 3
+        })
+    );
+}
+
+#[test]
+fn precheck_rejects_negative_and_misplaced_null_lengths() {
+    // Heartbeat v0: group_id length -2.
+    assert_eq!(
+        check_request_body(12, 0, &[0xff, 0xfe, 0, 0, 0, 0, 0, 0]),
+        Err(PrecheckError::NegativeLength {
+            at: 0,
+            declared: -2
+        })
+    );
+    // Heartbeat v0: group_id null (not nullable).
+    assert_eq!(
+        check_request_body(12, 0, &[0xff, 0xff, 0, 0, 0, 0, 0, 0]),
+        Err(PrecheckError::NegativeLength {
+            at: 0,
+            declared: -1
+        })
+    );
+    // Heartbeat v4: compact null group_id.
+    assert_eq!(
+        check_request_body(12, 4, &[0x00, 0, 0, 0, 0, 0x01, 0x00, 0x00]),
+        Err(PrecheckError::NegativeLength {
+            at: 0,
+            declared: -1
+        })
+    );
+    // Metadata v1: topics null is fine (all topics)...
+    assert_eq!(check_request_body(3, 1, &be32(-1)), Ok(0));
+    // ...but a count of -2 is not.
+    assert_eq!(
+        check_request_body(3, 1, &be32(-2)),
+        Err(PrecheckError::NegativeLength {
+            at: 0,
+            declared: -2
+        })
+    );
+    // CreateTopics v2: topics null is not allowed.
+    let mut create = be32(-1).to_vec();
+    create.extend([0, 0, 0, 0, 0]);
+    assert_eq!(
+        check_request_body(19, 2, &create),
+        Err(PrecheckError::NegativeLength {
+            at: 0,
+            declared: -1
+        })
+    );
+    // Produce v3: records null is fine, -5 is not.
+    let mut produce = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
+    produce.extend(be32(1));
+    produce.extend([0x00, 0x01, b't']);
+    produce.extend(be32(1));
+    produce.extend(be32(0));
+    let mut null_records = produce.clone();
+    null_records.extend(be32(-1));
+    assert_eq!(check_request_body(0, 3, &null_records), Ok(0));
+    produce.extend(be32(-5));
+    assert_eq!(
+        check_request_body(0, 3, &produce),
+        Err(PrecheckError::NegativeLength {
+            at: 23,
+            declared: -5
+        })
+    );
+}
+
+#[test]
+fn precheck_checks_typed_tagged_field_windows() {
+    // Fetch v12 with empty topics/forgotten/rack and one tagged field.
+    let mut prefix = Vec::new();
+    for x in [-1, 500, 1, 1 << 20] {
+        prefix.extend(be32(x));
+    }
+    prefix.push(0); // isolation level
+    prefix.extend(be32(0)); // session id
+    prefix.extend(be32(-1)); // session epoch
+    prefix.extend([0x01, 0x01, 0x01]); // topics [], forgotten [], rack ""
+    let with_tags = |tags: &[u8]| {
+        let mut b = prefix.clone();
+        b.extend_from_slice(tags);
+        b
+    };
+    // Tag 0 (cluster_id) of size 4 holding the compact string "abc".
+    let ok = with_tags(&[0x01, 0x00, 0x04, 0x04, b'a', b'b', b'c']);
+    assert_eq!(check_request_body(1, 12, &ok), Ok(0));
+    assert_eq!(lib_decode(1, 12, &ok), Ok(0));
+    // Size 2 but the string inside claims 3 bytes: the library would read
+    // past the declared size, so the walker refuses.
+    let short = with_tags(&[0x01, 0x00, 0x02, 0x04, b'a', b'b', b'c']);
+    assert!(matches!(
+        check_request_body(1, 12, &short),
+        Err(PrecheckError::LengthTooLarge {
+            declared: 3,
+            remaining: 1,
+            ..
+        })
+    ));
+    // Size 6 but the string fills only 4.
+    let long = with_tags(&[0x01, 0x00, 0x06, 0x04, b'a', b'b', b'c', 0, 0]);
+    assert_eq!(
+        check_request_body(1, 12, &long),
+        Err(PrecheckError::TrailingBytes { count: 2 })
+    );
+    // Unknown tags are skipped by size.
+    let unknown = with_tags(&[0x02, 0x07, 0x02, 0xaa, 0xbb, 0x80, 0x01, 0x00]);
+    assert_eq!(check_request_body(1, 12, &unknown), Ok(0));
+    assert_eq!(lib_decode(1, 12, &unknown), Ok(0));
+}
+
+#[test]
+fn precheck_large_valid_bodies_pass_and_miscounts_fail() {
+    // A large, valid CreateTopics v7 body with many small nested elements is
+    // accepted; the same body with its count bumped by one is not.
+    let req = CreateTopicsRequest::default().with_topics(
+        (0..50)
+            .map(|_| {
+                CreatableTopic::default().with_assignments(
+                    (0..20)
+                        .map(|p| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(p)
+                                .with_broker_ids(vec![BrokerId(1); 10])
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    );
+    let body = enc(&req, 7);
+    assert_eq!(check_request_body(19, 7, &body), Ok(0));
+    let mut bumped = body.clone();
+    bumped[0] += 1; // 51 topics declared, 50 present
+    assert!(check_request_body(19, 7, &bumped).is_err());
+}
+
+#[test]
+fn precheck_error_messages_are_descriptive() {
+    let err = check_request_body(3, 0, &[0x03, 0x3c, 0x0c, 0x00]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "length 54266880 at byte 0 exceeds the 0 bytes remaining"
+    );
+    assert_eq!(
+        PrecheckError::UnsupportedVersion {
+            api_key: 18,
+            version: 9
+        }
+        .to_string(),
+        "no request schema for api key 18 version 9"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Property tests.
+// ---------------------------------------------------------------------------
+
+/// Checks the walker's verdict on `bytes` against kafka-protocol.
+///
+/// * Accepted: the library must decode the body and consume all of it
+///   (allowing only content errors the walker does not look at: invalid
+///   UTF-8, and known tags the library refuses at this version).
+/// * Rejected as truncated, bad null/negative length or trailing bytes: the
+///   library must not decode it completely either. This is safe to ask only
+///   because every length the library reads before the failure point was
+///   checked by the walker; LengthTooLarge bodies are never handed over.
+fn agree_with_library(key: i16, v: i16, bytes: &[u8]) -> Result<(), TestCaseError> {
+    match check_request_body(key, v, bytes) {
+        Ok(trailing) => match lib_decode(key, v, bytes) {
+            Ok(left) => prop_assert_eq!(left, trailing, "library and walker disagree on the end"),
+            Err(e) => prop_assert!(
+                e.contains("utf-8") || e.contains("Tag "),
+                "walker accepted but library failed: {}",
+                e
+            ),
+        },
+        // Fetch v12's typed tagged field is read by the library regardless
+        // of its declared size, so after a size mismatch the library's walk
+        // is no longer the walker's: do not hand it such bodies.
+        Err(_) if key == 1 => {}
+        Err(
+            PrecheckError::Truncated { .. }
+            | PrecheckError::NegativeLength { .. }
+            | PrecheckError::TrailingBytes { .. },
+        ) => {
+            prop_assert_ne!(lib_decode(key, v, bytes), Ok(0), "library accepted it");
+        }
+        Err(PrecheckError::UnsupportedVersion { .. }) => {
+            prop_assert!(false, "pair comes from the supported list")
+        }
+        Err(PrecheckError::LengthTooLarge { .. } | PrecheckError::VarintTooLong { .. }) => {}
+    }
+    Ok(())
+}
+
+#[test]
+fn precheck_single_byte_mutations_agree_with_library() {
+    // Every byte of every full body replaced by a few interesting values.
+    let mut accepted = 0usize;
+    let mut total = 0usize;
+    for &(key, v, variant, ref bytes) in corpus() {
+        if variant != Variant::Built(Mode::Full) {
+            continue;
+        }
+        for i in 0..bytes.len() {
+            let b = bytes[i];
+            for new in [
+                0x00,
+                0x01,
+                0x7f,
+                0x80,
+                0xff,
+                b.wrapping_add(1),
+                b.wrapping_sub(1),
+            ] {
+                if new == b {
+                    continue;
+                }
+                let mut mutated = bytes.clone();
+                mutated[i] = new;
+                total += 1;
+                if check_request_body(key, v, &mutated).is_ok() {
+                    accepted += 1;
+                }
+                if let Err(e) = agree_with_library(key, v, &mutated) {
+                    panic!("api {key} v{v} byte {i} {b:#04x} -> {new:#04x}: {e}");
+                }
+            }
+        }
+    }
+    // Plenty of mutants stay well-formed (changed values, shorter strings
+    // with trailing bytes elsewhere, ...), so both directions are exercised.
+    eprintln!("single-byte mutants: {accepted} of {total} accepted");
+    assert!(accepted * 10 > total, "{accepted} of {total} accepted");
+}
+
+fn apply_mutations(mut bytes: Vec<u8>, ops: &[(u8, usize, u8)]) -> Vec<u8> {
+    for &(op, at, val) in ops {
+        let len = bytes.len();
+        match op {
+            0 if len > 0 => bytes[at % len] = val,
+            1 => bytes.insert(at % (len + 1), val),
+            2 if len > 0 => {
+                bytes.remove(at % len);
+            }
+            3 if len > 0 => bytes[at % len] ^= 1 << (val % 8),
+            4 if len > 0 => bytes[at % len] = bytes[at % len].wrapping_add(val % 5).wrapping_sub(2),
+            _ => bytes.truncate(at % (len + 1)),
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn precheck_random_bytes_never_panic(
+        pair in 0..all_pairs().len(),
+        bytes in prop::collection::vec(prop_oneof![any::<u8>(), 0u8..3, Just(0xffu8)], 0..96),
+    ) {
+        let (key, v) = all_pairs()[pair];
+        agree_with_library(key, v, &bytes)?;
+    }
+
+    #[test]
+    fn precheck_mutated_requests_agree_with_library(
+        index in 0..corpus().len(),
+        ops in prop::collection::vec((0u8..6, any::<usize>(), any::<u8>()), 1..4),
+    ) {
+        let (key, v, _, ref bytes) = corpus()[index];
+        let mutated = apply_mutations(bytes.clone(), &ops);
+        agree_with_library(key, v, &mutated)?;
+    }
+}

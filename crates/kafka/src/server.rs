@@ -1,0 +1,93 @@
+//! Accepting connections and running each one: a reader that decodes and starts requests in
+//! order, and a writer that sends their responses in the same order as they complete.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::{dispatch, frame, Context};
+
+/// A response being prepared; `None` means the request gets no response (acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// Requests a connection may have in flight; the reader stops reading beyond this (backpressure).
+const IN_FLIGHT_MAX: usize = 64;
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Accepts connections until the listener fails.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Running out of file descriptors must not end the server.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= ctx.config.max_connections {
+            tracing::warn!(%peer, "closing connection: {} connections open", ctx.config.max_connections);
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (ctx, open) = (Arc::clone(&ctx), Arc::clone(&open));
+        tokio::spawn(async move {
+            run_connection(stream, peer, ctx).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<PendingResponse>(IN_FLIGHT_MAX);
+    let writer = tokio::spawn(async move {
+        while let Some(pending) = rx.recv().await {
+            if let Some(bytes) = pending.await {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!(%peer, "write failed: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
+    loop {
+        let frame = match frame::read_frame(&mut rd, ctx.config.max_request_bytes).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(frame::FrameError::Io(e)) => {
+                tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "closing connection: {e}");
+                break;
+            }
+        };
+        match dispatch::handle(&ctx, frame) {
+            Ok(pending) => {
+                if tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    // Responses already started are still delivered before the connection closes.
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,46 @@
+//! The API versions Strom speaks. Each range must be covered by a [`crate::precheck`] schema and
+//! a handler; ApiVersions advertises exactly this table, so clients never pick anything else.
+
+use kafka_protocol::messages::ApiKey;
+
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+];
+
+/// The supported (min, max) for `key`, if Strom serves it at all.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_version_has_a_precheck_schema() {
+        for (key, min, max) in SUPPORTED {
+            let (pmin, pmax) = crate::precheck::supported_versions(*key as i16)
+                .unwrap_or_else(|| panic!("no precheck schema for {key:?}"));
+            assert!(
+                pmin <= *min && *max <= pmax,
+                "{key:?} {min}..={max} not within {pmin}..={pmax}"
+            );
+            let (lib_min, lib_max) = (key.valid_versions().min, key.valid_versions().max);
+            assert!(
+                lib_min <= *min && *max <= lib_max,
+                "{key:?} beyond kafka-protocol's range"
+            );
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Read-side queries of the log: fetch by offset and the timestamp lookups used
+//! by ListOffsets.
+
+use bytes::Bytes;
+
+use crate::error::StorageError;
+use crate::log::{Log, ReadResult};
+use crate::segment::Segment;
+
+impl Log {
+    /// Index of the segment whose offset range includes `offset`
+    /// (requires `offset >= log_start_offset()`).
+    pub(crate) fn segment_index_for(&self, offset: u64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Whole batches starting with the one containing `offset`, stopping before
+    /// `max_bytes` would be exceeded (the first batch is returned whole regardless,
+    /// as in KIP-74) and before any batch whose base offset is >= `upper_bound`.
+    /// Data comes from one segment per call. Every batch returned is CRC-checked;
+    /// a mismatch is `Corrupt`, never served.
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper_bound: u64,
+    ) -> Result<ReadResult, StorageError> {
+        let start = self.log_start_offset();
+        let end = self.next_offset();
+        if offset < start || offset > end {
+            return Err(StorageError::OffsetOutOfRange { offset, start, end });
+        }
+        let upper_bound = upper_bound.min(end);
+        if offset >= upper_bound {
+            return Ok(ReadResult {
+                bytes: Bytes::new(),
+                first_offset: offset,
+            });
+        }
+        self.segments[self.segment_index_for(offset)].read(offset, max_bytes, upper_bound)
+    }
+
+    /// The first batch whose maxTimestamp >= `ts_ms`, as (base offset, its
+    /// maxTimestamp). Batch granularity is intended: the consumer skips records
+    /// before the one it wants within the batch.
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, StorageError> {
+        for segment in &self.segments {
+            if let Some(found) = segment.find_timestamp(ts_ms)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest maxTimestamp in the log and the base offset of the first batch
+    /// carrying it. None when the log is empty.
+    pub fn max_timestamp(&self) -> Option<(u64, i64)> {
+        self.segments
+            .iter()
+            .filter_map(|s: &Segment| s.indexes.max_timestamp)
+            .fold(None, |best: Option<(i64, u64)>, (ts, offset)| match best {
+                Some((best_ts, _)) if best_ts >= ts => best,
+                _ => Some((ts, offset)),
+            })
+            .map(|(ts, offset)| (offset, ts))
+    }
+}

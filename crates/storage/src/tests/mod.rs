@@ -1,0 +1,12 @@
+mod batch_tests;
+mod builder;
+mod log_tests;
+mod model_proptest;
+mod recovery_tests;
+
+impl crate::log::Log {
+    pub(crate) fn active_mut_for_test(&mut self) -> &mut crate::segment::Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+}

@@ -1,0 +1,267 @@
+//! `strom bench e2e`: end-to-end latency. Fixed-rate producers stamp each payload with its
+//! intended send time; a consumer tailing every partition measures `now - intended` on receipt.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use hdrhistogram::Histogram;
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset};
+
+use super::payload::{Clock, Rng, Stamp, STAMP_LEN};
+use super::produce::{produce_header, produce_row, rate_label};
+use super::producer::{self, Plan, Stats};
+use super::report::{self, latency_histogram, Table};
+use super::BenchArgs;
+use crate::cli::client::{self, describe_error, Consumer, QuietContext};
+
+/// How long the consumer may keep reading after the producers have finished.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Default total rate of `bench e2e` (records/s).
+const DEFAULT_RATE: u64 = 5_000;
+
+/// Sent to the consumer thread once every producer has finished.
+struct ProducersDone {
+    /// Records the producers attempted; the consumer may stop once it has seen that many.
+    attempted: u64,
+    /// The consumer stops at this instant at the latest.
+    deadline: Instant,
+}
+
+/// What the consumer saw.
+struct Seen {
+    /// Intended-send-to-receipt latency (µs) of records due in the measured period.
+    latency: Histogram<u64>,
+    /// `seen[producer][seq]`.
+    seen: Vec<Vec<bool>>,
+    /// Distinct records seen.
+    unique: u64,
+}
+
+impl Seen {
+    /// Records a sighting; `true` the first time a record is seen (not for redeliveries).
+    fn mark(&mut self, producer: u32, seq: u64) -> bool {
+        let Some(list) = self.seen.get_mut(producer as usize) else {
+            return false;
+        };
+        let Ok(index) = usize::try_from(seq) else {
+            return false;
+        };
+        if list.len() <= index {
+            list.resize(index + 1, false);
+        }
+        if list[index] {
+            return false;
+        }
+        list[index] = true;
+        self.unique += 1;
+        true
+    }
+
+    fn contains(&self, producer: u32, seq: u64) -> bool {
+        let list = self.seen.get(producer as usize);
+        usize::try_from(seq)
+            .ok()
+            .and_then(|i| list?.get(i).copied())
+            .unwrap_or(false)
+    }
+}
+
+/// Runs the end-to-end workload and prints an acknowledgement line and an end-to-end line.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.message_size < STAMP_LEN as u64 {
+        bail!("bench e2e needs --message-size of at least {STAMP_LEN} bytes (the latency stamp)");
+    }
+    let topic = args.topic_name();
+    let partitions = super::prepare_topic(&args, &topic, true).await?;
+    let rate = args.rate.unwrap_or(DEFAULT_RATE);
+
+    // Start exactly at the current end of every partition, before producing, so that no
+    // record of this run can be skipped by a late offset lookup.
+    let consumer: Consumer = super::consumer_config(&args.broker.broker)
+        .create_with_context(QuietContext)
+        .context("creating consumer")?;
+    let starts: Vec<(i32, Offset)> = client::watermarks(&consumer, &topic, &partitions)?
+        .into_iter()
+        .map(|mark| (mark.partition, Offset::Offset(mark.high)))
+        .collect();
+    client::assign(&consumer, &topic, &starts)?;
+    let producers = super::create_producers(&args, args.acks)?;
+    eprintln!(
+        "bench e2e: topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        partitions.len(),
+        args.producers,
+        args.message_size,
+        rate_label(rate),
+        args.warmup,
+        args.duration
+    );
+
+    let run_id = Rng::from_entropy().next_u64() as u32;
+    let clock = Clock::start();
+    let measure_from = clock.origin() + Duration::from_secs(args.warmup);
+    let stop_at = measure_from + Duration::from_secs(args.duration);
+    let window_us = (clock.epoch_us(measure_from), clock.epoch_us(stop_at));
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader = {
+        let (topic, producers) = (topic.clone(), args.producers);
+        tokio::task::spawn_blocking(move || {
+            read(
+                &consumer, &topic, run_id, producers, clock, window_us, &done_rx,
+            )
+        })
+    };
+
+    let plan = Plan {
+        id: 0,
+        producers: args.producers,
+        topic: Arc::from(topic.as_str()),
+        partitions: Arc::from(partitions.as_slice()),
+        total_rate: (rate > 0).then_some(rate as f64),
+        clock,
+        measure_from,
+        stop_at: Some(stop_at),
+        max_records: None,
+        max_outstanding: usize::try_from(args.max_outstanding).unwrap_or(usize::MAX),
+        payload: super::random_payload(args.message_size)?,
+        stamp_run: Some(run_id),
+    };
+    // If a producer fails, `done_tx` is dropped on return and the reader thread stops.
+    let per_producer = producer::join(producer::spawn(producers, &plan)).await?;
+    let attempted = per_producer.iter().map(|s| s.attempted).sum();
+    // The reader only stops early on its own; a send error means it already quit, which the
+    // join below reports.
+    let _ = done_tx.send(ProducersDone {
+        attempted,
+        deadline: Instant::now() + DRAIN,
+    });
+    let seen = reader
+        .await
+        .map_err(|err| anyhow!("consumer thread failed: {err}"))??;
+
+    let missing = count_missing(&per_producer, &seen);
+    let stats = Stats::merge(per_producer)?;
+    let label = args.label("e2e");
+    let mut header = produce_header(&["measure"]);
+    header.push("missing".to_string());
+    let mut table = Table::new(&header);
+    let mut ack_row = produce_row(
+        &args,
+        &label,
+        partitions.len(),
+        rate,
+        &stats,
+        &["ack".to_string()],
+    );
+    ack_row.push("-".to_string());
+    table.row(ack_row);
+
+    let received = seen.latency.len();
+    let secs = args.duration as f64;
+    let mut e2e_row = vec![label, "e2e".to_string()];
+    e2e_row.extend(ack_row_context(&args, partitions.len(), rate));
+    e2e_row.extend([
+        received.to_string(),
+        report::rate(received, secs),
+        report::mb_per_sec(received.saturating_mul(args.message_size), secs),
+    ]);
+    e2e_row.extend(report::percentiles_ms(&seen.latency));
+    e2e_row.extend(["-".to_string(), missing.to_string()]);
+    table.row(e2e_row);
+    table.print();
+    if let Some(err) = &stats.first_error {
+        eprintln!("{} records failed; first error: {err}", stats.errors);
+    }
+    if missing > 0 {
+        eprintln!(
+            "{missing} acknowledged records were not seen by the consumer within {} s",
+            DRAIN.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// The configuration cells shared by both rows (acks .. rate).
+fn ack_row_context(args: &BenchArgs, partitions: usize, rate: u64) -> [String; 6] {
+    [
+        args.acks.as_str().to_string(),
+        args.compression.as_str().to_string(),
+        partitions.to_string(),
+        args.producers.to_string(),
+        args.message_size.to_string(),
+        rate_label(rate),
+    ]
+}
+
+/// Acknowledged records (attempted and not failed) the consumer never saw.
+fn count_missing(per_producer: &[Stats], seen: &Seen) -> u64 {
+    let mut missing = 0;
+    for stats in per_producer {
+        let mut failed = stats.failed_seqs.clone();
+        failed.sort_unstable();
+        for seq in 0..stats.attempted {
+            if !seen.contains(stats.producer, seq) && failed.binary_search(&seq).is_err() {
+                missing += 1;
+            }
+        }
+    }
+    missing
+}
+
+/// The consumer loop (on a blocking thread): records latency of this run's records until
+/// it has seen everything attempted or the drain deadline passes.
+fn read(
+    consumer: &Consumer,
+    topic: &str,
+    run_id: u32,
+    producers: u32,
+    clock: Clock,
+    (window_start_us, window_end_us): (u64, u64),
+    done_rx: &mpsc::Receiver<ProducersDone>,
+) -> anyhow::Result<Seen> {
+    let mut seen = Seen {
+        latency: latency_histogram()?,
+        seen: vec![Vec::new(); producers as usize],
+        unique: 0,
+    };
+    let mut done: Option<ProducersDone> = None;
+    loop {
+        if done.is_none() {
+            match done_rx.try_recv() {
+                Ok(message) => done = Some(message),
+                Err(mpsc::TryRecvError::Empty) => {}
+                // The producers failed; their error is what gets reported.
+                Err(mpsc::TryRecvError::Disconnected) => return Ok(seen),
+            }
+        }
+        if let Some(done) = &done {
+            if seen.unique >= done.attempted || Instant::now() >= done.deadline {
+                return Ok(seen);
+            }
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                let received_us = clock.now_us();
+                let Some(stamp) = message.payload().and_then(Stamp::read) else {
+                    continue;
+                };
+                if stamp.run != run_id {
+                    continue;
+                }
+                let first = seen.mark(stamp.producer, stamp.seq);
+                if first && (window_start_us..window_end_us).contains(&stamp.intended_us) {
+                    seen.latency
+                        .saturating_record(received_us.saturating_sub(stamp.intended_us));
+                }
+            }
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(err)) if client::is_fatal_consume_error(&err) => {
+                bail!("reading {topic}: {}", describe_error(&err));
+            }
+            Some(Err(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `strom bench`: throughput and latency measurements against any Kafka-protocol broker,
+//! parameterised like the OpenMessaging Benchmark. See `docs/benchmarks.md` for the method.
+
+mod consume;
+mod e2e;
+mod payload;
+mod produce;
+mod producer;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::cli::client::{
+    self, describe_code, describe_error, Acks, Admin, Compression, Producer, QuietContext,
+};
+use crate::cli::BrokerArgs;
+
+pub use consume::ConsumeBenchArgs;
+
+/// The benchmark workloads.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Producer throughput and intended-send-to-ack latency.
+    Produce(BenchArgs),
+    /// Catch-up read throughput from the beginning of a topic.
+    Consume(ConsumeBenchArgs),
+    /// End-to-end latency: fixed-rate producers and a tailing consumer at the same time.
+    E2e(BenchArgs),
+}
+
+/// Parameters shared by every benchmark workload.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Topic to use (default: bench-<random>); created with --partitions if missing.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Partitions of a topic the benchmark creates.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    /// Replication factor of a topic the benchmark creates (-1: the broker's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub replication_factor: i32,
+    /// Producer instances, each with its own connections.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub producers: u32,
+    /// Record value size in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_size: u64,
+    /// Total records/s across all producers; 0 = as fast as possible within the in-flight
+    /// window [default: 0 for produce, 5000 for e2e].
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Measured period in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: u64,
+    /// Warm-up in seconds before the measured period; excluded from all statistics.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Acknowledgement level.
+    #[arg(long, value_enum, default_value = "all")]
+    pub acks: Acks,
+    /// Batch compression codec.
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Compression,
+    /// Producer linger (ms) before a batch is sent.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Maximum producer batch size in bytes.
+    #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub batch_size: u64,
+    /// Maximum in-flight produce requests per broker connection.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Records each producer may have awaiting acknowledgement (the in-flight window).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_outstanding: u64,
+    /// Label printed in the "workload" column (e.g. W1).
+    #[arg(long)]
+    pub workload: Option<String>,
+}
+
+impl BenchArgs {
+    /// The workload label, defaulting to the subcommand name.
+    fn label(&self, default: &str) -> String {
+        self.workload.clone().unwrap_or_else(|| default.to_string())
+    }
+
+    /// The configured topic or a fresh random name.
+    fn topic_name(&self) -> String {
+        self.topic.clone().unwrap_or_else(|| {
+            format!(
+                "bench-{:08x}",
+                payload::Rng::from_entropy().next_u64() as u32
+            )
+        })
+    }
+}
+
+/// Runs one benchmark workload.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Produce(args) => produce::run(args).await,
+        BenchCommand::Consume(args) => consume::run(args).await,
+        BenchCommand::E2e(args) => e2e::run(args).await,
+    }
+}
+
+/// Connects an admin client, creates the topic if `create` (an existing topic is fine) and
+/// waits until every partition has a leader. Returns the partition ids.
+async fn prepare_topic(args: &BenchArgs, topic: &str, create: bool) -> anyhow::Result<Vec<i32>> {
+    let broker = &args.broker.broker;
+    client::ensure_reachable(broker)?;
+    let admin: Admin = client::admin_config(broker)
+        .create_with_context(QuietContext)
+        .context("creating admin client")?;
+    if create {
+        let new_topic = NewTopic::new(
+            topic,
+            args.partitions,
+            TopicReplication::Fixed(args.replication_factor),
+        );
+        let options = AdminOptions::new()
+            .request_timeout(Some(client::REQUEST_TIMEOUT))
+            .operation_timeout(Some(client::REQUEST_TIMEOUT));
+        let results = admin
+            .create_topics([&new_topic], &options)
+            .await
+            .map_err(|err| anyhow!("create topic {topic}: {}", describe_error(&err)))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("create topic {name}: {}", describe_code(code)),
+            }
+        }
+    }
+    let wait = if create {
+        Duration::from_secs(10)
+    } else {
+        Duration::ZERO
+    };
+    client::topic_partitions(admin.inner(), topic, wait, create)
+}
+
+/// Producer configuration for the benchmark.
+fn producer_config(args: &BenchArgs, acks: Acks, id: u32) -> ClientConfig {
+    let mut config = client::base_config(&args.broker.broker);
+    config
+        .set("client.id", format!("strom-bench-{id}"))
+        .set("acks", acks.as_str())
+        .set("compression.type", args.compression.as_str())
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_size.to_string())
+        // librdkafka caps a batch at message.max.bytes too (default 1,000,000); raise it so
+        // --batch-size is the limit that applies.
+        .set(
+            "message.max.bytes",
+            args.batch_size.max(1_000_000).to_string(),
+        )
+        // Batches are bounded by bytes, not by librdkafka's default of 10,000 records.
+        .set("batch.num.messages", "1000000")
+        .set(
+            "max.in.flight.requests.per.connection",
+            args.max_in_flight.to_string(),
+        )
+        // The window (--max-outstanding) is the intended bound; keep librdkafka's queue above it.
+        .set(
+            "queue.buffering.max.messages",
+            args.max_outstanding
+                .saturating_mul(2)
+                .max(100_000)
+                .to_string(),
+        )
+        .set("queue.buffering.max.kbytes", "2097151")
+        // A record not acknowledged within 30 s counts as an error instead of stalling the run.
+        .set("message.timeout.ms", "30000");
+    config
+}
+
+/// Creates `args.producers` producers (the broker was probed by [`prepare_topic`]).
+fn create_producers(args: &BenchArgs, acks: Acks) -> anyhow::Result<Vec<Producer>> {
+    (0..args.producers)
+        .map(|id| {
+            producer_config(args, acks, id)
+                .create_with_context(QuietContext)
+                .context("creating producer")
+        })
+        .collect()
+}
+
+/// Consumer configuration tuned for throughput: large fetches and a deep prefetch queue.
+fn consumer_config(broker: &str) -> ClientConfig {
+    let mut config = client::consumer_config(broker);
+    config
+        .set("client.id", "strom-bench-consumer")
+        .set("fetch.max.bytes", (50 << 20).to_string())
+        .set("max.partition.fetch.bytes", (10 << 20).to_string())
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", (512 << 10).to_string());
+    config
+}
+
+/// Random payload of the configured size, generated once and reused for every record.
+fn random_payload(size: u64) -> anyhow::Result<std::sync::Arc<[u8]>> {
+    let size = usize::try_from(size).context("--message-size does not fit in memory")?;
+    Ok(payload::Rng::from_entropy().bytes(size).into())
+}

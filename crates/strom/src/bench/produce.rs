@@ -1,0 +1,122 @@
+//! `strom bench produce`: producer throughput and acknowledgement latency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::payload::Clock;
+use super::producer::{self, Plan, Stats};
+use super::report::{self, Table, MBPS_HEADER, PERCENTILE_HEADERS};
+use super::BenchArgs;
+
+/// Runs producers for warm-up + duration and prints one result line.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let topic = args.topic_name();
+    let partitions = super::prepare_topic(&args, &topic, true).await?;
+    let producers = super::create_producers(&args, args.acks)?;
+    let rate = args.rate.unwrap_or(0);
+    eprintln!(
+        "bench produce: topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        partitions.len(),
+        args.producers,
+        args.message_size,
+        rate_label(rate),
+        args.warmup,
+        args.duration
+    );
+
+    let clock = Clock::start();
+    let measure_from = clock.origin() + Duration::from_secs(args.warmup);
+    let plan = Plan {
+        id: 0,
+        producers: args.producers,
+        topic: Arc::from(topic.as_str()),
+        partitions: Arc::from(partitions.as_slice()),
+        total_rate: (rate > 0).then_some(rate as f64),
+        clock,
+        measure_from,
+        stop_at: Some(measure_from + Duration::from_secs(args.duration)),
+        max_records: None,
+        max_outstanding: usize::try_from(args.max_outstanding).unwrap_or(usize::MAX),
+        payload: super::random_payload(args.message_size)?,
+        stamp_run: None,
+    };
+    let stats = Stats::merge(producer::join(producer::spawn(producers, &plan)).await?)?;
+
+    let mut table = Table::new(&produce_header(&[]));
+    table.row(produce_row(
+        &args,
+        &args.label("produce"),
+        partitions.len(),
+        rate,
+        &stats,
+        &[],
+    ));
+    table.print();
+    if let Some(err) = &stats.first_error {
+        eprintln!("{} records failed; first error: {err}", stats.errors);
+    }
+    Ok(())
+}
+
+/// "max" for an unthrottled run, else the target rate.
+pub fn rate_label(rate: u64) -> String {
+    if rate == 0 {
+        "max".to_string()
+    } else {
+        rate.to_string()
+    }
+}
+
+/// The produce result columns, with `extra` columns inserted after "workload".
+pub fn produce_header(extra: &[&str]) -> Vec<String> {
+    let mut header = vec!["workload".to_string()];
+    header.extend(extra.iter().map(|s| s.to_string()));
+    for column in [
+        "acks",
+        "compression",
+        "partitions",
+        "producers",
+        "msg_size",
+        "rate",
+        "records",
+        "records/s",
+        MBPS_HEADER,
+    ] {
+        header.push(column.to_string());
+    }
+    header.extend(PERCENTILE_HEADERS.iter().map(|s| s.to_string()));
+    header.push("errors".to_string());
+    header
+}
+
+/// One row under [`produce_header`]: acknowledged records in the measured period, their
+/// throughput, the latency percentiles and the error count.
+pub fn produce_row(
+    args: &BenchArgs,
+    label: &str,
+    partitions: usize,
+    rate: u64,
+    stats: &Stats,
+    extra: &[String],
+) -> Vec<String> {
+    let secs = args.duration as f64;
+    let mut row = vec![label.to_string()];
+    row.extend(extra.iter().cloned());
+    row.extend([
+        args.acks.as_str().to_string(),
+        args.compression.as_str().to_string(),
+        partitions.to_string(),
+        args.producers.to_string(),
+        args.message_size.to_string(),
+        rate_label(rate),
+        stats.acked_in_window.to_string(),
+        report::rate(stats.acked_in_window, secs),
+        report::mb_per_sec(
+            stats.acked_in_window.saturating_mul(args.message_size),
+            secs,
+        ),
+    ]);
+    row.extend(report::percentiles_ms(&stats.latency));
+    row.push(stats.errors.to_string());
+    row
+}

@@ -1,0 +1,43 @@
+//! The client side of `strom`: topic administration, a line-oriented producer and a consumer.
+//! All of it speaks the Kafka protocol through librdkafka (the `rdkafka` crate), so the same
+//! commands work against Strom and against any other Kafka-compatible broker.
+
+pub mod client;
+pub mod consume;
+pub mod produce;
+pub mod topic;
+
+/// Where to find the broker; flattened into every client command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// Bootstrap broker address (host:port).
+    // Global so that it may also follow a subcommand: `strom topic list -b HOST:PORT`.
+    #[arg(
+        long,
+        short = 'b',
+        default_value = "127.0.0.1:9092",
+        env = "STROM_BROKER",
+        global = true
+    )]
+    pub broker: String,
+}
+
+/// Parses `key=value` arguments (the value may itself contain `=`).
+pub(crate) fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_parsing() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

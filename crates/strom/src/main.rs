@@ -1,0 +1,83 @@
+//! The `strom` binary: the broker (`serve`), a Kafka-protocol client CLI and the benchmark.
+//! Everything here is the edge of the program: errors become `anyhow` and a non-zero exit.
+
+mod bench;
+mod cli;
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a durable, Kafka-compatible stream store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a broker (single node on local disk by default).
+    Serve(Box<config::ServeArgs>),
+    /// Create, list, describe and delete topics on a running broker.
+    Topic {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::topic::TopicCommand,
+    },
+    /// Produce lines from stdin to a topic.
+    Produce {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(flatten)]
+        args: cli::produce::ProduceArgs,
+    },
+    /// Print records of a topic to stdout.
+    Consume {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(flatten)]
+        args: cli::consume::ConsumeArgs,
+    },
+    /// Measure throughput and latency against any Kafka-protocol broker.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        other => client_runtime().and_then(|rt| rt.block_on(run_client(other))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Topic { broker, command } => cli::topic::run(&broker, command).await,
+        Command::Produce { broker, args } => cli::produce::run(&broker, args).await,
+        Command::Consume { broker, args } => cli::consume::run(&broker, args).await,
+        Command::Bench { command } => bench::run(command).await,
+        Command::Serve(_) => unreachable!("serve runs on its own runtime"),
+    }
+}

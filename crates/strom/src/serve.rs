@@ -1,0 +1,71 @@
+//! `strom serve`: open the data directory, recover, listen, and shut down cleanly on a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use strom_broker::Broker;
+
+use crate::config::ServeArgs;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    init_logging(settings.log_level.as_deref())?;
+    let data_dir = settings.broker.data_dir.clone();
+    let broker = Broker::open(settings.broker.clone())
+        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let interval = Duration::from_millis(settings.broker.retention_check_interval_ms);
+    strom_broker::retention::spawn(&broker, interval)
+        .context("cannot start the retention thread")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom-io")
+        .build()?;
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(settings.kafka_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.kafka_addr))?;
+        let mut kafka = settings.kafka.clone();
+        let local = listener.local_addr()?;
+        if kafka.advertised_port == 0 {
+            kafka.advertised_port = i32::from(local.port());
+        }
+        tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, "strom is serving");
+        println!("strom listening on {local} (data in {})", data_dir.display());
+        let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), config: kafka });
+        tokio::select! {
+            r = strom_kafka::serve(listener, ctx) => r.context("kafka listener failed"),
+            s = shutdown_signal() => s,
+        }
+    });
+    tracing::info!("shutting down");
+    broker.shutdown();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .with_context(|| format!("bad --log-level {l:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

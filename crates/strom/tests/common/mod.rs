@@ -1,0 +1,154 @@
+//! Shared test harness: start the real `strom` binary on a free loopback port, talk to it with
+//! real clients, stop or SIGKILL it. Every process a test starts dies with the test
+//! (PR_SET_PDEATHSIG and Drop), so nothing outlives the run.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod rdk;
+pub mod wire;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_strom");
+
+pub struct Strom {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Strom {
+    /// Starts a broker on `data_dir` with extra `serve` flags and waits until it accepts connections.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Strom {
+        let mut s = Strom {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--kafka-addr")
+            .arg(self.addr())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if std::env::var_os("RUST_LOG").is_none() && !self.extra.iter().any(|a| a == "--log-level")
+        {
+            cmd.args(["--log-level", "warn"]);
+        }
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("start strom"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(self.addr()).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("strom exited during start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strom did not start listening on {}",
+                self.addr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clean stop (SIGTERM) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(status.success(), "strom exited badly on SIGTERM: {status}");
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("strom did not stop within 20 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: the crash case. Nothing gets flushed or checkpointed.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Strom {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the `strom` CLI; returns (exit success, stdout, stderr).
+pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strom cli");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
