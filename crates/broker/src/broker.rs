@@ -21,7 +21,7 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     meta: MetadataStore,
     flusher: Arc<Flusher>,
-    flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    flusher_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Serialises topic creation, deletion and growth; reads of the registry never wait on it.
     admin: Mutex<()>,
     stopping: AtomicBool,
@@ -32,7 +32,7 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
         let meta = MetadataStore::open(&config.data_dir)?;
         let cluster_id = meta.cluster_id()?;
-        let (flusher, flusher_thread) = Flusher::start(config.flush).map_err(|e| {
+        let (flusher, flusher_threads) = Flusher::start(config.flush).map_err(|e| {
             BrokerError::Storage(strom_storage::StorageError::Io {
                 path: config.data_dir.clone(),
                 source: e,
@@ -44,7 +44,7 @@ impl Broker {
             topics: RwLock::new(BTreeMap::new()),
             meta,
             flusher,
-            flusher_thread: Mutex::new(Some(flusher_thread)),
+            flusher_threads: Mutex::new(flusher_threads),
             admin: Mutex::new(()),
             stopping: AtomicBool::new(false),
         };
@@ -226,7 +226,13 @@ impl Broker {
             return;
         }
         self.flusher.stop();
-        if let Some(t) = self.flusher_thread.lock().ok().and_then(|mut t| t.take()) {
+        let threads = std::mem::take(
+            &mut *self
+                .flusher_threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for t in threads {
             let _ = t.join();
         }
         for topic in self.topics() {

@@ -105,6 +105,9 @@ pub fn base_config(broker: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", broker)
         .set("client.id", "strom-cli")
+        // librdkafka leaves Nagle on by default (the Java client turns it off); with it, a small
+        // request can sit in the client's socket waiting for the previous one's ACK.
+        .set("socket.nagle.disable", "true")
         // Disconnect and reconnect reports are log lines too; they are dropped anyway.
         .set("log.connection.close", "false")
         .set_log_level(RDKafkaLogLevel::Emerg);
