@@ -8,7 +8,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::handlers::{self, Reply};
 use crate::server::PendingResponse;
-use crate::{precheck, versions, Context};
+use crate::{fetch_encoding, precheck, versions, Context};
 
 /// Why a request ends its connection (Kafka closes the connection on these too).
 #[derive(Debug, thiserror::Error)]
@@ -102,24 +102,42 @@ pub fn handle(ctx: &Arc<Context>, frame: Bytes) -> Result<PendingResponse, Dispa
     })
 }
 
-fn ready(bytes: Option<Bytes>) -> PendingResponse {
-    Box::pin(async move { bytes })
+fn ready(chunks: Option<Vec<Bytes>>) -> PendingResponse {
+    Box::pin(async move { chunks })
 }
 
-/// Length-prefixed response frame. `None` (logged) if our own response cannot be encoded,
-/// which is a bug; the client then times out instead of the broker crashing.
-fn encode(correlation_id: i32, api: ApiKey, version: i16, resp: ResponseKind) -> Option<Bytes> {
-    let mut out = BytesMut::with_capacity(64);
-    out.put_i32(0);
+/// A length-prefixed response frame as chunks for one vectored write. `None` (logged) if our own
+/// response cannot be encoded, which is a bug; the client then times out instead of the broker
+/// crashing.
+fn encode(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    resp: ResponseKind,
+) -> Option<Vec<Bytes>> {
+    let mut head = BytesMut::with_capacity(64);
+    head.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let body = match &resp {
+        ResponseKind::Fetch(fetch) => fetch_encoding::encode(fetch, version),
+        _ => None,
+    };
     let encoded = header
-        .encode(&mut out, api.response_header_version(version))
-        .and_then(|_| resp.encode(&mut out, version));
+        .encode(&mut head, api.response_header_version(version))
+        .and_then(|_| match body {
+            Some(_) => Ok(()),
+            None => resp.encode(&mut head, version),
+        });
     if let Err(e) = encoded {
         tracing::error!(?api, version, "could not encode response: {e}");
         return None;
     }
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    Some(out.freeze())
+    let body_len = body.as_ref().map_or(0, |b| b.len());
+    let len = (head.len() - 4 + body_len) as i32;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    let mut chunks = vec![head.freeze()];
+    if let Some(body) = body {
+        chunks.extend(body.into_vec());
+    }
+    Some(chunks)
 }

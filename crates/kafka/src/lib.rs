@@ -7,6 +7,7 @@
 
 pub mod dispatch;
 pub mod errors;
+pub mod fetch_encoding;
 pub mod frame;
 pub mod handlers;
 pub mod precheck;

@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::{dispatch, frame, Context};
 
-/// A response being prepared; `None` means the request gets no response (acks=0).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+/// A response being prepared: the frame as chunks for one vectored write, or `None` when the
+/// request gets no response (acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<Bytes>>> + Send>>;
 
 /// Requests a connection may have in flight; the reader stops reading beyond this (backpressure).
 const IN_FLIGHT_MAX: usize = 64;
@@ -53,8 +54,8 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(IN_FLIGHT_MAX);
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
-            if let Some(bytes) = pending.await {
-                if let Err(e) = wr.write_all(&bytes).await {
+            if let Some(chunks) = pending.await {
+                if let Err(e) = write_chunks(&mut wr, chunks).await {
                     tracing::debug!(%peer, "write failed: {e}");
                     return;
                 }
@@ -90,4 +91,42 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     // Responses already started are still delivered before the connection closes.
     drop(tx);
     let _ = writer.await;
+}
+
+/// Writes every chunk, as few syscalls as the kernel allows.
+async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut chunks: Vec<Bytes>,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    /// Linux accepts up to 1024 iovecs per call; a response rarely has more than a few dozen.
+    const IOVECS_MAX: usize = 64;
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOVECS_MAX)
+            .map(|c| std::io::IoSlice::new(c))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            // The kernel never reports more than it was given, so a chunk is always left here.
+            let Some(chunk) = chunks.get_mut(first) else {
+                break;
+            };
+            let n = written.min(chunk.len());
+            chunk.advance(n);
+            written -= n;
+            if chunk.is_empty() {
+                first += 1;
+            }
+        }
+        while first < chunks.len() && chunks[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
 }

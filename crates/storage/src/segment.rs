@@ -295,9 +295,7 @@ impl Segment {
         } else {
             max_bytes.min(remaining)
         };
-        let mut buf = vec![0u8; want];
-        self.file
-            .read_exact_at(&mut buf, position)
+        let mut buf = crate::fsutil::read_new_at(&self.file, want, position)
             .map_err(|e| StorageError::io(&self.path, e))?;
         let mut end = 0usize;
         let mut expected = first_offset;

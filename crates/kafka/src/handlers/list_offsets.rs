@@ -18,7 +18,15 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Responses before v4 have no leader epoch; the encoder refuses a value there.
+    let epoch_of = |offset: i64| {
+        if version >= 4 && offset >= 0 {
+            SINGLE_NODE_LEADER_EPOCH
+        } else {
+            -1
+        }
+    };
     let topics = req
         .topics
         .into_iter()
@@ -41,11 +49,7 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest) -> ListOffsetsRespons
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(if offset >= 0 {
-                                SINGLE_NODE_LEADER_EPOCH
-                            } else {
-                                -1
-                            }),
+                            .with_leader_epoch(epoch_of(offset)),
                         Err(e) => resp.with_error_code(crate::errors::code(&e)),
                     }
                 })

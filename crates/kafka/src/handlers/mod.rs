@@ -32,7 +32,9 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16) -> Reply {
         RequestKind::Metadata(r) => Reply::Now(Box::new(metadata::handle(ctx, r, version).into())),
         RequestKind::Produce(r) => produce::handle(ctx, r),
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
-        RequestKind::ListOffsets(r) => Reply::Now(Box::new(list_offsets::handle(ctx, r).into())),
+        RequestKind::ListOffsets(r) => {
+            Reply::Now(Box::new(list_offsets::handle(ctx, r, version).into()))
+        }
         RequestKind::CreateTopics(r) => {
             Reply::Now(Box::new(admin::create_topics(ctx, r, version).into()))
         }
