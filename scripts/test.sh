@@ -10,6 +10,7 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""
@@ -17,6 +18,14 @@ if ((${#missing[@]})); then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# kafka-python (and its codecs) for the Python client tests, in a venv outside the clone.
+export STROM_PYTHON_VENV="${STROM_PYTHON_VENV:-$HOME/.cache/strom/venv}"
+if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard' >/dev/null 2>&1; then
+  python3 -m venv "$STROM_PYTHON_VENV"
+  "$STROM_PYTHON_VENV/bin/pip" install -q -r crates/strom/tests/python/requirements.txt
+fi
+export STROM_PYTHON="$STROM_PYTHON_VENV/bin/python"
 
 # A build directory outside the clone keeps repeated runs fast; override freely.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strom/target}"

@@ -34,9 +34,6 @@ use tracing::warn;
 use crate::batch::HEADER_LEN;
 use crate::fsutil::temp_path;
 
-pub(crate) const OFFSET_ENTRY_LEN: usize = 8;
-pub(crate) const TIME_ENTRY_LEN: usize = 12;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetEntry {
     pub relative_offset: u32,
@@ -49,21 +46,136 @@ pub struct TimeEntry {
     pub relative_offset: u32,
 }
 
-/// In-memory form of a `.index` file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OffsetIndex {
-    entries: Vec<OffsetEntry>,
+/// One fixed-size entry of a sparse index file.
+pub trait IndexEntry: Copy {
+    /// Bytes per entry in the file.
+    const LEN: usize;
+    fn relative_offset(&self) -> u32;
+    /// True if `self` may come after `prev`: every field strictly increases.
+    fn follows(&self, prev: &Self) -> bool;
+    fn write(&self, out: &mut Vec<u8>);
+    /// `chunk` holds exactly `LEN` bytes (callers use `chunks_exact`).
+    fn read(chunk: &[u8]) -> Option<Self>;
 }
 
-impl OffsetIndex {
-    pub fn entries(&self) -> &[OffsetEntry] {
+impl IndexEntry for OffsetEntry {
+    const LEN: usize = 8;
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.relative_offset > prev.relative_offset && self.position > prev.position
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn read(chunk: &[u8]) -> Option<Self> {
+        Some(OffsetEntry {
+            relative_offset: u32::from_be_bytes(chunk.get(0..4)?.try_into().ok()?),
+            position: u32::from_be_bytes(chunk.get(4..8)?.try_into().ok()?),
+        })
+    }
+}
+
+impl IndexEntry for TimeEntry {
+    const LEN: usize = 12;
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.timestamp > prev.timestamp && self.relative_offset > prev.relative_offset
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn read(chunk: &[u8]) -> Option<Self> {
+        Some(TimeEntry {
+            timestamp: i64::from_be_bytes(chunk.get(0..8)?.try_into().ok()?),
+            relative_offset: u32::from_be_bytes(chunk.get(8..12)?.try_into().ok()?),
+        })
+    }
+}
+
+/// A sparse index in memory: entries strictly increasing in every field. Its file form is the
+/// entries' concatenation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseIndex<E> {
+    entries: Vec<E>,
+}
+
+impl<E> Default for SparseIndex<E> {
+    fn default() -> Self {
+        SparseIndex {
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// In-memory form of a `.index` file.
+pub type OffsetIndex = SparseIndex<OffsetEntry>;
+/// In-memory form of a `.timeindex` file.
+pub type TimeIndex = SparseIndex<TimeEntry>;
+
+impl<E: IndexEntry> SparseIndex<E> {
+    pub fn entries(&self) -> &[E] {
         &self.entries
     }
 
-    pub fn last(&self) -> Option<OffsetEntry> {
+    pub fn last(&self) -> Option<E> {
         self.entries.last().copied()
     }
 
+    /// Ignores entries that would break strict monotonicity, which makes re-scans
+    /// that start at an existing entry idempotent.
+    fn push(&mut self, entry: E) {
+        if self.entries.last().is_none_or(|last| entry.follows(last)) {
+            self.entries.push(entry);
+        }
+    }
+
+    /// Drops every entry at or after `relative_offset`.
+    fn truncate_from(&mut self, relative_offset: u32) {
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_offset() < relative_offset);
+        self.entries.truncate(keep);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * E::LEN);
+        for e in &self.entries {
+            e.write(&mut out);
+        }
+        out
+    }
+
+    /// Parses file contents: `None` unless they are whole entries, each accepted by `plausible`,
+    /// strictly increasing.
+    fn decode(bytes: &[u8], plausible: impl Fn(&E) -> bool) -> Option<Self> {
+        let chunks = bytes.chunks_exact(E::LEN);
+        if !chunks.remainder().is_empty() {
+            return None;
+        }
+        let mut index = SparseIndex::default();
+        for chunk in chunks {
+            let entry = E::read(chunk)?;
+            if !plausible(&entry)
+                || index
+                    .entries
+                    .last()
+                    .is_some_and(|last| !entry.follows(last))
+            {
+                return None;
+            }
+            index.entries.push(entry);
+        }
+        Some(index)
+    }
+}
+
+impl OffsetIndex {
     /// Largest entry whose relative offset is <= `relative_offset`.
     pub fn floor(&self, relative_offset: u32) -> Option<OffsetEntry> {
         let after = self
@@ -71,125 +183,14 @@ impl OffsetIndex {
             .partition_point(|e| e.relative_offset <= relative_offset);
         after.checked_sub(1).map(|i| self.entries[i])
     }
-
-    /// Ignores entries that would break strict monotonicity, which makes re-scans
-    /// that start at an existing entry idempotent.
-    fn push(&mut self, entry: OffsetEntry) {
-        if let Some(last) = self.entries.last() {
-            if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
-                return;
-            }
-        }
-        self.entries.push(entry);
-    }
-
-    /// Drops every entry at or after `relative_offset`.
-    fn truncate_from(&mut self, relative_offset: u32) {
-        let keep = self
-            .entries
-            .partition_point(|e| e.relative_offset < relative_offset);
-        self.entries.truncate(keep);
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_LEN);
-        for e in &self.entries {
-            out.extend_from_slice(&e.relative_offset.to_be_bytes());
-            out.extend_from_slice(&e.position.to_be_bytes());
-        }
-        out
-    }
-
-    /// Parses and sanity-checks file contents against the log's length.
-    fn decode(bytes: &[u8], log_len: u64) -> Option<OffsetIndex> {
-        if !bytes.chunks_exact(OFFSET_ENTRY_LEN).remainder().is_empty() {
-            return None;
-        }
-        let mut index = OffsetIndex::default();
-        for chunk in bytes.chunks_exact(OFFSET_ENTRY_LEN) {
-            let entry = OffsetEntry {
-                relative_offset: u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-                position: u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
-            };
-            if u64::from(entry.position) >= log_len {
-                return None;
-            }
-            let before = index.entries.len();
-            index.push(entry);
-            if index.entries.len() == before {
-                return None;
-            }
-        }
-        Some(index)
-    }
-}
-
-/// In-memory form of a `.timeindex` file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TimeIndex {
-    entries: Vec<TimeEntry>,
 }
 
 impl TimeIndex {
-    pub fn entries(&self) -> &[TimeEntry] {
-        &self.entries
-    }
-
-    pub fn last(&self) -> Option<TimeEntry> {
-        self.entries.last().copied()
-    }
-
     /// Last entry whose timestamp is < `timestamp_ms`: every batch up to and
     /// including that entry's batch is too old, so a search may start there.
     pub fn last_below(&self, timestamp_ms: i64) -> Option<TimeEntry> {
         let after = self.entries.partition_point(|e| e.timestamp < timestamp_ms);
         after.checked_sub(1).map(|i| self.entries[i])
-    }
-
-    fn push(&mut self, entry: TimeEntry) {
-        if let Some(last) = self.entries.last() {
-            if entry.timestamp <= last.timestamp || entry.relative_offset <= last.relative_offset {
-                return;
-            }
-        }
-        self.entries.push(entry);
-    }
-
-    fn truncate_from(&mut self, relative_offset: u32) {
-        let keep = self
-            .entries
-            .partition_point(|e| e.relative_offset < relative_offset);
-        self.entries.truncate(keep);
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * TIME_ENTRY_LEN);
-        for e in &self.entries {
-            out.extend_from_slice(&e.timestamp.to_be_bytes());
-            out.extend_from_slice(&e.relative_offset.to_be_bytes());
-        }
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<TimeIndex> {
-        if !bytes.chunks_exact(TIME_ENTRY_LEN).remainder().is_empty() {
-            return None;
-        }
-        let mut index = TimeIndex::default();
-        for chunk in bytes.chunks_exact(TIME_ENTRY_LEN) {
-            let mut ts = [0u8; 8];
-            ts.copy_from_slice(&chunk[..8]);
-            let entry = TimeEntry {
-                timestamp: i64::from_be_bytes(ts),
-                relative_offset: u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
-            };
-            let before = index.entries.len();
-            index.push(entry);
-            if index.entries.len() == before {
-                return None;
-            }
-        }
-        Some(index)
     }
 }
 
@@ -292,13 +293,13 @@ pub(crate) fn load(log_path: &Path, log_len: u64) -> Option<SegmentIndexes> {
     // Every batch is at least HEADER_LEN bytes, which bounds the entry count and
     // keeps a garbage file from causing a huge allocation.
     let max_entries = log_len / HEADER_LEN as u64 + 1;
-    let offsets_bytes = read_bounded(&index_path(log_path), max_entries * OFFSET_ENTRY_LEN as u64)?;
+    let offsets_bytes = read_bounded(&index_path(log_path), max_entries * OffsetEntry::LEN as u64)?;
     let times_bytes = read_bounded(
         &time_index_path(log_path),
-        max_entries * TIME_ENTRY_LEN as u64,
+        max_entries * TimeEntry::LEN as u64,
     )?;
-    let offsets = OffsetIndex::decode(&offsets_bytes, log_len)?;
-    let times = TimeIndex::decode(&times_bytes)?;
+    let offsets = OffsetIndex::decode(&offsets_bytes, |e| u64::from(e.position) < log_len)?;
+    let times = TimeIndex::decode(&times_bytes, |_| true)?;
     // Sealing always writes a final time entry, so a non-empty segment without
     // one was not written by a completed seal.
     if log_len > 0 && times.entries.is_empty() {

@@ -12,9 +12,6 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 
 fn healthy(conn: &mut Conn) {
@@ -25,28 +22,10 @@ fn healthy(conn: &mut Conn) {
 }
 
 fn batch(value_len: usize) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from(vec![b'v'; value_len])),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &opts).unwrap();
-    buf.freeze()
+    common::wire::record_batch(
+        Some(Bytes::from_static(b"k")),
+        Bytes::from(vec![b'v'; value_len]),
+    )
 }
 
 fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {

@@ -5,15 +5,12 @@ mod common;
 
 use std::process::Command;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::wire::Conn;
 use common::Strom;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 
 struct Tmpfs(std::path::PathBuf);
@@ -25,32 +22,7 @@ impl Drop for Tmpfs {
 }
 
 fn batch(i: usize) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(vec![(i % 251) as u8; 64 * 1024])),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    common::wire::record_batch(None, Bytes::from(vec![(i % 251) as u8; 64 * 1024]))
 }
 
 fn produce(conn: &mut Conn, i: usize) -> (i16, i64) {

@@ -8,6 +8,9 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 pub struct Conn {
     stream: TcpStream,
@@ -93,4 +96,30 @@ pub fn raw_request(api_key: i16, version: i16, body: &[u8]) -> Vec<u8> {
 /// Skips a response header v0 (just the correlation id).
 pub fn skip_header(frame: &mut Bytes) -> i32 {
     frame.get_i32()
+}
+
+/// A valid uncompressed RecordBatch v2 holding one record with `key` and `value`.
+pub fn record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key,
+        value: Some(value),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &opts).expect("encode batch");
+    buf.freeze()
 }
