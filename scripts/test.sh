@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v fiu-run >/dev/null 2>&1 || missing+=(fiu-utils)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)

@@ -30,6 +30,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::topic::TopicCommand,
     },
+    /// List, describe, reset and delete consumer groups.
+    Group {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::group::GroupCommand,
+    },
     /// Produce lines from stdin to a topic.
     Produce {
         #[command(flatten)]
@@ -55,7 +62,19 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
-        other => client_runtime().and_then(|rt| rt.block_on(run_client(other))),
+        Command::Topic { broker, command } => {
+            block_on(async move { cli::topic::run(&broker, command).await })
+        }
+        Command::Group { broker, command } => {
+            block_on(async move { cli::group::run(&broker, command).await })
+        }
+        Command::Produce { broker, args } => {
+            block_on(async move { cli::produce::run(&broker, args).await })
+        }
+        Command::Consume { broker, args } => {
+            block_on(async move { cli::consume::run(&broker, args).await })
+        }
+        Command::Bench { command } => block_on(bench::run(command)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -66,18 +85,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Client commands run on a runtime of their own; `serve` builds the broker's.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
-}
-
-async fn run_client(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Topic { broker, command } => cli::topic::run(&broker, command).await,
-        Command::Produce { broker, args } => cli::produce::run(&broker, args).await,
-        Command::Consume { broker, args } => cli::consume::run(&broker, args).await,
-        Command::Bench { command } => bench::run(command).await,
-        Command::Serve(_) => unreachable!("serve runs on its own runtime"),
-    }
+        .build()?
+        .block_on(work)
 }

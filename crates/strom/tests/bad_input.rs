@@ -7,9 +7,9 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::wire::{raw_request, Conn};
 use common::Strom;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, MetadataRequest, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -26,21 +26,6 @@ fn batch(value_len: usize) -> Bytes {
         Some(Bytes::from_static(b"k")),
         Bytes::from(vec![b'v'; value_len]),
     )
-}
-
-fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    match conn.request(ApiKey::Produce, 9, &req) {
-        ResponseKind::Produce(r) => r.responses[0].partition_responses[0].error_code,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Sends `bytes` on a fresh connection and expects the broker to close it.
@@ -118,28 +103,26 @@ fn malformed_input_is_refused_and_others_carry_on() {
 
     // Request-level errors get Kafka's error codes and keep the connection.
     let mut client = Conn::connect(&addr);
-    assert_eq!(produce(&mut client, "events", batch(10)), 0);
+    assert_eq!(client.produce("events", 0, batch(10)).0, 0);
     let mut corrupt = batch(10).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     assert_eq!(
-        produce(&mut client, "events", Bytes::from(corrupt)),
+        client.produce("events", 0, Bytes::from(corrupt)).0,
         ResponseError::CorruptMessage.code()
     );
     assert_eq!(
-        produce(
-            &mut client,
-            "events",
-            Bytes::from_static(b"not a batch at all")
-        ),
+        client
+            .produce("events", 0, Bytes::from_static(b"not a batch at all"))
+            .0,
         ResponseError::CorruptMessage.code()
     );
     assert_eq!(
-        produce(&mut client, "events", batch(2 * 1024 * 1024 / 2)),
+        client.produce("events", 0, batch(2 * 1024 * 1024 / 2)).0,
         ResponseError::MessageTooLarge.code()
     );
     assert_eq!(
-        produce(&mut client, "bad/name", batch(10)),
+        client.produce("bad/name", 0, batch(10)).0,
         ResponseError::InvalidTopicException.code()
     );
     match client.request(
@@ -168,5 +151,5 @@ fn malformed_input_is_refused_and_others_carry_on() {
 
     assert!(strom.is_running(), "broker died");
     healthy(&mut bystander);
-    assert_eq!(produce(&mut bystander, "events", batch(10)), 0);
+    assert_eq!(bystander.produce("events", 0, batch(10)).0, 0);
 }

@@ -8,9 +8,6 @@ use std::process::Command;
 use bytes::Bytes;
 use common::wire::Conn;
 use common::Strom;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseKind, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 struct Tmpfs(std::path::PathBuf);
@@ -23,24 +20,6 @@ impl Drop for Tmpfs {
 
 fn batch(i: usize) -> Bytes {
     common::wire::record_batch(None, Bytes::from(vec![(i % 251) as u8; 64 * 1024]))
-}
-
-fn produce(conn: &mut Conn, i: usize) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("full")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(i)))])]);
-    match conn.request(ApiKey::Produce, 9, &req) {
-        ResponseKind::Produce(r) => {
-            let p = &r.responses[0].partition_responses[0];
-            (p.error_code, p.base_offset)
-        }
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -67,7 +46,7 @@ fn full_disk_is_a_storage_error_until_space_is_freed() {
     let mut acked = Vec::new();
     let mut full_at = None;
     for i in 0..200 {
-        let (code, offset) = produce(&mut conn, i);
+        let (code, offset) = conn.produce("full", 0, batch(i));
         if code == 0 {
             acked.push((offset, i));
         } else {
@@ -84,13 +63,13 @@ fn full_disk_is_a_storage_error_until_space_is_freed() {
     assert!(!acked.is_empty());
     // Still full: still an error, still alive.
     assert_eq!(
-        produce(&mut conn, full_at).0,
+        conn.produce("full", 0, batch(full_at)).0,
         ResponseError::KafkaStorageError.code()
     );
     assert!(strom.is_running());
 
     std::fs::remove_file(&ballast).unwrap();
-    let (code, offset) = produce(&mut conn, full_at);
+    let (code, offset) = conn.produce("full", 0, batch(full_at));
     assert_eq!(code, 0, "produce after freeing space");
     assert_eq!(
         offset,

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 

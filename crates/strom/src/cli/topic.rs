@@ -93,7 +93,7 @@ pub async fn run(broker: &BrokerArgs, cmd: TopicCommand) -> anyhow::Result<()> {
 
 /// Admin request options; `operation` also bounds how long the broker may take to finish a
 /// topic creation or deletion before answering.
-fn admin_options(operation: bool) -> AdminOptions {
+pub(crate) fn admin_options(operation: bool) -> AdminOptions {
     let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
     if operation {
         options.operation_timeout(Some(REQUEST_TIMEOUT))

@@ -19,6 +19,8 @@ pub struct Strom {
     pub port: u16,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    /// A program that runs the broker (e.g. `fiu-run -x` for fault injection); empty: none.
+    pub wrapper: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -29,14 +31,41 @@ pub fn free_port() -> u16 {
 impl Strom {
     /// Starts a broker on `data_dir` with extra `serve` flags and waits until it accepts connections.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Strom {
+        Strom::start_wrapped(data_dir, extra, &[])
+    }
+
+    /// Like [`Strom::start`], with the broker run by `wrapper` (which must exec it, keeping the PID).
+    pub fn start_wrapped(data_dir: &Path, extra: &[&str], wrapper: &[&str]) -> Strom {
         let mut s = Strom {
             child: None,
             port: free_port(),
             data_dir: data_dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn();
         s
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `timeout` for the broker to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn addr(&self) -> String {
@@ -44,7 +73,14 @@ impl Strom {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -6,7 +6,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ProduceRequest, RequestHeader, ResponseHeader, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -71,6 +74,18 @@ impl Conn {
         ResponseKind::decode(api, &mut frame, version).unwrap()
     }
 
+    /// Produce with acks=all of `records` to one partition: (error code, base offset).
+    pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        let req = produce_request(topic, partition, records);
+        match self.request(ApiKey::Produce, 9, &req) {
+            ResponseKind::Produce(r) => {
+                let p = &r.responses[0].partition_responses[0];
+                (p.error_code, p.base_offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// True if the broker has closed this connection (EOF within the timeout).
     pub fn closed_by_peer(&mut self) -> bool {
         let mut b = [0u8; 1];
@@ -122,4 +137,16 @@ pub fn record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
     };
     RecordBatchEncoder::encode(&mut buf, [&record], &opts).expect("encode batch");
     buf.freeze()
+}
+
+/// A Produce request (acks=all, 10 s timeout) of `records` to one partition.
+pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
 }

@@ -1,0 +1,308 @@
+//! `strom group`: consumer groups as `kafka-consumer-groups` shows and changes them.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context as _};
+use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::groups::GroupInfo;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{
+    self, describe_code, describe_error, Admin, Consumer, QuietContext, REQUEST_TIMEOUT,
+};
+use super::BrokerArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum GroupCommand {
+    /// List consumer groups with their state.
+    List,
+    /// Members, assignments, and per partition the committed offset, end offset and lag.
+    Describe { group: String },
+    /// Move a group's committed offsets; the group must have no active members.
+    /// Prints the plan; changes nothing without --execute.
+    ResetOffsets {
+        group: String,
+        /// Topic whose offsets move (every partition).
+        #[arg(long)]
+        topic: String,
+        #[command(flatten)]
+        to: ResetTo,
+        /// Apply the plan (without it, only print it).
+        #[arg(long)]
+        execute: bool,
+    },
+    /// Delete a group and its committed offsets; the group must be empty.
+    Delete { group: String },
+}
+
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct ResetTo {
+    /// To the first offset still stored.
+    #[arg(long)]
+    to_earliest: bool,
+    /// To the end: only records produced from now on are consumed.
+    #[arg(long)]
+    to_latest: bool,
+    /// To this offset (clamped to the partition's range).
+    #[arg(long, value_name = "OFFSET")]
+    to_offset: Option<i64>,
+    /// By this many records from the committed offset (negative: back).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+}
+
+pub async fn run(broker: &BrokerArgs, cmd: GroupCommand) -> anyhow::Result<()> {
+    let metadata = client::ensure_reachable(&broker.broker)?;
+    match cmd {
+        GroupCommand::List => {
+            let consumer = consumer_for(&broker.broker, "strom-cli")?;
+            let list =
+                tokio::task::block_in_place(|| consumer.fetch_group_list(None, REQUEST_TIMEOUT))
+                    .map_err(|e| anyhow!("list groups: {}", describe_error(&e)))?;
+            let mut groups: Vec<&GroupInfo> = list.groups().iter().collect();
+            groups.sort_by_key(|g| g.name());
+            for g in groups {
+                println!("{}\t{}", g.name(), g.state());
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let topics: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| !n.starts_with("__"))
+                .collect();
+            describe(&broker.broker, &group, &topics)?;
+        }
+        GroupCommand::ResetOffsets {
+            group,
+            topic,
+            to,
+            execute,
+        } => {
+            reset(&broker.broker, &group, &topic, &to, execute)?;
+        }
+        GroupCommand::Delete { group } => {
+            let admin: Admin = client::admin_config(&broker.broker)
+                .create_with_context(QuietContext)
+                .context("creating admin client")?;
+            let results = admin
+                .delete_groups(&[group.as_str()], &super::topic::admin_options(false))
+                .await
+                .map_err(|e| anyhow!("delete group {group}: {}", describe_error(&e)))?;
+            for r in results {
+                if let Err((name, code)) = r {
+                    bail!("delete group {name}: {}", describe_code(code));
+                }
+            }
+            eprintln!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+/// A consumer that acts *as* `group` for offset fetches and commits without ever joining it.
+fn consumer_for(broker: &str, group: &str) -> anyhow::Result<Consumer> {
+    let mut config = client::consumer_config(broker);
+    config.set("group.id", group);
+    config
+        .create_with_context(QuietContext)
+        .context("creating consumer")
+}
+
+fn group_info(consumer: &Consumer, group: &str) -> anyhow::Result<(String, Vec<Member>)> {
+    let list =
+        tokio::task::block_in_place(|| consumer.fetch_group_list(Some(group), REQUEST_TIMEOUT))
+            .map_err(|e| anyhow!("describe group {group}: {}", describe_error(&e)))?;
+    let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+        bail!("group {group}: not found");
+    };
+    let members = info
+        .members()
+        .iter()
+        .map(|m| Member {
+            id: m.id().to_string(),
+            client: format!("{}/{}", m.client_id(), m.client_host()),
+            partitions: m.assignment().map(parse_assignment).unwrap_or_default(),
+        })
+        .collect();
+    Ok((info.state().to_string(), members))
+}
+
+struct Member {
+    id: String,
+    client: String,
+    partitions: Vec<(String, i32)>,
+}
+
+fn describe(broker: &str, group: &str, topics: &[String]) -> anyhow::Result<()> {
+    let consumer = consumer_for(broker, group)?;
+    let (state, members) = group_info(&consumer, group)?;
+    let owner: BTreeMap<(String, i32), &Member> = members
+        .iter()
+        .flat_map(|m| m.partitions.iter().map(move |tp| (tp.clone(), m)))
+        .collect();
+    println!("Group: {group}\tState: {state}\tMembers: {}", members.len());
+    println!(
+        "{:<24} {:>9} {:>16} {:>14} {:>10}  MEMBER",
+        "TOPIC", "PARTITION", "COMMITTED-OFFSET", "END-OFFSET", "LAG"
+    );
+    for topic in topics {
+        let partitions =
+            client::topic_partitions(consumer.client(), topic, std::time::Duration::ZERO, false)?;
+        let committed = committed(&consumer, topic, &partitions)?;
+        let assigned = partitions
+            .iter()
+            .any(|p| owner.contains_key(&(topic.clone(), *p)));
+        if !assigned && committed.values().all(|o| *o < 0) {
+            continue;
+        }
+        for w in client::watermarks(&consumer, topic, &partitions)? {
+            let c = committed.get(&w.partition).copied().unwrap_or(-1);
+            let (shown, lag) = if c >= 0 {
+                (c.to_string(), (w.high - c).max(0).to_string())
+            } else {
+                ("-".into(), "-".into())
+            };
+            let member = owner
+                .get(&(topic.clone(), w.partition))
+                .map_or("-".to_string(), |m| format!("{} ({})", m.id, m.client));
+            println!(
+                "{topic:<24} {:>9} {shown:>16} {:>14} {lag:>10}  {member}",
+                w.partition, w.high
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Committed offset per partition; -1 where the group has none.
+fn committed(
+    consumer: &Consumer,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let got = tokio::task::block_in_place(|| consumer.committed_offsets(tpl, REQUEST_TIMEOUT))
+        .map_err(|e| anyhow!("committed offsets of {topic}: {}", describe_error(&e)))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| {
+            (
+                e.partition(),
+                if let Offset::Offset(o) = e.offset() {
+                    o
+                } else {
+                    -1
+                },
+            )
+        })
+        .collect())
+}
+
+fn reset(
+    broker: &str,
+    group: &str,
+    topic: &str,
+    to: &ResetTo,
+    execute: bool,
+) -> anyhow::Result<()> {
+    let consumer = consumer_for(broker, group)?;
+    if let Ok((state, members)) = group_info(&consumer, group) {
+        if !members.is_empty() {
+            bail!("group {group} is {state} with {} active members: stop them before resetting offsets", members.len());
+        }
+    }
+    let partitions =
+        client::topic_partitions(consumer.client(), topic, std::time::Duration::ZERO, false)?;
+    let current = committed(&consumer, topic, &partitions)?;
+    let mut tpl = TopicPartitionList::new();
+    println!(
+        "{:<24} {:>9} {:>12} {:>12}",
+        "TOPIC", "PARTITION", "CURRENT", "NEW"
+    );
+    for w in client::watermarks(&consumer, topic, &partitions)? {
+        let now = current.get(&w.partition).copied().unwrap_or(-1);
+        let target = if to.to_earliest {
+            w.low
+        } else if to.to_latest {
+            w.high
+        } else if let Some(o) = to.to_offset {
+            o
+        } else {
+            let base = if now >= 0 { now } else { w.low };
+            base.saturating_add(to.shift_by.unwrap_or(0))
+        };
+        let target = target.clamp(w.low, w.high);
+        println!(
+            "{topic:<24} {:>9} {:>12} {target:>12}",
+            w.partition,
+            if now >= 0 {
+                now.to_string()
+            } else {
+                "-".into()
+            }
+        );
+        tpl.add_partition_offset(topic, w.partition, Offset::Offset(target))
+            .map_err(|e| anyhow!("{topic}/{}: {}", w.partition, describe_error(&e)))?;
+    }
+    if !execute {
+        eprintln!("dry run: add --execute to commit these offsets");
+        return Ok(());
+    }
+    tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync))
+        .map_err(|e| anyhow!("commit offsets for group {group}: {}", describe_error(&e)))?;
+    eprintln!("reset offsets of group {group} on {topic}");
+    Ok(())
+}
+
+/// The partitions in a member's assignment: Kafka's ConsumerProtocolAssignment, big-endian:
+/// `version i16, [topic string(i16 len), [partition i32] (i32 count)] (i32 count), user_data`.
+/// Malformed bytes yield what was parsed so far; this is display only.
+fn parse_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    let mut r = bytes;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, b) = (r.get(..n)?, r.get(n..)?);
+        r = b;
+        Some(a)
+    };
+    let _ = (|| -> Option<()> {
+        take(2)?;
+        let topics = i32::from_be_bytes(take(4)?.try_into().ok()?);
+        for _ in 0..topics.max(0) {
+            let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
+            let name = String::from_utf8_lossy(take(usize::try_from(len).ok()?)?).into_owned();
+            let count = i32::from_be_bytes(take(4)?.try_into().ok()?);
+            for _ in 0..count.max(0) {
+                out.push((name.clone(), i32::from_be_bytes(take(4)?.try_into().ok()?)));
+            }
+        }
+        Some(())
+    })();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_bytes() {
+        let mut b = vec![
+            0, 1, 0, 0, 0, 1, 0, 2, b'o', b'k', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5,
+        ];
+        assert_eq!(
+            parse_assignment(&b),
+            vec![("ok".to_string(), 3), ("ok".to_string(), 5)]
+        );
+        b.truncate(15);
+        assert_eq!(parse_assignment(&b), Vec::<(String, i32)>::new());
+        assert!(parse_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_empty());
+    }
+}
