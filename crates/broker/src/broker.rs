@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::flusher::Flusher;
 use crate::metadata::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
+use crate::producer_ids::ProducerIds;
 use crate::topic::{validate_topic_name, Topic};
 use crate::{BrokerConfig, BrokerError};
 
@@ -25,6 +26,9 @@ pub struct Broker {
     /// Serialises topic creation, deletion and growth; reads of the registry never wait on it.
     admin: Mutex<()>,
     stopping: AtomicBool,
+    /// Consumer groups and their committed offsets (in the `__consumer_offsets` topic).
+    groups: crate::group::Coordinator,
+    producer_ids: ProducerIds,
 }
 
 impl Broker {
@@ -32,12 +36,14 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
         let meta = MetadataStore::open(&config.data_dir)?;
         let cluster_id = meta.cluster_id()?;
+        let producer_ids = ProducerIds::open(&config.data_dir.join("meta"))?;
         let (flusher, flusher_threads) = Flusher::start(config.flush).map_err(|e| {
             BrokerError::Storage(strom_storage::StorageError::Io {
                 path: config.data_dir.clone(),
                 source: e,
             })
         })?;
+        let groups = crate::group::Coordinator::new(config.coordinator());
         let broker = Broker {
             config,
             cluster_id,
@@ -47,12 +53,15 @@ impl Broker {
             flusher_threads: Mutex::new(flusher_threads),
             admin: Mutex::new(()),
             stopping: AtomicBool::new(false),
+            groups,
+            producer_ids,
         };
         for (name, rec) in broker.meta.load_all()? {
             let topic = broker.open_topic(&name, &rec)?;
             tracing::info!(topic = %name, partitions = rec.partitions, "recovered topic");
             broker.topics_mut().insert(name, topic);
         }
+        broker.groups.load(&broker)?;
         Ok(Arc::new(broker))
     }
 
@@ -66,6 +75,10 @@ impl Broker {
 
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    pub fn groups(&self) -> &crate::group::Coordinator {
+        &self.groups
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -92,6 +105,10 @@ impl Broker {
     pub fn topic_or_auto_create(&self, name: &str) -> Result<Option<Arc<Topic>>, BrokerError> {
         if let Some(t) = self.topic(name) {
             return Ok(Some(t));
+        }
+        if name == crate::group::OFFSETS_TOPIC {
+            // Created with its own settings (no time retention), never with the defaults.
+            return crate::group::offsets_topic(self).map(Some);
         }
         if !self.config.auto_create_topics {
             return Ok(None);
@@ -194,6 +211,12 @@ impl Broker {
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         let current = topic.partition_count() as i32;
+        if name == crate::group::OFFSETS_TOPIC {
+            // A group's offsets live in the partition its id hashes to among all partitions.
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{name} cannot grow: groups would lose track of their offsets"
+            )));
+        }
         if count <= current {
             return Err(BrokerError::InvalidPartitions(format!(
                 "topic {name} has {current} partitions; the new count must be larger, not {count}"
@@ -218,6 +241,21 @@ impl Broker {
             parts.push(self.open_partition(&topic.name, index, &topic.config)?);
         }
         Ok(())
+    }
+
+    /// InitProducerId for an idempotent (non-transactional) producer: a fresh producer id with
+    /// epoch 0, or, when the producer names its current id and epoch (KIP-360, after an error
+    /// that left its sequences unknown), the same id with the next epoch. The epoch is taken
+    /// on trust: there is no global producer registry, and each partition fences batches of
+    /// older epochs. An id this node never issued, or an exhausted epoch, gets a fresh id.
+    pub fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<(i64, i16), BrokerError> {
+        if let Some((id, epoch)) = current {
+            // Kafka stops one short of i16::MAX, keeping the last epoch for fencing.
+            if self.producer_ids.issued(id) && (0..i16::MAX - 1).contains(&epoch) {
+                return Ok((id, epoch + 1));
+            }
+        }
+        Ok((self.producer_ids.allocate()?, 0))
     }
 
     /// Flushes and checkpoints every partition and stops the flusher. Idempotent.

@@ -22,6 +22,11 @@ pub struct BrokerConfig {
     pub flush: FlushPolicy,
     /// How often retention runs over all partitions.
     pub retention_check_interval_ms: u64,
+    /// `group.initial.rebalance.delay.ms`: the first join into an empty consumer group waits
+    /// this long for more members before forming a generation.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `offsets.retention.minutes`: committed offsets of a group Empty this long are deleted.
+    pub offsets_retention_minutes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -34,6 +39,25 @@ impl Default for BrokerConfig {
             topic_defaults: crate::TopicConfig::default(),
             flush: FlushPolicy::Always,
             retention_check_interval_ms: 60_000,
+            group_initial_rebalance_delay_ms: 3000,
+            offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The group coordinator's settings.
+    pub fn coordinator(&self) -> crate::group::CoordinatorConfig {
+        let defaults = crate::group::CoordinatorConfig::default();
+        crate::group::CoordinatorConfig {
+            group: crate::group::GroupConfig {
+                initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+                ..defaults.group
+            },
+            offsets_retention_ms: i64::try_from(self.offsets_retention_minutes)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(60_000),
+            ..defaults
         }
     }
 }

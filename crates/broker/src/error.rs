@@ -25,6 +25,17 @@ pub enum BrokerError {
     Storage(StorageError),
     #[error("timed out waiting for durability")]
     Timeout,
+    /// An idempotent batch does not continue its producer's sequence (a gap, or a new epoch not
+    /// starting at 0). A retry of a recent batch is not this: it is answered as a success.
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent batch from an older epoch than its producer's current one (a fenced producer).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// Never raised by this broker: like Kafka >= 2.5 it accepts an unknown producer at any
+    /// sequence (see `producer_state`). Kept so front ends map the whole producer vocabulary.
+    #[error("unknown producer id: {0}")]
+    UnknownProducerId(String),
 }
 
 impl From<StorageError> for BrokerError {

@@ -11,12 +11,16 @@ pub mod config;
 pub mod error;
 pub mod fatal;
 pub mod flusher;
+pub mod group;
 pub mod metadata;
 pub mod partition;
+pub mod producer_ids;
+pub mod producer_state;
 pub mod retention;
 pub mod topic;
 
 mod broker;
+mod producer_snapshot;
 
 pub use broker::{Broker, PARTITIONS_MAX};
 pub use config::{BrokerConfig, FlushPolicy};

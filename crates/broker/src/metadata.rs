@@ -111,7 +111,7 @@ impl MetadataStore {
     }
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<(), BrokerError> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), BrokerError> {
     let tmp = path.with_extension("toml.tmp");
     let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;

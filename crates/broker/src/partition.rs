@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use strom_storage::{batch, Log, StorageError};
@@ -10,10 +10,16 @@ use tokio::sync::watch;
 
 use crate::fatal::fail_stop;
 use crate::flusher::Flusher;
+use crate::producer_snapshot;
+use crate::producer_state::{ProducerEntry, ProducerStateMap, Verdict, PRODUCER_EXPIRATION_MS};
 use crate::{BrokerError, FlushPolicy};
 
 /// The Kafka leader epoch a single node writes with. Replication makes this the Raft term.
 pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+
+/// A producer-state snapshot is written after this many appended bytes (and on every segment
+/// roll), bounding how much of the log a restart after a crash must re-read.
+pub const SNAPSHOT_INTERVAL_BYTES: u64 = 64 << 20;
 
 /// Where a produce landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +50,18 @@ pub struct Partition {
     pub(crate) flush_queued: AtomicBool,
     policy: FlushPolicy,
     max_message_bytes: u32,
+    /// Idempotent-producer state. Changed only while the log's write lock is held (lock order:
+    /// log, then this), so it always describes exactly the batches in the log.
+    producers: Mutex<ProducerTracking>,
+    /// Set by an append when a snapshot is due; the flusher writes it, off the produce path.
+    snapshot_due: AtomicBool,
+    /// Serialises snapshot writers; the log offset of the newest snapshot on disk.
+    snapshot_written: Mutex<Option<u64>>,
+}
+
+struct ProducerTracking {
+    state: ProducerStateMap,
+    bytes_since_snapshot: u64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -62,6 +80,17 @@ impl Partition {
         policy: FlushPolicy,
     ) -> Result<Arc<Partition>, BrokerError> {
         let log = Log::open(&dir, config.log_config())?;
+        let restored = producer_snapshot::restore(&dir, &log, crate::now_ms())?;
+        tracing::debug!(
+            topic,
+            partition = index,
+            producers = restored.state.len(),
+            scanned_from = restored.scanned_from,
+            log_end = log.next_offset(),
+            "restored producer state"
+        );
+        // Replayed batches are worth a fresh snapshot at the next flush.
+        let replayed = restored.scanned_from < log.next_offset();
         // Recovery leaves only verified, fsynced data behind, so all of it is visible.
         let (high_watermark, _) = watch::channel(log.next_offset());
         Ok(Arc::new(Partition {
@@ -74,6 +103,12 @@ impl Partition {
             flush_queued: AtomicBool::new(false),
             policy,
             max_message_bytes: config.max_message_bytes,
+            snapshot_due: AtomicBool::new(replayed),
+            snapshot_written: Mutex::new(restored.snapshot_offset),
+            producers: Mutex::new(ProducerTracking {
+                state: restored.state,
+                bytes_since_snapshot: 0,
+            }),
         }))
     }
 
@@ -83,7 +118,12 @@ impl Partition {
 
     /// Validates every batch, then appends all of them or none. Durability is *not* awaited here:
     /// call [`Partition::wait_durable`] with the returned end offset before acknowledging.
+    ///
+    /// Idempotent batches are checked against the producer state under the write lock, atomically
+    /// with the append (see [`crate::producer_state`]). A retry of a recently appended batch
+    /// appends nothing and returns the original batch's offsets.
     pub fn append(self: &Arc<Self>, batches: &[Bytes]) -> Result<AppendResult, BrokerError> {
+        let mut headers = Vec::with_capacity(batches.len());
         for b in batches {
             if b.len() > self.max_message_bytes as usize {
                 return Err(BrokerError::MessageTooLarge {
@@ -91,11 +131,28 @@ impl Partition {
                     max: self.max_message_bytes,
                 });
             }
-            batch::validate(b)?;
+            headers.push(batch::validate(b)?);
         }
         let now = crate::now_ms();
         let mut log = self.log_mut();
+        let mut producers = self.producers_mut();
         let base_offset = log.next_offset();
+        let pending = match producers.state.check(&headers, base_offset, now)? {
+            Verdict::Append(pending) => pending,
+            Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } => {
+                tracing::debug!(partition = ?self, base_offset, "duplicate idempotent batch; answering its original offset");
+                // The original may still be on its way to disk; the caller waits for it as usual.
+                return Ok(AppendResult {
+                    base_offset,
+                    end_offset: last_offset + 1,
+                    log_start_offset: log.log_start_offset(),
+                });
+            }
+        };
+        let segments_before = log.segment_count();
         for b in batches {
             if let Err(err) = log.append(b, SINGLE_NODE_LEADER_EPOCH, now) {
                 // All or nothing: a retry must not find half of its batches already in the log.
@@ -107,11 +164,20 @@ impl Partition {
                 return Err(err.into());
             }
         }
+        producers.state.commit(pending);
+        producers.bytes_since_snapshot += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+        if log.segment_count() != segments_before
+            || producers.bytes_since_snapshot >= SNAPSHOT_INTERVAL_BYTES
+        {
+            producers.bytes_since_snapshot = 0;
+            self.snapshot_due.store(true, Ordering::Release);
+        }
         let result = AppendResult {
             base_offset,
             end_offset: log.next_offset(),
             log_start_offset: log.log_start_offset(),
         };
+        drop(producers);
         drop(log);
         match self.policy {
             FlushPolicy::Always => self.queue_flush(),
@@ -139,6 +205,41 @@ impl Partition {
         if self.policy == FlushPolicy::Always {
             self.raise_high_watermark(point.end_offset());
         }
+        if self.snapshot_due.swap(false, Ordering::AcqRel) {
+            self.write_producer_snapshot();
+        }
+    }
+
+    /// Writes the producer state as of the current log end. The snapshot may cover batches not
+    /// yet fsynced: if a crash then loses them, the snapshot lies beyond the recovered log end
+    /// and `producer_snapshot::restore` discards it. Failure only costs a longer scan on the next
+    /// open, so it is logged, not fatal.
+    fn write_producer_snapshot(&self) {
+        let (offset, bytes) = {
+            let log = self.log_ref();
+            let producers = self.producers_mut();
+            let offset = log.next_offset();
+            (offset, producer_snapshot::encode(offset, &producers.state))
+        };
+        let mut written = self
+            .snapshot_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Another writer got a newer state on disk first.
+        if written.is_some_and(|w| w >= offset) {
+            return;
+        }
+        match producer_snapshot::write(&self.dir, &bytes) {
+            Ok(()) => *written = Some(offset),
+            Err(e) => {
+                tracing::warn!(partition = ?self, "could not write the producer-state snapshot: {e}")
+            }
+        }
+    }
+
+    /// What the partition knows about `producer_id` (idempotent produce).
+    pub fn producer_entry(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.producers_mut().state.get(producer_id).cloned()
     }
 
     fn raise_high_watermark(&self, end: u64) {
@@ -205,8 +306,21 @@ impl Partition {
             .filter(|(offset, _)| *offset < self.high_watermark())
     }
 
+    /// Deletes segments past retention, then forgets producers whose batches are all gone or
+    /// who have been idle past [`PRODUCER_EXPIRATION_MS`] (they become unknown producers).
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        let removed = self.log_mut().apply_retention(now_ms)?;
+        let mut log = self.log_mut();
+        let removed = log.apply_retention(now_ms)?;
+        let mut producers = self.producers_mut();
+        let evicted = if removed > 0 {
+            producers.state.evict_below(log.log_start_offset())
+        } else {
+            0
+        };
+        let expired = producers.state.expire(now_ms, PRODUCER_EXPIRATION_MS);
+        if evicted + expired > 0 {
+            tracing::debug!(partition = ?self, evicted, expired, "forgot producers");
+        }
         Ok(removed)
     }
 
@@ -215,8 +329,10 @@ impl Partition {
     }
 
     /// Clean shutdown: fsync and write the recovery checkpoint so the next start skips re-scanning.
+    /// Also writes the producer-state snapshot, so the next open replays no batch.
     pub(crate) fn close(&self) -> Result<(), BrokerError> {
         self.log_mut().checkpoint()?;
+        self.write_producer_snapshot();
         Ok(())
     }
 
@@ -229,6 +345,12 @@ impl Partition {
     fn log_mut(&self) -> RwLockWriteGuard<'_, Log> {
         self.log.write().unwrap_or_else(|p| p.into_inner())
     }
+
+    // Poisoning: `check` has no side effects and `commit` is a single map extend, so the state
+    // is consistent even if a holder panicked.
+    fn producers_mut(&self) -> MutexGuard<'_, ProducerTracking> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn fail_on_fatal(err: &StorageError) {
@@ -236,3 +358,7 @@ fn fail_on_fatal(err: &StorageError) {
         fail_stop(err);
     }
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

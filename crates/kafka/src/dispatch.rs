@@ -49,7 +49,11 @@ fn prefix(frame: &[u8]) -> Prefix {
 
 /// Starts handling one request. Work that must keep request order (appends) happens before this
 /// returns; waiting (durability, long polls) happens in the returned future.
-pub fn handle(ctx: &Arc<Context>, frame: Bytes) -> Result<PendingResponse, DispatchError> {
+pub fn handle(
+    ctx: &Arc<Context>,
+    frame: Bytes,
+    peer: std::net::SocketAddr,
+) -> Result<PendingResponse, DispatchError> {
     let p = prefix(&frame);
     let api = ApiKey::try_from(p.api_key).map_err(|_| DispatchError::UnknownApiKey(p.api_key))?;
     let Some((min, max)) = versions::supported(api) else {
@@ -92,7 +96,15 @@ pub fn handle(ctx: &Arc<Context>, frame: Bytes) -> Result<PendingResponse, Dispa
         RequestKind::decode(api, &mut buf, p.version).map_err(|e| malformed(e.to_string()))?;
     let version = p.version;
     let correlation_id = header.correlation_id;
-    Ok(match handlers::handle(ctx, request, version) {
+    let client = handlers::Client {
+        id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        host: format!("/{}", peer.ip()),
+    };
+    Ok(match handlers::handle(ctx, request, version, &client) {
         Reply::Now(resp) => ready(encode(correlation_id, api, version, *resp)),
         Reply::Later(fut) => Box::pin(async move {
             let resp = fut.await?;

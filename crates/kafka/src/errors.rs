@@ -20,5 +20,8 @@ pub fn kafka_error(err: &BrokerError) -> ResponseError {
         BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         BrokerError::Storage(_) => ResponseError::KafkaStorageError,
         BrokerError::Timeout => ResponseError::RequestTimedOut,
+        BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        BrokerError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
     }
 }

@@ -24,6 +24,8 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<()> {
+    // Group deadlines (sessions, rebalance timeouts) run on this runtime.
+    strom_broker::group::Coordinator::start(&ctx.broker);
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -76,7 +78,7 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
                 break;
             }
         };
-        match dispatch::handle(&ctx, frame) {
+        match dispatch::handle(&ctx, frame, peer) {
             Ok(pending) => {
                 if tx.send(pending).await.is_err() {
                     break;

@@ -10,6 +10,8 @@
 //! 00000000000000000000.timeindex  sparse time index, see `index`
 //! recovery-checkpoint             see `checkpoint`
 //! ```
+//!
+//! Other files (the broker's `producer-state.snapshot`) are left alone.
 
 pub mod batch;
 pub mod error;

@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use crate::batch::BatchHeader;
+
 use crate::error::StorageError;
 use crate::log::{Log, ReadResult};
 use crate::segment::Segment;
@@ -40,6 +42,30 @@ impl Log {
             });
         }
         self.segments[self.segment_index_for(offset)].read(offset, max_bytes, upper_bound)
+    }
+
+    /// Feeds `visit` the header of every stored batch whose last offset is >= `from_offset` (from
+    /// the log start when `from_offset` is below it), in offset order. Only headers are parsed;
+    /// record bytes are never copied out or CRC-checked (recovery already verified them). Used to
+    /// rebuild state derived from the log, such as the broker's producer state.
+    pub fn scan_headers(
+        &self,
+        from_offset: u64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let end = self.next_offset();
+        if from_offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: from_offset,
+                start: self.log_start_offset(),
+                end,
+            });
+        }
+        let from = from_offset.max(self.log_start_offset());
+        for segment in &self.segments[self.segment_index_for(from)..] {
+            segment.visit_headers(from, &mut visit)?;
+        }
+        Ok(())
     }
 
     /// The first batch whose maxTimestamp >= `ts_ms`, as (base offset, its

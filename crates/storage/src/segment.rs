@@ -269,6 +269,26 @@ impl Segment {
         })
     }
 
+    /// Feeds `visit` the header of every batch whose last offset is >= `from_offset`, in order.
+    /// `walk_from_index` may restart from the segment start when an index entry is stale, so
+    /// batches already visited are skipped by offset rather than visited twice.
+    pub fn visit_headers(
+        &self,
+        from_offset: u64,
+        visit: &mut impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let mut next_unvisited = from_offset;
+        self.walk_from_index(from_offset, |_, header| {
+            let last = header.last_offset() as u64;
+            if last >= next_unvisited {
+                visit(header);
+                next_unvisited = last + 1;
+            }
+            ControlFlow::<()>::Continue(())
+        })?;
+        Ok(())
+    }
+
     /// Whole batches from the one containing `offset`; see `Log::read`.
     pub fn read(
         &self,

@@ -68,6 +68,12 @@ settings! {
     flush_interval_ms: u64,
     /// How often retention is checked, in ms [default: 60000].
     retention_check_interval_ms: u64,
+    /// How long the first join into an empty consumer group waits for more members, in ms
+    /// (group.initial.rebalance.delay.ms) [default: 3000].
+    group_initial_rebalance_delay_ms: u64,
+    /// Delete the committed offsets of a group that has been empty this long, in minutes
+    /// (offsets.retention.minutes) [default: 10080].
+    offsets_retention_minutes: u64,
 }
 
 /// Everything `serve` needs, resolved and validated.
@@ -123,6 +129,9 @@ impl ServeArgs {
             ),
             Some(ms) => FlushPolicy::IntervalMs(ms),
         };
+        if args.offsets_retention_minutes == Some(0) {
+            bail!("--offsets-retention-minutes must be at least 1");
+        }
         let kafka_addr = args
             .kafka_addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
@@ -142,6 +151,10 @@ impl ServeArgs {
                     .retention_check_interval_ms
                     .unwrap_or(60_000)
                     .max(10),
+                group_initial_rebalance_delay_ms: args
+                    .group_initial_rebalance_delay_ms
+                    .unwrap_or(3000),
+                offsets_retention_minutes: args.offsets_retention_minutes.unwrap_or(7 * 24 * 60),
             },
             kafka: KafkaConfig {
                 advertised_host,

@@ -3,6 +3,8 @@
 //! response version that cannot carry it makes the encoder fail, and the client would hang.)
 
 mod common;
+#[path = "conformance/groups.rs"]
+mod group_cases;
 
 use bytes::Bytes;
 use common::wire::Conn;
@@ -167,6 +169,26 @@ fn exchange(conn: &mut Conn, api: ApiKey, v: i16, partitions: &mut i32) -> Vec<i
                 r => panic!("{r:?}"),
             }
         }
+        ApiKey::InitProducerId => {
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000);
+            match ask(conn, &req) {
+                ResponseKind::InitProducerId(r) => {
+                    assert!(
+                        r.producer_id.0 >= 0,
+                        "v{v}: producer id {:?}",
+                        r.producer_id
+                    );
+                    assert_eq!(r.producer_epoch, 0, "v{v}");
+                    vec![r.error_code]
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+        group_api if group_cases::ORDER.contains(&group_api) => {
+            group_cases::exchange(conn, group_api, v)
+        }
         other => panic!("no conformance case for {other:?}: add one"),
     }
 }
@@ -185,11 +207,19 @@ impl<T: kafka_protocol::protocol::Encodable> EncodeDyn for T {
 #[test]
 fn every_advertised_version_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let strom = Strom::start(dir.path(), &["--default-partitions", "1"]);
+    let strom = Strom::start(
+        dir.path(),
+        &[
+            "--default-partitions",
+            "1",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    );
     let mut conn = Conn::connect(&strom.addr());
     let mut partitions = 1;
     // Produce first, so that Fetch and ListOffsets find data; CreateTopics before DeleteTopics.
-    let order = [
+    let mut order = vec![
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::Produce,
@@ -199,7 +229,10 @@ fn every_advertised_version_answers() {
         ApiKey::DeleteTopics,
         ApiKey::DescribeConfigs,
         ApiKey::CreatePartitions,
+        ApiKey::InitProducerId,
     ];
+    // The group APIs need the topic the cases above created.
+    order.extend(group_cases::ORDER);
     assert_eq!(
         order.len(),
         SUPPORTED.len(),

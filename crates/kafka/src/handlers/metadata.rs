@@ -5,6 +5,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
+use strom_broker::group::OFFSETS_TOPIC;
 use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
 use strom_broker::topic::validate_topic_name;
 use strom_broker::Topic;
@@ -27,7 +28,7 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
     };
     // v4+ lets the client ask not to auto-create; before v4 auto-creation is implied.
     let may_create = version < 4 || req.allow_auto_topic_creation;
-    let topics = match wanted {
+    let mut topics: Vec<MetadataResponseTopic> = match wanted {
         None => broker.topics().iter().map(|t| describe(node, t)).collect(),
         Some(requested) => requested
             .into_iter()
@@ -56,6 +57,17 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
             })
             .collect(),
     };
+    // v1+ flags internal topics; clients leave them out of pattern subscriptions.
+    if version >= 1 {
+        for t in &mut topics {
+            if t.name
+                .as_ref()
+                .is_some_and(|n| n.0.as_str() == OFFSETS_TOPIC)
+            {
+                t.is_internal = true;
+            }
+        }
+    }
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))

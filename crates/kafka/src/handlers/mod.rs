@@ -4,8 +4,11 @@ pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod group;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::future::Future;
@@ -26,7 +29,17 @@ pub enum Reply {
     Nothing,
 }
 
-pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16) -> Reply {
+/// Who sent a request, as group members are described (DescribeGroups client id and host).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub id: String,
+    /// The peer address as Kafka prints it, e.g. `/127.0.0.1`.
+    pub host: String,
+}
+
+pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &Client) -> Reply {
+    use group::{admin as groups, find_coordinator, membership, offsets};
+    let now = |resp: ResponseKind| Reply::Now(Box::new(resp));
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(Box::new(api_versions::handle().into())),
         RequestKind::Metadata(r) => Reply::Now(Box::new(metadata::handle(ctx, r, version).into())),
@@ -43,6 +56,21 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16) -> Reply {
             Reply::Now(Box::new(admin::create_partitions(ctx, r).into()))
         }
         RequestKind::DescribeConfigs(r) => Reply::Now(Box::new(configs::describe(ctx, r).into())),
+        RequestKind::InitProducerId(r) => {
+            Reply::Now(Box::new(init_producer_id::handle(ctx, r, version).into()))
+        }
+        RequestKind::FindCoordinator(r) => now(find_coordinator::handle(ctx, r, version).into()),
+        RequestKind::JoinGroup(r) => membership::join(ctx, r, version, client),
+        RequestKind::SyncGroup(r) => membership::sync(ctx, r, version),
+        RequestKind::Heartbeat(r) => now(membership::heartbeat(ctx, r).into()),
+        RequestKind::LeaveGroup(r) => now(membership::leave(ctx, r, version).into()),
+        RequestKind::OffsetCommit(r) => offsets::commit(ctx, r),
+        RequestKind::OffsetFetch(r) => now(offsets::fetch(ctx, r, version).into()),
+        RequestKind::OffsetDelete(r) => offsets::delete(ctx, r),
+        RequestKind::ListGroups(r) => now(groups::list(ctx, r, version).into()),
+        RequestKind::DescribeGroups(r) => now(groups::describe(ctx, r, version).into()),
+        RequestKind::DeleteGroups(r) => groups::delete(ctx, r),
+        RequestKind::OffsetForLeaderEpoch(r) => now(offset_for_leader_epoch::handle(ctx, r).into()),
         other => {
             // Unreachable through dispatch, which admits only the versions table's APIs.
             tracing::error!("no handler for {other:?}");

@@ -1,5 +1,6 @@
 mod batch_tests;
 mod builder;
+mod header_scan_tests;
 mod log_tests;
 mod model_proptest;
 mod recovery_tests;

@@ -12,9 +12,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset};
 
 use super::payload::Clock;
-use super::producer::{self, Plan, Stats};
+use super::plan::{self, Plan, Stats};
 use super::report::{self, Table, MBPS_HEADER};
-use super::{Acks, BenchArgs};
+use super::{native, Acks, BenchArgs, ClientKind};
 use crate::cli::client::{self, describe_error, Consumer, QuietContext};
 
 /// A consumer that receives nothing for this long stops (and the run says so).
@@ -58,56 +58,15 @@ pub async fn run(args: ConsumeBenchArgs) -> anyhow::Result<()> {
 
     // Set everything up (connections, end offsets) before the clock starts.
     let count = (args.consumers as usize).min(partitions.len());
-    let mut readers = Vec::with_capacity(count);
-    for index in 0..count {
-        let mine: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .skip(index)
-            .step_by(count)
-            .collect();
-        let consumer: Consumer = super::consumer_config(&common.broker.broker)
-            .create_with_context(QuietContext)
-            .context("creating consumer")?;
-        let marks = client::watermarks(&consumer, &topic, &mine)?;
-        let ends: HashMap<i32, i64> = marks
-            .iter()
-            .filter(|m| m.low < m.high)
-            .map(|m| (m.partition, m.high))
-            .collect();
-        let starts: Vec<(i32, Offset)> = marks
-            .iter()
-            .filter(|m| m.low < m.high)
-            .map(|m| (m.partition, Offset::Offset(m.low)))
-            .collect();
-        readers.push((consumer, ends, starts));
-    }
-    eprintln!(
-        "bench consume: reading {topic} ({} partitions) with {count} consumers, up to {} bytes",
-        partitions.len(),
-        args.bytes
-    );
-
-    let total = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(count);
-    for (consumer, ends, starts) in readers {
-        if !starts.is_empty() {
-            client::assign(&consumer, &topic, &starts)?;
-        }
-        let (topic, total, target) = (topic.clone(), Arc::clone(&total), args.bytes);
-        handles.push(tokio::task::spawn_blocking(move || {
-            read(&consumer, &topic, ends, &total, target)
-        }));
-    }
+    let (started, results) = match common.client {
+        ClientKind::Rdkafka => read_rdkafka(common, &topic, &partitions, count, args.bytes).await?,
+        ClientKind::Native => read_native(common, &topic, &partitions, count, args.bytes).await?,
+    };
     let mut records = 0;
     let mut bytes = 0;
     let mut finished = started;
     let mut stalled = false;
-    for handle in handles {
-        let result = handle
-            .await
-            .map_err(|err| anyhow!("consumer thread failed: {err}"))??;
+    for result in results {
         records += result.records;
         bytes += result.bytes;
         finished = finished.max(result.finished);
@@ -145,6 +104,140 @@ pub async fn run(args: ConsumeBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The partitions consumer `index` of `count` reads (round-robin).
+fn share(partitions: &[i32], index: usize, count: usize) -> Vec<i32> {
+    partitions
+        .iter()
+        .copied()
+        .skip(index)
+        .step_by(count)
+        .collect()
+}
+
+fn announce(topic: &str, partitions: usize, count: usize, target: u64) {
+    eprintln!(
+        "bench consume: reading {topic} ({partitions} partitions) with {count} consumers, up to {target} bytes"
+    );
+}
+
+/// Reads with `count` librdkafka consumers, each on a blocking thread. Returns when the clock
+/// started and what each consumer read.
+async fn read_rdkafka(
+    common: &BenchArgs,
+    topic: &str,
+    partitions: &[i32],
+    count: usize,
+    target: u64,
+) -> anyhow::Result<(Instant, Vec<ReadResult>)> {
+    let mut readers = Vec::with_capacity(count);
+    for index in 0..count {
+        let mine = share(partitions, index, count);
+        let consumer: Consumer = super::consumer_config(&common.broker.broker)
+            .create_with_context(QuietContext)
+            .context("creating consumer")?;
+        let marks = client::watermarks(&consumer, topic, &mine)?;
+        let ends: HashMap<i32, i64> = marks
+            .iter()
+            .filter(|m| m.low < m.high)
+            .map(|m| (m.partition, m.high))
+            .collect();
+        let starts: Vec<(i32, Offset)> = marks
+            .iter()
+            .filter(|m| m.low < m.high)
+            .map(|m| (m.partition, Offset::Offset(m.low)))
+            .collect();
+        readers.push((consumer, ends, starts));
+    }
+    announce(topic, partitions.len(), count, target);
+
+    let total = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(count);
+    for (consumer, ends, starts) in readers {
+        if !starts.is_empty() {
+            client::assign(&consumer, topic, &starts)?;
+        }
+        let (topic, total) = (topic.to_string(), Arc::clone(&total));
+        handles.push(tokio::task::spawn_blocking(move || {
+            read(&consumer, &topic, ends, &total, target)
+        }));
+    }
+    let mut results = Vec::with_capacity(count);
+    for handle in handles {
+        results.push(
+            handle
+                .await
+                .map_err(|err| anyhow!("consumer thread failed: {err}"))??,
+        );
+    }
+    Ok((started, results))
+}
+
+/// Reads with `count` native consumers, each a task with its own connections. They count
+/// records and payload bytes from the batches without decoding the records.
+async fn read_native(
+    common: &BenchArgs,
+    topic: &str,
+    partitions: &[i32],
+    count: usize,
+    target: u64,
+) -> anyhow::Result<(Instant, Vec<ReadResult>)> {
+    let cluster = native::Cluster::discover(&common.broker.broker, topic).await?;
+    let mut readers = Vec::with_capacity(count);
+    for index in 0..count {
+        let mine = share(partitions, index, count);
+        readers.push(native::Reader::open(&cluster, &mine, native::EARLIEST, true, 100).await?);
+    }
+    announce(topic, partitions.len(), count, target);
+
+    let total = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(count);
+    for mut reader in readers {
+        let total = Arc::clone(&total);
+        handles.push(tokio::spawn(async move {
+            let mut result = ReadResult {
+                records: 0,
+                bytes: 0,
+                finished: Instant::now(),
+                stalled: false,
+            };
+            let mut last_progress = Instant::now();
+            while !reader.is_done() && total.load(Ordering::Relaxed) < target {
+                if last_progress.elapsed() > STALL_LIMIT {
+                    result.stalled = true;
+                    break;
+                }
+                let before = result.records;
+                reader
+                    .poll(&mut |batch, _| {
+                        let size = batch.payload_bytes()?;
+                        result.records += u64::from(batch.records);
+                        result.bytes += size;
+                        total.fetch_add(size, Ordering::Relaxed);
+                        Ok(())
+                    })
+                    .await?;
+                if result.records > before {
+                    last_progress = Instant::now();
+                }
+            }
+            result.finished = Instant::now();
+            anyhow::Ok(result)
+        }));
+    }
+    let mut results = Vec::with_capacity(count);
+    for handle in handles {
+        results.push(
+            handle
+                .await
+                .map_err(|err| anyhow!("consumer task failed: {err}"))?
+                .with_context(|| format!("reading {topic}"))?,
+        );
+    }
+    Ok((started, results))
+}
+
 /// Writes `bytes` of random records at maximum rate with acks=all.
 async fn fill(args: &BenchArgs, topic: &str, partitions: &[i32], bytes: u64) -> anyhow::Result<()> {
     let records = bytes.div_ceil(args.message_size);
@@ -168,8 +261,8 @@ async fn fill(args: &BenchArgs, topic: &str, partitions: &[i32], bytes: u64) -> 
         payload: super::random_payload(args.message_size)?,
         stamp_run: None,
     };
-    let producers = super::create_producers(args, Acks::All)?;
-    let stats = Stats::merge(producer::join(producer::spawn(producers, &plan)).await?)?;
+    let producers = super::create_producers(args, Acks::All, topic, partitions).await?;
+    let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
     if let Some(err) = stats.first_error {
         bail!("fill: {} records failed; first error: {err}", stats.errors);
     }

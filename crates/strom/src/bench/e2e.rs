@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
+use kafka_protocol::records::RecordBatchDecoder;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset};
 
 use super::payload::{Clock, Rng, Stamp, STAMP_LEN};
+use super::plan::{self, Plan, Stats};
 use super::produce::{produce_header, produce_row, rate_label};
-use super::producer::{self, Plan, Stats};
 use super::report::{self, latency_histogram, Table};
-use super::BenchArgs;
+use super::{native, BenchArgs, ClientKind};
 use crate::cli::client::{self, describe_error, Consumer, QuietContext};
 
 /// How long the consumer may keep reading after the producers have finished.
@@ -22,6 +23,16 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Default total rate of `bench e2e` (records/s).
 const DEFAULT_RATE: u64 = 5_000;
+
+/// Fetch long-poll of the native tailing consumer: short, so the loop looks at the producers'
+/// progress often.
+const NATIVE_MAX_WAIT_MS: i32 = 10;
+
+/// The tailing consumer, by client library.
+enum Tail {
+    Rdkafka(Consumer),
+    Native(native::Reader),
+}
 
 /// Sent to the consumer thread once every producer has finished.
 struct ProducersDone {
@@ -42,6 +53,14 @@ struct Seen {
 }
 
 impl Seen {
+    fn new(producers: u32) -> anyhow::Result<Seen> {
+        Ok(Seen {
+            latency: latency_histogram()?,
+            seen: vec![Vec::new(); producers as usize],
+            unique: 0,
+        })
+    }
+
     /// Records a sighting; `true` the first time a record is seen (not for redeliveries).
     fn mark(&mut self, producer: u32, seq: u64) -> bool {
         let Some(list) = self.seen.get_mut(producer as usize) else {
@@ -59,6 +78,22 @@ impl Seen {
         list[index] = true;
         self.unique += 1;
         true
+    }
+
+    /// Accounts for one received payload: latency of this run's records due in the measured
+    /// period (`window_us`), the first time each is seen.
+    fn observe(&mut self, payload: &[u8], received_us: u64, run_id: u32, window_us: (u64, u64)) {
+        let Some(stamp) = Stamp::read(payload) else {
+            return;
+        };
+        if stamp.run != run_id {
+            return;
+        }
+        let first = self.mark(stamp.producer, stamp.seq);
+        if first && (window_us.0..window_us.1).contains(&stamp.intended_us) {
+            self.latency
+                .saturating_record(received_us.saturating_sub(stamp.intended_us));
+        }
     }
 
     fn contains(&self, producer: u32, seq: u64) -> bool {
@@ -81,17 +116,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // Start exactly at the current end of every partition, before producing, so that no
     // record of this run can be skipped by a late offset lookup.
-    let consumer: Consumer = super::consumer_config(&args.broker.broker)
-        .create_with_context(QuietContext)
-        .context("creating consumer")?;
-    let starts: Vec<(i32, Offset)> = client::watermarks(&consumer, &topic, &partitions)?
-        .into_iter()
-        .map(|mark| (mark.partition, Offset::Offset(mark.high)))
-        .collect();
-    client::assign(&consumer, &topic, &starts)?;
-    let producers = super::create_producers(&args, args.acks)?;
+    let tail = match args.client {
+        ClientKind::Rdkafka => {
+            let consumer: Consumer = super::consumer_config(&args.broker.broker)
+                .create_with_context(QuietContext)
+                .context("creating consumer")?;
+            let starts: Vec<(i32, Offset)> = client::watermarks(&consumer, &topic, &partitions)?
+                .into_iter()
+                .map(|mark| (mark.partition, Offset::Offset(mark.high)))
+                .collect();
+            client::assign(&consumer, &topic, &starts)?;
+            Tail::Rdkafka(consumer)
+        }
+        ClientKind::Native => {
+            let cluster = native::Cluster::discover(&args.broker.broker, &topic).await?;
+            let reader = native::Reader::open(
+                &cluster,
+                &partitions,
+                native::LATEST,
+                false,
+                NATIVE_MAX_WAIT_MS,
+            )
+            .await?;
+            Tail::Native(reader)
+        }
+    };
+    let producers = super::create_producers(&args, args.acks, &topic, &partitions).await?;
     eprintln!(
-        "bench e2e: topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        "bench e2e: {} client, topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        args.client.as_str(),
         partitions.len(),
         args.producers,
         args.message_size,
@@ -108,11 +161,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (done_tx, done_rx) = mpsc::channel();
     let reader = {
         let (topic, producers) = (topic.clone(), args.producers);
-        tokio::task::spawn_blocking(move || {
-            read(
-                &consumer, &topic, run_id, producers, clock, window_us, &done_rx,
-            )
-        })
+        match tail {
+            Tail::Rdkafka(consumer) => tokio::task::spawn_blocking(move || {
+                read(
+                    &consumer, &topic, run_id, producers, clock, window_us, &done_rx,
+                )
+            }),
+            Tail::Native(reader) => tokio::spawn(async move {
+                read_native(reader, &topic, run_id, producers, clock, window_us, done_rx).await
+            }),
+        }
     };
 
     let plan = Plan {
@@ -130,7 +188,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         stamp_run: Some(run_id),
     };
     // If a producer fails, `done_tx` is dropped on return and the reader thread stops.
-    let per_producer = producer::join(producer::spawn(producers, &plan)).await?;
+    let per_producer = plan::join(producers.spawn(&plan)).await?;
     let attempted = per_producer.iter().map(|s| s.attempted).sum();
     // The reader only stops early on its own; a send error means it already quit, which the
     // join below reports.
@@ -219,42 +277,20 @@ fn read(
     run_id: u32,
     producers: u32,
     clock: Clock,
-    (window_start_us, window_end_us): (u64, u64),
+    window_us: (u64, u64),
     done_rx: &mpsc::Receiver<ProducersDone>,
 ) -> anyhow::Result<Seen> {
-    let mut seen = Seen {
-        latency: latency_histogram()?,
-        seen: vec![Vec::new(); producers as usize],
-        unique: 0,
-    };
+    let mut seen = Seen::new(producers)?;
     let mut done: Option<ProducersDone> = None;
     loop {
-        if done.is_none() {
-            match done_rx.try_recv() {
-                Ok(message) => done = Some(message),
-                Err(mpsc::TryRecvError::Empty) => {}
-                // The producers failed; their error is what gets reported.
-                Err(mpsc::TryRecvError::Disconnected) => return Ok(seen),
-            }
-        }
-        if let Some(done) = &done {
-            if seen.unique >= done.attempted || Instant::now() >= done.deadline {
-                return Ok(seen);
-            }
+        if should_stop(&seen, &mut done, done_rx) {
+            return Ok(seen);
         }
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
                 let received_us = clock.now_us();
-                let Some(stamp) = message.payload().and_then(Stamp::read) else {
-                    continue;
-                };
-                if stamp.run != run_id {
-                    continue;
-                }
-                let first = seen.mark(stamp.producer, stamp.seq);
-                if first && (window_start_us..window_end_us).contains(&stamp.intended_us) {
-                    seen.latency
-                        .saturating_record(received_us.saturating_sub(stamp.intended_us));
+                if let Some(payload) = message.payload() {
+                    seen.observe(payload, received_us, run_id, window_us);
                 }
             }
             None | Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -264,4 +300,57 @@ fn read(
             Some(Err(_)) => {}
         }
     }
+}
+
+/// True when the consumer may stop: it has seen everything the producers attempted, the drain
+/// deadline has passed, or the producers failed (their error is what gets reported).
+fn should_stop(
+    seen: &Seen,
+    done: &mut Option<ProducersDone>,
+    done_rx: &mpsc::Receiver<ProducersDone>,
+) -> bool {
+    if done.is_none() {
+        match done_rx.try_recv() {
+            Ok(message) => *done = Some(message),
+            Err(mpsc::TryRecvError::Empty) => {}
+            Err(mpsc::TryRecvError::Disconnected) => return true,
+        }
+    }
+    done.as_ref()
+        .is_some_and(|d| seen.unique >= d.attempted || Instant::now() >= d.deadline)
+}
+
+/// The native consumer loop (a task): decodes every fetched batch and takes each record's
+/// receipt time as its response's arrival.
+async fn read_native(
+    mut reader: native::Reader,
+    topic: &str,
+    run_id: u32,
+    producers: u32,
+    clock: Clock,
+    window_us: (u64, u64),
+    // Owned: a task holding a borrowed std receiver across an await would not be `Send`.
+    done_rx: mpsc::Receiver<ProducersDone>,
+) -> anyhow::Result<Seen> {
+    let mut seen = Seen::new(producers)?;
+    let mut done: Option<ProducersDone> = None;
+    while !should_stop(&seen, &mut done, &done_rx) {
+        reader
+            .poll(&mut |batch, arrived| {
+                let received_us = clock.epoch_us(arrived);
+                let decoded =
+                    RecordBatchDecoder::decode(&mut batch.bytes.clone()).map_err(|err| {
+                        anyhow!("decoding a batch at offset {}: {err:#}", batch.base_offset)
+                    })?;
+                for record in decoded.records {
+                    if let Some(value) = &record.value {
+                        seen.observe(value, received_us, run_id, window_us);
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .with_context(|| format!("reading {topic}"))?;
+    }
+    Ok(seen)
 }

@@ -3,12 +3,16 @@
 
 mod consume;
 mod e2e;
+mod native;
 mod payload;
+mod plan;
 mod produce;
 mod producer;
 mod report;
 
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -21,6 +25,7 @@ use crate::cli::client::{
 use crate::cli::BrokerArgs;
 
 pub use consume::ConsumeBenchArgs;
+use plan::{Plan, Stats};
 
 /// The benchmark workloads.
 #[derive(clap::Subcommand, Debug)]
@@ -84,6 +89,29 @@ pub struct BenchArgs {
     /// Label printed in the "workload" column (e.g. W1).
     #[arg(long)]
     pub workload: Option<String>,
+    /// Client of the data path (produce and fetch): librdkafka, the realistic client, or
+    /// native, Strom's lean built-in client whose own overhead is small (compression none
+    /// only). Topics are created with librdkafka either way.
+    #[arg(long, value_enum, default_value = "rdkafka")]
+    pub client: ClientKind,
+}
+
+/// The client library a benchmark's producers and consumers use.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// librdkafka (the rdkafka crate), as most non-Java Kafka clients.
+    Rdkafka,
+    /// Strom's minimal tokio + kafka-protocol client (bench/native).
+    Native,
+}
+
+impl ClientKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Rdkafka => "rdkafka",
+            ClientKind::Native => "native",
+        }
+    }
 }
 
 impl BenchArgs {
@@ -105,6 +133,14 @@ impl BenchArgs {
 
 /// Runs one benchmark workload.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let common = match &cmd {
+        BenchCommand::Produce(args) | BenchCommand::E2e(args) => args,
+        BenchCommand::Consume(args) => &args.common,
+    };
+    // Refuse unsupported settings before anything is created on the broker.
+    if common.client == ClientKind::Native {
+        native::check_supported(common)?;
+    }
     match cmd {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
@@ -183,15 +219,43 @@ fn producer_config(args: &BenchArgs, acks: Acks, id: u32) -> ClientConfig {
     config
 }
 
-/// Creates `args.producers` producers (the broker was probed by [`prepare_topic`]).
-fn create_producers(args: &BenchArgs, acks: Acks) -> anyhow::Result<Vec<Producer>> {
-    (0..args.producers)
-        .map(|id| {
-            producer_config(args, acks, id)
-                .create_with_context(QuietContext)
-                .context("creating producer")
-        })
-        .collect()
+/// The producers of a run, with the client library `--client` selects.
+enum Producers {
+    Rdkafka(Vec<Producer>),
+    Native(Vec<native::ProducerSetup>),
+}
+
+impl Producers {
+    /// Starts every producer on its own thread (see [`plan::spawn`]).
+    fn spawn(self, plan: &Plan) -> Vec<JoinHandle<anyhow::Result<Stats>>> {
+        match self {
+            Producers::Rdkafka(producers) => plan::spawn(producers, plan, producer::run),
+            Producers::Native(setups) => plan::spawn(setups, plan, native::run_producer),
+        }
+    }
+}
+
+/// Creates `args.producers` producers of `partitions` (the broker was probed by
+/// [`prepare_topic`]); native producers connect to the partition leaders now.
+async fn create_producers(
+    args: &BenchArgs,
+    acks: Acks,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<Producers> {
+    match args.client {
+        ClientKind::Rdkafka => (0..args.producers)
+            .map(|id| {
+                producer_config(args, acks, id)
+                    .create_with_context(QuietContext)
+                    .context("creating producer")
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Producers::Rdkafka),
+        ClientKind::Native => native::connect_producers(args, acks, topic, partitions)
+            .await
+            .map(Producers::Native),
+    }
 }
 
 /// Consumer configuration tuned for throughput: large fetches and a deep prefetch queue.

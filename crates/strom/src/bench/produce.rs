@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::payload::Clock;
-use super::producer::{self, Plan, Stats};
+use super::plan::{self, Plan, Stats};
 use super::report::{self, Table, MBPS_HEADER, PERCENTILE_HEADERS};
 use super::BenchArgs;
 
@@ -12,10 +12,11 @@ use super::BenchArgs;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let topic = args.topic_name();
     let partitions = super::prepare_topic(&args, &topic, true).await?;
-    let producers = super::create_producers(&args, args.acks)?;
+    let producers = super::create_producers(&args, args.acks, &topic, &partitions).await?;
     let rate = args.rate.unwrap_or(0);
     eprintln!(
-        "bench produce: topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        "bench produce: {} client, topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        args.client.as_str(),
         partitions.len(),
         args.producers,
         args.message_size,
@@ -40,7 +41,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         payload: super::random_payload(args.message_size)?,
         stamp_run: None,
     };
-    let stats = Stats::merge(producer::join(producer::spawn(producers, &plan)).await?)?;
+    let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
 
     let mut table = Table::new(&produce_header(&[]));
     table.row(produce_row(

@@ -157,6 +157,13 @@ impl Strom {
             .as_mut()
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
+
+    /// Sends `signal` (e.g. SIGSTOP/SIGCONT) to the running broker.
+    pub fn signal(&self, signal: i32) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, signal) };
+        }
+    }
 }
 
 impl Drop for Strom {

@@ -115,6 +115,11 @@ pub fn skip_header(frame: &mut Bytes) -> i32 {
 
 /// A valid uncompressed RecordBatch v2 holding one record with `key` and `value`.
 pub fn record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
+    record_batch_at(key, value, 1_700_000_000_000)
+}
+
+/// [`record_batch`] with the record's timestamp.
+pub fn record_batch_at(key: Option<Bytes>, value: Bytes, timestamp_ms: i64) -> Bytes {
     let record = Record {
         transactional: false,
         control: false,
@@ -124,7 +129,7 @@ pub fn record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
         timestamp_type: TimestampType::Creation,
         offset: 0,
         sequence: -1,
-        timestamp: 1_700_000_000_000,
+        timestamp: timestamp_ms,
         key,
         value: Some(value),
         headers: Default::default(),

@@ -1,0 +1,47 @@
+//! The consumer group coordinator, Kafka's classic group protocol. This single node coordinates
+//! every group.
+//!
+//! - `state`, `join`, `membership`, `view` — the group state machine, pure logic driven with
+//!   an explicit clock, so it is unit-tested without a runtime;
+//! - `coordinator` — the registry of groups (one lock each) and the tokio timer task that
+//!   enforces session, join and initial-delay deadlines, so a client that disappears
+//!   mid-rebalance never wedges a group;
+//! - `store`, `replay`, `offsets`, `records` — committed offsets as records in
+//!   `__consumer_offsets`, appended through `Partition::append`, acknowledged after
+//!   `wait_durable`, replayed on start.
+//!
+//! Group membership itself is kept in memory only: after a restart members find their group
+//! gone (UNKNOWN_MEMBER_ID) and rejoin, as after a coordinator failover in Kafka; their
+//! committed offsets survive.
+
+mod coordinator;
+mod join;
+mod member;
+mod membership;
+mod offsets;
+mod records;
+mod replay;
+mod state;
+mod store;
+mod types;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use state::{Group, GroupConfig};
+pub use store::{offsets_topic, Durable, FetchedOffsets, PartitionResults};
+pub use types::{
+    CommittedOffset, GroupDescription, GroupError, GroupListing, GroupState, JoinRequest,
+    JoinResponse, JoinedMember, MemberDescription, MemberIdentity, OffsetCommit, Pending, Protocol,
+    SyncRequest, SyncResponse,
+};
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Its partition count when the coordinator creates it (Kafka's default is 50; a single node
+/// gains nothing from more files).
+pub const OFFSETS_PARTITIONS: i32 = 8;
+/// `offset.metadata.max.bytes`: the longest metadata string stored with an offset.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;

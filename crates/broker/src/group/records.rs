@@ -1,0 +1,220 @@
+//! Writing and reading the coordinator's own record batches: uncompressed RecordBatch v2, the
+//! format every partition stores (header layout in `strom_storage::batch`). Each record is
+//!
+//! ```text
+//! length          varint   bytes after this field
+//! attributes      i8       0
+//! timestampDelta  varlong  0 (every record of a batch shares the batch timestamp)
+//! offsetDelta     varint   index in the batch
+//! keyLength       varint   then key bytes
+//! valueLength     varint   -1 for null (a tombstone), then value bytes
+//! headersCount    varint   0
+//! ```
+//!
+//! varints are zigzag-encoded, as in Kafka. Reading accepts only what this module writes
+//! (uncompressed, no headers needed); anything else in the topic is skipped by the caller.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use strom_storage::batch::{BatchHeader, HEADER_LEN, MAGIC_V2};
+
+/// First byte covered by the batch CRC (after baseOffset, batchLength, leaderEpoch, magic, crc).
+const CRC_START: usize = 21;
+
+/// A record as the coordinator writes it: key and optional value (none = tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyValue {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RecordsError {
+    #[error("batch is compressed (codec {0}); the coordinator writes uncompressed batches")]
+    Compressed(u8),
+    #[error("record bytes end early or are malformed at byte {0}")]
+    Malformed(usize),
+}
+
+/// One uncompressed batch holding `records` (at least one), all stamped `timestamp_ms`.
+/// baseOffset and leaderEpoch are left 0: the log assigns them.
+pub(crate) fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
+    let mut body = BytesMut::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut rec = BytesMut::new();
+        rec.put_i8(0);
+        put_varint(&mut rec, 0);
+        put_varint(&mut rec, i as i64);
+        put_varint(&mut rec, r.key.len() as i64);
+        rec.put_slice(&r.key);
+        match &r.value {
+            Some(v) => {
+                put_varint(&mut rec, v.len() as i64);
+                rec.put_slice(v);
+            }
+            None => put_varint(&mut rec, -1),
+        }
+        put_varint(&mut rec, 0);
+        put_varint(&mut body, rec.len() as i64);
+        body.put_slice(&rec);
+    }
+    let count = records.len() as i32;
+    let mut b = BytesMut::with_capacity(HEADER_LEN + body.len());
+    b.put_i64(0);
+    b.put_i32((HEADER_LEN - 12 + body.len()) as i32);
+    b.put_i32(0);
+    b.put_i8(MAGIC_V2);
+    b.put_u32(0); // CRC, filled in below
+    b.put_i16(0); // attributes: no compression, CreateTime, not transactional, not control
+    b.put_i32(count - 1);
+    b.put_i64(timestamp_ms);
+    b.put_i64(timestamp_ms);
+    b.put_i64(-1); // producerId: not idempotent
+    b.put_i16(-1);
+    b.put_i32(-1);
+    b.put_i32(count);
+    b.put_slice(&body);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+/// The records of one stored batch (already CRC-checked by the read path).
+/// Control batches have no coordinator records and yield none.
+pub(crate) fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
+    if header.is_control() {
+        return Ok((header, Vec::new()));
+    }
+    if header.compression() != 0 {
+        return Err(RecordsError::Compressed(header.compression()));
+    }
+    let end = header.total_len().min(batch.len());
+    let mut r = Reader {
+        buf: batch,
+        pos: HEADER_LEN,
+        end,
+    };
+    // Each record takes at least 7 bytes, which bounds the allocation by the batch size.
+    let count = usize::try_from(header.records_count).unwrap_or(0);
+    let mut out = Vec::with_capacity(count.min(end / 7));
+    for _ in 0..count {
+        let len = r.varint()?;
+        let start = r.pos;
+        let rec_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= end)
+            .ok_or(RecordsError::Malformed(start))?;
+        let mut rec = Reader {
+            buf: batch,
+            pos: start,
+            end: rec_end,
+        };
+        rec.skip(1)?; // attributes
+        rec.varint()?; // timestamp delta
+        rec.varint()?; // offset delta
+        let key = rec.bytes()?.unwrap_or_default();
+        let value = rec.bytes()?;
+        // Headers are ignored: the coordinator writes none.
+        out.push(KeyValue { key, value });
+        r.pos = rec_end;
+    }
+    Ok((header, out))
+}
+
+fn put_varint(b: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        b.put_u8((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    b.put_u8(z as u8);
+}
+
+struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl Reader<'_> {
+    fn skip(&mut self, n: usize) -> Result<(), RecordsError> {
+        if n > self.end - self.pos {
+            return Err(RecordsError::Malformed(self.pos));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// A zigzag varint of at most 10 bytes.
+    fn varint(&mut self) -> Result<i64, RecordsError> {
+        let at = self.pos;
+        let mut z: u64 = 0;
+        for i in 0..10 {
+            if self.pos >= self.end {
+                return Err(RecordsError::Malformed(at));
+            }
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            z |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+            }
+        }
+        Err(RecordsError::Malformed(at))
+    }
+
+    /// Length-prefixed bytes; length -1 is null.
+    fn bytes(&mut self) -> Result<Option<Bytes>, RecordsError> {
+        let at = self.pos;
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let n = usize::try_from(len).map_err(|_| RecordsError::Malformed(at))?;
+        let start = self.pos;
+        self.skip(n)?;
+        Ok(Some(self.buf.slice(start..start + n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_validate() {
+        let records = vec![
+            KeyValue {
+                key: Bytes::from_static(b"k1"),
+                value: Some(Bytes::from(vec![7u8; 300])),
+            },
+            KeyValue {
+                key: Bytes::from_static(b"k2"),
+                value: None,
+            },
+        ];
+        let batch = encode_batch(&records, 1_700_000_000_000);
+        strom_storage::batch::validate(&batch).expect("a valid batch");
+        let (header, decoded) = decode_batch(&batch).unwrap();
+        assert_eq!(header.records_count, 2);
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn truncated_records_are_refused_not_panicking() {
+        let batch = encode_batch(
+            &[KeyValue {
+                key: Bytes::from_static(b"key"),
+                value: Some(Bytes::from_static(b"value")),
+            }],
+            0,
+        );
+        for cut in HEADER_LEN..batch.len() {
+            let mut b = BytesMut::from(&batch[..cut]);
+            let len = (cut - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            assert!(decode_batch(&b.freeze()).is_err(), "cut at {cut}");
+        }
+    }
+}

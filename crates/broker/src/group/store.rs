@@ -1,0 +1,368 @@
+//! Committed offsets through the log: every OffsetCommit (and every deletion, as tombstones) is
+//! a record batch appended to the group's partition of `__consumer_offsets` with the ordinary
+//! `Partition::append`, acknowledged after `wait_durable`, so it is fsynced like any produce
+//! and replicated later by the same mechanism. On start, `Coordinator::load` (`replay.rs`)
+//! replays the topic to rebuild the offset cache.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::coordinator::{lock, Coordinator, EntryRef, GroupEntry};
+use super::offsets::{self, TopicPartition};
+use super::records::{self, KeyValue};
+use super::types::{CommittedOffset, GroupError, OffsetCommit};
+use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
+use crate::partition::Partition;
+use crate::{Broker, BrokerError, Topic};
+
+/// A result that is ready once the records it wrote are durable.
+pub type Durable<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Per-partition results, in request order.
+pub type PartitionResults = Vec<Result<(), GroupError>>;
+
+/// OffsetFetch's answer: per topic, each partition's committed offset (`None`: nothing committed).
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// Records per batch are capped so a batch stays well under the topic's `max.message.bytes`.
+const BATCH_BYTES_TARGET: usize = 512 * 1024;
+/// Kafka's default; a batch is at most `BATCH_BYTES_TARGET` plus one record (a key of at most
+/// 64 KiB and 4 KiB of metadata).
+const OFFSETS_MAX_MESSAGE_BYTES: u32 = 1_048_588;
+
+/// `__consumer_offsets`, created on first use with retention disabled: without compaction
+/// (not built yet) time retention would delete live commits. Its batch limit is its own, not the
+/// broker default, so a small `--max-message-bytes` cannot make large commits fail.
+pub fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, BrokerError> {
+    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
+        return Ok(t);
+    }
+    let overrides = BTreeMap::from([
+        ("retention.ms".to_string(), "-1".to_string()),
+        (
+            "max.message.bytes".to_string(),
+            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
+        ),
+    ]);
+    match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, -1, overrides, false) {
+        Ok(t) => Ok(t),
+        Err(BrokerError::TopicExists(_)) => broker
+            .topic(OFFSETS_TOPIC)
+            .ok_or(BrokerError::UnknownTopicOrPartition),
+        Err(e) => Err(e),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> GroupError {
+    GroupError::CoordinatorNotAvailable(e.to_string())
+}
+
+/// Appends `records` for `group_id` as one all-or-nothing append; returns the partition and
+/// the end offset to wait for.
+fn append(
+    broker: &Broker,
+    group_id: &str,
+    records: &[KeyValue],
+) -> Result<(Arc<Partition>, u64), GroupError> {
+    let topic = offsets_topic(broker).map_err(unavailable)?;
+    let parts = topic.partitions();
+    let p = parts
+        .get(offsets::partition_for(group_id, parts.len()))
+        .cloned()
+        .ok_or_else(|| unavailable("the offsets topic has no partitions"))?;
+    let now = crate::now_ms();
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, r) in records.iter().enumerate() {
+        size += r.key.len() + r.value.as_ref().map_or(0, Bytes::len) + 32;
+        if size >= BATCH_BYTES_TARGET || i + 1 == records.len() {
+            batches.push(records::encode_batch(&records[start..=i], now));
+            start = i + 1;
+            size = 0;
+        }
+    }
+    let r = p.append(&batches).map_err(|e| {
+        tracing::warn!(group = group_id, partition = ?p, "offsets append failed: {e}");
+        unavailable(e)
+    })?;
+    Ok((p, r.end_offset))
+}
+
+/// Appends `changes` of `entry`'s group and stages them in its cache; the future resolves once
+/// they are durable and applied.
+fn write_changes(
+    broker: &Broker,
+    entry: &EntryRef,
+    e: &mut GroupEntry,
+    changes: Vec<(TopicPartition, Option<CommittedOffset>)>,
+) -> Result<Durable<()>, GroupError> {
+    if changes.is_empty() {
+        return Ok(Box::pin(async {}));
+    }
+    let group_id = e.group.id().to_string();
+    let records: Vec<KeyValue> = changes
+        .iter()
+        .map(|((topic, partition), c)| KeyValue {
+            key: offsets::encode_key(&group_id, topic, *partition),
+            value: c.as_ref().map(offsets::encode_value),
+        })
+        .collect();
+    let (p, end) = append(broker, &group_id, &records)?;
+    e.offsets.stage(p.watch_high_watermark(), end, changes);
+    let entry = Arc::clone(entry);
+    Ok(Box::pin(async move {
+        p.wait_durable(end).await;
+        lock(&entry).offsets.apply_durable();
+    }))
+}
+
+impl Coordinator {
+    /// OffsetCommit. Partitions of unknown topics or with oversized metadata fail alone; a
+    /// membership error fails them all; nothing is acknowledged before it is durable.
+    pub fn commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Durable<PartitionResults> {
+        let all = |e: GroupError| -> Durable<PartitionResults> {
+            let n = commits.len();
+            Box::pin(async move { vec![Err(e); n] })
+        };
+        let entry = match self.entry(group_id) {
+            Some(e) => e,
+            // Kafka creates the group only for commits outside group management.
+            None if generation < 0 => match self.entry_or_create(group_id) {
+                Ok(e) => e,
+                Err(e) => return all(e),
+            },
+            None if group_id.is_empty() => return all(GroupError::InvalidGroupId),
+            None => return all(GroupError::IllegalGeneration),
+        };
+        let mut results: PartitionResults = commits
+            .iter()
+            .map(|c| {
+                let exists = broker
+                    .topic(&c.topic)
+                    .is_some_and(|t| t.partition(c.partition).is_some());
+                let metadata = c.metadata.as_deref().map_or(0, str::len);
+                if !exists {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if metadata > OFFSET_METADATA_MAX_BYTES {
+                    Err(GroupError::OffsetMetadataTooLarge(
+                        OFFSET_METADATA_MAX_BYTES,
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let now_ms = crate::now_ms();
+        let now = self.now();
+        let written = self.with_entry(&entry, |e| {
+            e.group
+                .check_commit(member_id, instance_id, generation, now)?;
+            let changes = commits
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(c, _)| {
+                    let value = CommittedOffset {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        metadata: c.metadata.unwrap_or_default(),
+                        commit_timestamp_ms: now_ms,
+                    };
+                    ((c.topic, c.partition), Some(value))
+                })
+                .collect();
+            write_changes(broker, &entry, e, changes)
+        });
+        match written {
+            Ok(durable) => Box::pin(async move {
+                durable.await;
+                results
+            }),
+            Err(err) => {
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(err.clone());
+                }
+                Box::pin(async move { results })
+            }
+        }
+    }
+
+    /// OffsetFetch: the durable committed offset of each wanted partition (`None`: all the group
+    /// has), `None` where nothing is committed.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<&[(String, Vec<i32>)]>,
+    ) -> FetchedOffsets {
+        let entry = self.entry(group_id);
+        let mut guard = entry.as_ref().map(lock);
+        if let Some(e) = guard.as_mut() {
+            e.offsets.apply_durable();
+        }
+        let offsets = guard.as_ref().map(|e| &e.offsets);
+        match wanted {
+            Some(wanted) => wanted
+                .iter()
+                .map(|(topic, parts)| {
+                    let found = parts
+                        .iter()
+                        .map(|p| (*p, offsets.and_then(|o| o.get(topic, *p)).cloned()))
+                        .collect();
+                    (topic.clone(), found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                for ((topic, p), c) in offsets.into_iter().flat_map(|o| o.iter()) {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*p, Some(c.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// DeleteGroups: each group must be Empty; its offsets are deleted with tombstones.
+    pub fn delete_groups(
+        &self,
+        broker: &Broker,
+        group_ids: &[String],
+    ) -> Durable<PartitionResults> {
+        let mut waits = Vec::new();
+        let results: PartitionResults = group_ids
+            .iter()
+            .map(|id| {
+                let entry = self.entry(id).ok_or(GroupError::GroupIdNotFound)?;
+                let durable = self.with_entry(&entry, |e| {
+                    match e.group.state() {
+                        super::GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+                        super::GroupState::Empty if e.group.is_idle() => {}
+                        _ => return Err(GroupError::NonEmptyGroup),
+                    }
+                    e.offsets.apply_durable();
+                    let tombstones = e.offsets.keys().into_iter().map(|k| (k, None)).collect();
+                    let durable = write_changes(broker, &entry, e, tombstones)?;
+                    e.group.mark_dead();
+                    Ok(durable)
+                })?;
+                self.forget(id, &entry);
+                tracing::info!(group = %id, "deleted group");
+                waits.push(durable);
+                Ok(())
+            })
+            .collect();
+        Box::pin(async move {
+            for w in waits {
+                w.await;
+            }
+            results
+        })
+    }
+
+    /// OffsetDelete. `subscriptions` reads the topics a member's metadata subscribes to (`None`
+    /// if it cannot tell, which counts as subscribed to everything, as in Kafka).
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        subscriptions: &dyn Fn(&Bytes) -> Option<Vec<String>>,
+    ) -> Result<Durable<PartitionResults>, GroupError> {
+        let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        self.with_entry(&entry, |e| {
+            let group = &e.group;
+            if group.state() == super::GroupState::Dead {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            // None: every topic counts as subscribed.
+            let subscribed: Option<HashSet<String>> = if group.member_count() == 0 {
+                Some(HashSet::new())
+            } else if group.protocol_type() != Some("consumer") {
+                return Err(GroupError::NonEmptyGroup);
+            } else {
+                group
+                    .member_metadata()
+                    .iter()
+                    .map(subscriptions)
+                    .collect::<Option<Vec<Vec<String>>>>()
+                    .map(|v| v.into_iter().flatten().collect())
+            };
+            e.offsets.apply_durable();
+            let mut results = Vec::with_capacity(partitions.len());
+            let mut tombstones = Vec::new();
+            for (topic, p) in partitions {
+                let exists = broker
+                    .topic(topic)
+                    .is_some_and(|t| t.partition(*p).is_some());
+                let in_use = subscribed.as_ref().is_none_or(|s| s.contains(topic));
+                results.push(if !exists {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if in_use {
+                    Err(GroupError::GroupSubscribedToTopic)
+                } else {
+                    if e.offsets.get(topic, *p).is_some() {
+                        tombstones.push(((topic.clone(), *p), None));
+                    }
+                    Ok(())
+                });
+            }
+            let durable = write_changes(broker, &entry, e, tombstones)?;
+            Ok(Box::pin(async move {
+                durable.await;
+                results
+            }) as Durable<PartitionResults>)
+        })
+    }
+
+    /// Removes idle groups without offsets, and deletes (with tombstones) the offsets of groups
+    /// that have been Empty for longer than the retention.
+    pub fn expire(&self, broker: &Broker, now_ms: i64) {
+        let retention = self.config.offsets_retention_ms;
+        for entry in self.all_entries() {
+            let forget = self.with_entry(&entry, |e| {
+                e.offsets.apply_durable();
+                if !e.group.is_idle() || e.offsets.has_staged() {
+                    return false;
+                }
+                if e.offsets.is_empty() {
+                    e.group.mark_dead();
+                    return true;
+                }
+                let newest = e.offsets.newest_commit_ms().unwrap_or(0);
+                if now_ms - e.empty_since_ms.max(newest) < retention {
+                    return false;
+                }
+                tracing::info!(
+                    group = e.group.id(),
+                    "expiring the offsets of an empty group"
+                );
+                let tombstones = e.offsets.keys().into_iter().map(|k| (k, None)).collect();
+                if let Err(err) = write_changes(broker, &entry, e, tombstones) {
+                    tracing::warn!(group = e.group.id(), "could not expire offsets: {err}");
+                }
+                // The tombstones apply once durable; the next round removes the group.
+                false
+            });
+            if forget {
+                let id = lock(&entry).group.id().to_string();
+                self.forget(&id, &entry);
+            }
+        }
+    }
+}

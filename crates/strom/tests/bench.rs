@@ -1,0 +1,166 @@
+//! `strom bench` against a real broker, with both clients: the runs must complete without
+//! errors and count records. Correctness only; timings on a shared test machine mean nothing.
+
+mod common;
+
+use common::{cli, Strom};
+
+/// The result table's rows as (column → cell) lookups.
+fn rows(out: &str) -> Vec<Vec<(String, String)>> {
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table in {out:?}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cells.len(), header.len(), "ragged row {line:?} in {out}");
+            header
+                .iter()
+                .cloned()
+                .zip(cells.iter().map(|c| c.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn cell<'a>(row: &'a [(String, String)], column: &str) -> &'a str {
+    row.iter()
+        .find(|(name, _)| name == column)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
+}
+
+fn number(row: &[(String, String)], column: &str) -> u64 {
+    let raw = cell(row, column);
+    raw.parse()
+        .unwrap_or_else(|_| panic!("{column} = {raw:?} is not a count"))
+}
+
+/// Runs `strom bench ARGS -b ADDR` and returns its result rows.
+fn bench(addr: &str, args: &[&str]) -> Vec<Vec<(String, String)>> {
+    let mut full = vec!["bench"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-b", addr]);
+    let (ok, out, err) = cli(&full, "");
+    assert!(ok, "strom {full:?} failed:\n{err}");
+    rows(&out)
+}
+
+#[test]
+fn produce_and_e2e_with_both_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let addr = strom.addr();
+    let short = ["--rate", "2000", "--duration", "2", "--warmup", "1"];
+
+    for client in ["native", "rdkafka"] {
+        let mut args = vec!["produce", "--client", client];
+        args.extend_from_slice(&short);
+        let rows = bench(&addr, &args);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(number(&rows[0], "errors"), 0, "{client}: {rows:?}");
+        assert!(number(&rows[0], "records") > 0, "{client}: {rows:?}");
+    }
+
+    // Unthrottled, with batching across requests.
+    let rows = bench(
+        &addr,
+        &[
+            "produce",
+            "--client",
+            "native",
+            "--rate",
+            "0",
+            "--linger-ms",
+            "5",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(number(&rows[0], "errors"), 0, "{rows:?}");
+    assert!(number(&rows[0], "records") > 0, "{rows:?}");
+
+    let mut args = vec!["e2e", "--client", "native"];
+    args.extend_from_slice(&short);
+    let rows = bench(&addr, &args);
+    assert_eq!(rows.len(), 2, "ack and e2e rows: {rows:?}");
+    let (ack, e2e) = (&rows[0], &rows[1]);
+    assert_eq!(cell(ack, "measure"), "ack");
+    assert_eq!(number(ack, "errors"), 0, "{rows:?}");
+    assert!(number(ack, "records") > 0, "{rows:?}");
+    assert_eq!(cell(e2e, "measure"), "e2e");
+    assert!(number(e2e, "records") > 0, "{rows:?}");
+    assert_eq!(number(e2e, "missing"), 0, "{rows:?}");
+}
+
+#[test]
+fn native_consume_counts_like_rdkafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let addr = strom.addr();
+    // 2 MiB of 1000-byte records from 4 producers: 2098 records, rounded up to 525 each.
+    let fill = [
+        "consume",
+        "--client",
+        "native",
+        "--topic",
+        "filled",
+        "--fill",
+        "--bytes",
+        "2MiB",
+        "--message-size",
+        "1000",
+        "--producers",
+        "4",
+    ];
+    let rows = bench(&addr, &fill);
+    assert!(number(&rows[0], "records") > 0, "{rows:?}");
+    let records = 2100;
+    // Read to the end with each client: the same records and payload bytes.
+    for client in ["native", "rdkafka"] {
+        let read = [
+            "consume", "--client", client, "--topic", "filled", "--bytes", "1GiB",
+        ];
+        let rows = bench(&addr, &read);
+        assert_eq!(number(&rows[0], "records"), records, "{client}: {rows:?}");
+        assert_eq!(
+            number(&rows[0], "bytes"),
+            records * 1000,
+            "{client}: {rows:?}"
+        );
+    }
+}
+
+#[test]
+fn native_counts_rejected_records_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    // Each record alone exceeds the broker's max.message.bytes: every partition response
+    // carries an error, and every record must be counted as failed, none as acknowledged.
+    let rows = bench(
+        &strom.addr(),
+        &[
+            "produce",
+            "--client",
+            "native",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--message-size",
+            "1100000",
+            "--batch-size",
+            "2000000",
+        ],
+    );
+    assert_eq!(number(&rows[0], "records"), 0, "{rows:?}");
+    assert_eq!(number(&rows[0], "errors"), 20, "{rows:?}");
+}
