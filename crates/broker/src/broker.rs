@@ -176,6 +176,11 @@ impl Broker {
 
     /// Deletes a topic and its data; returns its id.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        if crate::topic::is_internal_topic(name) {
+            return Err(BrokerError::InvalidTopicName(format!(
+                "{name} is internal and cannot be deleted"
+            )));
+        }
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         let topic = self
             .topic(name)

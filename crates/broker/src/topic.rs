@@ -9,6 +9,12 @@ use uuid::Uuid;
 use crate::partition::Partition;
 use crate::BrokerError;
 
+/// Topics the broker writes itself. Clients may read them but never produce to or delete them:
+/// a stray record or a deletion would corrupt committed offsets.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC
+}
+
 /// Kafka's limit: a topic name becomes a directory name plus a partition suffix.
 pub const TOPIC_NAME_MAX_LEN: usize = 249;
 

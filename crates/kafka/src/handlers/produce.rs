@@ -101,6 +101,10 @@ fn append(
         Ok(None) => return Err((ResponseError::UnknownTopicOrPartition, None)),
         Err(e) => return Err((crate::errors::kafka_error(e), Some(e.to_string()))),
     };
+    if strom_broker::topic::is_internal_topic(&topic.name) {
+        let why = format!("cannot produce to internal topic {}", topic.name);
+        return Err((ResponseError::InvalidTopicException, Some(why)));
+    }
     let p = topic
         .partition(pd.index)
         .ok_or((ResponseError::UnknownTopicOrPartition, None))?;

@@ -38,9 +38,8 @@ for c, codec in enumerate(CODECS):
         acks="all",
         compression_type=None if codec == "none" else codec,
         linger_ms=5,
-        # kafka-python 3 (like Java 3.x) turns idempotence on by default; InitProducerId comes
-        # with the idempotent-producer work, so this test asks for the plain producer.
-        enable_idempotence=False,
+        # kafka-python 3, like Java 3.x, is idempotent by default: InitProducerId and sequence
+        # numbers are exercised here too.
     )
     futures = []
     for i in range(PER_CODEC):
