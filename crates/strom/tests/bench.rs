@@ -97,6 +97,11 @@ fn produce_and_e2e_with_both_clients() {
     assert_eq!(cell(e2e, "measure"), "e2e");
     assert!(number(e2e, "records") > 0, "{rows:?}");
     assert_eq!(number(e2e, "missing"), 0, "{rows:?}");
+
+    // Topics the benchmark named itself are removed when it ends.
+    let (ok, out, err) = common::cli(&["topic", "list", "-b", &addr], "");
+    assert!(ok, "{err}");
+    assert!(!out.lines().any(|t| t.starts_with("bench-")), "leftover benchmark topics: {out}");
 }
 
 #[test]

@@ -132,20 +132,65 @@ impl BenchArgs {
 }
 
 /// Runs one benchmark workload.
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let common = match &cmd {
+pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
+    let common = match &mut cmd {
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => args,
-        BenchCommand::Consume(args) => &args.common,
+        BenchCommand::Consume(args) => &mut args.common,
     };
     // Refuse unsupported settings before anything is created on the broker.
     if common.client == ClientKind::Native {
         native::check_supported(common)?;
     }
-    match cmd {
+    // A topic the benchmark names itself is its own to remove afterwards: durable runs write
+    // gigabytes a minute, and leftover topics would fill the broker's disk run after run.
+    // (`bench consume` reads a topic it is told to use, and leaves it.)
+    let generated = match &cmd {
+        BenchCommand::Consume(_) => None,
+        BenchCommand::Produce(args) | BenchCommand::E2e(args) => {
+            args.topic.is_none().then(|| args.topic_name())
+        }
+    };
+    if let (Some(name), BenchCommand::Produce(args) | BenchCommand::E2e(args)) =
+        (&generated, &mut cmd)
+    {
+        args.topic = Some(name.clone());
+    }
+    let broker = common_broker(&cmd);
+    let result = match cmd {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
         BenchCommand::E2e(args) => e2e::run(args).await,
+    };
+    if let Some(topic) = generated {
+        if let Err(err) = delete_topic(&broker, &topic).await {
+            eprintln!("warning: could not delete benchmark topic {topic}: {err:#}");
+        }
     }
+    result
+}
+
+fn common_broker(cmd: &BenchCommand) -> String {
+    match cmd {
+        BenchCommand::Produce(args) | BenchCommand::E2e(args) => args.broker.broker.clone(),
+        BenchCommand::Consume(args) => args.common.broker.broker.clone(),
+    }
+}
+
+async fn delete_topic(broker: &str, topic: &str) -> anyhow::Result<()> {
+    let admin: Admin = client::admin_config(broker)
+        .create_with_context(QuietContext)
+        .context("creating admin client")?;
+    let options = AdminOptions::new().operation_timeout(Some(client::REQUEST_TIMEOUT));
+    for result in admin
+        .delete_topics(&[topic], &options)
+        .await
+        .map_err(|e| anyhow!("{}", describe_error(&e)))?
+    {
+        if let Err((name, code)) = result {
+            bail!("delete topic {name}: {}", describe_code(code));
+        }
+    }
+    Ok(())
 }
 
 /// Connects an admin client, creates the topic if `create` (an existing topic is fine) and
