@@ -101,7 +101,10 @@ fn produce_and_e2e_with_both_clients() {
     // Topics the benchmark named itself are removed when it ends.
     let (ok, out, err) = common::cli(&["topic", "list", "-b", &addr], "");
     assert!(ok, "{err}");
-    assert!(!out.lines().any(|t| t.starts_with("bench-")), "leftover benchmark topics: {out}");
+    assert!(
+        !out.lines().any(|t| t.starts_with("bench-")),
+        "leftover benchmark topics: {out}"
+    );
 }
 
 #[test]

@@ -35,10 +35,12 @@ struct Member {
 }
 
 impl Member {
-    fn start(addr: &str, name: &str, seen: &Seen) -> Member {
+    fn start(addr: &str, name: &str, seen: &Seen, assignor: &str) -> Member {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", addr)
             .set("group.id", GROUP)
+            // The broker only relays the client-side assignor's protocol and assignments.
+            .set("partition.assignment.strategy", assignor)
             .set("client.id", name)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -186,7 +188,21 @@ fn assert_once(times: &BTreeMap<String, usize>, what: &str) {
 }
 
 #[test]
-fn members_share_partitions_hand_them_over_and_resume_after_restart() {
+fn range_assignor_members_share_hand_over_and_resume() {
+    share_hand_over_and_resume("range");
+}
+
+#[test]
+fn roundrobin_assignor_members_share_hand_over_and_resume() {
+    share_hand_over_and_resume("roundrobin");
+}
+
+#[test]
+fn cooperative_sticky_members_share_hand_over_and_resume() {
+    share_hand_over_and_resume("cooperative-sticky");
+}
+
+fn share_hand_over_and_resume(assignor: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut strom = Strom::start(dir.path(), &["--group-initial-rebalance-delay-ms", "100"]);
     let addr = strom.addr();
@@ -198,7 +214,7 @@ fn members_share_partitions_hand_them_over_and_resume_after_restart() {
     // Three members: two partitions each, every record exactly once.
     let m: Vec<Member> = ["m0", "m1", "m2"]
         .iter()
-        .map(|n| Member::start(&addr, n, &seen))
+        .map(|n| Member::start(&addr, n, &seen, assignor))
         .collect();
     let first = settled(&m.iter().collect::<Vec<_>>());
     eprintln!("assignment: {first:?}");
@@ -223,7 +239,7 @@ fn members_share_partitions_hand_them_over_and_resume_after_restart() {
     let left_with = leaver.assigned();
     leaver.close();
     let mut m: Vec<Member> = m.collect();
-    m.push(Member::start(&addr, "m3", &seen));
+    m.push(Member::start(&addr, "m3", &seen, assignor));
     let second = settled(&m.iter().collect::<Vec<_>>());
     eprintln!("after leave and join: {second:?} (m0 had {left_with:?})");
     assert_eq!(second[2].len(), 2, "the new member got partitions");
@@ -244,12 +260,13 @@ fn members_share_partitions_hand_them_over_and_resume_after_restart() {
         member.close();
     }
 
-    // Restart: a new member resumes at the committed offsets and sees only new records.
-    strom.stop();
+    // Crash and restart: commits were fsynced before they were acknowledged, so a new member
+    // resumes at the committed offsets and sees only new records.
+    strom.kill9();
     strom.restart();
     produce(&addr, "p3", 60);
     let fresh: Seen = Arc::default();
-    let member = Member::start(&addr, "m4", &fresh);
+    let member = Member::start(&addr, "m4", &fresh, assignor);
     assert_once(&wait_for(&fresh, "p3", 60), "after restart");
     std::thread::sleep(Duration::from_millis(500));
     let old: Vec<_> = fresh
