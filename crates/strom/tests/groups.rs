@@ -297,28 +297,8 @@ fn a_member_vanishing_mid_rebalance_does_not_wedge_the_group() {
 /// The interpreter comes from `STROM_PYTHON`, else the venv `scripts/test.sh` creates.
 #[test]
 fn kafka_python_group_members_and_admin() {
-    let py = std::env::var("STROM_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/strom/venv/bin/python")
-    });
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/kafka_python_groups.py"
-    );
     let dir = tempfile::tempdir().unwrap();
     let strom = Strom::start(dir.path(), &["--group-initial-rebalance-delay-ms", "300"]);
-    let out = std::process::Command::new(&py)
-        .arg(script)
-        .arg(strom.addr())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {py} ({e}): run scripts/test.sh, which creates the venv")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kafka-python failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = common::run_python("kafka_python_groups.py", &strom.addr());
     assert!(stdout.contains("kafka-python groups ok"), "{stdout}");
 }

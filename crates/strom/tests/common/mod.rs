@@ -195,3 +195,24 @@ pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// Runs `tests/python/<script>` with kafka-python against `broker`; returns its stdout.
+/// The interpreter comes from `STROM_PYTHON`, else the venv `scripts/test.sh` creates.
+pub fn run_python(script: &str, broker: &str) -> String {
+    let py = std::env::var("STROM_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/strom/venv/bin/python")
+    });
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&py)
+        .arg(&path)
+        .arg(broker)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {py} ({e}): run scripts/test.sh, which creates the venv")
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    stdout
+}
