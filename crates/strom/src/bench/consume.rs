@@ -44,6 +44,17 @@ struct ReadResult {
     stalled: bool,
 }
 
+impl ReadResult {
+    fn start() -> ReadResult {
+        ReadResult {
+            records: 0,
+            bytes: 0,
+            finished: Instant::now(),
+            stalled: false,
+        }
+    }
+}
+
 /// Optionally fills the topic, then reads it with `--consumers` consumers and prints one line.
 pub async fn run(args: ConsumeBenchArgs) -> anyhow::Result<()> {
     let common = &args.common;
@@ -196,12 +207,7 @@ async fn read_native(
     for mut reader in readers {
         let total = Arc::clone(&total);
         handles.push(tokio::spawn(async move {
-            let mut result = ReadResult {
-                records: 0,
-                bytes: 0,
-                finished: Instant::now(),
-                stalled: false,
-            };
+            let mut result = ReadResult::start();
             let mut last_progress = Instant::now();
             while !reader.is_done() && total.load(Ordering::Relaxed) < target {
                 if last_progress.elapsed() > STALL_LIMIT {
@@ -284,12 +290,7 @@ fn read(
     total: &AtomicU64,
     target: u64,
 ) -> anyhow::Result<ReadResult> {
-    let mut result = ReadResult {
-        records: 0,
-        bytes: 0,
-        finished: Instant::now(),
-        stalled: false,
-    };
+    let mut result = ReadResult::start();
     let mut last_progress = Instant::now();
     while !ends.is_empty() && total.load(Ordering::Relaxed) < target {
         if last_progress.elapsed() > STALL_LIMIT {
