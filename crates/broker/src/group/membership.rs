@@ -9,6 +9,17 @@ use super::state::Group;
 use super::types::{GroupError, GroupState, MemberIdentity, Pending, SyncRequest, SyncResponse};
 
 impl Group {
+    /// The group still exists and `member_id` is not a fenced static member's stale id.
+    fn check_open(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
+        if self.state == GroupState::Dead {
+            return Err(GroupError::dead());
+        }
+        if self.is_fenced(instance_id, member_id) {
+            return Err(GroupError::FencedInstanceId);
+        }
+        Ok(())
+    }
+
     /// Checks that `member_id` of `generation` speaks for the group right now.
     fn check_member(
         &self,
@@ -16,12 +27,7 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::dead());
-        }
-        if self.is_fenced(instance_id, member_id) {
-            return Err(GroupError::FencedInstanceId);
-        }
+        self.check_open(member_id, instance_id)?;
         if !self.members.contains_key(member_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -198,12 +204,7 @@ impl Group {
         generation: i32,
         now: u64,
     ) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::dead());
-        }
-        if self.is_fenced(instance_id, member_id) {
-            return Err(GroupError::FencedInstanceId);
-        }
+        self.check_open(member_id, instance_id)?;
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
