@@ -13,6 +13,10 @@ use crate::producer_ids::ProducerIds;
 use crate::topic::{validate_topic_name, Topic};
 use crate::{BrokerConfig, BrokerError};
 
+/// Low bits of a cluster-wide producer id that name the node that issued it (node ids < 1024).
+const PRODUCER_ID_NODE_BITS: u32 = 10;
+const NODE_MASK: i64 = (1 << PRODUCER_ID_NODE_BITS) - 1;
+
 /// Partitions one topic may have on this node; each costs open files and memory.
 pub const PARTITIONS_MAX: i32 = 10_000;
 
@@ -29,6 +33,8 @@ pub struct Broker {
     /// Consumer groups and their committed offsets (in the `__consumer_offsets` topic).
     groups: crate::group::Coordinator,
     producer_ids: ProducerIds,
+    /// Cluster mode: the controller, the transport and the replicas this node holds.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -55,6 +61,7 @@ impl Broker {
             stopping: AtomicBool::new(false),
             groups,
             producer_ids,
+            cluster: std::sync::OnceLock::new(),
         };
         for (name, rec) in broker.meta.load_all()? {
             let topic = broker.open_topic(&name, &rec)?;
@@ -67,6 +74,80 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// Joins (or forms) the cluster described by `config`: from now on topics come from the
+    /// controller and every partition is a Raft group.
+    pub async fn start_cluster(
+        self: &Arc<Self>,
+        config: crate::cluster::ClusterConfig,
+    ) -> Result<Arc<crate::cluster::Cluster>, BrokerError> {
+        let cluster = crate::cluster::Cluster::start(self, config).await?;
+        let _ = self.cluster.set(Arc::clone(&cluster));
+        Ok(cluster)
+    }
+
+    /// `Some` in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    pub(crate) fn flusher(&self) -> Arc<Flusher> {
+        Arc::clone(&self.flusher)
+    }
+
+    /// The registry entry for a topic the controller knows, created on first sight and grown
+    /// with its partition count. Partitions are filled in as this node opens its replicas.
+    pub(crate) fn register_cluster_topic(
+        &self,
+        t: &crate::cluster::TopicState,
+        config: &crate::TopicConfig,
+    ) -> Arc<Topic> {
+        let existing = self.topic(&t.name).filter(|e| e.id == t.id);
+        let topic = match existing {
+            Some(e) => e,
+            None => {
+                let topic = Arc::new(Topic {
+                    name: t.name.clone(),
+                    id: t.id,
+                    overrides: t.config.clone(),
+                    config: config.clone(),
+                    partitions: RwLock::new(Vec::new()),
+                });
+                self.topics_mut().insert(t.name.clone(), Arc::clone(&topic));
+                topic
+            }
+        };
+        {
+            let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
+            while parts.len() < t.partitions.len() {
+                parts.push(None);
+            }
+        }
+        topic
+    }
+
+    /// A replica moved away or its topic is gone: unlist it and delete its data.
+    pub(crate) fn forget_cluster_partition(&self, p: &Arc<Partition>) {
+        if let Some(topic) = self.topic(&p.topic) {
+            topic.clear_partition(p);
+        }
+        remove_partition_dir(p, "moved");
+    }
+
+    /// Unlists topics the controller no longer has (their replicas were stopped already).
+    pub(crate) fn drop_deleted_cluster_topics(&self, state: &crate::cluster::ClusterState) {
+        let gone: Vec<String> = self
+            .topics()
+            .iter()
+            .filter(|t| !crate::topic::is_internal_topic(&t.name))
+            .filter(|t| state.topics.get(&t.name).is_none_or(|s| s.id != t.id))
+            .map(|t| t.name.clone())
+            .collect();
+        let mut topics = self.topics_mut();
+        for name in gone {
+            topics.remove(&name);
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -188,16 +269,7 @@ impl Broker {
         self.meta.remove(name)?;
         self.topics_mut().remove(name);
         for p in topic.partitions() {
-            // Rename first so a crash mid-delete never leaves a half-deleted partition that a
-            // later topic of the same name would recover as its own.
-            let doomed = p
-                .dir()
-                .with_extension(format!("{}.deleted", topic.id.simple()));
-            if let Err(e) =
-                std::fs::rename(p.dir(), &doomed).and_then(|_| std::fs::remove_dir_all(&doomed))
-            {
-                tracing::warn!(dir = %p.dir().display(), "could not remove partition data: {e}");
-            }
+            remove_partition_dir(&p, &topic.id.simple().to_string());
         }
         let _ = crate::metadata::sync_dir(&self.config.data_dir);
         tracing::info!(topic = name, "deleted topic");
@@ -243,7 +315,11 @@ impl Broker {
         self.meta.save(name, &rec)?;
         let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
         for index in current..count {
-            parts.push(self.open_partition(&topic.name, index, &topic.config)?);
+            parts.push(Some(self.open_partition(
+                &topic.name,
+                index,
+                &topic.config,
+            )?));
         }
         Ok(())
     }
@@ -256,17 +332,44 @@ impl Broker {
     pub fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<(i64, i16), BrokerError> {
         if let Some((id, epoch)) = current {
             // Kafka stops one short of i16::MAX, keeping the last epoch for fencing.
-            if self.producer_ids.issued(id) && (0..i16::MAX - 1).contains(&epoch) {
+            let issued = self
+                .local_producer_id(id)
+                .is_some_and(|raw| self.producer_ids.issued(raw));
+            if issued && (0..i16::MAX - 1).contains(&epoch) {
                 return Ok((id, epoch + 1));
             }
         }
-        Ok((self.producer_ids.allocate()?, 0))
+        let raw = self.producer_ids.allocate()?;
+        Ok((self.global_producer_id(raw), 0))
+    }
+
+    /// In a cluster every node allocates from its own counter, so the node id goes into the low
+    /// bits: two nodes never hand out the same producer id.
+    fn global_producer_id(&self, raw: i64) -> i64 {
+        match self.cluster() {
+            Some(c) => (raw << PRODUCER_ID_NODE_BITS) | (c.node_id() as i64 & NODE_MASK),
+            None => raw,
+        }
+    }
+
+    /// The local counter value behind `id`, if this node issued it.
+    fn local_producer_id(&self, id: i64) -> Option<i64> {
+        match self.cluster() {
+            Some(c) if id & NODE_MASK == c.node_id() as i64 & NODE_MASK => {
+                Some(id >> PRODUCER_ID_NODE_BITS)
+            }
+            Some(_) => None,
+            None => Some(id),
+        }
     }
 
     /// Flushes and checkpoints every partition and stops the flusher. Idempotent.
     pub fn shutdown(&self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
+        }
+        if let Some(c) = self.cluster.get() {
+            c.shutdown();
         }
         self.flusher.stop();
         let threads = std::mem::take(
@@ -295,7 +398,7 @@ impl Broker {
         let config = self.config.topic_defaults.with_overrides(&rec.config)?;
         let mut parts = Vec::with_capacity(rec.partitions as usize);
         for index in 0..rec.partitions as i32 {
-            parts.push(self.open_partition(name, index, &config)?);
+            parts.push(Some(self.open_partition(name, index, &config)?));
         }
         Ok(Arc::new(Topic {
             name: name.to_string(),
@@ -325,5 +428,15 @@ impl Broker {
 
     fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Deletes a partition's directory. Renamed first so a crash mid-delete never leaves a
+/// half-deleted partition that a later topic of the same name would recover as its own.
+fn remove_partition_dir(p: &Partition, tag: &str) {
+    let doomed = p.dir().with_extension(format!("{tag}.deleted"));
+    if let Err(e) = std::fs::rename(p.dir(), &doomed).and_then(|_| std::fs::remove_dir_all(&doomed))
+    {
+        tracing::warn!(dir = %p.dir().display(), "could not remove partition data: {e}");
     }
 }

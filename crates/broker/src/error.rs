@@ -36,6 +36,15 @@ pub enum BrokerError {
     /// sequence (see `producer_state`). Kept so front ends map the whole producer vocabulary.
     #[error("unknown producer id: {0}")]
     UnknownProducerId(String),
+    /// Cluster mode: this node does not lead the partition (clients refresh metadata and retry).
+    #[error("this node is not the leader of the partition")]
+    NotLeader,
+    /// Cluster mode: the partition or the controller has no leader right now.
+    #[error("no leader is available right now: {0}")]
+    LeaderNotAvailable(String),
+    /// Cluster mode: the write lost its place in the log (leadership changed before it committed).
+    #[error("the write was not committed: leadership changed")]
+    NotCommitted,
 }
 
 impl From<StorageError> for BrokerError {

@@ -7,6 +7,7 @@
 //! - the high watermark moves only to durable offsets, so consumers never see data that a crash could take back;
 //! - an fsync error stops the process ([`fatal::fail_stop`]).
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fatal;
@@ -16,6 +17,7 @@ pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod replica;
 pub mod retention;
 pub mod topic;
 

@@ -1,5 +1,6 @@
 //! A partition: one log, one writer at a time, and a high watermark that only moves to durable offsets.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -28,6 +29,9 @@ pub struct AppendResult {
     /// One past the last offset written: the high watermark that makes this append visible.
     pub end_offset: u64,
     pub log_start_offset: u64,
+    /// Replicated partitions: the Raft index of the last entry written and the term it was
+    /// proposed in. The write counts once that index commits with that term still there.
+    pub raft: Option<(u64, u64)>,
 }
 
 /// Bytes for a fetch, plus the offsets a consumer needs to know where it stands.
@@ -42,7 +46,7 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     dir: PathBuf,
-    log: RwLock<Log>,
+    pub(crate) log: RwLock<LogState>,
     /// Consumers read below this; produce waiters and fetch long-polls watch it move.
     high_watermark: watch::Sender<u64>,
     flusher: Arc<Flusher>,
@@ -57,11 +61,32 @@ pub struct Partition {
     snapshot_due: AtomicBool,
     /// Serialises snapshot writers; the log offset of the newest snapshot on disk.
     snapshot_written: Mutex<Option<u64>>,
+    /// Cluster mode: the partition's Raft group. `None` on a single node.
+    pub(crate) replica: Option<crate::replica::Replica>,
 }
 
-struct ProducerTracking {
-    state: ProducerStateMap,
-    bytes_since_snapshot: u64,
+/// The log, and in cluster mode the Raft entry index kept in step with it under the same lock.
+pub(crate) struct LogState {
+    pub(crate) log: Log,
+    pub(crate) entries: Option<strom_consensus::entry_log::EntryIndex>,
+}
+
+impl Deref for LogState {
+    type Target = Log;
+    fn deref(&self) -> &Log {
+        &self.log
+    }
+}
+
+impl DerefMut for LogState {
+    fn deref_mut(&mut self) -> &mut Log {
+        &mut self.log
+    }
+}
+
+pub(crate) struct ProducerTracking {
+    pub(crate) state: ProducerStateMap,
+    pub(crate) bytes_since_snapshot: u64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -79,7 +104,34 @@ impl Partition {
         flusher: Arc<Flusher>,
         policy: FlushPolicy,
     ) -> Result<Arc<Partition>, BrokerError> {
+        Partition::open_with(topic, index, dir, config, flusher, policy, None)
+    }
+
+    /// Opens the log and, in cluster mode, its Raft entry index. `replica` is `(group state,
+    /// replica)` for a replicated partition; the caller starts its driver afterwards.
+    pub(crate) fn open_with(
+        topic: &str,
+        index: i32,
+        dir: PathBuf,
+        config: &crate::TopicConfig,
+        flusher: Arc<Flusher>,
+        policy: FlushPolicy,
+        replica: Option<(
+            strom_consensus::raft_state::LogStart,
+            crate::replica::Replica,
+        )>,
+    ) -> Result<Arc<Partition>, BrokerError> {
         let log = Log::open(&dir, config.log_config())?;
+        let (entries, replica) = match replica {
+            Some((start, r)) => (
+                Some(
+                    strom_consensus::entry_log::EntryIndex::open(&log, start)
+                        .map_err(crate::replica::consensus_error)?,
+                ),
+                Some(r),
+            ),
+            None => (None, None),
+        };
         let restored = producer_snapshot::restore(&dir, &log, crate::now_ms())?;
         tracing::debug!(
             topic,
@@ -91,13 +143,19 @@ impl Partition {
         );
         // Replayed batches are worth a fresh snapshot at the next flush.
         let replayed = restored.scanned_from < log.next_offset();
-        // Recovery leaves only verified, fsynced data behind, so all of it is visible.
-        let (high_watermark, _) = watch::channel(log.next_offset());
+        // Recovery leaves only verified, fsynced data behind, so all of it is visible on a
+        // single node; a replica shows nothing until its group reports what is committed.
+        let visible = if replica.is_some() {
+            log.log_start_offset()
+        } else {
+            log.next_offset()
+        };
+        let (high_watermark, _) = watch::channel(visible);
         Ok(Arc::new(Partition {
             topic: topic.to_string(),
             index,
             dir,
-            log: RwLock::new(log),
+            log: RwLock::new(LogState { log, entries }),
             high_watermark,
             flusher,
             flush_queued: AtomicBool::new(false),
@@ -109,7 +167,12 @@ impl Partition {
                 state: restored.state,
                 bytes_since_snapshot: 0,
             }),
+            replica,
         }))
+    }
+
+    pub(crate) fn mark_snapshot_due(&self) {
+        self.snapshot_due.store(true, Ordering::Release);
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -123,19 +186,13 @@ impl Partition {
     /// with the append (see [`crate::producer_state`]). A retry of a recently appended batch
     /// appends nothing and returns the original batch's offsets.
     pub fn append(self: &Arc<Self>, batches: &[Bytes]) -> Result<AppendResult, BrokerError> {
-        let mut headers = Vec::with_capacity(batches.len());
-        for b in batches {
-            if b.len() > self.max_message_bytes as usize {
-                return Err(BrokerError::MessageTooLarge {
-                    size: b.len(),
-                    max: self.max_message_bytes,
-                });
-            }
-            headers.push(batch::validate(b)?);
+        let headers = self.validate_batches(batches)?;
+        if let Some(replica) = &self.replica {
+            return self.append_replicated(replica, batches, &headers);
         }
         let now = crate::now_ms();
-        let mut log = self.log_mut();
-        let mut producers = self.producers_mut();
+        let log = self.log_mut();
+        let producers = self.producers_mut();
         let base_offset = log.next_offset();
         let pending = match producers.state.check(&headers, base_offset, now)? {
             Verdict::Append(pending) => pending,
@@ -149,9 +206,40 @@ impl Partition {
                     base_offset,
                     end_offset: last_offset + 1,
                     log_start_offset: log.log_start_offset(),
+                    raft: None,
                 });
             }
         };
+        self.append_local(log, producers, batches, pending, base_offset, now)
+    }
+
+    /// Size and CRC checks of a produce's batches, before anything is written.
+    fn validate_batches(
+        &self,
+        batches: &[Bytes],
+    ) -> Result<Vec<strom_storage::batch::BatchHeader>, BrokerError> {
+        let mut headers = Vec::with_capacity(batches.len());
+        for b in batches {
+            if b.len() > self.max_message_bytes as usize {
+                return Err(BrokerError::MessageTooLarge {
+                    size: b.len(),
+                    max: self.max_message_bytes,
+                });
+            }
+            headers.push(batch::validate(b)?);
+        }
+        Ok(headers)
+    }
+
+    fn append_local(
+        self: &Arc<Self>,
+        mut log: RwLockWriteGuard<'_, LogState>,
+        mut producers: MutexGuard<'_, ProducerTracking>,
+        batches: &[Bytes],
+        pending: crate::producer_state::Pending,
+        base_offset: u64,
+        now: i64,
+    ) -> Result<AppendResult, BrokerError> {
         let segments_before = log.segment_count();
         for b in batches {
             if let Err(err) = log.append(b, SINGLE_NODE_LEADER_EPOCH, now) {
@@ -176,6 +264,7 @@ impl Partition {
             base_offset,
             end_offset: log.next_offset(),
             log_start_offset: log.log_start_offset(),
+            raft: None,
         };
         drop(producers);
         drop(log);
@@ -189,7 +278,7 @@ impl Partition {
         Ok(result)
     }
 
-    fn queue_flush(self: &Arc<Self>) {
+    pub(crate) fn queue_flush(self: &Arc<Self>) {
         if !self.flush_queued.swap(true, Ordering::SeqCst) {
             self.flusher.enqueue(Arc::clone(self));
         }
@@ -197,6 +286,9 @@ impl Partition {
 
     /// Called by the flusher: fsync everything appended so far and publish it.
     pub(crate) fn flush(&self) {
+        if let Some(replica) = &self.replica {
+            return self.flush_replicated(replica);
+        }
         let point = self.log_ref().sync_point();
         if let Err(err) = point.sync() {
             fail_stop(format!("{self:?}: {err}"));
@@ -214,7 +306,7 @@ impl Partition {
     /// yet fsynced: if a crash then loses them, the snapshot lies beyond the recovered log end
     /// and `producer_snapshot::restore` discards it. Failure only costs a longer scan on the next
     /// open, so it is logged, not fatal.
-    fn write_producer_snapshot(&self) {
+    pub(crate) fn write_producer_snapshot(&self) {
         let (offset, bytes) = {
             let log = self.log_ref();
             let producers = self.producers_mut();
@@ -242,7 +334,7 @@ impl Partition {
         self.producers_mut().state.get(producer_id).cloned()
     }
 
-    fn raise_high_watermark(&self, end: u64) {
+    pub(crate) fn raise_high_watermark(&self, end: u64) {
         self.high_watermark.send_if_modified(|hw| {
             let raised = end > *hw;
             if raised {
@@ -309,6 +401,11 @@ impl Partition {
     /// Deletes segments past retention, then forgets producers whose batches are all gone or
     /// who have been idle past [`PRODUCER_EXPIRATION_MS`] (they become unknown producers).
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
+        if self.replica.is_some() {
+            // Moving the log start of a Raft log needs snapshot support for lagging followers;
+            // until then replicated partitions keep everything (see ARCHITECTURE.md).
+            return Ok(0);
+        }
         let mut log = self.log_mut();
         let removed = log.apply_retention(now_ms)?;
         let mut producers = self.producers_mut();
@@ -332,28 +429,31 @@ impl Partition {
     /// Also writes the producer-state snapshot, so the next open replays no batch.
     pub(crate) fn close(&self) -> Result<(), BrokerError> {
         self.log_mut().checkpoint()?;
+        if let Some(replica) = &self.replica {
+            replica.checkpoint();
+        }
         self.write_producer_snapshot();
         Ok(())
     }
 
     // A poisoned lock means a thread panicked mid-operation; the log itself is still consistent
     // because every mutation is a single method call that either completes or returns an error.
-    fn log_ref(&self) -> RwLockReadGuard<'_, Log> {
+    pub(crate) fn log_ref(&self) -> RwLockReadGuard<'_, LogState> {
         self.log.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn log_mut(&self) -> RwLockWriteGuard<'_, Log> {
+    pub(crate) fn log_mut(&self) -> RwLockWriteGuard<'_, LogState> {
         self.log.write().unwrap_or_else(|p| p.into_inner())
     }
 
     // Poisoning: `check` has no side effects and `commit` is a single map extend, so the state
     // is consistent even if a holder panicked.
-    fn producers_mut(&self) -> MutexGuard<'_, ProducerTracking> {
+    pub(crate) fn producers_mut(&self) -> MutexGuard<'_, ProducerTracking> {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn fail_on_fatal(err: &StorageError) {
+pub(crate) fn fail_on_fatal(err: &StorageError) {
     if matches!(err, StorageError::Fsync { .. } | StorageError::Failed) {
         fail_stop(err);
     }

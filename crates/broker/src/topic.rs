@@ -167,20 +167,40 @@ pub struct Topic {
     /// The overrides as the user gave them; the effective config is `config`.
     pub overrides: BTreeMap<String, String>,
     pub config: TopicConfig,
-    pub(crate) partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Index `i` is partition `i`; `None` where this node holds no replica (cluster mode).
+    pub(crate) partitions: RwLock<Vec<Option<Arc<Partition>>>>,
 }
 
 impl Topic {
+    /// The partition if this node holds a replica of it.
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let index = usize::try_from(index).ok()?;
-        self.partitions.read().ok()?.get(index).cloned()
+        self.partitions.read().ok()?.get(index).cloned().flatten()
     }
 
+    /// The partitions this node holds.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
-            .map(|p| p.clone())
+            .map(|p| p.iter().flatten().cloned().collect())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn set_partition(&self, index: usize, p: Arc<Partition>) {
+        let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        while parts.len() <= index {
+            parts.push(None);
+        }
+        parts[index] = Some(p);
+    }
+
+    pub(crate) fn clear_partition(&self, p: &Arc<Partition>) {
+        let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        for slot in parts.iter_mut() {
+            if slot.as_ref().is_some_and(|x| Arc::ptr_eq(x, p)) {
+                *slot = None;
+            }
+        }
     }
 
     pub fn partition_count(&self) -> usize {

@@ -23,5 +23,7 @@ pub fn kafka_error(err: &BrokerError) -> ResponseError {
         BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         BrokerError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
+        BrokerError::NotLeader | BrokerError::NotCommitted => ResponseError::NotLeaderOrFollower,
+        BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
     }
 }

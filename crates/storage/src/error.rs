@@ -89,7 +89,7 @@ impl StorageError {
         }
     }
 
-    pub(crate) fn fsync(path: impl Into<PathBuf>, source: std::io::Error) -> StorageError {
+    pub fn fsync(path: impl Into<PathBuf>, source: std::io::Error) -> StorageError {
         StorageError::Fsync {
             path: path.into(),
             source,

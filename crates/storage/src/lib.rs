@@ -17,6 +17,7 @@ pub mod batch;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod records;
 pub mod segment;
 
 mod checkpoint;

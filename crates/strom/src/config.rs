@@ -74,6 +74,17 @@ settings! {
     /// Delete the committed offsets of a group that has been empty this long, in minutes
     /// (offsets.retention.minutes) [default: 10080].
     offsets_retention_minutes: u64,
+    /// Cluster mode: the initial voters' Raft addresses, ID@HOST:PORT,... (this node included).
+    /// Without it, strom runs as a single node.
+    peers: String,
+    /// Cluster mode: this node's Raft listener (must match its entry in --peers).
+    raft_addr: SocketAddr,
+    /// Cluster mode: shared secret authenticating node-to-node traffic (or STROM_CLUSTER_SECRET).
+    cluster_secret: String,
+    /// Cluster mode: file holding the shared secret.
+    cluster_secret_file: PathBuf,
+    /// Cluster mode: Raft tick in ms; elections time out after 10 ticks [default: 100].
+    raft_tick_ms: u64,
 }
 
 /// Everything `serve` needs, resolved and validated.
@@ -82,6 +93,8 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     pub kafka_addr: SocketAddr,
     pub log_level: Option<String>,
+    /// Set when `--peers` is given.
+    pub cluster: Option<strom_broker::cluster::ClusterConfig>,
 }
 
 impl ServeArgs {
@@ -139,10 +152,13 @@ impl ServeArgs {
             Some(a) => parse_host_port(a)?,
             None => (kafka_addr.ip().to_string(), i32::from(kafka_addr.port())),
         };
+        let cluster = cluster_config(&args, &advertised_host, advertised_port)?;
         Ok(Settings {
             broker: BrokerConfig {
                 data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("strom-data")),
-                node_id: args.node_id.unwrap_or(0),
+                node_id: args
+                    .node_id
+                    .unwrap_or(if cluster.is_some() { 1 } else { 0 }),
                 default_partitions,
                 auto_create_topics: args.auto_create_topics.unwrap_or(true),
                 topic_defaults,
@@ -164,8 +180,109 @@ impl ServeArgs {
             },
             kafka_addr,
             log_level: args.log_level,
+            cluster,
         })
     }
+}
+
+/// The cluster settings, checked: a node must find itself in `--peers` at its `--raft-addr`,
+/// and node-to-node traffic needs a secret.
+fn cluster_config(
+    args: &ServeArgs,
+    kafka_host: &str,
+    kafka_port: i32,
+) -> anyhow::Result<Option<strom_broker::cluster::ClusterConfig>> {
+    let Some(peers_arg) = &args.peers else {
+        if args.raft_addr.is_some() {
+            bail!("--raft-addr needs --peers (the initial voters, ID@HOST:PORT,...)");
+        }
+        return Ok(None);
+    };
+    let peers = parse_peers(peers_arg)?;
+    let node_id = match args.node_id {
+        Some(id) if (1..1024).contains(&id) => id as u64,
+        Some(id) => bail!("--node-id must be between 1 and 1023 in a cluster, got {id}"),
+        None => bail!("--peers needs --node-id (this node's id among the peers)"),
+    };
+    let Some(raft_addr) = args.raft_addr else {
+        bail!("--peers needs --raft-addr (this node's Raft listener)");
+    };
+    match peers.get(&node_id) {
+        None => bail!("--node-id {node_id} is not among --peers {peers_arg}"),
+        Some(a) if *a != raft_addr => {
+            bail!("--peers gives node {node_id} the address {a}, but --raft-addr is {raft_addr}")
+        }
+        Some(_) => {}
+    }
+    let secret = match (&args.cluster_secret, &args.cluster_secret_file) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(f)) => std::fs::read(f)
+            .with_context(|| format!("cannot read --cluster-secret-file {}", f.display()))?
+            .trim_ascii()
+            .to_vec(),
+        (None, None) => match std::env::var("STROM_CLUSTER_SECRET") {
+            Ok(s) => s.into_bytes(),
+            Err(_) => bail!(
+                "a cluster needs a shared secret: --cluster-secret, --cluster-secret-file or STROM_CLUSTER_SECRET"
+            ),
+        },
+    };
+    if secret.len() < 8 {
+        bail!("the cluster secret must be at least 8 bytes");
+    }
+    let tick_ms = args.raft_tick_ms.unwrap_or(100);
+    if !(10..=10_000).contains(&tick_ms) {
+        bail!("--raft-tick-ms must be between 10 and 10000");
+    }
+    Ok(Some(strom_broker::cluster::ClusterConfig {
+        node_id,
+        raft_addr,
+        kafka_host: kafka_host.to_string(),
+        kafka_port: u16::try_from(kafka_port).context("bad kafka port")?,
+        cluster_id: cluster_id_of(&peers),
+        peers,
+        secret,
+        tick_ms,
+        driver: Default::default(),
+    }))
+}
+
+/// Every node started with the same `--peers` derives the same id (FNV-1a of the sorted list).
+fn cluster_id_of(peers: &std::collections::BTreeMap<u64, SocketAddr>) -> String {
+    let text: String = peers.iter().map(|(id, a)| format!("{id}@{a},")).collect();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("strom-{hash:016x}")
+}
+
+/// `1@127.0.0.1:9101,2@host:9102`: ids must be unique and at least 1; host names resolve now.
+pub fn parse_peers(s: &str) -> anyhow::Result<std::collections::BTreeMap<u64, SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut peers = std::collections::BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .with_context(|| format!("peer {part:?} is not ID@HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("peer {part:?}: bad node id"))?;
+        if id == 0 {
+            bail!("peer {part:?}: node ids start at 1");
+        }
+        let addr = addr
+            .to_socket_addrs()
+            .with_context(|| format!("peer {part:?}: cannot resolve {addr}"))?
+            .next()
+            .with_context(|| format!("peer {part:?}: {addr} resolves to nothing"))?;
+        if peers.insert(id, addr).is_some() {
+            bail!("node {id} appears twice in --peers");
+        }
+    }
+    if peers.is_empty() {
+        bail!("--peers is empty");
+    }
+    Ok(peers)
 }
 
 fn parse_host_port(s: &str) -> anyhow::Result<(String, i32)> {

@@ -51,6 +51,13 @@ enum Command {
         #[command(flatten)]
         args: cli::consume::ConsumeArgs,
     },
+    /// Inspect and manage a cluster (over the node-to-node port, with the cluster secret).
+    Cluster {
+        #[command(flatten)]
+        args: cli::cluster::ClusterArgs,
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+    },
     /// Measure throughput and latency against any Kafka-protocol broker.
     Bench {
         #[command(subcommand)]
@@ -73,6 +80,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Consume { broker, args } => {
             block_on(async move { cli::consume::run(&broker, args).await })
+        }
+        Command::Cluster { args, command } => {
+            block_on(async move { cli::cluster::run(&args, command).await })
         }
         Command::Bench { command } => block_on(bench::run(command)),
     };

@@ -32,6 +32,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if kafka.advertised_port == 0 {
             kafka.advertised_port = i32::from(local.port());
         }
+        if let Some(mut cluster) = settings.cluster.clone() {
+            cluster.kafka_host = kafka.advertised_host.clone();
+            cluster.kafka_port = u16::try_from(kafka.advertised_port).unwrap_or(local.port());
+            let raft = cluster.raft_addr;
+            broker
+                .start_cluster(cluster)
+                .await
+                .with_context(|| format!("cannot start the cluster node (raft {raft})"))?;
+            tracing::info!(raft = %raft, "cluster mode: raft transport listening");
+        }
         tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, "strom is serving");
         println!("strom listening on {local} (data in {})", data_dir.display());
         let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), config: kafka });

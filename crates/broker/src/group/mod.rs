@@ -19,7 +19,6 @@ mod join;
 mod member;
 mod membership;
 mod offsets;
-mod records;
 mod replay;
 mod state;
 mod store;

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use super::coordinator::{Coordinator, GroupEntry};
 use super::state::{Group, GroupConfig};
-use super::{offsets, records, OFFSETS_TOPIC};
+use super::{offsets, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::{Broker, BrokerError};
+use strom_storage::records;
 
 /// Bytes read per step of the replay.
 const REPLAY_READ_BYTES: usize = 1 << 20;

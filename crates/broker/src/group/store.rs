@@ -13,11 +13,11 @@ use bytes::Bytes;
 
 use super::coordinator::{lock, Coordinator, EntryRef, GroupEntry};
 use super::offsets::{self, TopicPartition};
-use super::records::{self, KeyValue};
 use super::types::{CommittedOffset, GroupError, OffsetCommit};
 use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
 use crate::partition::Partition;
 use crate::{Broker, BrokerError, Topic};
+use strom_storage::records::{self, KeyValue};
 
 /// A result that is ready once the records it wrote are durable.
 pub type Durable<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 use strom_broker::topic::CONFIG_NAMES;
+use strom_broker::BrokerError;
 
 use super::{str_bytes, topic_name};
 use crate::errors::kafka_error;
@@ -125,6 +126,113 @@ pub fn create_topics(
         })
         .collect();
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Cluster mode: each topic is created through the controller (replication factor -1 means
+/// the cluster default; explicit assignments are not supported yet).
+pub fn create_topics_cluster(ctx: &Arc<Context>, req: CreateTopicsRequest) -> super::Reply {
+    let Some(cluster) = ctx.broker.cluster().cloned() else {
+        return super::Reply::Nothing;
+    };
+    let default_partitions = ctx.broker.config().default_partitions;
+    super::Reply::Later(Box::pin(async move {
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let name = t.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(t.name.clone());
+            let partitions = if t.num_partitions == -1 {
+                default_partitions
+            } else {
+                t.num_partitions
+            };
+            let rf = if t.replication_factor == -1 {
+                super::cluster::default_replication_factor(&cluster) as i32
+            } else {
+                i32::from(t.replication_factor)
+            };
+            let overrides: BTreeMap<String, String> = t
+                .configs
+                .into_iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                .collect();
+            let outcome = if !t.assignments.is_empty() {
+                Err(BrokerError::InvalidConfig(
+                    "explicit replica assignments are not supported; the controller places replicas".into(),
+                ))
+            } else if !(1..=strom_broker::PARTITIONS_MAX).contains(&partitions) {
+                Err(BrokerError::InvalidPartitions(format!("{partitions}")))
+            } else if rf < 1 {
+                Err(BrokerError::InvalidReplicationFactor(rf))
+            } else if req.validate_only {
+                Ok(uuid::Uuid::nil())
+            } else {
+                super::cluster::create_topic(
+                    &cluster,
+                    &name,
+                    partitions as u32,
+                    rf as u32,
+                    overrides,
+                )
+                .await
+            };
+            results.push(match outcome {
+                Ok(id) => result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf as i16),
+                Err(e) => result
+                    .with_error_code(kafka_error(&e).code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            });
+        }
+        Some(CreateTopicsResponse::default().with_topics(results).into())
+    }))
+}
+
+/// Cluster mode: each topic is deleted through the controller.
+pub fn delete_topics_cluster(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> super::Reply {
+    let Some(cluster) = ctx.broker.cluster().cloned() else {
+        return super::Reply::Nothing;
+    };
+    super::Reply::Later(Box::pin(async move {
+        let by_name = req
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()));
+        let by_state = req
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id));
+        let mut responses = Vec::new();
+        for (name, id) in by_name.chain(by_state) {
+            let name = name.or_else(|| {
+                cluster.with_state(|s| {
+                    s.topics
+                        .values()
+                        .find(|t| t.id == id)
+                        .map(|t| t.name.clone())
+                })
+            });
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(topic_name))
+                .with_topic_id(id);
+            let Some(name) = name else {
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            responses.push(match super::cluster::delete_topic(&cluster, &name).await {
+                Ok(id) => result.with_topic_id(id),
+                Err(e) => result
+                    .with_error_code(kafka_error(&e).code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            });
+        }
+        Some(
+            DeleteTopicsResponse::default()
+                .with_responses(responses)
+                .into(),
+        )
+    }))
 }
 
 pub fn delete_topics(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
 use strom_broker::Partition;
 
 use super::Reply;
@@ -39,13 +38,15 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
                 .partitions
                 .into_iter()
                 .map(|fp| {
-                    let partition = match &topic {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(t) => t
-                            .partition(fp.partition)
-                            .ok_or(ResponseError::UnknownTopicOrPartition),
-                    }
-                    .and_then(|p| check_epoch(fp.current_leader_epoch).map(|_| p));
+                    let partition = topic
+                        .as_ref()
+                        .and_then(|t| t.partition(fp.partition))
+                        .ok_or_else(|| {
+                            super::cluster::missing_partition(ctx, &ft.topic.0, fp.partition)
+                        })
+                        .and_then(|p| {
+                            super::cluster::check_serving(&p, fp.current_leader_epoch).map(|_| p)
+                        });
                     Want {
                         partition_index: fp.partition,
                         partition,
@@ -92,16 +93,6 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
             }
         }
     }))
-}
-
-/// The leader epoch the client believes in must be ours (or unknown, -1).
-fn check_epoch(current_leader_epoch: i32) -> Result<(), ResponseError> {
-    match current_leader_epoch {
-        -1 => Ok(()),
-        e if e == SINGLE_NODE_LEADER_EPOCH => Ok(()),
-        e if e > SINGLE_NODE_LEADER_EPOCH => Err(ResponseError::UnknownLeaderEpoch),
-        _ => Err(ResponseError::FencedLeaderEpoch),
-    }
 }
 
 /// Reads every wanted partition within the response budget; returns the response, the record

@@ -6,8 +6,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::ResponseError;
-use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
 use strom_broker::Partition;
 
 use crate::Context;
@@ -20,9 +18,9 @@ const LATEST_TIERED: i64 = -5;
 
 pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Responses before v4 have no leader epoch; the encoder refuses a value there.
-    let epoch_of = |offset: i64| {
+    let epoch_of = |p: &strom_broker::Partition, offset: i64| {
         if version >= 4 && offset >= 0 {
-            SINGLE_NODE_LEADER_EPOCH
+            p.leader_epoch()
         } else {
             -1
         }
@@ -40,16 +38,18 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> List
                         .with_partition_index(lp.partition_index);
                     let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                     else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let err =
+                            super::cluster::missing_partition(ctx, &lt.name.0, lp.partition_index);
+                        return resp.with_error_code(err.code());
                     };
-                    if lp.current_leader_epoch > SINGLE_NODE_LEADER_EPOCH {
-                        return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    if let Err(err) = super::cluster::check_serving(&p, lp.current_leader_epoch) {
+                        return resp.with_error_code(err.code());
                     }
                     match lookup(&p, lp.timestamp) {
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(epoch_of(offset)),
+                            .with_leader_epoch(epoch_of(&p, offset)),
                         Err(e) => resp.with_error_code(crate::errors::code(&e)),
                     }
                 })

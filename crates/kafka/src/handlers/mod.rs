@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod cluster;
 pub mod configs;
 pub mod fetch;
 pub mod group;
@@ -42,14 +43,23 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
     let now = |resp: ResponseKind| Reply::Now(Box::new(resp));
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(Box::new(api_versions::handle().into())),
-        RequestKind::Metadata(r) => Reply::Now(Box::new(metadata::handle(ctx, r, version).into())),
+        RequestKind::Metadata(r) => match ctx.broker.cluster() {
+            Some(c) => now(cluster::metadata(ctx, c, r, version).into()),
+            None => now(metadata::handle(ctx, r, version).into()),
+        },
         RequestKind::Produce(r) => produce::handle(ctx, r),
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
         RequestKind::ListOffsets(r) => {
             Reply::Now(Box::new(list_offsets::handle(ctx, r, version).into()))
         }
+        RequestKind::CreateTopics(r) if ctx.broker.cluster().is_some() => {
+            admin::create_topics_cluster(ctx, r)
+        }
         RequestKind::CreateTopics(r) => {
             Reply::Now(Box::new(admin::create_topics(ctx, r, version).into()))
+        }
+        RequestKind::DeleteTopics(r) if ctx.broker.cluster().is_some() => {
+            admin::delete_topics_cluster(ctx, r)
         }
         RequestKind::DeleteTopics(r) => Reply::Now(Box::new(admin::delete_topics(ctx, r).into())),
         RequestKind::CreatePartitions(r) => {

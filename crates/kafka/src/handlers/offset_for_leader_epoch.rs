@@ -8,8 +8,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
-use strom_broker::partition::SINGLE_NODE_LEADER_EPOCH;
 
 use crate::Context;
 
@@ -31,23 +29,20 @@ pub fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let err = super::cluster::missing_partition(ctx, &t.topic.0, p.partition);
+                        return resp.with_error_code(err.code());
                     };
                     // The client's view of the current leader epoch must be ours (or unknown).
-                    match p.current_leader_epoch {
-                        -1 => {}
-                        e if e == SINGLE_NODE_LEADER_EPOCH => {}
-                        e if e > SINGLE_NODE_LEADER_EPOCH => {
-                            return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                        }
-                        _ => return resp.with_error_code(ResponseError::FencedLeaderEpoch.code()),
+                    if let Err(err) = super::cluster::check_serving(&part, p.current_leader_epoch) {
+                        return resp.with_error_code(err.code());
                     }
-                    if p.leader_epoch < SINGLE_NODE_LEADER_EPOCH {
+                    match part.epoch_end(p.leader_epoch) {
                         // Before the first epoch: undefined, as Kafka answers.
-                        return resp;
+                        None => resp,
+                        Some((epoch, end)) => {
+                            resp.with_leader_epoch(epoch).with_end_offset(end as i64)
+                        }
                     }
-                    resp.with_leader_epoch(SINGLE_NODE_LEADER_EPOCH)
-                        .with_end_offset(part.log_end_offset() as i64)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

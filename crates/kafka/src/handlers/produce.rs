@@ -19,7 +19,7 @@ struct Wait {
     topic: usize,
     partition: usize,
     on: Arc<Partition>,
-    end_offset: u64,
+    result: strom_broker::AppendResult,
 }
 
 pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
@@ -40,13 +40,13 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
             let resp = if !valid_acks {
                 failed(index, ResponseError::InvalidRequiredAcks, None)
             } else {
-                match append(&topic, pd) {
+                match append(ctx, &name, &topic, pd) {
                     Ok((p, r)) => {
                         waits.push(Wait {
                             topic: ti,
                             partition: pi,
                             on: p,
-                            end_offset: r.end_offset,
+                            result: r,
                         });
                         PartitionProduceResponse::default()
                             .with_index(index)
@@ -77,14 +77,16 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
         let mut response = response;
         let deadline = tokio::time::Instant::now() + timeout;
         for w in waits {
-            if tokio::time::timeout_at(deadline, w.on.wait_durable(w.end_offset))
-                .await
-                .is_err()
-            {
-                let p = &mut response.responses[w.topic].partition_responses[w.partition];
-                p.error_code = ResponseError::RequestTimedOut.code();
-                p.base_offset = -1;
-            }
+            let error =
+                match tokio::time::timeout_at(deadline, w.on.wait_ack(&w.result, acks)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => crate::errors::kafka_error(&e),
+                    // No quorum (or a slow disk): Kafka's answer, never a success.
+                    Err(_) => ResponseError::RequestTimedOut,
+                };
+            let p = &mut response.responses[w.topic].partition_responses[w.partition];
+            p.error_code = error.code();
+            p.base_offset = -1;
         }
         Some(response.into())
     }))
@@ -93,6 +95,8 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
 type Failure = (ResponseError, Option<String>);
 
 fn append(
+    ctx: &Context,
+    name: &str,
     topic: &Result<Option<Arc<Topic>>, BrokerError>,
     pd: PartitionProduceData,
 ) -> Result<(Arc<Partition>, strom_broker::AppendResult), Failure> {
@@ -107,7 +111,7 @@ fn append(
     }
     let p = topic
         .partition(pd.index)
-        .ok_or((ResponseError::UnknownTopicOrPartition, None))?;
+        .ok_or_else(|| (super::cluster::missing_partition(ctx, name, pd.index), None))?;
     let records = pd.records.unwrap_or_default();
     let batches =
         batch::split(&records).map_err(|e| (ResponseError::CorruptMessage, Some(e.to_string())))?;

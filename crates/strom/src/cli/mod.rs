@@ -3,6 +3,7 @@
 //! commands work against Strom and against any other Kafka-compatible broker.
 
 pub mod client;
+pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod rdk;
 pub mod wire;
 
@@ -24,8 +25,18 @@ pub struct Strom {
 }
 
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports: all bound at once, so none is handed out twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
 }
 
 impl Strom {
@@ -36,9 +47,14 @@ impl Strom {
 
     /// Like [`Strom::start`], with the broker run by `wrapper` (which must exec it, keeping the PID).
     pub fn start_wrapped(data_dir: &Path, extra: &[&str], wrapper: &[&str]) -> Strom {
+        Strom::start_on(data_dir, free_port(), extra, wrapper)
+    }
+
+    /// Like [`Strom::start_wrapped`], on a given Kafka port.
+    pub fn start_on(data_dir: &Path, port: u16, extra: &[&str], wrapper: &[&str]) -> Strom {
         let mut s = Strom {
             child: None,
-            port: free_port(),
+            port,
             data_dir: data_dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),

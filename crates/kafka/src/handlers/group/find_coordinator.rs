@@ -15,8 +15,24 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// (error code, message, node id, host, port) for one key.
-fn locate(ctx: &Context, key_type: i8) -> (i16, Option<String>, i32, String, i32) {
+fn locate(ctx: &Context, key_type: i8, key: &str) -> (i16, Option<String>, i32, String, i32) {
     match key_type {
+        KEY_TYPE_GROUP if ctx.broker.cluster().is_some() => {
+            match ctx
+                .broker
+                .cluster()
+                .and_then(|c| crate::handlers::cluster::coordinator_for(c, key))
+            {
+                Some((node, host, port)) => (0, None, node, host, port),
+                None => (
+                    ResponseError::CoordinatorNotAvailable.code(),
+                    Some("no live node yet".into()),
+                    -1,
+                    String::new(),
+                    -1,
+                ),
+            }
+        }
         KEY_TYPE_GROUP => (
             0,
             None,
@@ -51,7 +67,7 @@ pub fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (err, msg, node, host, port) = locate(ctx, req.key_type);
+                let (err, msg, node, host, port) = locate(ctx, req.key_type, key.as_str());
                 Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(node))
@@ -63,7 +79,7 @@ pub fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (err, msg, node, host, port) = locate(ctx, req.key_type);
+    let (err, msg, node, host, port) = locate(ctx, req.key_type, req.key.as_str());
     let resp = FindCoordinatorResponse::default()
         .with_error_code(err)
         .with_node_id(BrokerId(node))

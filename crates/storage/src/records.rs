@@ -1,5 +1,6 @@
-//! Writing and reading the coordinator's own record batches: uncompressed RecordBatch v2, the
-//! format every partition stores (header layout in `strom_storage::batch`). Each record is
+//! Writing and reading small uncompressed RecordBatch v2 batches that Strom writes itself: the
+//! group coordinator's offset records and the Raft control entries (header layout in
+//! [`crate::batch`]). Each record is
 //!
 //! ```text
 //! length          varint   bytes after this field
@@ -12,32 +13,40 @@
 //! ```
 //!
 //! varints are zigzag-encoded, as in Kafka. Reading accepts only what this module writes
-//! (uncompressed, no headers needed); anything else in the topic is skipped by the caller.
+//! (uncompressed, no headers needed); anything else is refused, never a panic.
 
+use crate::batch::{BatchHeader, HEADER_LEN, MAGIC_V2};
 use bytes::{BufMut, Bytes, BytesMut};
-use strom_storage::batch::{BatchHeader, HEADER_LEN, MAGIC_V2};
 
 /// First byte covered by the batch CRC (after baseOffset, batchLength, leaderEpoch, magic, crc).
 const CRC_START: usize = 21;
 
-/// A record as the coordinator writes it: key and optional value (none = tombstone).
+/// A record as Strom writes it: key and optional value (none = tombstone).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KeyValue {
+pub struct KeyValue {
     pub key: Bytes,
     pub value: Option<Bytes>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum RecordsError {
+pub enum RecordsError {
     #[error("batch is compressed (codec {0}); the coordinator writes uncompressed batches")]
     Compressed(u8),
     #[error("record bytes end early or are malformed at byte {0}")]
     Malformed(usize),
 }
 
+/// Batch attribute bit 5: a control batch, which consumers skip.
+pub const ATTR_CONTROL: i16 = 1 << 5;
+
 /// One uncompressed batch holding `records` (at least one), all stamped `timestamp_ms`.
 /// baseOffset and leaderEpoch are left 0: the log assigns them.
-pub(crate) fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
+pub fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
+    encode_batch_with(0, records, timestamp_ms)
+}
+
+/// [`encode_batch`] with the given batch attributes (e.g. [`ATTR_CONTROL`]).
+pub fn encode_batch_with(attributes: i16, records: &[KeyValue], timestamp_ms: i64) -> Bytes {
     let mut body = BytesMut::new();
     for (i, r) in records.iter().enumerate() {
         let mut rec = BytesMut::new();
@@ -64,7 +73,7 @@ pub(crate) fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
     b.put_i32(0);
     b.put_i8(MAGIC_V2);
     b.put_u32(0); // CRC, filled in below
-    b.put_i16(0); // attributes: no compression, CreateTime, not transactional, not control
+    b.put_i16(attributes);
     b.put_i32(count - 1);
     b.put_i64(timestamp_ms);
     b.put_i64(timestamp_ms);
@@ -79,12 +88,18 @@ pub(crate) fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
 }
 
 /// The records of one stored batch (already CRC-checked by the read path).
-/// Control batches have no coordinator records and yield none.
-pub(crate) fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), RecordsError> {
+/// Control batches are not data and yield none; see [`decode_any_batch`].
+pub fn decode_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), RecordsError> {
     let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
     if header.is_control() {
         return Ok((header, Vec::new()));
     }
+    decode_any_batch(batch)
+}
+
+/// The records of one uncompressed batch, control batches included.
+pub fn decode_any_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
     if header.compression() != 0 {
         return Err(RecordsError::Compressed(header.compression()));
     }
@@ -195,7 +210,7 @@ mod tests {
             },
         ];
         let batch = encode_batch(&records, 1_700_000_000_000);
-        strom_storage::batch::validate(&batch).expect("a valid batch");
+        crate::batch::validate(&batch).expect("a valid batch");
         let (header, decoded) = decode_batch(&batch).unwrap();
         assert_eq!(header.records_count, 2);
         assert_eq!(decoded, records);

@@ -1,0 +1,632 @@
+//! A node of a replicated cluster: the transport, the controller's Raft group (group 0, a
+//! replicated log of [`Command`]s applied to every node's [`ClusterState`]), the partition
+//! replicas this node holds, and the loops that keep them moving:
+//!
+//! - the ticker drives every group's Raft clock;
+//! - the reconciler opens the replicas the controller assigns to this node, registers the node,
+//!   and reports the leader and the caught-up replicas (ISR) of every partition it leads, so
+//!   Metadata on any node can tell clients where to go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_consensus::driver::DriverConfig;
+use strom_consensus::raft::eraftpb::{Entry, EntryType, Message};
+use strom_consensus::transport::{Inbound, Transport, TransportConfig};
+use strom_storage::records::{self, KeyValue};
+use tokio::sync::{mpsc, watch};
+
+use super::rpc::{self, Request, Response};
+use super::state::{Applied, ClusterState, Command, GroupId, NodeId, NodeInfo};
+use crate::replica::{ReplicaEvent, ReplicaSpec};
+use crate::{Broker, BrokerError, Partition};
+
+/// How long a proposal to the controller may take before the caller gets an error.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A forwarded proposal: the controller's leader answers within a commit, or is in trouble.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    pub raft_addr: SocketAddr,
+    /// What clients are told to connect to (Metadata).
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    /// The controller's initial voters and their Raft addresses.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    pub secret: Vec<u8>,
+    /// Shared by every node (derived from the initial peers): the transport refuses nodes of
+    /// another cluster, and Metadata reports it.
+    pub cluster_id: String,
+    pub tick_ms: u64,
+    pub driver: DriverConfig,
+}
+
+pub struct Cluster {
+    config: ClusterConfig,
+    broker: std::sync::Weak<Broker>,
+    transport: Arc<Transport>,
+    controller: Arc<Partition>,
+    state: Arc<RwLock<ClusterState>>,
+    /// Bumped after every applied command; waiters (topic creation) watch it.
+    version: watch::Sender<u64>,
+    router: Arc<Router>,
+}
+
+/// Delivers inbound Raft messages to the group they are for.
+#[derive(Default)]
+struct Router {
+    groups: RwLock<HashMap<GroupId, Arc<Partition>>>,
+    cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
+}
+
+impl Router {
+    fn get(&self, group: GroupId) -> Option<Arc<Partition>> {
+        self.groups.read().ok()?.get(&group).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<Partition>> {
+        self.groups
+            .read()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn insert(&self, group: GroupId, p: Arc<Partition>) {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, p);
+    }
+
+    fn remove(&self, group: GroupId) -> Option<Arc<Partition>> {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group)
+    }
+}
+
+impl Inbound for Router {
+    fn on_raft(&self, _from: NodeId, messages: Vec<(GroupId, Message)>) {
+        for (group, msg) in messages {
+            let Some(p) = self.get(group) else {
+                // Not opened here yet (the assignment is still on its way): Raft retransmits.
+                continue;
+            };
+            if let Some(Err(e)) = p.with_driver(|d| d.step(msg)) {
+                tracing::warn!(group, "raft step failed: {e}");
+            }
+        }
+    }
+
+    fn on_rpc(
+        &self,
+        from: NodeId,
+        request: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
+        let cluster = self.cluster.get().and_then(std::sync::Weak::upgrade);
+        Box::pin(async move {
+            let Some(cluster) = cluster else {
+                return rpc::encode(&Response {
+                    error: Some("node is starting".into()),
+                    status: None,
+                });
+            };
+            let response = match rpc::decode::<Request>(&request) {
+                Err(e) => Response {
+                    error: Some(format!("bad request: {e}")),
+                    status: None,
+                },
+                Ok(req) => cluster.serve_rpc(from, req).await,
+            };
+            rpc::encode(&response)
+        })
+    }
+}
+
+impl Cluster {
+    /// Starts the transport and the controller group, then the background loops.
+    pub async fn start(
+        broker: &Arc<Broker>,
+        config: ClusterConfig,
+    ) -> Result<Arc<Cluster>, BrokerError> {
+        let router = Arc::new(Router::default());
+        let transport = Transport::start(
+            TransportConfig {
+                node_id: config.node_id,
+                listen: config.raft_addr,
+                secret: config.secret.clone(),
+                cluster_id: config.cluster_id.clone(),
+                peers: config
+                    .peers
+                    .iter()
+                    .filter(|(id, _)| **id != config.node_id)
+                    .map(|(id, a)| (*id, *a))
+                    .collect(),
+            },
+            Arc::clone(&router) as Arc<dyn Inbound>,
+        )
+        .await
+        .map_err(|e| BrokerError::InvalidConfig(format!("raft transport: {e}")))?;
+        let state = Arc::new(RwLock::new(ClusterState::new(config.cluster_id.clone())));
+        let (version, _) = watch::channel(0u64);
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let hook_state = Arc::clone(&state);
+        let hook_version = version.clone();
+        let hook: crate::replica::CommitHook = Box::new(move |entries: &[Entry]| {
+            for e in entries {
+                if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                    continue;
+                }
+                for cmd in decode_commands(&e.data) {
+                    let result = hook_state
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .apply(&cmd);
+                    match result {
+                        Ok(Applied::Nothing) => {}
+                        Ok(applied) => {
+                            let _ = applied_tx.send(applied);
+                        }
+                        Err(err) => {
+                            tracing::debug!(index = e.index, "controller command refused: {err}")
+                        }
+                    }
+                }
+                hook_version.send_modify(|v| *v += 1);
+            }
+        });
+        let controller = Partition::open_replicated(
+            "__cluster",
+            0,
+            broker.config().data_dir.join("meta").join("controller"),
+            &crate::TopicConfig::default(),
+            broker.flusher(),
+            broker.config().flush,
+            ReplicaSpec {
+                group: super::state::CONTROLLER_GROUP,
+                node: config.node_id,
+                bootstrap_voters: config.peers.keys().copied().collect(),
+                driver: config.driver.clone(),
+                outbox: Arc::clone(&transport) as Arc<dyn strom_consensus::driver::Outbox>,
+                events: None,
+                hook: Some(hook),
+                replay: true,
+            },
+        )?;
+        router.insert(super::state::CONTROLLER_GROUP, Arc::clone(&controller));
+        let cluster = Arc::new(Cluster {
+            config,
+            broker: Arc::downgrade(broker),
+            transport,
+            controller,
+            state,
+            version,
+            router: Arc::clone(&router),
+        });
+        let _ = router.cluster.set(Arc::downgrade(&cluster));
+        tokio::spawn(Arc::clone(&cluster).tick_loop());
+        tokio::spawn(Arc::clone(&cluster).reconcile_loop(applied_rx, events_rx, events_tx));
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.config.cluster_id
+    }
+
+    /// A copy of the applied cluster state.
+    pub fn state(&self) -> ClusterState {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the applied cluster state without copying it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn controller_leader(&self) -> Option<NodeId> {
+        self.controller.with_driver(|d| d.role().leader).flatten()
+    }
+
+    async fn tick_loop(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.config.tick_ms.max(1)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if self.stopping() {
+                return;
+            }
+            for p in self.router.all() {
+                if let Some(Err(e)) = p.with_driver(|d| d.tick()) {
+                    tracing::warn!(partition = ?p, "raft tick failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.broker.upgrade().is_none_or(|b| b.is_stopping())
+    }
+
+    async fn reconcile_loop(
+        self: Arc<Self>,
+        mut applied: mpsc::UnboundedReceiver<Applied>,
+        mut events: mpsc::UnboundedReceiver<ReplicaEvent>,
+        events_tx: mpsc::UnboundedSender<ReplicaEvent>,
+    ) {
+        let mut every = tokio::time::interval(RECONCILE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                Some(_) = applied.recv() => { while applied.try_recv().is_ok() {} }
+                Some(_) = events.recv() => { while events.try_recv().is_ok() {} }
+            }
+            if self.stopping() {
+                return;
+            }
+            self.open_assigned_replicas(&events_tx);
+            self.report().await;
+        }
+    }
+
+    /// Opens every replica the controller assigns here that is not open yet, and stops those
+    /// of deleted topics.
+    fn open_assigned_replicas(&self, events_tx: &mpsc::UnboundedSender<ReplicaEvent>) {
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let me = self.config.node_id;
+        let state = self.state();
+        let mut wanted = std::collections::HashSet::new();
+        for topic in state.topics.values() {
+            let config = match broker.config().topic_defaults.with_overrides(&topic.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(topic = %topic.name, "bad topic config: {e}");
+                    continue;
+                }
+            };
+            let registered = broker.register_cluster_topic(topic, &config);
+            for (index, pa) in topic.partitions.iter().enumerate() {
+                if !pa.hosts(me) {
+                    continue;
+                }
+                wanted.insert(pa.group);
+                if self.router.get(pa.group).is_some() {
+                    continue;
+                }
+                let dir = broker
+                    .config()
+                    .data_dir
+                    .join(format!("{}-{}", topic.name, index));
+                let spec = ReplicaSpec {
+                    group: pa.group,
+                    node: me,
+                    bootstrap_voters: if pa.replicas.contains(&me) {
+                        pa.replicas.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    driver: self.config.driver.clone(),
+                    outbox: Arc::clone(&self.transport) as Arc<dyn strom_consensus::driver::Outbox>,
+                    events: Some(events_tx.clone()),
+                    hook: None,
+                    replay: false,
+                };
+                match Partition::open_replicated(
+                    &topic.name,
+                    index as i32,
+                    dir,
+                    &config,
+                    broker.flusher(),
+                    broker.config().flush,
+                    spec,
+                ) {
+                    Ok(p) => {
+                        registered.set_partition(index, Arc::clone(&p));
+                        self.router.insert(pa.group, p);
+                        tracing::info!(topic = %topic.name, partition = index, group = pa.group, "opened replica");
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = index, "could not open replica: {e}")
+                    }
+                }
+            }
+        }
+        for p in self.router.all() {
+            let Some(group) = p.group() else { continue };
+            if group != super::state::CONTROLLER_GROUP && !wanted.contains(&group) {
+                p.stop_replica();
+                self.router.remove(group);
+                broker.forget_cluster_partition(&p);
+            }
+        }
+        broker.drop_deleted_cluster_topics(&state);
+    }
+
+    /// Registers this node and reports leadership and ISR of the partitions it leads.
+    async fn report(&self) {
+        let me = self.config.node_id;
+        let info = NodeInfo {
+            id: me,
+            kafka_host: self.config.kafka_host.clone(),
+            kafka_port: self.config.kafka_port,
+            raft_addr: self.config.raft_addr.to_string(),
+            registered_ms: 0,
+        };
+        let mut commands = Vec::new();
+        self.with_state(|s| {
+            match s.nodes.get(&me) {
+                Some(n)
+                    if n.kafka_host == info.kafka_host
+                        && n.kafka_port == info.kafka_port
+                        && n.raft_addr == info.raft_addr => {}
+                _ => commands.push(Command::RegisterNode(NodeInfo {
+                    registered_ms: crate::now_ms(),
+                    ..info.clone()
+                })),
+            }
+            for p in self.router.all() {
+                let Some(group) = p.group() else { continue };
+                if group == super::state::CONTROLLER_GROUP {
+                    continue;
+                }
+                let Some(status) = p.with_driver(|d| d.status()) else {
+                    continue;
+                };
+                if !status.role.is_leader {
+                    continue;
+                }
+                let Some((_, _, pa)) = s.partition_by_group(group) else {
+                    continue;
+                };
+                if pa.leader != Some(me) || pa.leader_epoch != status.role.term {
+                    commands.push(Command::SetLeader {
+                        group,
+                        leader: me,
+                        epoch: status.role.term,
+                    });
+                    continue;
+                }
+                let isr: Vec<NodeId> = status
+                    .progress
+                    .iter()
+                    .filter(|p| p.caught_up && status.voters.contains(&p.node))
+                    .map(|p| p.node)
+                    .collect();
+                if isr != pa.isr {
+                    commands.push(Command::SetIsr {
+                        group,
+                        leader: me,
+                        epoch: status.role.term,
+                        isr,
+                    });
+                }
+            }
+        });
+        for cmd in commands {
+            if let Err(e) = self.propose(cmd).await {
+                tracing::debug!("controller report not accepted yet: {e}");
+                return;
+            }
+        }
+    }
+
+    /// Commits `cmd` in the controller's log (on its leader, forwarding if need be).
+    pub async fn propose(&self, cmd: Command) -> Result<(), BrokerError> {
+        let leader = self.controller_leader();
+        if leader == Some(self.config.node_id) {
+            return self.propose_local(&cmd).await;
+        }
+        let Some(leader) = leader else {
+            return Err(BrokerError::LeaderNotAvailable(
+                "the controller has no leader".into(),
+            ));
+        };
+        // A leader we cannot reach is probably dead and about to be replaced: fail fast so the
+        // caller retries against the next one instead of waiting out a timeout.
+        if !self.transport.is_connected(leader) {
+            return Err(BrokerError::LeaderNotAvailable(format!(
+                "controller leader {leader} is unreachable"
+            )));
+        }
+        let bytes = self
+            .transport
+            .call(leader, rpc::encode(&Request::Propose(cmd)), FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| {
+                BrokerError::LeaderNotAvailable(format!("controller leader {leader}: {e}"))
+            })?;
+        let response: Response = rpc::decode(&bytes).map_err(BrokerError::LeaderNotAvailable)?;
+        match response.error {
+            None => Ok(()),
+            Some(e) => Err(BrokerError::LeaderNotAvailable(e)),
+        }
+    }
+
+    async fn propose_local(&self, cmd: &Command) -> Result<(), BrokerError> {
+        let batch = records::encode_batch(
+            &[KeyValue {
+                key: Bytes::from_static(b"cmd"),
+                value: Some(Bytes::from(cmd.encode())),
+            }],
+            crate::now_ms(),
+        );
+        let r = self.controller.append(&[batch])?;
+        tokio::time::timeout(PROPOSE_TIMEOUT, self.controller.wait_ack(&r, -1))
+            .await
+            .map_err(|_| BrokerError::Timeout)?
+    }
+
+    /// Waits until the applied state satisfies `done` (after a proposal, for this node's copy
+    /// to catch up), up to `timeout`.
+    pub async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&ClusterState) -> bool,
+    ) -> bool {
+        let mut rx = self.version.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.with_state(&mut done) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+
+    async fn serve_rpc(&self, _from: NodeId, req: Request) -> Response {
+        match req {
+            Request::Propose(cmd) => {
+                if self.controller_leader() != Some(self.config.node_id) {
+                    return Response {
+                        error: Some("not the controller leader".into()),
+                        status: None,
+                    };
+                }
+                match self.propose_local(&cmd).await {
+                    Ok(()) => Response::default(),
+                    Err(e) => Response {
+                        error: Some(e.to_string()),
+                        status: None,
+                    },
+                }
+            }
+            Request::Status => Response {
+                error: None,
+                status: Some(self.status()),
+            },
+            Request::RebalanceLeaders => {
+                let moved = self.rebalance_leaders();
+                tracing::info!(moved, "preferred-leader rebalance requested");
+                Response::default()
+            }
+        }
+    }
+
+    pub fn status(&self) -> rpc::Status {
+        let mut groups: Vec<_> = self
+            .router
+            .all()
+            .iter()
+            .filter_map(|p| {
+                let g = p.group()?;
+                p.with_driver(|d| {
+                    let s = d.status();
+                    (g, s.role.leader, s.role.term, s.commit)
+                })
+            })
+            .collect();
+        groups.sort();
+        let connected = self
+            .transport
+            .peers()
+            .into_iter()
+            .filter(|(id, _)| self.transport.is_connected(*id))
+            .map(|(id, _)| id)
+            .collect();
+        rpc::Status {
+            node: self.config.node_id,
+            controller_leader: self.controller_leader(),
+            state: self.state(),
+            groups,
+            connected,
+        }
+    }
+
+    /// Hands leadership of each partition this node leads to its preferred leader (first
+    /// replica) when that replica is caught up. Returns how many transfers started.
+    pub fn rebalance_leaders(&self) -> usize {
+        let me = self.config.node_id;
+        let state = self.state();
+        let live = state.live_nodes();
+        let mut moved = 0;
+        for p in self.router.all() {
+            let Some(group) = p.group() else { continue };
+            let Some((_, _, pa)) = state.partition_by_group(group) else {
+                continue;
+            };
+            let Some(preferred) = super::placement::preferred_leader(pa, &live) else {
+                continue;
+            };
+            if preferred == me {
+                continue;
+            }
+            let started = p.with_driver(|d| {
+                let s = d.status();
+                let ready = s.role.is_leader
+                    && s.progress
+                        .iter()
+                        .any(|x| x.node == preferred && x.caught_up);
+                if ready {
+                    let _ = d.transfer_leader(preferred);
+                }
+                ready
+            });
+            if started == Some(true) {
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// Leader and epoch of a partition as the controller last heard.
+    pub fn partition_leader(&self, topic: &str, index: i32) -> Option<(NodeId, u64)> {
+        self.with_state(|s| {
+            let pa = s
+                .topics
+                .get(topic)?
+                .partitions
+                .get(usize::try_from(index).ok()?)?;
+            Some((pa.leader?, pa.leader_epoch))
+        })
+    }
+
+    pub fn shutdown(&self) {
+        for p in self.router.all() {
+            if let Some(Err(e)) = p.with_driver(|d| d.checkpoint()) {
+                tracing::warn!(partition = ?p, "raft state not saved: {e}");
+            }
+        }
+        self.transport.shutdown();
+    }
+
+    pub fn controller(&self) -> &Arc<Partition> {
+        &self.controller
+    }
+}
+
+/// The commands in one controller batch (one record each).
+fn decode_commands(batch: &Bytes) -> Vec<Command> {
+    match records::decode_batch(batch) {
+        Ok((_, recs)) => recs
+            .into_iter()
+            .filter_map(|r| {
+                let v = r.value?;
+                Command::decode(&v)
+                    .map_err(|e| tracing::error!("undecodable controller command: {e}"))
+                    .ok()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!("undecodable controller batch: {e}");
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,1405 @@
+//! The controller's state: registered nodes, topics and where each partition's replicas live.
+//!
+//! Every node applies the controller's committed [`Command`]s in log order with
+//! [`ClusterState::apply`], so `apply` is deterministic: no clock (times arrive inside commands),
+//! no randomness (ids arrive inside commands), no `HashMap` iteration. A command that fails
+//! validation changes nothing, on every node alike; its error only tells the proposer why.
+//!
+//! Reports from partition leaders (`SetLeader`, `SetIsr`) can arrive late, after a newer term
+//! was reported, because any node may propose them; the leader epoch (the partition's Raft term)
+//! decides which one stands.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::placement;
+
+/// A node of the cluster; never 0.
+pub type NodeId = u64;
+/// A Raft group: 0 is the controller itself, partitions get 1, 2, 3, ... in creation order.
+pub type GroupId = u64;
+
+/// The controller's own Raft group.
+pub const CONTROLLER_GROUP: GroupId = 0;
+/// Most partitions a topic may have (the same limit as the single-node broker).
+pub const PARTITIONS_MAX: u32 = 10_000;
+/// Kafka's limit: a topic name becomes a directory name plus a partition suffix.
+pub const TOPIC_NAME_MAX_LEN: usize = 249;
+
+/// How to reach a node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// Advertised to Kafka clients in Metadata responses.
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    /// Where peers send Raft messages.
+    pub raft_addr: String,
+    /// When the node last registered (the proposer's clock; milliseconds since the UNIX epoch).
+    pub registered_ms: i64,
+}
+
+/// One partition: its Raft group and where its replicas live.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PartitionAssignment {
+    pub group: GroupId,
+    /// The replica set; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    /// The Raft leader as last reported; `None` until the first report, and after the reported
+    /// leader left the replica set.
+    pub leader: Option<NodeId>,
+    /// The Raft term of the reported leader: Kafka's leader epoch.
+    pub leader_epoch: u64,
+    /// Caught-up replicas as last reported by the leader.
+    pub isr: Vec<NodeId>,
+    /// The desired replica set while a reassignment is in progress.
+    pub target_replicas: Option<Vec<NodeId>>,
+}
+
+impl PartitionAssignment {
+    /// Whether `node` holds a replica or is to hold one once a reassignment completes.
+    pub fn hosts(&self, node: NodeId) -> bool {
+        self.replicas.contains(&node)
+            || self
+                .target_replicas
+                .as_ref()
+                .is_some_and(|t| t.contains(&node))
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TopicState {
+    pub name: String,
+    pub id: Uuid,
+    /// Kafka topic config overrides (`retention.ms`, ...), as given; the broker applies defaults.
+    pub config: BTreeMap<String, String>,
+    /// Index `i` is partition `i`.
+    pub partitions: Vec<PartitionAssignment>,
+    /// Replicas per partition at creation, used again for partitions added later (a partition
+    /// being reassigned may temporarily have another count).
+    pub replication_factor: u32,
+    /// `now_ms` of the `CreateTopic` command.
+    pub created_ms: i64,
+}
+
+/// The cluster metadata every node holds a copy of.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ClusterState {
+    pub cluster_id: String,
+    /// Every node that ever registered, removed ones included: their addresses are still needed
+    /// while their replicas move elsewhere.
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// The next partition's group id. Only grows: a deleted topic's group ids are never handed
+    /// out again, so a lingering Raft log of a deleted partition cannot pass for a new one.
+    pub next_group_id: GroupId,
+    /// Decommissioned nodes: placement never uses them again.
+    pub removed_nodes: BTreeSet<NodeId>,
+    /// group -> (topic, partition index); derived from `topics`, so not encoded, and rebuilt on
+    /// decode. Kept in step by `apply`: code that edits `topics` directly must call
+    /// [`ClusterState::rebuild_index`].
+    #[serde(skip)]
+    groups: BTreeMap<GroupId, (String, u32)>,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState::new(String::new())
+    }
+}
+
+/// A change to the cluster metadata, as committed in the controller's log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Insert, or update the addresses of a node that restarted. A removed node may update its
+    /// addresses (its replicas may still be moving away) but stays removed.
+    RegisterNode(NodeInfo),
+    CreateTopic {
+        name: String,
+        /// Chosen by the proposer: `apply` takes no randomness.
+        id: Uuid,
+        partitions: u32,
+        replication_factor: u32,
+        config: BTreeMap<String, String>,
+        now_ms: i64,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Grows a topic to `count` partitions; never shrinks.
+    CreatePartitions {
+        name: String,
+        count: u32,
+    },
+    /// A partition's Raft leader reports itself. Ignored unless `epoch` >= the current leader
+    /// epoch: a report from an old term must not win over a newer one.
+    SetLeader {
+        group: GroupId,
+        leader: NodeId,
+        epoch: u64,
+    },
+    /// The leader reports its caught-up replicas. Ignored unless (`leader`, `epoch`) are the
+    /// current leader and epoch.
+    SetIsr {
+        group: GroupId,
+        leader: NodeId,
+        epoch: u64,
+        isr: Vec<NodeId>,
+    },
+    /// The desired replica set: sets `target_replicas`, or clears it when `target` is already the
+    /// replica set. A mere reordering (same nodes) needs no Raft change and applies at once.
+    Reassign {
+        group: GroupId,
+        target: Vec<NodeId>,
+    },
+    /// The partition's leader reports that its Raft configuration now is `replicas` (an
+    /// intermediate step or the target): sets the replica set, and clears the target once it is
+    /// reached.
+    ReassignDone {
+        group: GroupId,
+        replicas: Vec<NodeId>,
+    },
+    /// Decommissions a node: it stays known but placement never uses it again.
+    RemoveNode {
+        node: NodeId,
+    },
+    /// Replaces the topic's config overrides as a whole (incremental changes are merged by the
+    /// proposer).
+    AlterTopicConfig {
+        name: String,
+        config: BTreeMap<String, String>,
+    },
+}
+
+impl Command {
+    /// The command's bytes in the controller's log (JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        // Cannot fail: no custom serializer, and the only maps have string keys.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("bad controller command: {e}"))
+    }
+}
+
+/// Why a command changed nothing.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("invalid topic name {0}")]
+    InvalidTopicName(String),
+    #[error("replication factor {requested} is not between 1 and the {available} live nodes")]
+    InvalidReplicationFactor { requested: u32, available: u32 },
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("unknown group {0}")]
+    UnknownGroup(GroupId),
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    #[error("node id must not be 0")]
+    InvalidNodeId,
+    #[error("node {0} was removed from the cluster")]
+    NodeRemoved(NodeId),
+    #[error("invalid replica set: {0}")]
+    InvalidReplicas(String),
+}
+
+/// What a command changed, so the node can react (open or close a partition's Raft group, update
+/// the Kafka metadata cache, ...). `Nothing` for an accepted command that changed nothing: a
+/// stale report, a repeated registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Nothing,
+    NodeChanged(NodeId),
+    TopicCreated(String),
+    TopicDeleted(String),
+    /// Partitions `from..to` were added.
+    PartitionsCreated {
+        topic: String,
+        from: u32,
+        to: u32,
+    },
+    LeaderChanged(GroupId),
+    IsrChanged(GroupId),
+    ReassignmentChanged(GroupId),
+    NodeRemoved(NodeId),
+    TopicConfigChanged(String),
+}
+
+impl ClusterState {
+    /// An empty cluster; the first partition gets group 1.
+    pub fn new(cluster_id: String) -> Self {
+        ClusterState {
+            cluster_id,
+            nodes: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            next_group_id: 1,
+            removed_nodes: BTreeSet::new(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one committed command. Deterministic: the same commands in the same order give the
+    /// same state on every node. On error the state is unchanged.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Applied, ApplyError> {
+        match cmd {
+            Command::RegisterNode(info) => self.register_node(info),
+            Command::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                config,
+                now_ms,
+            } => self.create_topic(name, *id, *partitions, *replication_factor, config, *now_ms),
+            Command::DeleteTopic { name } => self.delete_topic(name),
+            Command::CreatePartitions { name, count } => self.create_partitions(name, *count),
+            Command::SetLeader {
+                group,
+                leader,
+                epoch,
+            } => self.set_leader(*group, *leader, *epoch),
+            Command::SetIsr {
+                group,
+                leader,
+                epoch,
+                isr,
+            } => self.set_isr(*group, *leader, *epoch, isr),
+            Command::Reassign { group, target } => self.reassign(*group, target),
+            Command::ReassignDone { group, replicas } => self.reassign_done(*group, replicas),
+            Command::RemoveNode { node } => self.remove_node(*node),
+            Command::AlterTopicConfig { name, config } => self.alter_topic_config(name, config),
+        }
+    }
+
+    /// The partition a Raft group serves: (topic, partition index, assignment).
+    pub fn partition_by_group(&self, group: GroupId) -> Option<(&str, u32, &PartitionAssignment)> {
+        let (topic, index) = self.groups.get(&group)?;
+        let t = self.topics.get(topic)?;
+        Some((t.name.as_str(), *index, t.partitions.get(*index as usize)?))
+    }
+
+    /// Every partition with `node` among its replicas or its target replicas, in topic and
+    /// partition order.
+    pub fn partitions_on(&self, node: NodeId) -> Vec<(String, u32, PartitionAssignment)> {
+        let mut out = Vec::new();
+        for t in self.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.hosts(node) {
+                    out.push((t.name.clone(), i as u32, p.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Registered and not removed, ascending.
+    pub fn live_nodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|n| !self.removed_nodes.contains(n))
+            .collect()
+    }
+
+    /// Partitions each node hosts (replicas or target replicas), for placement. Every registered
+    /// node has an entry, idle ones with 0.
+    pub fn replica_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = self.nodes.keys().map(|&n| (n, 0)).collect();
+        for p in self.topics.values().flat_map(|t| &t.partitions) {
+            let target = p.target_replicas.as_deref().unwrap_or(&[]);
+            let extra = target.iter().filter(|n| !p.replicas.contains(n));
+            for &n in p.replicas.iter().chain(extra) {
+                *load.entry(n).or_insert(0) += 1;
+            }
+        }
+        load
+    }
+
+    /// Snapshot bytes (JSON). The group index is left out and rebuilt by [`ClusterState::decode`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Cannot fail: no custom serializer, and map keys are strings or integers.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut state: ClusterState =
+            serde_json::from_slice(bytes).map_err(|e| format!("bad controller snapshot: {e}"))?;
+        state.rebuild_index();
+        Ok(state)
+    }
+
+    /// Recomputes the group index from `topics`.
+    pub fn rebuild_index(&mut self) {
+        self.groups = self
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.group, (t.name.clone(), i as u32)))
+            })
+            .collect();
+    }
+
+    fn register_node(&mut self, info: &NodeInfo) -> Result<Applied, ApplyError> {
+        if info.id == 0 {
+            return Err(ApplyError::InvalidNodeId);
+        }
+        if self.nodes.get(&info.id) == Some(info) {
+            return Ok(Applied::Nothing);
+        }
+        self.nodes.insert(info.id, info.clone());
+        Ok(Applied::NodeChanged(info.id))
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        id: Uuid,
+        partitions: u32,
+        replication_factor: u32,
+        config: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Applied, ApplyError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(ApplyError::TopicExists(name.to_string()));
+        }
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(ApplyError::InvalidPartitions(format!(
+                "{partitions} (must be between 1 and {PARTITIONS_MAX})"
+            )));
+        }
+        let sets = placement::assign(
+            name,
+            0,
+            partitions,
+            replication_factor,
+            &self.live_nodes(),
+            &self.replica_load(),
+        )?;
+        let assignments = self.new_partitions(sets)?;
+        self.topics.insert(
+            name.to_string(),
+            TopicState {
+                name: name.to_string(),
+                id,
+                config: config.clone(),
+                partitions: Vec::new(),
+                replication_factor,
+                created_ms: now_ms,
+            },
+        );
+        self.add_partitions(name, assignments);
+        tracing::debug!(
+            topic = name,
+            partitions,
+            replication_factor,
+            "topic created"
+        );
+        Ok(Applied::TopicCreated(name.to_string()))
+    }
+
+    fn delete_topic(&mut self, name: &str) -> Result<Applied, ApplyError> {
+        let topic = self
+            .topics
+            .remove(name)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.to_string()))?;
+        for p in &topic.partitions {
+            self.groups.remove(&p.group);
+        }
+        Ok(Applied::TopicDeleted(name.to_string()))
+    }
+
+    fn create_partitions(&mut self, name: &str, count: u32) -> Result<Applied, ApplyError> {
+        let topic = self
+            .topics
+            .get(name)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.to_string()))?;
+        let current = topic.partitions.len() as u32;
+        if count <= current {
+            return Err(ApplyError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger, not {count}"
+            )));
+        }
+        if count > PARTITIONS_MAX {
+            return Err(ApplyError::InvalidPartitions(format!(
+                "{count} exceeds {PARTITIONS_MAX}"
+            )));
+        }
+        let sets = placement::assign(
+            name,
+            current,
+            count - current,
+            topic.replication_factor,
+            &self.live_nodes(),
+            &self.replica_load(),
+        )?;
+        let assignments = self.new_partitions(sets)?;
+        self.add_partitions(name, assignments);
+        Ok(Applied::PartitionsCreated {
+            topic: name.to_string(),
+            from: current,
+            to: count,
+        })
+    }
+
+    fn set_leader(
+        &mut self,
+        group: GroupId,
+        leader: NodeId,
+        epoch: u64,
+    ) -> Result<Applied, ApplyError> {
+        // Membership in the replica set is not checked: Raft decides who leads, and while
+        // reassignments overlap its configuration may hold nodes in neither list. Metadata that
+        // names the real leader routes clients right.
+        if !self.nodes.contains_key(&leader) {
+            return Err(ApplyError::UnknownNode(leader));
+        }
+        let p = self.partition_mut(group)?;
+        if epoch < p.leader_epoch {
+            tracing::debug!(
+                group,
+                leader,
+                epoch,
+                current = p.leader_epoch,
+                "stale leader report"
+            );
+            return Ok(Applied::Nothing);
+        }
+        if p.leader == Some(leader) && p.leader_epoch == epoch {
+            return Ok(Applied::Nothing);
+        }
+        p.leader = Some(leader);
+        p.leader_epoch = epoch;
+        // Raft elects only a node holding every committed entry: the new leader is in sync,
+        // which the preferred-leader check relies on before its first ISR report.
+        if !p.isr.contains(&leader) {
+            p.isr.push(leader);
+        }
+        Ok(Applied::LeaderChanged(group))
+    }
+
+    fn set_isr(
+        &mut self,
+        group: GroupId,
+        leader: NodeId,
+        epoch: u64,
+        isr: &[NodeId],
+    ) -> Result<Applied, ApplyError> {
+        let known = |n: &NodeId| self.nodes.contains_key(n);
+        if let Some(&n) = isr.iter().find(|n| !known(n)) {
+            return Err(ApplyError::UnknownNode(n));
+        }
+        let p = self.partition_mut(group)?;
+        if p.leader != Some(leader) || p.leader_epoch != epoch {
+            tracing::debug!(group, leader, epoch, "ISR report from a former leader");
+            return Ok(Applied::Nothing);
+        }
+        let isr = dedup(isr);
+        if p.isr == isr {
+            return Ok(Applied::Nothing);
+        }
+        p.isr = isr;
+        Ok(Applied::IsrChanged(group))
+    }
+
+    fn reassign(&mut self, group: GroupId, target: &[NodeId]) -> Result<Applied, ApplyError> {
+        check_replica_list(target)?;
+        for n in target {
+            if !self.nodes.contains_key(n) {
+                return Err(ApplyError::UnknownNode(*n));
+            }
+            if self.removed_nodes.contains(n) {
+                return Err(ApplyError::NodeRemoved(*n));
+            }
+        }
+        let p = self.partition_mut(group)?;
+        let (replicas, target_replicas) = if same_set(target, &p.replicas) {
+            (target.to_vec(), None)
+        } else {
+            (p.replicas.clone(), Some(target.to_vec()))
+        };
+        if p.replicas == replicas && p.target_replicas == target_replicas {
+            return Ok(Applied::Nothing);
+        }
+        p.replicas = replicas;
+        p.target_replicas = target_replicas;
+        Ok(Applied::ReassignmentChanged(group))
+    }
+
+    fn reassign_done(
+        &mut self,
+        group: GroupId,
+        reported: &[NodeId],
+    ) -> Result<Applied, ApplyError> {
+        check_replica_list(reported)?;
+        // Removed nodes are allowed: moving replicas off them goes through such configurations.
+        if let Some(&n) = reported.iter().find(|n| !self.nodes.contains_key(n)) {
+            return Err(ApplyError::UnknownNode(n));
+        }
+        let p = self.partition_mut(group)?;
+        let (replicas, target) = match &p.target_replicas {
+            // The target's order, which carries the wanted preferred leader.
+            Some(t) if same_set(t, reported) => (t.clone(), None),
+            t => (order_like(&p.replicas, t.as_deref(), reported), t.clone()),
+        };
+        // Nodes outside the Raft configuration neither lead nor stay in sync.
+        let isr: Vec<NodeId> = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|n| replicas.contains(n))
+            .collect();
+        let leader = p.leader.filter(|l| replicas.contains(l));
+        if p.replicas == replicas
+            && p.target_replicas == target
+            && p.isr == isr
+            && p.leader == leader
+        {
+            return Ok(Applied::Nothing);
+        }
+        p.replicas = replicas;
+        p.target_replicas = target;
+        p.isr = isr;
+        p.leader = leader;
+        Ok(Applied::ReassignmentChanged(group))
+    }
+
+    fn remove_node(&mut self, node: NodeId) -> Result<Applied, ApplyError> {
+        if !self.nodes.contains_key(&node) {
+            return Err(ApplyError::UnknownNode(node));
+        }
+        if !self.removed_nodes.insert(node) {
+            return Ok(Applied::Nothing);
+        }
+        Ok(Applied::NodeRemoved(node))
+    }
+
+    fn alter_topic_config(
+        &mut self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Applied, ApplyError> {
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.to_string()))?;
+        if topic.config == *config {
+            return Ok(Applied::Nothing);
+        }
+        topic.config = config.clone();
+        Ok(Applied::TopicConfigChanged(name.to_string()))
+    }
+
+    fn partition_mut(&mut self, group: GroupId) -> Result<&mut PartitionAssignment, ApplyError> {
+        let (topic, index) = self
+            .groups
+            .get(&group)
+            .ok_or(ApplyError::UnknownGroup(group))?;
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(*index as usize))
+            .ok_or(ApplyError::UnknownGroup(group))
+    }
+
+    /// Fresh assignments for `sets`, with group ids from `next_group_id`, which is advanced. Fails
+    /// (changing nothing) only if the ids ran out.
+    fn new_partitions(
+        &mut self,
+        sets: Vec<Vec<NodeId>>,
+    ) -> Result<Vec<PartitionAssignment>, ApplyError> {
+        // A state built with `Default` or decoded from a faulty snapshot must not hand out the
+        // controller's group.
+        let first = self.next_group_id.max(CONTROLLER_GROUP + 1);
+        let end = first
+            .checked_add(sets.len() as u64)
+            .ok_or_else(|| ApplyError::InvalidPartitions("group ids exhausted".to_string()))?;
+        self.next_group_id = end;
+        Ok((first..end)
+            .zip(sets)
+            .map(|(group, replicas)| PartitionAssignment {
+                group,
+                isr: replicas.clone(),
+                replicas,
+                leader: None,
+                leader_epoch: 0,
+                target_replicas: None,
+            })
+            .collect())
+    }
+
+    /// Appends `assignments` to the (existing) topic `name` and indexes them.
+    fn add_partitions(&mut self, name: &str, assignments: Vec<PartitionAssignment>) {
+        let Some(topic) = self.topics.get_mut(name) else {
+            return;
+        };
+        for p in assignments {
+            let index = topic.partitions.len() as u32;
+            self.groups.insert(p.group, (name.to_string(), index));
+            topic.partitions.push(p);
+        }
+    }
+}
+
+/// Kafka's rules (the same as the single-node broker's): the name becomes a directory name.
+fn validate_topic_name(name: &str) -> Result<(), ApplyError> {
+    let bad = |why: &str| Err(ApplyError::InvalidTopicName(format!("{name:?}: {why}")));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if name.len() > TOPIC_NAME_MAX_LEN {
+        return bad("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// A replica list names each node once and has at least one node, none of them 0.
+fn check_replica_list(nodes: &[NodeId]) -> Result<(), ApplyError> {
+    if nodes.is_empty() {
+        return Err(ApplyError::InvalidReplicas("empty".to_string()));
+    }
+    if nodes.contains(&0) {
+        return Err(ApplyError::InvalidNodeId);
+    }
+    if dedup(nodes).len() != nodes.len() {
+        return Err(ApplyError::InvalidReplicas(format!(
+            "{nodes:?} names a node twice"
+        )));
+    }
+    Ok(())
+}
+
+/// `nodes` without repeats, first occurrences kept in order.
+fn dedup(nodes: &[NodeId]) -> Vec<NodeId> {
+    let mut seen = BTreeSet::new();
+    nodes.iter().copied().filter(|n| seen.insert(*n)).collect()
+}
+
+/// A Raft configuration is a set: order does not matter.
+fn same_set(a: &[NodeId], b: &[NodeId]) -> bool {
+    a.len() == b.len() && a.iter().all(|n| b.contains(n))
+}
+
+/// Orders the reported configuration so the preferred leader stays put: surviving replicas in
+/// their current order, then newcomers in the target's order, then any others as reported.
+fn order_like(current: &[NodeId], target: Option<&[NodeId]>, reported: &[NodeId]) -> Vec<NodeId> {
+    let target = target.unwrap_or(&[]);
+    let mut out: Vec<NodeId> = Vec::with_capacity(reported.len());
+    for &n in current.iter().chain(target).chain(reported) {
+        if reported.contains(&n) && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: NodeId) -> NodeInfo {
+        NodeInfo {
+            id,
+            kafka_host: format!("host{id}"),
+            kafka_port: 9092,
+            raft_addr: format!("host{id}:7000"),
+            registered_ms: 1000 + id as i64,
+        }
+    }
+
+    fn create(name: &str, partitions: u32, rf: u32) -> Command {
+        Command::CreateTopic {
+            name: name.to_string(),
+            id: Uuid::from_u128(u128::from(partitions) << 64 | name.len() as u128),
+            partitions,
+            replication_factor: rf,
+            config: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+            now_ms: 42,
+        }
+    }
+
+    fn cluster(nodes: u64) -> ClusterState {
+        let mut s = ClusterState::new("c1".to_string());
+        for id in 1..=nodes {
+            s.apply(&Command::RegisterNode(node(id))).unwrap();
+        }
+        s
+    }
+
+    fn part(s: &ClusterState, group: GroupId) -> &PartitionAssignment {
+        s.partition_by_group(group).unwrap().2
+    }
+
+    /// Applies `cmd` expecting an error, and checks that it changed nothing.
+    fn rejected(s: &mut ClusterState, cmd: Command) -> ApplyError {
+        let before = s.clone();
+        let err = s.apply(&cmd).unwrap_err();
+        assert_eq!(
+            *s, before,
+            "{cmd:?} failed with {err} yet changed the state"
+        );
+        err
+    }
+
+    /// One of each command, some failing, some stale.
+    fn history() -> Vec<Command> {
+        let mut cmds: Vec<Command> = (1..=5).map(|id| Command::RegisterNode(node(id))).collect();
+        cmds.extend([
+            create("orders", 6, 3),
+            create("events", 4, 2),
+            create("orders", 1, 1),
+            Command::SetLeader {
+                group: 1,
+                leader: 2,
+                epoch: 3,
+            },
+            Command::SetLeader {
+                group: 1,
+                leader: 3,
+                epoch: 2,
+            },
+            Command::SetIsr {
+                group: 1,
+                leader: 2,
+                epoch: 3,
+                isr: vec![2, 1],
+            },
+            Command::CreatePartitions {
+                name: "events".to_string(),
+                count: 7,
+            },
+            Command::RemoveNode { node: 5 },
+            Command::Reassign {
+                group: 2,
+                target: vec![1, 2, 3],
+            },
+            Command::ReassignDone {
+                group: 2,
+                replicas: vec![1, 2, 3],
+            },
+            Command::AlterTopicConfig {
+                name: "events".to_string(),
+                config: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+            },
+            Command::RegisterNode(NodeInfo {
+                kafka_port: 9093,
+                ..node(3)
+            }),
+            Command::DeleteTopic {
+                name: "orders".to_string(),
+            },
+            create("more", 3, 3),
+        ]);
+        cmds
+    }
+
+    #[test]
+    fn same_commands_same_state() {
+        let mut a = ClusterState::new("c1".to_string());
+        let mut b = ClusterState::new("c1".to_string());
+        for cmd in history() {
+            // Through the log's bytes, as a follower sees it.
+            let decoded = Command::decode(&cmd.encode()).unwrap();
+            assert_eq!(decoded, cmd);
+            assert_eq!(a.apply(&cmd), b.apply(&decoded));
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.encode(), b.encode());
+        assert_eq!(a.next_group_id, 1 + 6 + 4 + 3 + 3);
+        assert!(a.topics.contains_key("events") && a.topics.contains_key("more"));
+    }
+
+    #[test]
+    fn snapshot_round_trip_rebuilds_the_index() {
+        let mut s = ClusterState::new("c1".to_string());
+        for cmd in history() {
+            let _ = s.apply(&cmd);
+        }
+        let back = ClusterState::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        for g in 0..s.next_group_id + 1 {
+            assert_eq!(
+                back.partition_by_group(g),
+                s.partition_by_group(g),
+                "group {g}"
+            );
+        }
+        let (topic, index, _) = back.partition_by_group(8).unwrap();
+        assert_eq!((topic, index), ("events", 1));
+        assert_eq!(
+            ClusterState::decode(&ClusterState::default().encode()).unwrap(),
+            ClusterState::default()
+        );
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        let inputs: [&[u8]; 6] = [
+            b"",
+            b"\xff\xfe\x00garbage",
+            b"{\"cluster_id\":",
+            b"[1,2,3]",
+            b"{\"RegisterNode\":{\"id\":\"one\"}}",
+            b"{\"Explode\":{}}",
+        ];
+        for bytes in inputs {
+            assert!(Command::decode(bytes).is_err(), "{bytes:?}");
+            assert!(ClusterState::decode(bytes).is_err(), "{bytes:?}");
+        }
+        let snapshot = cluster(3).encode();
+        assert!(ClusterState::decode(&snapshot[..snapshot.len() - 1]).is_err());
+        assert!(Command::decode(&snapshot).is_err());
+    }
+
+    #[test]
+    fn create_topic_allocates_groups_and_places_replicas() {
+        let mut s = cluster(3);
+        assert_eq!(
+            s.apply(&create("a", 3, 2)),
+            Ok(Applied::TopicCreated("a".to_string()))
+        );
+        assert_eq!(
+            s.apply(&create("b", 2, 3)),
+            Ok(Applied::TopicCreated("b".to_string()))
+        );
+        let a = &s.topics["a"];
+        assert_eq!(a.replication_factor, 2);
+        assert_eq!(a.created_ms, 42);
+        assert_eq!(a.config["retention.ms"], "1000");
+        let groups: Vec<GroupId> = s.topics["a"]
+            .partitions
+            .iter()
+            .chain(&s.topics["b"].partitions)
+            .map(|p| p.group)
+            .collect();
+        assert_eq!(groups, vec![1, 2, 3, 4, 5]);
+        assert_eq!(s.next_group_id, 6);
+        for g in 1..=5 {
+            let p = part(&s, g);
+            assert_eq!(p.leader, None);
+            assert_eq!(p.leader_epoch, 0);
+            assert_eq!(p.isr, p.replicas);
+            assert_eq!(p.target_replicas, None);
+        }
+        assert_eq!(
+            s.partition_by_group(2).map(|(t, i, _)| (t, i)),
+            Some(("a", 1))
+        );
+        assert_eq!(
+            s.partition_by_group(5).map(|(t, i, _)| (t, i)),
+            Some(("b", 1))
+        );
+        assert!(s.partition_by_group(0).is_none());
+        assert!(s.partition_by_group(6).is_none());
+        // 3*2 + 2*3 = 12 replicas over 3 nodes.
+        assert_eq!(s.replica_load(), BTreeMap::from([(1, 4), (2, 4), (3, 4)]));
+    }
+
+    #[test]
+    fn create_topic_validation() {
+        let mut s = cluster(3);
+        s.apply(&create("t", 1, 1)).unwrap();
+        assert_eq!(
+            rejected(&mut s, create("t", 1, 1)),
+            ApplyError::TopicExists("t".to_string())
+        );
+        for name in ["", ".", "..", "a/b", "ü", &"x".repeat(250)] {
+            assert!(matches!(
+                rejected(&mut s, create(name, 1, 1)),
+                ApplyError::InvalidTopicName(_)
+            ));
+        }
+        for n in [0, PARTITIONS_MAX + 1] {
+            assert!(matches!(
+                rejected(&mut s, create("u", n, 1)),
+                ApplyError::InvalidPartitions(_)
+            ));
+        }
+        assert_eq!(
+            rejected(&mut s, create("u", 1, 0)),
+            ApplyError::InvalidReplicationFactor {
+                requested: 0,
+                available: 3
+            }
+        );
+        s.apply(&Command::RemoveNode { node: 3 }).unwrap();
+        assert_eq!(
+            rejected(&mut s, create("u", 1, 3)),
+            ApplyError::InvalidReplicationFactor {
+                requested: 3,
+                available: 2
+            }
+        );
+        assert!(s
+            .apply(&create(&"x".repeat(249), PARTITIONS_MAX, 2))
+            .is_ok());
+        assert_eq!(s.next_group_id, 2 + u64::from(PARTITIONS_MAX));
+    }
+
+    #[test]
+    fn deleted_groups_are_never_reused() {
+        let mut s = cluster(1);
+        s.apply(&create("t", 2, 1)).unwrap();
+        assert_eq!(
+            s.apply(&Command::DeleteTopic {
+                name: "t".to_string()
+            }),
+            Ok(Applied::TopicDeleted("t".to_string()))
+        );
+        assert!(s.partition_by_group(1).is_none() && s.partition_by_group(2).is_none());
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::DeleteTopic {
+                    name: "t".to_string()
+                }
+            ),
+            ApplyError::UnknownTopic("t".to_string())
+        );
+        s.apply(&create("t", 1, 1)).unwrap();
+        assert_eq!(s.topics["t"].partitions[0].group, 3);
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::SetLeader {
+                    group: 1,
+                    leader: 1,
+                    epoch: 1
+                }
+            ),
+            ApplyError::UnknownGroup(1)
+        );
+    }
+
+    #[test]
+    fn create_partitions_only_grows() {
+        let mut s = cluster(3);
+        s.apply(&create("t", 2, 2)).unwrap();
+        s.apply(&create("u", 1, 1)).unwrap();
+        for count in [1, 2] {
+            let cmd = Command::CreatePartitions {
+                name: "t".to_string(),
+                count,
+            };
+            assert!(matches!(
+                rejected(&mut s, cmd),
+                ApplyError::InvalidPartitions(_)
+            ));
+        }
+        let cmd = Command::CreatePartitions {
+            name: "t".to_string(),
+            count: PARTITIONS_MAX + 1,
+        };
+        assert!(matches!(
+            rejected(&mut s, cmd),
+            ApplyError::InvalidPartitions(_)
+        ));
+        let cmd = Command::CreatePartitions {
+            name: "nope".to_string(),
+            count: 3,
+        };
+        assert_eq!(
+            rejected(&mut s, cmd),
+            ApplyError::UnknownTopic("nope".to_string())
+        );
+
+        let cmd = Command::CreatePartitions {
+            name: "t".to_string(),
+            count: 5,
+        };
+        assert_eq!(
+            s.apply(&cmd),
+            Ok(Applied::PartitionsCreated {
+                topic: "t".to_string(),
+                from: 2,
+                to: 5
+            })
+        );
+        let t = &s.topics["t"];
+        assert_eq!(t.partitions.len(), 5);
+        assert!(t.partitions.iter().all(|p| p.replicas.len() == 2));
+        assert_eq!(t.partitions[2].group, 4);
+        assert_eq!(
+            s.partition_by_group(6).map(|(t, i, _)| (t, i)),
+            Some(("t", 4))
+        );
+        assert_eq!(s.next_group_id, 7);
+    }
+
+    #[test]
+    fn stale_set_leader_is_ignored() {
+        let mut s = cluster(3);
+        s.apply(&create("t", 1, 3)).unwrap();
+        let set = |leader, epoch| Command::SetLeader {
+            group: 1,
+            leader,
+            epoch,
+        };
+        assert_eq!(s.apply(&set(2, 5)), Ok(Applied::LeaderChanged(1)));
+        assert_eq!(s.apply(&set(3, 4)), Ok(Applied::Nothing));
+        assert_eq!((part(&s, 1).leader, part(&s, 1).leader_epoch), (Some(2), 5));
+        assert_eq!(s.apply(&set(2, 5)), Ok(Applied::Nothing));
+        // Re-elected in a new term: the epoch still moves.
+        assert_eq!(s.apply(&set(2, 6)), Ok(Applied::LeaderChanged(1)));
+        assert_eq!(s.apply(&set(3, 7)), Ok(Applied::LeaderChanged(1)));
+        assert_eq!((part(&s, 1).leader, part(&s, 1).leader_epoch), (Some(3), 7));
+        assert_eq!(rejected(&mut s, set(9, 8)), ApplyError::UnknownNode(9));
+        let cmd = Command::SetLeader {
+            group: 2,
+            leader: 1,
+            epoch: 9,
+        };
+        assert_eq!(rejected(&mut s, cmd), ApplyError::UnknownGroup(2));
+    }
+
+    #[test]
+    fn new_leader_joins_the_isr() {
+        let mut s = cluster(3);
+        s.apply(&create("t", 1, 3)).unwrap();
+        s.apply(&Command::SetLeader {
+            group: 1,
+            leader: 1,
+            epoch: 1,
+        })
+        .unwrap();
+        s.apply(&Command::SetIsr {
+            group: 1,
+            leader: 1,
+            epoch: 1,
+            isr: vec![1],
+        })
+        .unwrap();
+        s.apply(&Command::SetLeader {
+            group: 1,
+            leader: 2,
+            epoch: 2,
+        })
+        .unwrap();
+        assert_eq!(part(&s, 1).isr, vec![1, 2]);
+    }
+
+    #[test]
+    fn set_isr_needs_current_leader_and_epoch() {
+        let mut s = cluster(3);
+        s.apply(&create("t", 1, 3)).unwrap();
+        let before = part(&s, 1).isr.clone();
+        let isr = |leader, epoch, isr: Vec<NodeId>| Command::SetIsr {
+            group: 1,
+            leader,
+            epoch,
+            isr,
+        };
+        // No leader reported yet.
+        assert_eq!(s.apply(&isr(1, 0, vec![1])), Ok(Applied::Nothing));
+        s.apply(&Command::SetLeader {
+            group: 1,
+            leader: 2,
+            epoch: 4,
+        })
+        .unwrap();
+        assert_eq!(s.apply(&isr(1, 4, vec![1])), Ok(Applied::Nothing));
+        assert_eq!(s.apply(&isr(2, 3, vec![2])), Ok(Applied::Nothing));
+        assert_eq!(s.apply(&isr(2, 5, vec![2])), Ok(Applied::Nothing));
+        assert_eq!(part(&s, 1).isr, before);
+        assert_eq!(
+            s.apply(&isr(2, 4, vec![2, 3, 2])),
+            Ok(Applied::IsrChanged(1))
+        );
+        assert_eq!(part(&s, 1).isr, vec![2, 3]);
+        assert_eq!(s.apply(&isr(2, 4, vec![2, 3])), Ok(Applied::Nothing));
+        assert_eq!(
+            rejected(&mut s, isr(2, 4, vec![2, 8])),
+            ApplyError::UnknownNode(8)
+        );
+    }
+
+    #[test]
+    fn reassignment_lifecycle() {
+        let mut s = cluster(5);
+        s.apply(&create("t", 1, 3)).unwrap();
+        let old = part(&s, 1).replicas.clone();
+        let spare: Vec<NodeId> = (1..=5).filter(|n| !old.contains(n)).collect();
+        s.apply(&Command::SetLeader {
+            group: 1,
+            leader: old[0],
+            epoch: 1,
+        })
+        .unwrap();
+
+        // Move the last replica to a spare node, keeping the preferred leader.
+        let target = vec![old[0], old[1], spare[0]];
+        let cmd = Command::Reassign {
+            group: 1,
+            target: target.clone(),
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::ReassignmentChanged(1)));
+        assert_eq!(s.apply(&cmd), Ok(Applied::Nothing));
+        assert_eq!(part(&s, 1).target_replicas.as_ref(), Some(&target));
+        assert!(s
+            .partitions_on(spare[0])
+            .iter()
+            .any(|(t, i, _)| t == "t" && *i == 0));
+        assert!(s.partitions_on(spare[1]).is_empty());
+        assert_eq!(s.replica_load()[&spare[0]], 1);
+
+        // Intermediate configuration: the newcomer joined, nobody left yet.
+        let joint = vec![spare[0], old[2], old[1], old[0]];
+        let cmd = Command::ReassignDone {
+            group: 1,
+            replicas: joint,
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::ReassignmentChanged(1)));
+        let p = part(&s, 1);
+        assert_eq!(p.replicas, vec![old[0], old[1], old[2], spare[0]]);
+        assert_eq!(p.target_replicas.as_ref(), Some(&target));
+
+        // Target reached, reported in another order: the target's order stands.
+        let cmd = Command::ReassignDone {
+            group: 1,
+            replicas: vec![spare[0], old[1], old[0]],
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::ReassignmentChanged(1)));
+        let p = part(&s, 1);
+        assert_eq!(p.replicas, target);
+        assert_eq!(p.target_replicas, None);
+        assert!(!p.isr.contains(&old[2]));
+        assert_eq!(p.leader, Some(old[0]));
+        assert!(s.partitions_on(old[2]).is_empty());
+    }
+
+    #[test]
+    fn reassign_to_same_set_needs_no_raft_change() {
+        let mut s = cluster(4);
+        s.apply(&create("t", 1, 3)).unwrap();
+        let old = part(&s, 1).replicas.clone();
+        let spare = (1..=4).find(|n| !old.contains(n)).unwrap();
+        let cmd = Command::Reassign {
+            group: 1,
+            target: old.clone(),
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::Nothing));
+        let moved = vec![old[0], old[1], spare];
+        s.apply(&Command::Reassign {
+            group: 1,
+            target: moved,
+        })
+        .unwrap();
+        // Back to the current set: cancels the reassignment.
+        assert_eq!(s.apply(&cmd), Ok(Applied::ReassignmentChanged(1)));
+        assert_eq!(part(&s, 1).target_replicas, None);
+        // A reordering only moves the preferred leader.
+        let reordered = vec![old[2], old[0], old[1]];
+        let cmd = Command::Reassign {
+            group: 1,
+            target: reordered.clone(),
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::ReassignmentChanged(1)));
+        assert_eq!(part(&s, 1).replicas, reordered);
+        assert_eq!(part(&s, 1).target_replicas, None);
+    }
+
+    #[test]
+    fn reassign_validation() {
+        let mut s = cluster(4);
+        s.apply(&create("t", 1, 2)).unwrap();
+        s.apply(&Command::RemoveNode { node: 4 }).unwrap();
+        let re = |target: Vec<NodeId>| Command::Reassign { group: 1, target };
+        assert!(matches!(
+            rejected(&mut s, re(vec![])),
+            ApplyError::InvalidReplicas(_)
+        ));
+        assert!(matches!(
+            rejected(&mut s, re(vec![1, 1])),
+            ApplyError::InvalidReplicas(_)
+        ));
+        assert_eq!(rejected(&mut s, re(vec![1, 0])), ApplyError::InvalidNodeId);
+        assert_eq!(rejected(&mut s, re(vec![1, 7])), ApplyError::UnknownNode(7));
+        assert_eq!(rejected(&mut s, re(vec![1, 4])), ApplyError::NodeRemoved(4));
+        let cmd = Command::Reassign {
+            group: 9,
+            target: vec![1],
+        };
+        assert_eq!(rejected(&mut s, cmd), ApplyError::UnknownGroup(9));
+        let done = |replicas: Vec<NodeId>| Command::ReassignDone { group: 1, replicas };
+        assert!(matches!(
+            rejected(&mut s, done(vec![2, 2])),
+            ApplyError::InvalidReplicas(_)
+        ));
+        assert_eq!(
+            rejected(&mut s, done(vec![1, 7])),
+            ApplyError::UnknownNode(7)
+        );
+        // A removed node may still be in the Raft configuration while its data moves away.
+        assert_eq!(
+            s.apply(&done(vec![1, 2, 4])),
+            Ok(Applied::ReassignmentChanged(1))
+        );
+    }
+
+    #[test]
+    fn leader_leaving_the_configuration_is_forgotten() {
+        let mut s = cluster(4);
+        s.apply(&create("t", 1, 3)).unwrap();
+        let old = part(&s, 1).replicas.clone();
+        let spare = (1..=4).find(|n| !old.contains(n)).unwrap();
+        s.apply(&Command::SetLeader {
+            group: 1,
+            leader: old[0],
+            epoch: 3,
+        })
+        .unwrap();
+        let target = vec![old[1], old[2], spare];
+        s.apply(&Command::Reassign {
+            group: 1,
+            target: target.clone(),
+        })
+        .unwrap();
+        s.apply(&Command::ReassignDone {
+            group: 1,
+            replicas: target.clone(),
+        })
+        .unwrap();
+        let p = part(&s, 1);
+        assert_eq!((p.leader, p.leader_epoch), (None, 3));
+        assert_eq!(p.replicas, target);
+        // The old leader's report from its term cannot come back... but a new term's can.
+        let cmd = Command::SetLeader {
+            group: 1,
+            leader: old[0],
+            epoch: 2,
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::Nothing));
+        let cmd = Command::SetLeader {
+            group: 1,
+            leader: old[1],
+            epoch: 4,
+        };
+        assert_eq!(s.apply(&cmd), Ok(Applied::LeaderChanged(1)));
+    }
+
+    #[test]
+    fn removed_nodes_leave_placement() {
+        let mut s = cluster(4);
+        assert_eq!(
+            s.apply(&Command::RemoveNode { node: 2 }),
+            Ok(Applied::NodeRemoved(2))
+        );
+        assert_eq!(
+            s.apply(&Command::RemoveNode { node: 2 }),
+            Ok(Applied::Nothing)
+        );
+        assert_eq!(
+            rejected(&mut s, Command::RemoveNode { node: 9 }),
+            ApplyError::UnknownNode(9)
+        );
+        assert_eq!(s.live_nodes(), vec![1, 3, 4]);
+        s.apply(&create("t", 30, 3)).unwrap();
+        s.apply(&Command::CreatePartitions {
+            name: "t".to_string(),
+            count: 60,
+        })
+        .unwrap();
+        assert!(s.partitions_on(2).is_empty());
+        // Re-registering (a restart) updates the address but does not bring it back.
+        let moved = NodeInfo {
+            raft_addr: "elsewhere:7000".to_string(),
+            ..node(2)
+        };
+        assert_eq!(
+            s.apply(&Command::RegisterNode(moved.clone())),
+            Ok(Applied::NodeChanged(2))
+        );
+        assert_eq!(s.nodes[&2], moved);
+        assert_eq!(s.live_nodes(), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn register_node() {
+        let mut s = ClusterState::default();
+        assert_eq!(
+            s.apply(&Command::RegisterNode(node(1))),
+            Ok(Applied::NodeChanged(1))
+        );
+        assert_eq!(
+            s.apply(&Command::RegisterNode(node(1))),
+            Ok(Applied::Nothing)
+        );
+        let moved = NodeInfo {
+            kafka_host: "new".to_string(),
+            ..node(1)
+        };
+        assert_eq!(
+            s.apply(&Command::RegisterNode(moved.clone())),
+            Ok(Applied::NodeChanged(1))
+        );
+        assert_eq!(s.nodes[&1], moved);
+        assert_eq!(
+            rejected(&mut s, Command::RegisterNode(node(0))),
+            ApplyError::InvalidNodeId
+        );
+        // A `Default` state still starts partitions at group 1.
+        s.apply(&create("t", 1, 1)).unwrap();
+        assert_eq!(s.topics["t"].partitions[0].group, 1);
+    }
+
+    #[test]
+    fn alter_topic_config_replaces_overrides() {
+        let mut s = cluster(1);
+        s.apply(&create("t", 1, 1)).unwrap();
+        let config = BTreeMap::from([("retention.bytes".to_string(), "5".to_string())]);
+        let cmd = Command::AlterTopicConfig {
+            name: "t".to_string(),
+            config: config.clone(),
+        };
+        assert_eq!(
+            s.apply(&cmd),
+            Ok(Applied::TopicConfigChanged("t".to_string()))
+        );
+        assert_eq!(s.topics["t"].config, config);
+        assert_eq!(s.apply(&cmd), Ok(Applied::Nothing));
+        let cmd = Command::AlterTopicConfig {
+            name: "u".to_string(),
+            config,
+        };
+        assert_eq!(
+            rejected(&mut s, cmd),
+            ApplyError::UnknownTopic("u".to_string())
+        );
+    }
+
+    #[test]
+    fn partitions_on_lists_replicas_and_targets() {
+        let mut s = cluster(3);
+        s.apply(&create("a", 2, 3)).unwrap();
+        s.apply(&create("b", 3, 3)).unwrap();
+        let on: Vec<(String, u32)> = s
+            .partitions_on(2)
+            .into_iter()
+            .map(|(t, i, _)| (t, i))
+            .collect();
+        let expected: Vec<(String, u32)> = [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("b", 2)]
+            .iter()
+            .map(|(t, i)| (t.to_string(), *i))
+            .collect();
+        assert_eq!(on, expected);
+        assert!(s.partitions_on(4).is_empty());
+    }
+}

@@ -1,0 +1,436 @@
+//! Cluster mode: a partition as one replica of its Raft group. The partition's segment log *is*
+//! the Raft log ([`strom_consensus::entry_log`]); this file connects the two:
+//!
+//! - a produce on the leader checks idempotence against the producer state, proposes the
+//!   batches (the driver appends them to the log at once, so pipelined requests keep their
+//!   order) and waits until the entry commits with its term still in place;
+//! - every replica updates its producer state as entries are appended, so a new leader
+//!   deduplicates retries of batches its predecessor wrote;
+//! - the flusher's fsync reports back to the driver, which only then lets a follower
+//!   acknowledge (`on_synced`);
+//! - the high watermark moves to the end of the committed (and locally durable) entries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+
+use bytes::Bytes;
+use raft::eraftpb::{ConfState, Entry};
+use strom_consensus::driver::{DriverConfig, GroupDriver, Outbox, ReplicaLog, RoleState};
+use strom_consensus::raft_state::{self, PersistedState};
+use strom_consensus::{raft, ConsensusError, GroupId, NodeId};
+use strom_storage::batch::BatchHeader;
+use tokio::sync::{mpsc, watch};
+
+use crate::fatal::fail_stop;
+use crate::partition::{AppendResult, LogState, Partition};
+use crate::producer_snapshot;
+use crate::producer_state::Verdict;
+use crate::BrokerError;
+
+/// What a replica tells the cluster node, which reports it to the controller.
+#[derive(Debug, Clone)]
+pub enum ReplicaEvent {
+    Role { group: GroupId, role: RoleState },
+    Conf { group: GroupId, conf: ConfState },
+}
+
+/// Runs for every committed batch of a group whose state machine is more than a log (the
+/// controller). Called under the group's lock: it must not call back into the group.
+pub type CommitHook = Box<dyn Fn(&[Entry]) + Send + Sync>;
+
+pub(crate) struct Replica {
+    pub(crate) group: GroupId,
+    driver: Mutex<Option<GroupDriver<Partition>>>,
+    role: RwLock<RoleState>,
+    /// Highest Ready number whose entries a flush must cover.
+    sync_token: AtomicU64,
+    /// Locally fsynced log end (acks=1 waits on it; acks=all waits on the high watermark).
+    durable: watch::Sender<u64>,
+    events: Option<mpsc::UnboundedSender<ReplicaEvent>>,
+    hook: Option<CommitHook>,
+    me: OnceLock<Weak<Partition>>,
+}
+
+/// How to open a replicated partition.
+pub struct ReplicaSpec {
+    pub group: GroupId,
+    pub node: NodeId,
+    /// Voters of a group created now (ignored when the group's state file exists). Empty for a
+    /// replica joining an existing group: it learns the configuration from the leader.
+    pub bootstrap_voters: Vec<NodeId>,
+    pub driver: DriverConfig,
+    pub outbox: Arc<dyn Outbox>,
+    pub events: Option<mpsc::UnboundedSender<ReplicaEvent>>,
+    pub hook: Option<CommitHook>,
+    /// Re-apply every committed entry on open (a state machine kept only in memory).
+    pub replay: bool,
+}
+
+pub(crate) fn consensus_error(e: ConsensusError) -> BrokerError {
+    match e {
+        ConsensusError::NotLeader { .. } => BrokerError::NotLeader,
+        ConsensusError::Storage(s) => BrokerError::from(s),
+        other => BrokerError::LeaderNotAvailable(other.to_string()),
+    }
+}
+
+impl Partition {
+    /// Opens (or creates) a replica of a partition's Raft group and starts driving it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open_replicated(
+        topic: &str,
+        index: i32,
+        dir: std::path::PathBuf,
+        config: &crate::TopicConfig,
+        flusher: Arc<crate::flusher::Flusher>,
+        policy: crate::FlushPolicy,
+        spec: ReplicaSpec,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let io = |e: std::io::Error| {
+            BrokerError::Storage(strom_storage::StorageError::Io {
+                path: dir.clone(),
+                source: e,
+            })
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let persisted = match raft_state::load(&dir).map_err(consensus_error)? {
+            Some(p) => p,
+            None => {
+                let p = PersistedState::bootstrap(&spec.bootstrap_voters);
+                raft_state::store(&dir, &p).map_err(consensus_error)?;
+                p
+            }
+        };
+        let (durable, _) = watch::channel(0);
+        let replica = Replica {
+            group: spec.group,
+            driver: Mutex::new(None),
+            role: RwLock::new(RoleState {
+                leader: None,
+                term: persisted.hard.term,
+                is_leader: false,
+            }),
+            sync_token: AtomicU64::new(0),
+            durable,
+            events: spec.events,
+            hook: spec.hook,
+            me: OnceLock::new(),
+        };
+        let p = Partition::open_with(
+            topic,
+            index,
+            dir.clone(),
+            config,
+            flusher,
+            policy,
+            Some((persisted.start, replica)),
+        )?;
+        let replica = p.replica()?;
+        let _ = replica.me.set(Arc::downgrade(&p));
+        replica.durable.send_replace(p.log_end_offset());
+        let applied = if spec.replay {
+            0
+        } else {
+            persisted.hard.commit.min(p.last_index())
+        };
+        if !spec.replay {
+            // Everything up to the stored commit was committed before; show it at once.
+            let log = p.log_ref();
+            if let Some(end) = log
+                .entries
+                .as_ref()
+                .and_then(|idx| idx.end_offset(applied, &log))
+            {
+                drop(log);
+                p.raise_high_watermark(end);
+            }
+        }
+        let driver = GroupDriver::new(
+            spec.group,
+            spec.node,
+            spec.driver,
+            Arc::clone(&p),
+            dir,
+            persisted,
+            applied,
+            spec.outbox,
+        )
+        .map_err(consensus_error)?;
+        *replica.driver_lock() = Some(driver);
+        Ok(p)
+    }
+
+    fn replica(&self) -> Result<&Replica, BrokerError> {
+        self.replica
+            .as_ref()
+            .ok_or_else(|| BrokerError::LeaderNotAvailable("not a replicated partition".into()))
+    }
+
+    /// The Raft group of a replicated partition.
+    pub fn group(&self) -> Option<GroupId> {
+        self.replica.as_ref().map(|r| r.group)
+    }
+
+    /// Runs `f` on the partition's Raft driver (cluster mode only).
+    pub fn with_driver<R>(&self, f: impl FnOnce(&mut GroupDriver<Partition>) -> R) -> Option<R> {
+        let replica = self.replica.as_ref()?;
+        let mut guard = replica.driver_lock();
+        guard.as_mut().map(f)
+    }
+
+    /// Stops driving the group (the partition is being deleted or moved away).
+    pub fn stop_replica(&self) {
+        if let Some(r) = &self.replica {
+            r.driver_lock().take();
+        }
+    }
+
+    /// Single node: always. Cluster mode: only the group's current leader serves clients.
+    pub fn ensure_leader(&self) -> Result<(), BrokerError> {
+        match &self.replica {
+            None => Ok(()),
+            Some(r) if r.role().is_leader => Ok(()),
+            Some(_) => Err(BrokerError::NotLeader),
+        }
+    }
+
+    /// The Kafka leader epoch: the Raft term in cluster mode.
+    pub fn leader_epoch(&self) -> i32 {
+        match &self.replica {
+            None => crate::partition::SINGLE_NODE_LEADER_EPOCH,
+            Some(r) => i32::try_from(r.role().term).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and where it ends.
+    pub fn epoch_end(&self, epoch: i32) -> Option<(i32, u64)> {
+        let log = self.log_ref();
+        match &log.entries {
+            None => Some((
+                crate::partition::SINGLE_NODE_LEADER_EPOCH,
+                log.next_offset(),
+            ))
+            .filter(|_| epoch >= crate::partition::SINGLE_NODE_LEADER_EPOCH),
+            Some(idx) => {
+                let (term, end) = idx.epoch_end(u64::try_from(epoch).ok()?, &log)?;
+                Some((i32::try_from(term).unwrap_or(i32::MAX), end))
+            }
+        }
+    }
+
+    /// Waits until an append may be acknowledged: `acks=1` at this leader's fsync, otherwise
+    /// at commit (a majority has it on disk) with the entry still the one this leader wrote.
+    pub async fn wait_ack(&self, r: &AppendResult, acks: i16) -> Result<(), BrokerError> {
+        let (Some(replica), Some((index, term))) = (&self.replica, r.raft) else {
+            self.wait_durable(r.end_offset).await;
+            return Ok(());
+        };
+        if acks == 1 {
+            let mut rx = replica.durable.subscribe();
+            let _ = rx.wait_for(|d| *d >= r.end_offset).await;
+            return Ok(());
+        }
+        self.wait_durable(r.end_offset).await;
+        let log = self.log_ref();
+        match log.entries.as_ref().map(|idx| idx.term(index)) {
+            Some(Ok(t)) if t == term => Ok(()),
+            _ => Err(BrokerError::NotCommitted),
+        }
+    }
+
+    pub(crate) fn append_replicated(
+        self: &Arc<Self>,
+        replica: &Replica,
+        batches: &[Bytes],
+        headers: &[BatchHeader],
+    ) -> Result<AppendResult, BrokerError> {
+        let mut guard = replica.driver_lock();
+        let driver = guard.as_mut().ok_or(BrokerError::NotLeader)?;
+        if !driver.role().is_leader {
+            return Err(BrokerError::NotLeader);
+        }
+        // The check and the append below happen under the driver's lock, so no other append
+        // can slip between them: the same atomicity as the single-node path.
+        {
+            let log = self.log_ref();
+            let producers = self.producers_mut();
+            let verdict = producers
+                .state
+                .check(headers, log.next_offset(), crate::now_ms())?;
+            if let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = verdict
+            {
+                return Ok(AppendResult {
+                    base_offset,
+                    end_offset: last_offset + 1,
+                    log_start_offset: log.log_start_offset(),
+                    raft: None,
+                });
+            }
+        }
+        let (first, last, term) = driver.propose(batches).map_err(consensus_error)?;
+        let log = self.log_ref();
+        let idx = log.entries.as_ref().ok_or(BrokerError::NotLeader)?;
+        match (idx.start_offset(first, &log), idx.end_offset(last, &log)) {
+            (Some(base_offset), Some(end_offset)) => Ok(AppendResult {
+                base_offset,
+                end_offset,
+                log_start_offset: log.log_start_offset(),
+                raft: Some((last, term)),
+            }),
+            _ => Err(BrokerError::NotCommitted),
+        }
+    }
+
+    pub(crate) fn flush_replicated(&self, replica: &Replica) {
+        // Read before the sync point: every Ready up to `token` appended before asking.
+        let token = replica.sync_token.load(Ordering::SeqCst);
+        let point = self.log_ref().sync_point();
+        if let Err(err) = point.sync() {
+            fail_stop(format!("{self:?}: {err}"));
+        }
+        self.log_mut().mark_durable(point.end_offset());
+        replica.durable.send_if_modified(|d| {
+            let raised = point.end_offset() > *d;
+            *d = (*d).max(point.end_offset());
+            raised
+        });
+        if let Some(Err(e)) = self.with_driver(|d| d.on_synced(token)) {
+            tracing::error!(partition = ?self, "raft group failed after fsync: {e}");
+        }
+    }
+
+    fn last_index(&self) -> u64 {
+        let log = self.log_ref();
+        log.entries.as_ref().map_or(0, |idx| idx.last_index())
+    }
+
+    fn index_op<R>(
+        &self,
+        f: impl FnOnce(&strom_consensus::entry_log::EntryIndex, &LogState) -> R,
+        missing: R,
+    ) -> R {
+        let log = self.log_ref();
+        match log.entries.as_ref() {
+            Some(idx) => f(idx, &log),
+            None => missing,
+        }
+    }
+}
+
+impl Replica {
+    fn driver_lock(&self) -> MutexGuard<'_, Option<GroupDriver<Partition>>> {
+        self.driver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn role(&self) -> RoleState {
+        self.role.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn checkpoint(&self) {
+        if let Some(Err(e)) = self.driver_lock().as_mut().map(|d| d.checkpoint()) {
+            tracing::warn!(group = self.group, "could not write the raft state: {e}");
+        }
+    }
+}
+
+impl ReplicaLog for Partition {
+    fn first_index(&self) -> u64 {
+        self.index_op(|idx, _| idx.first_index(), 1)
+    }
+
+    fn last_index(&self) -> u64 {
+        Partition::last_index(self)
+    }
+
+    fn term(&self, i: u64) -> raft::Result<u64> {
+        self.index_op(
+            |idx, _| idx.term(i),
+            Err(raft::Error::Store(raft::StorageError::Unavailable)),
+        )
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> raft::Result<Vec<Entry>> {
+        self.index_op(
+            |idx, log| idx.entries(log, low, high, max_size),
+            Err(raft::Error::Store(raft::StorageError::Unavailable)),
+        )
+    }
+
+    fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError> {
+        let now = crate::now_ms();
+        let mut guard = self.log_mut();
+        let LogState { log, entries: idx } = &mut *guard;
+        let Some(idx) = idx.as_mut() else {
+            return Ok(());
+        };
+        let truncating = entries.first().is_some_and(|e| e.index <= idx.last_index());
+        let segments_before = log.segment_count();
+        let headers = idx.append(log, entries, applied, now)?;
+        let mut producers = self.producers_mut();
+        if truncating {
+            // Entries this replica had are gone: rebuild the producer state from the log.
+            producers.state = producer_snapshot::restore(self.dir(), log, now)?.state;
+        } else {
+            for h in &headers {
+                producers.state.replay(h, now);
+            }
+        }
+        producers.bytes_since_snapshot += headers.iter().map(|h| h.total_len() as u64).sum::<u64>();
+        if log.segment_count() != segments_before
+            || producers.bytes_since_snapshot >= crate::partition::SNAPSHOT_INTERVAL_BYTES
+        {
+            producers.bytes_since_snapshot = 0;
+            self.mark_snapshot_due();
+        }
+        Ok(())
+    }
+
+    fn request_sync(&self, token: u64) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        replica.sync_token.fetch_max(token, Ordering::SeqCst);
+        if let Some(me) = replica.me.get().and_then(Weak::upgrade) {
+            me.queue_flush();
+        }
+    }
+
+    fn on_commit(&self, index: u64, entries: &[Entry]) {
+        let end = self.index_op(|idx, log| idx.end_offset(index, log), None);
+        if let Some(end) = end {
+            self.raise_high_watermark(end);
+        }
+        if let Some(hook) = self.replica.as_ref().and_then(|r| r.hook.as_ref()) {
+            hook(entries);
+        }
+    }
+
+    fn on_role(&self, role: &RoleState) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        *replica.role.write().unwrap_or_else(|p| p.into_inner()) = role.clone();
+        tracing::info!(partition = ?self, group = replica.group, leader = ?role.leader, term = role.term, "leadership changed");
+        if let Some(tx) = &replica.events {
+            let _ = tx.send(ReplicaEvent::Role {
+                group: replica.group,
+                role: role.clone(),
+            });
+        }
+    }
+
+    fn on_conf_change(&self, conf: &ConfState, _index: u64) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        if let Some(tx) = &replica.events {
+            let _ = tx.send(ReplicaEvent::Conf {
+                group: replica.group,
+                conf: conf.clone(),
+            });
+        }
+    }
+}

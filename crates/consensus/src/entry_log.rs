@@ -1,0 +1,282 @@
+//! The Raft view of a partition's segment log: one entry is one stored RecordBatch.
+//!
+//! Raft indexes are dense; Kafka offsets count records. [`EntryIndex`] keeps, for every entry
+//! from the log start on, the offset its batch starts at, and the term runs (the stored batch's
+//! `partitionLeaderEpoch` *is* the entry's term, so recovery rebuilds both from batch headers
+//! alone). Every replica appends the same entry sequence, so offsets agree across replicas.
+//! The index lives beside the `Log` under the owner's lock; methods take the log as an argument.
+
+use bytes::Bytes;
+use raft::eraftpb::{Entry, EntryType};
+use strom_storage::batch::{self, BatchHeader};
+use strom_storage::{Log, StorageError};
+
+use crate::control;
+use crate::raft_state::LogStart;
+use crate::ConsensusError;
+
+#[derive(Debug, Clone)]
+pub struct EntryIndex {
+    /// Raft index of the batch at the log start offset.
+    first_index: u64,
+    /// Term of `first_index - 1` (kept for Raft's log matching after the log start moved).
+    prev_term: u64,
+    /// Base offset of each entry, from `first_index` on.
+    starts: Vec<u64>,
+    /// `(first index, term)` of each run of equal terms, ascending.
+    terms: Vec<(u64, u64)>,
+}
+
+impl EntryIndex {
+    /// Rebuilds the index from the batch headers of `log`, whose first batch is entry
+    /// `start.first_index`.
+    pub fn open(log: &Log, start: LogStart) -> Result<EntryIndex, ConsensusError> {
+        let mut index = EntryIndex {
+            first_index: start.first_index,
+            prev_term: start.prev_term,
+            starts: Vec::new(),
+            terms: Vec::new(),
+        };
+        let mut headers = Vec::new();
+        log.scan_headers(log.log_start_offset(), |h| {
+            headers.push((h.base_offset as u64, h.partition_leader_epoch.max(0) as u64))
+        })?;
+        for (offset, term) in headers {
+            index.push(offset, term);
+        }
+        Ok(index)
+    }
+
+    fn push(&mut self, offset: u64, term: u64) {
+        let index = self.first_index + self.starts.len() as u64;
+        self.starts.push(offset);
+        if self.terms.last().is_none_or(|(_, t)| *t != term) {
+            self.terms.push((index, term));
+        }
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// `first_index - 1` when empty.
+    pub fn last_index(&self) -> u64 {
+        self.first_index + self.starts.len() as u64 - 1
+    }
+
+    pub fn last_term(&self) -> u64 {
+        self.terms.last().map_or(self.prev_term, |(_, t)| *t)
+    }
+
+    /// Raft's `Storage::term`: `Compacted` below the log start, `Unavailable` past the end.
+    pub fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx + 1 == self.first_index {
+            return Ok(self.prev_term);
+        }
+        if idx < self.first_index {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if idx > self.last_index() {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let run = self.terms.partition_point(|(start, _)| *start <= idx);
+        Ok(self.terms[run - 1].1)
+    }
+
+    /// The offset entry `idx` starts at; `idx == last_index() + 1` gives the log end.
+    pub fn start_offset(&self, idx: u64, log: &Log) -> Option<u64> {
+        if idx < self.first_index {
+            return None;
+        }
+        let rel = (idx - self.first_index) as usize;
+        match rel.cmp(&self.starts.len()) {
+            std::cmp::Ordering::Less => Some(self.starts[rel]),
+            std::cmp::Ordering::Equal => Some(log.next_offset()),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    /// One past the last offset of entry `idx` (the high watermark once `idx` commits).
+    /// `first_index - 1` maps to the log start offset.
+    pub fn end_offset(&self, idx: u64, log: &Log) -> Option<u64> {
+        if idx + 1 == self.first_index {
+            return Some(log.log_start_offset());
+        }
+        self.start_offset(idx + 1, log)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest epoch <= `epoch` with entries, and the offset
+    /// where the next epoch starts (the log end for the current one).
+    pub fn epoch_end(&self, epoch: u64, log: &Log) -> Option<(u64, u64)> {
+        let run = self.terms.partition_point(|(_, t)| *t <= epoch);
+        if run == 0 {
+            return None;
+        }
+        let term = self.terms[run - 1].1;
+        let end = match self.terms.get(run) {
+            Some((next_start, _)) => self.start_offset(*next_start, log)?,
+            None => log.next_offset(),
+        };
+        Some((term, end))
+    }
+
+    /// Entries `[low, high)`, at least one, then while the data stays within `max_size`.
+    pub fn entries(
+        &self,
+        log: &Log,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if high > self.last_index() + 1 || low > high {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let (Some(mut offset), Some(end)) =
+            (self.start_offset(low, log), self.start_offset(high, log))
+        else {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        };
+        let budget = max_size.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        let mut idx = low;
+        while offset < end {
+            let want = budget.saturating_sub(size).clamp(1, 8 << 20) as usize;
+            let read = log.read(offset, want, end).map_err(storage_err)?;
+            let batches = batch::split(&read.bytes).map_err(|e| storage_err(e.into()))?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in batches {
+                let header = BatchHeader::parse(&b).map_err(|e| storage_err(e.into()))?;
+                offset = (header.base_offset + i64::from(header.last_offset_delta) + 1) as u64;
+                let len = b.len() as u64;
+                if !out.is_empty() && size + len > budget {
+                    return Ok(out);
+                }
+                size += len;
+                out.push(to_entry(idx, self.term(idx)?, b));
+                idx += 1;
+                if offset >= end {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends Raft entries to the log (not synced), first cutting any conflicting suffix.
+    /// Returns the headers of the batches written, with their assigned base offsets, so the
+    /// owner can update state derived from the log (producer state). `applied` guards the
+    /// committed prefix: Raft never asks to rewrite it, and a bug that did must not succeed.
+    pub fn append(
+        &mut self,
+        log: &mut Log,
+        entries: &[Entry],
+        applied: u64,
+        now_ms: i64,
+    ) -> Result<Vec<BatchHeader>, ConsensusError> {
+        let Some(first) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let idx = first.index;
+        if idx < self.first_index || idx > self.last_index() + 1 {
+            return Err(ConsensusError::NotContiguous {
+                index: idx,
+                first: self.first_index,
+                last: self.last_index(),
+            });
+        }
+        if idx <= self.last_index() {
+            if idx <= applied {
+                return Err(ConsensusError::RewritesCommitted {
+                    index: idx,
+                    applied,
+                });
+            }
+            self.truncate_from(log, idx)?;
+        }
+        let mut headers = Vec::with_capacity(entries.len());
+        for e in entries {
+            let stored = stored_batch(e, now_ms)?;
+            let term = i32::try_from(e.term).unwrap_or(i32::MAX);
+            let info = log.append(&stored, term, now_ms)?;
+            let mut h = BatchHeader::parse(&stored).map_err(StorageError::from)?;
+            h.base_offset = info.base_offset as i64;
+            h.partition_leader_epoch = term;
+            self.push(info.base_offset, e.term);
+            headers.push(h);
+        }
+        Ok(headers)
+    }
+
+    /// Removes entries `idx..` from the log and the index.
+    pub fn truncate_from(&mut self, log: &mut Log, idx: u64) -> Result<(), ConsensusError> {
+        let Some(offset) = self.start_offset(idx, log) else {
+            return Ok(());
+        };
+        log.truncate_suffix(offset)?;
+        self.starts.truncate((idx - self.first_index) as usize);
+        let keep = self.terms.partition_point(|(start, _)| *start < idx);
+        self.terms.truncate(keep);
+        Ok(())
+    }
+
+    /// Where the log starts, for the state file.
+    pub fn log_start(&self, log: &Log) -> LogStart {
+        LogStart {
+            first_index: self.first_index,
+            prev_term: self.prev_term,
+            start_offset: log.log_start_offset(),
+        }
+    }
+}
+
+fn storage_err(e: StorageError) -> raft::Error {
+    raft::Error::Store(raft::StorageError::Other(Box::new(e)))
+}
+
+/// The batch an entry is stored as: its data for a data entry, a control batch otherwise.
+fn stored_batch(e: &Entry, now_ms: i64) -> Result<Bytes, ConsensusError> {
+    match e.get_entry_type() {
+        EntryType::EntryNormal if !e.data.is_empty() => {
+            // Data entries are client batches the leader validated; check the framing again
+            // so a bad entry from a peer is refused, never half-written.
+            let h = BatchHeader::parse(&e.data).map_err(|err| ConsensusError::BadEntry {
+                index: e.index,
+                reason: err.to_string(),
+            })?;
+            if h.total_len() != e.data.len() || h.is_control() {
+                return Err(ConsensusError::BadEntry {
+                    index: e.index,
+                    reason: "length mismatch or a control batch as data".into(),
+                });
+            }
+            Ok(e.data.clone())
+        }
+        t => Ok(control::encode(t, &e.data, now_ms)),
+    }
+}
+
+fn to_entry(index: u64, term: u64, batch: Bytes) -> Entry {
+    let mut e = Entry {
+        index,
+        term,
+        ..Entry::default()
+    };
+    match control::decode(&batch) {
+        Some((t, data)) => {
+            e.set_entry_type(t);
+            e.data = data;
+        }
+        None => e.data = batch,
+    }
+    e
+}
+
+#[cfg(test)]
+#[path = "entry_log_tests.rs"]
+mod tests;

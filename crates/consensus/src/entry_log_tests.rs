@@ -1,0 +1,385 @@
+use std::path::Path;
+
+use bytes::Bytes;
+use raft::eraftpb::{Entry, EntryType};
+use strom_storage::records::{self, KeyValue};
+use strom_storage::{Log, LogConfig};
+
+use super::*;
+
+/// A client batch of `records` records, tagged so its bytes are unique.
+fn data_batch(tag: u64, records: usize) -> Bytes {
+    let recs: Vec<KeyValue> = (0..records)
+        .map(|i| KeyValue {
+            key: Bytes::from(format!("k{tag}-{i}")),
+            value: Some(Bytes::from(tag.to_be_bytes().to_vec())),
+        })
+        .collect();
+    records::encode_batch(&recs, 1_000 + tag as i64)
+}
+
+fn data(index: u64, term: u64, records: usize) -> Entry {
+    Entry {
+        index,
+        term,
+        data: data_batch(index * 1_000 + term, records),
+        ..Entry::default()
+    }
+}
+
+fn noop(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        ..Entry::default()
+    }
+}
+
+fn conf(index: u64, term: u64, bytes: &'static [u8]) -> Entry {
+    let mut e = noop(index, term);
+    e.set_entry_type(EntryType::EntryConfChangeV2);
+    e.data = Bytes::from_static(bytes);
+    e
+}
+
+fn open(dir: &Path) -> Log {
+    Log::open(dir, LogConfig::default()).unwrap()
+}
+
+fn small_segments(dir: &Path) -> Log {
+    let config = LogConfig {
+        segment_bytes: 512,
+        ..LogConfig::default()
+    };
+    Log::open(dir, config).unwrap()
+}
+
+/// The stored batch differs from the proposed one only in the prefix the log rewrites
+/// (base offset, length, leader epoch, magic), which the CRC does not cover.
+fn same_entry(stored: &Entry, proposed: &Entry) -> bool {
+    let body = |e: &Entry| -> Bytes {
+        if e.get_entry_type() == EntryType::EntryNormal && e.data.len() > 17 {
+            e.data.slice(17..)
+        } else {
+            e.data.clone()
+        }
+    };
+    stored.index == proposed.index
+        && stored.term == proposed.term
+        && stored.get_entry_type() == proposed.get_entry_type()
+        && body(stored) == body(proposed)
+}
+
+fn assert_entries(got: &[Entry], want: &[Entry]) {
+    assert_eq!(got.len(), want.len(), "entry count");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            same_entry(g, w),
+            "entry {} differs: {g:?} vs {w:?}",
+            w.index
+        );
+    }
+}
+
+/// Terms 1,1,2,2,2,4 with 1..3 records each and a no-op and a configuration change mixed in.
+fn sample() -> Vec<Entry> {
+    vec![
+        noop(1, 1),
+        data(2, 1, 3),
+        data(3, 2, 1),
+        conf(4, 2, b"conf change bytes"),
+        data(5, 2, 2),
+        data(6, 4, 1),
+    ]
+}
+
+fn filled(dir: &Path) -> (Log, EntryIndex, Vec<Entry>) {
+    let mut log = open(dir);
+    let mut index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let entries = sample();
+    let headers = index.append(&mut log, &entries, 0, 7).unwrap();
+    assert_eq!(headers.len(), entries.len());
+    (log, index, entries)
+}
+
+#[test]
+fn an_empty_log_has_no_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    assert_eq!(index.first_index(), 1);
+    assert_eq!(index.last_index(), 0);
+    assert_eq!(index.last_term(), 0);
+    assert_eq!(index.term(0).unwrap(), 0);
+    assert!(matches!(
+        index.term(1),
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    ));
+    assert_eq!(index.entries(&log, 1, 1, None).unwrap(), Vec::new());
+    assert_eq!(index.end_offset(0, &log), Some(0));
+    assert_eq!(index.epoch_end(5, &log), None);
+}
+
+#[test]
+fn append_maps_entries_to_offsets_and_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, entries) = filled(dir.path());
+    assert_eq!(index.last_index(), 6);
+    assert_eq!(index.last_term(), 4);
+    for e in &entries {
+        assert_eq!(index.term(e.index).unwrap(), e.term, "term of {}", e.index);
+    }
+    // Record counts 1 (no-op), 3, 1, 1 (conf), 2, 1: offsets count records, not entries.
+    let starts: Vec<u64> = (1..=7)
+        .map(|i| index.start_offset(i, &log).unwrap())
+        .collect();
+    assert_eq!(starts, vec![0, 1, 4, 5, 6, 8, 9]);
+    assert_eq!(log.next_offset(), 9);
+    assert_eq!(index.start_offset(8, &log), None);
+    assert_eq!(index.end_offset(2, &log), Some(4));
+    assert_eq!(index.end_offset(6, &log), Some(9));
+    let mut scanned = Vec::new();
+    log.scan_headers(0, |h| {
+        scanned.push((h.base_offset, h.partition_leader_epoch, h.is_control()))
+    })
+    .unwrap();
+    assert_eq!(
+        scanned,
+        vec![
+            (0, 1, true),
+            (1, 1, false),
+            (4, 2, false),
+            (5, 2, true),
+            (6, 2, false),
+            (8, 4, false),
+        ]
+    );
+}
+
+#[test]
+fn entries_read_back_what_was_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, entries) = filled(dir.path());
+    assert_entries(&index.entries(&log, 1, 7, None).unwrap(), &entries);
+    assert_entries(&index.entries(&log, 3, 5, None).unwrap(), &entries[2..4]);
+    let got = index.entries(&log, 1, 7, None).unwrap();
+    assert_eq!(got[0].get_entry_type(), EntryType::EntryNormal);
+    assert!(got[0].data.is_empty(), "a no-op reads back as empty data");
+    assert_eq!(&got[3].data[..], b"conf change bytes");
+    // The stored data batch carries the offset and epoch the log assigned.
+    let h = BatchHeader::parse(&got[4].data).unwrap();
+    assert_eq!((h.base_offset, h.partition_leader_epoch), (6, 2));
+    assert!(matches!(
+        index.entries(&log, 0, 3, None),
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    ));
+    assert!(matches!(
+        index.entries(&log, 5, 8, None),
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    ));
+    assert!(matches!(
+        index.entries(&log, 4, 3, None),
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    ));
+}
+
+#[test]
+fn entries_respect_max_size_but_return_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, entries) = filled(dir.path());
+    let one = index.entries(&log, 2, 7, Some(1)).unwrap();
+    assert_entries(&one, &entries[1..2]);
+    let first_two = (entries[1].data.len() + entries[2].data.len()) as u64;
+    let two = index.entries(&log, 2, 7, Some(first_two)).unwrap();
+    assert_entries(&two, &entries[1..3]);
+    let still_two = index.entries(&log, 2, 7, Some(first_two + 1)).unwrap();
+    assert_eq!(
+        still_two.len(),
+        2,
+        "the next batch does not fit in one byte"
+    );
+    assert_eq!(index.entries(&log, 2, 7, Some(0)).unwrap().len(), 1);
+}
+
+#[test]
+fn term_errors_outside_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, index, _) = filled(dir.path());
+    assert_eq!(index.term(0).unwrap(), 0);
+    assert!(matches!(
+        index.term(7),
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    ));
+}
+
+#[test]
+fn a_conflicting_append_cuts_the_suffix_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, mut entries) = filled(dir.path());
+    let replacement = vec![data(4, 3, 2), data(5, 3, 1)];
+    index.append(&mut log, &replacement, 3, 9).unwrap();
+    entries.truncate(3);
+    entries.extend(replacement);
+    assert_eq!(index.last_index(), 5);
+    assert_eq!(index.last_term(), 3);
+    assert_eq!(index.term(4).unwrap(), 3);
+    assert_eq!(log.next_offset(), 8);
+    assert_eq!(
+        log.durable_offset(),
+        5,
+        "the cut is fsynced, the new entries are not"
+    );
+    assert_entries(&index.entries(&log, 1, 6, None).unwrap(), &entries);
+    assert_eq!(index.terms, vec![(1, 1), (3, 2), (4, 3)]);
+}
+
+#[test]
+fn append_refuses_gaps_and_the_committed_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, entries) = filled(dir.path());
+    assert!(matches!(
+        index.append(&mut log, &[data(8, 4, 1)], 0, 0),
+        Err(ConsensusError::NotContiguous {
+            index: 8,
+            first: 1,
+            last: 6
+        })
+    ));
+    assert!(matches!(
+        index.append(&mut log, &[data(3, 5, 1)], 3, 0),
+        Err(ConsensusError::RewritesCommitted {
+            index: 3,
+            applied: 3
+        })
+    ));
+    let mut bad = data(7, 4, 1);
+    bad.data = Bytes::from_static(b"not a record batch");
+    assert!(matches!(
+        index.append(&mut log, &[bad], 0, 0),
+        Err(ConsensusError::BadEntry { index: 7, .. })
+    ));
+    let mut control_as_data = data(7, 4, 1);
+    control_as_data.data = control::encode(EntryType::EntryNormal, b"", 0);
+    assert!(matches!(
+        index.append(&mut log, &[control_as_data], 0, 0),
+        Err(ConsensusError::BadEntry { index: 7, .. })
+    ));
+    // Nothing half-written by the refusals.
+    assert_eq!(index.last_index(), 6);
+    assert_eq!(log.next_offset(), 9);
+    assert_entries(&index.entries(&log, 1, 7, None).unwrap(), &entries);
+}
+
+#[test]
+fn truncate_from_removes_entries_terms_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, entries) = filled(dir.path());
+    index.truncate_from(&mut log, 8).unwrap();
+    assert_eq!(index.last_index(), 6, "past the end is a no-op");
+    index.truncate_from(&mut log, 3).unwrap();
+    assert_eq!(index.last_index(), 2);
+    assert_eq!(index.last_term(), 1);
+    assert_eq!(index.terms, vec![(1, 1)]);
+    assert_eq!(log.next_offset(), 4);
+    assert_entries(&index.entries(&log, 1, 3, None).unwrap(), &entries[..2]);
+    index.truncate_from(&mut log, 1).unwrap();
+    assert_eq!(index.last_index(), 0);
+    assert_eq!(index.last_term(), 0);
+    assert_eq!(log.next_offset(), 0);
+    index.append(&mut log, &[data(1, 6, 2)], 0, 0).unwrap();
+    assert_eq!(index.term(1).unwrap(), 6);
+    assert_eq!(index.end_offset(1, &log), Some(2));
+}
+
+#[test]
+fn epoch_end_answers_offset_for_leader_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, _) = filled(dir.path());
+    // Term runs: 1 from offset 0, 2 from offset 4, 4 from offset 8; log end 9.
+    assert_eq!(index.epoch_end(0, &log), None);
+    assert_eq!(index.epoch_end(1, &log), Some((1, 4)));
+    assert_eq!(index.epoch_end(2, &log), Some((2, 8)));
+    assert_eq!(
+        index.epoch_end(3, &log),
+        Some((2, 8)),
+        "an epoch without entries answers the largest below it"
+    );
+    assert_eq!(index.epoch_end(4, &log), Some((4, 9)));
+    assert_eq!(index.epoch_end(99, &log), Some((4, 9)));
+}
+
+#[test]
+fn reopen_rebuilds_the_index_from_batch_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, entries) = filled(dir.path());
+    drop(log);
+    let log = open(dir.path());
+    let reopened = EntryIndex::open(&log, LogStart::default()).unwrap();
+    assert_eq!(reopened.starts, index.starts);
+    assert_eq!(reopened.terms, index.terms);
+    assert_eq!(reopened.last_index(), 6);
+    assert_entries(&reopened.entries(&log, 1, 7, None).unwrap(), &entries);
+}
+
+#[test]
+fn reopen_after_truncation_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = small_segments(dir.path());
+    let mut index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let entries: Vec<Entry> = (1..=40)
+        .map(|i| data(i, 1 + i / 7, 1 + (i % 3) as usize))
+        .collect();
+    index.append(&mut log, &entries, 0, 0).unwrap();
+    assert!(log.segment_count() > 3, "the test needs several segments");
+    index.truncate_from(&mut log, 13).unwrap();
+    let replacement: Vec<Entry> = (13..=20).map(|i| data(i, 9, 2)).collect();
+    index.append(&mut log, &replacement, 12, 0).unwrap();
+    let before = (index.starts.clone(), index.terms.clone());
+    drop(log);
+    let log = small_segments(dir.path());
+    let reopened = EntryIndex::open(&log, LogStart::default()).unwrap();
+    assert_eq!((reopened.starts.clone(), reopened.terms.clone()), before);
+    let mut want = entries[..12].to_vec();
+    want.extend(replacement);
+    assert_entries(&reopened.entries(&log, 1, 21, None).unwrap(), &want);
+    // A read spanning segment boundaries still yields every entry once, in order.
+    assert_entries(
+        &reopened.entries(&log, 5, 19, Some(u64::MAX)).unwrap(),
+        &want[4..18],
+    );
+}
+
+#[test]
+fn a_log_start_past_one_keeps_the_previous_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = LogStart {
+        first_index: 10,
+        prev_term: 3,
+        start_offset: 0,
+    };
+    let mut log = open(dir.path());
+    let mut index = EntryIndex::open(&log, start).unwrap();
+    assert_eq!(index.last_index(), 9);
+    assert_eq!(index.last_term(), 3);
+    assert_eq!(index.term(9).unwrap(), 3);
+    assert!(matches!(
+        index.term(8),
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    ));
+    assert!(matches!(
+        index.append(&mut log, &[data(11, 3, 1)], 0, 0),
+        Err(ConsensusError::NotContiguous { index: 11, .. })
+    ));
+    index
+        .append(&mut log, &[data(10, 3, 2), data(11, 4, 1)], 9, 0)
+        .unwrap();
+    assert_eq!(index.end_offset(9, &log), Some(0));
+    assert_eq!(index.end_offset(10, &log), Some(2));
+    assert_eq!(index.log_start(&log), start);
+    drop(log);
+    let log = open(dir.path());
+    let reopened = EntryIndex::open(&log, start).unwrap();
+    assert_eq!(reopened.term(11).unwrap(), 4);
+    assert_eq!(reopened.start_offset(11, &log), Some(2));
+    assert_eq!(reopened.epoch_end(3, &log), Some((3, 2)));
+}

@@ -1,0 +1,296 @@
+//! Cluster mode: answers that come from the controller's state rather than from this node's
+//! registry: Metadata (every node can tell a client where each partition's leader is), topic
+//! creation and deletion (committed through the controller), the group coordinator's location,
+//! and the leader/epoch checks that send clients to the right node.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::ResponseError;
+use strom_broker::cluster::{Cluster, ClusterState, Command, TopicState};
+use strom_broker::group::OFFSETS_TOPIC;
+use strom_broker::topic::validate_topic_name;
+use strom_broker::{BrokerError, Partition};
+
+use super::{str_bytes, topic_name};
+use crate::Context;
+
+/// How long CreateTopics/DeleteTopics wait for this node to apply the committed change.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// May this node serve a client's read or write of `p`, given the epoch the client believes in?
+pub(crate) fn check_serving(p: &Partition, current_leader_epoch: i32) -> Result<(), ResponseError> {
+    p.ensure_leader()
+        .map_err(|_| ResponseError::NotLeaderOrFollower)?;
+    let ours = p.leader_epoch();
+    match current_leader_epoch {
+        -1 => Ok(()),
+        e if e == ours => Ok(()),
+        e if e > ours => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Err(ResponseError::FencedLeaderEpoch),
+    }
+}
+
+/// The error for a partition this node cannot find: in cluster mode, a topic that exists but
+/// whose replica lives elsewhere sends the client to the leader.
+pub(crate) fn missing_partition(ctx: &Context, topic: &str, index: i32) -> ResponseError {
+    match ctx.broker.cluster() {
+        Some(c)
+            if c.with_state(|s| {
+                s.topics
+                    .get(topic)
+                    .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
+            }) =>
+        {
+            ResponseError::NotLeaderOrFollower
+        }
+        _ => ResponseError::UnknownTopicOrPartition,
+    }
+}
+
+pub fn metadata(
+    ctx: &Arc<Context>,
+    cluster: &Arc<Cluster>,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let state = cluster.state();
+    let mut brokers: Vec<MetadataResponseBroker> = state
+        .nodes
+        .values()
+        .filter(|n| !state.removed_nodes.contains(&n.id))
+        .map(|n| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(n.id as i32))
+                .with_host(str_bytes(n.kafka_host.clone()))
+                .with_port(i32::from(n.kafka_port))
+        })
+        .collect();
+    // Until this node's registration commits, still name it: a client told of no broker at
+    // all has nowhere to send its next request.
+    let me = cluster.node_id();
+    if !state.nodes.contains_key(&me) {
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(me as i32))
+                .with_host(str_bytes(ctx.config.advertised_host.clone()))
+                .with_port(ctx.config.advertised_port),
+        );
+    }
+    let wanted = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let may_create = version < 4 || req.allow_auto_topic_creation;
+    let mut topics: Vec<MetadataResponseTopic> = match wanted {
+        None => state
+            .topics
+            .values()
+            .map(|t| describe(&state, t, version))
+            .collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|rt| {
+                let name = match rt.name.map(|n| n.0.to_string()) {
+                    Some(n) => n,
+                    None => {
+                        return match state.topics.values().find(|t| t.id == rt.topic_id) {
+                            Some(t) => describe(&state, t, version),
+                            None => error_topic(None, ResponseError::UnknownTopicId)
+                                .with_topic_id(rt.topic_id),
+                        }
+                    }
+                };
+                if validate_topic_name(&name).is_err() {
+                    return error_topic(Some(name), ResponseError::InvalidTopicException);
+                }
+                match state.topics.get(&name) {
+                    Some(t) => describe(&state, t, version),
+                    None if may_create && ctx.broker.config().auto_create_topics => {
+                        // Kafka's answer while an auto-created topic is on its way.
+                        spawn_auto_create(ctx, cluster, &name);
+                        error_topic(Some(name), ResponseError::LeaderNotAvailable)
+                    }
+                    None => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
+                }
+            })
+            .collect(),
+    };
+    if version >= 1 {
+        for t in &mut topics {
+            if t.name
+                .as_ref()
+                .is_some_and(|n| n.0.as_str() == OFFSETS_TOPIC)
+            {
+                t.is_internal = true;
+            }
+        }
+    }
+    // Every node accepts admin requests and forwards them to the controller's leader (as Kafka
+    // does since KIP-590), so while no leader is known this node is as good an answer as any.
+    let controller = cluster.controller_leader().unwrap_or(me) as i32;
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(cluster.cluster_id())))
+        .with_controller_id(BrokerId(controller))
+        .with_topics(topics)
+}
+
+fn describe(state: &ClusterState, t: &TopicState, version: i16) -> MetadataResponseTopic {
+    let ids = |v: &[u64]| v.iter().map(|n| BrokerId(*n as i32)).collect::<Vec<_>>();
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, pa)| {
+            let leader = pa
+                .leader
+                .filter(|l| state.nodes.contains_key(l))
+                .map_or(-1, |l| l as i32);
+            let mut p = MetadataResponsePartition::default()
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(leader))
+                .with_replica_nodes(ids(&pa.replicas))
+                .with_isr_nodes(ids(&pa.isr));
+            if version >= 7 {
+                p = p.with_leader_epoch(i32::try_from(pa.leader_epoch).unwrap_or(i32::MAX));
+            }
+            if leader == -1 {
+                p = p.with_error_code(ResponseError::LeaderNotAvailable.code());
+            }
+            p
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(t.name.clone())))
+        .with_topic_id(t.id)
+        .with_partitions(partitions)
+}
+
+fn error_topic(name: Option<String>, err: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(topic_name))
+        .with_error_code(err.code())
+}
+
+fn spawn_auto_create(ctx: &Arc<Context>, cluster: &Arc<Cluster>, name: &str) {
+    let cluster = Arc::clone(cluster);
+    let partitions = ctx.broker.config().default_partitions.max(1) as u32;
+    let rf = default_replication_factor(&cluster);
+    let name = name.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = create_topic(&cluster, &name, partitions, rf, BTreeMap::new()).await {
+            tracing::debug!(topic = %name, "auto-create: {e}");
+        }
+    });
+}
+
+/// Three replicas when the cluster has three nodes or more, like Kafka's recommended default.
+pub(crate) fn default_replication_factor(cluster: &Cluster) -> u32 {
+    cluster.with_state(|s| s.live_nodes().len()).clamp(1, 3) as u32
+}
+
+/// Commits a CreateTopic and waits until this node has applied it.
+pub(crate) async fn create_topic(
+    cluster: &Cluster,
+    name: &str,
+    partitions: u32,
+    replication_factor: u32,
+    config: BTreeMap<String, String>,
+) -> Result<uuid::Uuid, BrokerError> {
+    validate_topic_name(name)?;
+    // Right after the cluster starts, nodes are still registering.
+    let rf = replication_factor as usize;
+    cluster
+        .wait_for_state(APPLY_WAIT / 2, |s| s.live_nodes().len() >= rf)
+        .await;
+    let live = cluster.with_state(|s| s.live_nodes().len()) as u32;
+    if replication_factor == 0 || replication_factor > live {
+        return Err(BrokerError::InvalidReplicationFactor(
+            replication_factor as i32,
+        ));
+    }
+    if cluster.with_state(|s| s.topics.contains_key(name)) {
+        return Err(BrokerError::TopicExists(name.to_string()));
+    }
+    let id = uuid::Uuid::new_v4();
+    propose_patiently(
+        cluster,
+        Command::CreateTopic {
+            name: name.to_string(),
+            id,
+            partitions,
+            replication_factor,
+            config,
+            now_ms: strom_broker::now_ms(),
+        },
+    )
+    .await?;
+    // The command may still have been refused when applied (a racing create of the same name).
+    cluster
+        .wait_for_state(APPLY_WAIT, |s| s.topics.contains_key(name))
+        .await;
+    match cluster.with_state(|s| s.topics.get(name).map(|t| t.id)) {
+        Some(applied) if applied == id => Ok(id),
+        Some(_) => Err(BrokerError::TopicExists(name.to_string())),
+        None => Err(BrokerError::Timeout),
+    }
+}
+
+pub(crate) async fn delete_topic(cluster: &Cluster, name: &str) -> Result<uuid::Uuid, BrokerError> {
+    let Some(id) = cluster.with_state(|s| s.topics.get(name).map(|t| t.id)) else {
+        return Err(BrokerError::UnknownTopicOrPartition);
+    };
+    propose_patiently(
+        cluster,
+        Command::DeleteTopic {
+            name: name.to_string(),
+        },
+    )
+    .await?;
+    cluster
+        .wait_for_state(APPLY_WAIT, |s| !s.topics.contains_key(name))
+        .await;
+    Ok(id)
+}
+
+/// Proposes, retrying while the controller is between leaders (an election takes about a
+/// second), so an admin request right after a failover or a cold start succeeds.
+async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result<(), BrokerError> {
+    let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+    loop {
+        match cluster.propose(cmd.clone()).await {
+            Err(BrokerError::LeaderNotAvailable(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The group coordinator: a node chosen by hashing the group id over the live nodes, so every
+/// member of a group is sent to the same node.
+pub(crate) fn coordinator_for(cluster: &Cluster, key: &str) -> Option<(i32, String, i32)> {
+    cluster.with_state(|s| {
+        let live = s.live_nodes();
+        if live.is_empty() {
+            return None;
+        }
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let node = live[(hash % live.len() as u64) as usize];
+        let info = s.nodes.get(&node)?;
+        Some((
+            node as i32,
+            info.kafka_host.clone(),
+            i32::from(info.kafka_port),
+        ))
+    })
+}

@@ -1,0 +1,150 @@
+//! `strom cluster`: talks to a node's Raft address (not the Kafka port), authenticated with the
+//! cluster secret like a node, because these commands change the cluster itself.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use strom_broker::cluster::rpc::{self, Request, Response, Status};
+use strom_broker::cluster::Command;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Any node's Raft address (HOST:PORT).
+    #[arg(
+        long,
+        env = "STROM_RAFT_ADDR",
+        global = true,
+        default_value = "127.0.0.1:9093"
+    )]
+    pub raft_addr: String,
+    /// The cluster secret [env: STROM_CLUSTER_SECRET].
+    #[arg(
+        long,
+        env = "STROM_CLUSTER_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Nodes, the controller's leader, and every partition's leader, replicas and ISR.
+    Status,
+    /// Hand partition leadership back to each partition's preferred (first) replica where that
+    /// replica is caught up.
+    RebalanceLeaders,
+    /// Decommission a node: no new replica is placed on it again.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<()> {
+    let addr: SocketAddr = args
+        .raft_addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", args.raft_addr))?
+        .next()
+        .with_context(|| format!("{} resolves to nothing", args.raft_addr))?;
+    let Some(secret) = &args.cluster_secret else {
+        bail!("the cluster secret is needed: --cluster-secret or STROM_CLUSTER_SECRET");
+    };
+    let call = |req: Request| async move {
+        let bytes = strom_consensus::transport::client_call(
+            addr,
+            secret.as_bytes(),
+            None,
+            rpc::encode(&req),
+            Duration::from_secs(15),
+        )
+        .await
+        .with_context(|| format!("cannot reach the node at {addr}"))?;
+        let response: Response =
+            rpc::decode(&bytes).map_err(|e| anyhow::anyhow!("bad answer: {e}"))?;
+        if let Some(e) = response.error {
+            bail!("{e}");
+        }
+        Ok::<_, anyhow::Error>(response)
+    };
+    match command {
+        ClusterCommand::Status => {
+            let Some(status) = call(Request::Status).await?.status else {
+                bail!("the node sent no status");
+            };
+            print_status(&status);
+        }
+        ClusterCommand::RebalanceLeaders => {
+            // Each node moves the leaderships it holds; ask them all.
+            let Some(status) = call(Request::Status).await?.status else {
+                bail!("the node sent no status");
+            };
+            for node in status.state.nodes.values() {
+                let Some(raft) = node.raft_addr.parse::<SocketAddr>().ok() else {
+                    continue;
+                };
+                let req = rpc::encode(&Request::RebalanceLeaders);
+                match strom_consensus::transport::client_call(
+                    raft,
+                    secret.as_bytes(),
+                    None,
+                    req,
+                    Duration::from_secs(5),
+                )
+                .await
+                {
+                    Ok(_) => println!("node {}: leadership rebalance started", node.id),
+                    Err(e) => println!("node {}: not reached ({e})", node.id),
+                }
+            }
+        }
+        ClusterCommand::RemoveNode { id } => {
+            call(Request::Propose(Command::RemoveNode { node: id })).await?;
+            println!("node {id} removed: no new replicas will be placed on it");
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &Status) {
+    println!(
+        "cluster {}  controller leader: {}  (asked node {})",
+        s.state.cluster_id,
+        s.controller_leader
+            .map_or("none".to_string(), |l| l.to_string()),
+        s.node
+    );
+    println!("NODE  KAFKA                  RAFT                   STATE");
+    for n in s.state.nodes.values() {
+        let state = if s.state.removed_nodes.contains(&n.id) {
+            "removed"
+        } else if n.id == s.node || s.connected.contains(&n.id) {
+            "up"
+        } else {
+            "unreachable"
+        };
+        println!(
+            "{:<5} {:<22} {:<22} {state}",
+            n.id,
+            format!("{}:{}", n.kafka_host, n.kafka_port),
+            n.raft_addr
+        );
+    }
+    println!("\nTOPIC                PARTITION  LEADER  EPOCH  REPLICAS   ISR");
+    for t in s.state.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            println!(
+                "{:<20} {:<10} {:<7} {:<6} {:<10} {}",
+                t.name,
+                i,
+                p.leader.map_or("-".to_string(), |l| l.to_string()),
+                p.leader_epoch,
+                ids(&p.replicas),
+                ids(&p.isr)
+            );
+        }
+    }
+}
