@@ -218,7 +218,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
             term: persisted.hard.term,
             is_leader: false,
         };
-        Ok(GroupDriver {
+        let mut driver = GroupDriver {
             group,
             id,
             node,
@@ -231,7 +231,21 @@ impl<L: ReplicaLog> GroupDriver<L> {
             role,
             config,
             failed: false,
-        })
+        };
+        // The state file's commit runs ahead of what this driver applied (it is written when
+        // term or vote change, with the commit Raft knew then), and an owner may pass it as
+        // `applied`. Configuration changes are the driver's state, not the owner's: apply the
+        // ones in between now, or this replica would never apply them and keep an old voter set.
+        let own = driver
+            .stored
+            .applied
+            .max(driver.stored.conf_index)
+            .max(floor);
+        if applied > own {
+            let skipped = driver.log.entries(own + 1, applied + 1, None)?;
+            driver.apply_conf(&skipped)?;
+        }
+        Ok(driver)
     }
 
     pub fn group(&self) -> GroupId {
@@ -483,6 +497,16 @@ impl<L: ReplicaLog> GroupDriver<L> {
     }
 
     fn apply(&mut self, committed: &[Entry]) -> Result<(), ConsensusError> {
+        self.apply_conf(committed)?;
+        if let Some(last) = committed.last() {
+            self.log.on_commit(last.index, committed);
+        }
+        Ok(())
+    }
+
+    /// The configuration changes among `committed`, each applied once (those at or below the
+    /// stored configuration's index are in it already) and stored before anything else happens.
+    fn apply_conf(&mut self, committed: &[Entry]) -> Result<(), ConsensusError> {
         for e in committed {
             let cs = match e.get_entry_type() {
                 EntryType::EntryNormal => continue,
@@ -504,9 +528,6 @@ impl<L: ReplicaLog> GroupDriver<L> {
             self.store(state)?;
             tracing::info!(group = self.group, index = e.index, voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
             self.log.on_conf_change(&cs, e.index);
-        }
-        if let Some(last) = committed.last() {
-            self.log.on_commit(last.index, committed);
         }
         Ok(())
     }
