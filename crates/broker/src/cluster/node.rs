@@ -586,29 +586,12 @@ impl Cluster {
         moved
     }
 
-    /// Leader and epoch of a partition as the controller last heard.
-    pub fn partition_leader(&self, topic: &str, index: i32) -> Option<(NodeId, u64)> {
-        self.with_state(|s| {
-            let pa = s
-                .topics
-                .get(topic)?
-                .partitions
-                .get(usize::try_from(index).ok()?)?;
-            Some((pa.leader?, pa.leader_epoch))
-        })
-    }
-
+    /// Closes the controller's log (partition replicas are closed with the broker's topics).
     pub fn shutdown(&self) {
-        for p in self.router.all() {
-            if let Some(Err(e)) = p.with_driver(|d| d.checkpoint()) {
-                tracing::warn!(partition = ?p, "raft state not saved: {e}");
-            }
+        if let Err(e) = self.controller.close() {
+            tracing::warn!("controller log not checkpointed: {e}");
         }
         self.transport.shutdown();
-    }
-
-    pub fn controller(&self) -> &Arc<Partition> {
-        &self.controller
     }
 }
 

@@ -23,10 +23,8 @@ pub type GroupId = u64;
 
 /// The controller's own Raft group.
 pub const CONTROLLER_GROUP: GroupId = 0;
-/// Most partitions a topic may have (the same limit as the single-node broker).
-pub const PARTITIONS_MAX: u32 = 10_000;
-/// Kafka's limit: a topic name becomes a directory name plus a partition suffix.
-pub const TOPIC_NAME_MAX_LEN: usize = 249;
+/// Most partitions a topic may have: the single-node broker's limit.
+pub const PARTITIONS_MAX: u32 = crate::PARTITIONS_MAX as u32;
 
 /// How to reach a node.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -650,25 +648,12 @@ impl ClusterState {
     }
 }
 
-/// Kafka's rules (the same as the single-node broker's): the name becomes a directory name.
+/// The single-node broker's rules, so a name valid in one mode is valid in the other.
 fn validate_topic_name(name: &str) -> Result<(), ApplyError> {
-    let bad = |why: &str| Err(ApplyError::InvalidTopicName(format!("{name:?}: {why}")));
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are not allowed");
-    }
-    if name.len() > TOPIC_NAME_MAX_LEN {
-        return bad("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
+    crate::topic::validate_topic_name(name).map_err(|e| match e {
+        crate::BrokerError::InvalidTopicName(why) => ApplyError::InvalidTopicName(why),
+        other => ApplyError::InvalidTopicName(other.to_string()),
+    })
 }
 
 /// A replica list names each node once and has at least one node, none of them 0.

@@ -195,16 +195,8 @@ pub fn delete_topics_cluster(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> su
         return super::Reply::Nothing;
     };
     super::Reply::Later(Box::pin(async move {
-        let by_name = req
-            .topic_names
-            .into_iter()
-            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()));
-        let by_state = req
-            .topics
-            .into_iter()
-            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id));
         let mut responses = Vec::new();
-        for (name, id) in by_name.chain(by_state) {
+        for (name, id) in requested_deletions(req) {
             let name = name.or_else(|| {
                 cluster.with_state(|s| {
                     s.topics
@@ -213,19 +205,11 @@ pub fn delete_topics_cluster(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> su
                         .map(|t| t.name.clone())
                 })
             });
-            let result = DeletableTopicResult::default()
-                .with_name(name.clone().map(topic_name))
-                .with_topic_id(id);
-            let Some(name) = name else {
-                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
-                continue;
+            let outcome = match &name {
+                Some(n) => Some(super::cluster::delete_topic(&cluster, n).await),
+                None => None,
             };
-            responses.push(match super::cluster::delete_topic(&cluster, &name).await {
-                Ok(id) => result.with_topic_id(id),
-                Err(e) => result
-                    .with_error_code(kafka_error(&e).code())
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-            });
+            responses.push(deletion_result(name, id, outcome));
         }
         Some(
             DeleteTopicsResponse::default()
@@ -236,7 +220,19 @@ pub fn delete_topics_cluster(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> su
 }
 
 pub fn delete_topics(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    // v0-5 name topics in `topic_names`; v6 in `topics`, by name or by id.
+    let responses = requested_deletions(req)
+        .into_iter()
+        .map(|(name, id)| {
+            let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
+            let outcome = name.as_deref().map(|n| ctx.broker.delete_topic(n));
+            deletion_result(name, id, outcome)
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// The topics a DeleteTopics names: v0-5 in `topic_names`; v6 in `topics`, by name or by id.
+fn requested_deletions(req: DeleteTopicsRequest) -> Vec<(Option<String>, uuid::Uuid)> {
     let by_name = req
         .topic_names
         .into_iter()
@@ -245,25 +241,25 @@ pub fn delete_topics(ctx: &Arc<Context>, req: DeleteTopicsRequest) -> DeleteTopi
         .topics
         .into_iter()
         .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id));
-    let responses = by_name
-        .chain(by_state)
-        .map(|(name, id)| {
-            let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
-            let result = DeletableTopicResult::default()
-                .with_name(name.clone().map(topic_name))
-                .with_topic_id(id);
-            let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
-            };
-            match ctx.broker.delete_topic(&name) {
-                Ok(id) => result.with_topic_id(id),
-                Err(e) => result
-                    .with_error_code(kafka_error(&e).code())
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-            }
-        })
-        .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    by_name.chain(by_state).collect()
+}
+
+/// One topic's answer: `outcome` is `None` when the id matched no topic.
+fn deletion_result(
+    name: Option<String>,
+    id: uuid::Uuid,
+    outcome: Option<Result<uuid::Uuid, BrokerError>>,
+) -> DeletableTopicResult {
+    let result = DeletableTopicResult::default()
+        .with_name(name.map(topic_name))
+        .with_topic_id(id);
+    match outcome {
+        None => result.with_error_code(ResponseError::UnknownTopicId.code()),
+        Some(Ok(id)) => result.with_topic_id(id),
+        Some(Err(e)) => result
+            .with_error_code(kafka_error(&e).code())
+            .with_error_message(Some(str_bytes(e.to_string()))),
+    }
 }
 
 pub fn create_partitions(

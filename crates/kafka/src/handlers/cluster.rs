@@ -13,10 +13,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use strom_broker::cluster::{Cluster, ClusterState, Command, TopicState};
-use strom_broker::group::OFFSETS_TOPIC;
 use strom_broker::topic::validate_topic_name;
 use strom_broker::{BrokerError, Partition};
 
+use super::metadata::error_topic;
 use super::{str_bytes, topic_name};
 use crate::Context;
 
@@ -82,56 +82,33 @@ pub fn metadata(
                 .with_port(ctx.config.advertised_port),
         );
     }
-    let wanted = match req.topics {
-        None => None,
-        Some(t) if t.is_empty() && version == 0 => None,
-        Some(t) => Some(t),
-    };
-    let may_create = version < 4 || req.allow_auto_topic_creation;
-    let mut topics: Vec<MetadataResponseTopic> = match wanted {
-        None => state
-            .topics
-            .values()
-            .map(|t| describe(&state, t, version))
-            .collect(),
-        Some(requested) => requested
-            .into_iter()
-            .map(|rt| {
-                let name = match rt.name.map(|n| n.0.to_string()) {
-                    Some(n) => n,
-                    None => {
-                        return match state.topics.values().find(|t| t.id == rt.topic_id) {
-                            Some(t) => describe(&state, t, version),
-                            None => error_topic(None, ResponseError::UnknownTopicId)
-                                .with_topic_id(rt.topic_id),
-                        }
-                    }
-                };
-                if validate_topic_name(&name).is_err() {
-                    return error_topic(Some(name), ResponseError::InvalidTopicException);
-                }
-                match state.topics.get(&name) {
-                    Some(t) => describe(&state, t, version),
-                    None if may_create && ctx.broker.config().auto_create_topics => {
-                        // Kafka's answer while an auto-created topic is on its way.
-                        spawn_auto_create(ctx, cluster, &name);
-                        error_topic(Some(name), ResponseError::LeaderNotAvailable)
-                    }
-                    None => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
-                }
-            })
-            .collect(),
-    };
-    if version >= 1 {
-        for t in &mut topics {
-            if t.name
-                .as_ref()
-                .is_some_and(|n| n.0.as_str() == OFFSETS_TOPIC)
-            {
-                t.is_internal = true;
+    let topics = super::metadata::requested_topics(
+        req,
+        version,
+        || {
+            state
+                .topics
+                .values()
+                .map(|t| describe(&state, t, version))
+                .collect()
+        },
+        |id| {
+            state
+                .topics
+                .values()
+                .find(|t| t.id == id)
+                .map(|t| describe(&state, t, version))
+        },
+        |name, may_create| match state.topics.get(&name) {
+            Some(t) => describe(&state, t, version),
+            None if may_create && ctx.broker.config().auto_create_topics => {
+                // Kafka's answer while an auto-created topic is on its way.
+                spawn_auto_create(ctx, cluster, &name);
+                error_topic(Some(name), ResponseError::LeaderNotAvailable)
             }
-        }
-    }
+            None => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
+        },
+    );
     // Every node accepts admin requests and forwards them to the controller's leader (as Kafka
     // does since KIP-590), so while no leader is known this node is as good an answer as any.
     let controller = cluster.controller_leader().unwrap_or(me) as i32;
@@ -171,12 +148,6 @@ fn describe(state: &ClusterState, t: &TopicState, version: i16) -> MetadataRespo
         .with_name(Some(topic_name(t.name.clone())))
         .with_topic_id(t.id)
         .with_partitions(partitions)
-}
-
-fn error_topic(name: Option<String>, err: ResponseError) -> MetadataResponseTopic {
-    MetadataResponseTopic::default()
-        .with_name(name.map(topic_name))
-        .with_error_code(err.code())
 }
 
 fn spawn_auto_create(ctx: &Arc<Context>, cluster: &Arc<Cluster>, name: &str) {

@@ -20,6 +20,42 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
         .with_node_id(BrokerId(node))
         .with_host(str_bytes(ctx.config.advertised_host.clone()))
         .with_port(ctx.config.advertised_port)];
+    let topics = requested_topics(
+        req,
+        version,
+        || broker.topics().iter().map(|t| describe(node, t)).collect(),
+        |id| broker.topic_by_id(id).map(|t| describe(node, &t)),
+        |name, may_create| {
+            let found = if may_create {
+                broker.topic_or_auto_create(&name)
+            } else {
+                Ok(broker.topic(&name))
+            };
+            match found {
+                Ok(Some(t)) => describe(node, &t),
+                Ok(None) => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
+                Err(e) => error_topic(Some(name), crate::errors::kafka_error(&e)),
+            }
+        },
+    );
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
+        .with_controller_id(BrokerId(node))
+        .with_topics(topics)
+}
+
+/// The topics a Metadata request asks about, whichever registry answers (this node's, or the
+/// controller's state in cluster mode): `all` for "every topic", `by_id` for a topic named by id,
+/// `by_name(name, may_create)` for a valid name. Invalid names and unknown ids are answered here,
+/// and internal topics are flagged.
+pub(crate) fn requested_topics(
+    req: MetadataRequest,
+    version: i16,
+    all: impl FnOnce() -> Vec<MetadataResponseTopic>,
+    by_id: impl Fn(uuid::Uuid) -> Option<MetadataResponseTopic>,
+    mut by_name: impl FnMut(String, bool) -> MetadataResponseTopic,
+) -> Vec<MetadataResponseTopic> {
     // v0: an empty list means every topic; v1+: null means every topic.
     let wanted = match req.topics {
         None => None,
@@ -28,32 +64,20 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
     };
     // v4+ lets the client ask not to auto-create; before v4 auto-creation is implied.
     let may_create = version < 4 || req.allow_auto_topic_creation;
-    let mut topics: Vec<MetadataResponseTopic> = match wanted {
-        None => broker.topics().iter().map(|t| describe(node, t)).collect(),
+    let mut topics = match wanted {
+        None => all(),
         Some(requested) => requested
             .into_iter()
             .map(|rt| {
                 let Some(name) = rt.name.map(|n| n.0.to_string()) else {
-                    let found = broker.topic_by_id(rt.topic_id);
-                    return match found {
-                        Some(t) => describe(node, &t),
-                        None => error_topic(None, ResponseError::UnknownTopicId)
-                            .with_topic_id(rt.topic_id),
-                    };
+                    return by_id(rt.topic_id).unwrap_or_else(|| {
+                        error_topic(None, ResponseError::UnknownTopicId).with_topic_id(rt.topic_id)
+                    });
                 };
                 if validate_topic_name(&name).is_err() {
                     return error_topic(Some(name), ResponseError::InvalidTopicException);
                 }
-                let found = if may_create {
-                    broker.topic_or_auto_create(&name)
-                } else {
-                    Ok(broker.topic(&name))
-                };
-                match found {
-                    Ok(Some(t)) => describe(node, &t),
-                    Ok(None) => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
-                    Err(e) => error_topic(Some(name), crate::errors::kafka_error(&e)),
-                }
+                by_name(name, may_create)
             })
             .collect(),
     };
@@ -68,14 +92,10 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
             }
         }
     }
-    MetadataResponse::default()
-        .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
-        .with_controller_id(BrokerId(node))
-        .with_topics(topics)
+    topics
 }
 
-fn error_topic(name: Option<String>, err: ResponseError) -> MetadataResponseTopic {
+pub(crate) fn error_topic(name: Option<String>, err: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(name.map(topic_name))
         .with_error_code(err.code())
