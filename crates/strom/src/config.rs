@@ -85,6 +85,9 @@ settings! {
     cluster_secret_file: PathBuf,
     /// Cluster mode: Raft tick in ms; elections time out after 10 ticks [default: 100].
     raft_tick_ms: u64,
+    /// Cluster mode: the cluster's name, the same on every node; peers of another cluster are
+    /// refused [default: derived from --peers, so every node must then be given the same list].
+    cluster_id: String,
 }
 
 /// Everything `serve` needs, resolved and validated.
@@ -239,7 +242,13 @@ fn cluster_config(
         raft_addr,
         kafka_host: kafka_host.to_string(),
         kafka_port: u16::try_from(kafka_port).context("bad kafka port")?,
-        cluster_id: cluster_id_of(&peers),
+        cluster_id: match &args.cluster_id {
+            Some(id) if id.is_empty() || id.len() > 255 => {
+                bail!("--cluster-id must be 1 to 255 bytes")
+            }
+            Some(id) => id.clone(),
+            None => cluster_id_of(&peers),
+        },
         peers,
         secret,
         tick_ms,
