@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry};
 use strom_consensus::driver::{DriverConfig, GroupDriver, Outbox, ReplicaLog, RoleState};
-use strom_consensus::raft_state::{self, PersistedState};
+use strom_consensus::raft_state;
 use strom_consensus::{raft, ConsensusError, GroupId, NodeId};
 use strom_storage::batch::BatchHeader;
 use tokio::sync::{mpsc, watch};
@@ -93,13 +93,11 @@ impl Partition {
             })
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let persisted = match raft_state::load(&dir).map_err(consensus_error)? {
-            Some(p) => p,
-            None => {
-                let p = PersistedState::bootstrap(&spec.bootstrap_voters);
-                raft_state::store(&dir, &p).map_err(consensus_error)?;
-                p
-            }
+        let stored = raft_state::load(&dir).map_err(consensus_error)?;
+        let fresh = stored.is_none();
+        let (bootstrap, persisted) = match stored {
+            Some(p) => (Vec::new(), p),
+            None => raft_state::bootstrap_entries(&spec.bootstrap_voters),
         };
         let (durable, _) = watch::channel(0);
         let replica = Replica {
@@ -127,6 +125,16 @@ impl Partition {
         )?;
         let replica = p.replica()?;
         let _ = replica.me.set(Arc::downgrade(&p));
+        if fresh {
+            // The founding entries are on disk before the state that counts them committed.
+            if !bootstrap.is_empty() {
+                ReplicaLog::append(&*p, &bootstrap, 0).map_err(consensus_error)?;
+                let point = p.log_ref().sync_point();
+                point.sync()?;
+                p.log_mut().mark_durable(point.end_offset());
+            }
+            raft_state::store(p.dir(), &persisted).map_err(consensus_error)?;
+        }
         replica.durable.send_replace(p.log_end_offset());
         let applied = if spec.replay {
             0

@@ -380,6 +380,11 @@ impl<L: ReplicaLog> GroupDriver<L> {
         }
     }
 
+    /// A configuration change was proposed and is not applied yet: Raft takes one at a time.
+    pub fn has_pending_conf(&self) -> bool {
+        self.node.raft.has_pending_conf()
+    }
+
     /// The current configuration (voters, learners).
     pub fn conf_state(&self) -> ConfState {
         self.node.raft.prs().conf().to_conf_state()

@@ -63,6 +63,47 @@ impl PersistedState {
     }
 }
 
+/// etcd's bootstrap: a new group's first entries add its voters one by one (term 1, committed
+/// by construction), with the state that says so. Every founding member writes the same
+/// entries, so their logs match; a replica added later replays them from the leader and so
+/// learns the founding configuration, which the state file alone would not give it.
+pub fn bootstrap_entries(voters: &[u64]) -> (Vec<raft::eraftpb::Entry>, PersistedState) {
+    use protobuf::Message as _;
+    let entries: Vec<raft::eraftpb::Entry> = voters
+        .iter()
+        .enumerate()
+        .map(|(i, &node)| {
+            let cc = raft::eraftpb::ConfChange {
+                change_type: raft::eraftpb::ConfChangeType::AddNode,
+                node_id: node,
+                ..Default::default()
+            };
+            let mut e = raft::eraftpb::Entry {
+                term: 1,
+                index: i as u64 + 1,
+                // Cannot fail: a message of plain fields.
+                data: cc.write_to_bytes().unwrap_or_default().into(),
+                ..Default::default()
+            };
+            e.set_entry_type(raft::eraftpb::EntryType::EntryConfChange);
+            e
+        })
+        .collect();
+    let last = entries.len() as u64;
+    let state = PersistedState {
+        hard: HardState {
+            term: u64::from(last > 0),
+            vote: 0,
+            commit: last,
+            ..Default::default()
+        },
+        applied: last,
+        conf_index: last,
+        ..PersistedState::bootstrap(voters)
+    };
+    (entries, state)
+}
+
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }

@@ -88,6 +88,13 @@ settings! {
     /// Cluster mode: the cluster's name, the same on every node; peers of another cluster are
     /// refused [default: derived from --peers, so every node must then be given the same list].
     cluster_id: String,
+    /// Cluster mode: join a running cluster as a new node. --peers then lists the cluster's
+    /// existing nodes (not this one); the node registers, replicates the controller as a
+    /// learner, and takes new and rebuilt replicas [default: false].
+    join: bool,
+    /// Cluster mode: rebuild the replicas of a node unheard of for this long on other nodes, in
+    /// ms [default: 600000].
+    dead_node_timeout_ms: u64,
 }
 
 /// Everything `serve` needs, resolved and validated.
@@ -210,8 +217,13 @@ fn cluster_config(
     let Some(raft_addr) = args.raft_addr else {
         bail!("--peers needs --raft-addr (this node's Raft listener)");
     };
+    let join = args.join.unwrap_or(false);
     match peers.get(&node_id) {
-        None => bail!("--node-id {node_id} is not among --peers {peers_arg}"),
+        None if join => {}
+        None => bail!("--node-id {node_id} is not among --peers {peers_arg} (a new node of a running cluster needs --join)"),
+        Some(_) if join => {
+            bail!("--join is for a new node: node {node_id} is already among --peers {peers_arg}")
+        }
         Some(a) if *a != raft_addr => {
             bail!("--peers gives node {node_id} the address {a}, but --raft-addr is {raft_addr}")
         }
@@ -237,8 +249,14 @@ fn cluster_config(
     if !(10..=10_000).contains(&tick_ms) {
         bail!("--raft-tick-ms must be between 10 and 10000");
     }
+    let dead_node_timeout_ms = args.dead_node_timeout_ms.unwrap_or(600_000);
+    if dead_node_timeout_ms < 1000 {
+        bail!("--dead-node-timeout-ms must be at least 1000");
+    }
     Ok(Some(strom_broker::cluster::ClusterConfig {
         node_id,
+        join,
+        dead_node_timeout: std::time::Duration::from_millis(dead_node_timeout_ms),
         raft_addr,
         kafka_host: kafka_host.to_string(),
         kafka_port: u16::try_from(kafka_port).context("bad kafka port")?,

@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::TestCluster;
+use common::cluster::{TestCluster, SECRET};
 use common::rdk;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -208,11 +208,107 @@ fn a_node_missing_from_its_peers_refuses_to_start() {
             "--peers",
             "1@127.0.0.1:2,2@127.0.0.1:3",
             "--cluster-secret",
-            common::cluster::SECRET,
+            SECRET,
         ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--node-id 4 is not among --peers"), "{err}");
+}
+
+/// `strom cluster <args>` against the node with raft port `raft_port`; panics on failure.
+fn cluster_cli(raft_port: u16, args: &[&str]) -> String {
+    let addr = format!("127.0.0.1:{raft_port}");
+    let mut all = vec!["cluster", "--raft-addr", &addr, "--cluster-secret", SECRET];
+    all.extend_from_slice(args);
+    let (ok, out, err) = common::cli(&all, "");
+    assert!(ok, "strom {all:?} failed: {err}");
+    out
+}
+
+/// The CONTROLLER column of `strom cluster status` for `node`.
+fn controller_role(status: &str, node: i32) -> Option<String> {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&node.to_string()))
+        .and_then(|l| l.split_whitespace().last().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_under_load_without_loss() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--dead-node-timeout-ms", "3000"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &extra);
+    let spare = cluster.join(dir.path(), &extra);
+    assert_eq!(spare, 4);
+    let bootstrap = cluster.bootstrap();
+    cluster.wait_for_brokers(&bootstrap, 4, Duration::from_secs(30));
+    create(&bootstrap, "moving", 4, 3).await;
+    let before = cluster.wait_for_replicas(&bootstrap, "moving", 3, &[], Duration::from_secs(30));
+    // Placement spreads 12 replicas over 4 nodes: the node that joined holds some too.
+    assert!(before.iter().flatten().any(|&n| n == spare), "{before:?}");
+
+    let producer = rdk::producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let mut acked = produce(&producer, "moving", "before", 2000).await;
+    assert_eq!(acked.len(), 2000);
+
+    // Node 3 dies for good while records keep coming: once it has been silent for the
+    // timeout, its replicas are rebuilt on the other nodes.
+    let dead = 3;
+    cluster.node(dead).kill9();
+    let load = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut acked = BTreeMap::new();
+            for round in 0..12 {
+                acked.extend(produce(&producer, "moving", &format!("during{round}"), 500).await);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            acked
+        })
+    };
+    let survivor = cluster.node(1).addr();
+    let healed = tokio::task::block_in_place(|| {
+        cluster.wait_for_replicas(&survivor, "moving", 3, &[dead], Duration::from_secs(60))
+    });
+    let during = load.await.unwrap();
+    assert_eq!(during.len(), 6000, "every record acknowledged while moving");
+    acked.extend(during);
+    eprintln!("replicas {before:?} -> {healed:?}");
+
+    // The joined node becomes a controller voter and the dead one leaves the controller.
+    let raft = cluster.raft_ports[0];
+    cluster_cli(raft, &["add-node", "4"]);
+    cluster_cli(raft, &["remove-node", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = cluster_cli(raft, &["status"]);
+        if controller_role(&status, 4).as_deref() == Some("voter")
+            && controller_role(&status, 3).as_deref() == Some("-")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "controller membership: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let after = produce(&producer, "moving", "after", 1000).await;
+    assert_eq!(after.len(), 1000);
+    acked.extend(after);
+    let records = rdk::consume_all(&survivor, "moving", 4, acked.len(), Duration::from_secs(60));
+    check_acked(&records, &acked);
+    assert_eq!(
+        records.len(),
+        acked.len(),
+        "nothing beyond the acknowledged records"
+    );
 }

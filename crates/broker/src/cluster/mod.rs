@@ -15,6 +15,7 @@ pub use state::{
     TopicState,
 };
 
+mod heal;
 pub mod node;
 pub mod rpc;
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strom_consensus::driver::DriverConfig;
@@ -45,6 +45,12 @@ pub struct ClusterConfig {
     pub cluster_id: String,
     pub tick_ms: u64,
     pub driver: DriverConfig,
+    /// A new node of a running cluster: `peers` are the existing nodes, this one is not among
+    /// them, and its controller replica starts with no configuration (the leader adds it as a
+    /// learner once it registered).
+    pub join: bool,
+    /// A node unheard of for this long has its replicas rebuilt elsewhere.
+    pub dead_node_timeout: Duration,
 }
 
 pub struct Cluster {
@@ -56,6 +62,9 @@ pub struct Cluster {
     /// Bumped after every applied command; waiters (topic creation) watch it.
     version: watch::Sender<u64>,
     router: Arc<Router>,
+    /// When this node last became the controller's leader (term, instant): a node is only
+    /// declared dead after a full timeout of this leader's own observation.
+    pub(super) leading_since: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 /// Delivers inbound Raft messages to the group they are for.
@@ -63,6 +72,10 @@ pub struct Cluster {
 struct Router {
     groups: RwLock<HashMap<GroupId, Arc<Partition>>>,
     cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
+    /// When each peer last sent anything (Raft messages, RPCs): the controller leader's view of
+    /// which nodes are alive. Every node replicates the controller (as voter or learner), so
+    /// its heartbeat responses keep it fresh here.
+    seen: std::sync::Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl Router {
@@ -84,6 +97,23 @@ impl Router {
             .insert(group, p);
     }
 
+    fn saw(&self, node: NodeId) {
+        if node != 0 {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(node, Instant::now());
+        }
+    }
+
+    pub(super) fn last_seen(&self, node: NodeId) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node)
+            .copied()
+    }
+
     fn remove(&self, group: GroupId) -> Option<Arc<Partition>> {
         self.groups
             .write()
@@ -93,7 +123,8 @@ impl Router {
 }
 
 impl Inbound for Router {
-    fn on_raft(&self, _from: NodeId, messages: Vec<(GroupId, Message)>) {
+    fn on_raft(&self, from: NodeId, messages: Vec<(GroupId, Message)>) {
+        self.saw(from);
         for (group, msg) in messages {
             let Some(p) = self.get(group) else {
                 // Not opened here yet (the assignment is still on its way): Raft retransmits.
@@ -110,6 +141,7 @@ impl Inbound for Router {
         from: NodeId,
         request: Bytes,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
+        self.saw(from);
         let cluster = self.cluster.get().and_then(std::sync::Weak::upgrade);
         Box::pin(async move {
             let Some(cluster) = cluster else {
@@ -193,7 +225,11 @@ impl Cluster {
             ReplicaSpec {
                 group: super::state::CONTROLLER_GROUP,
                 node: config.node_id,
-                bootstrap_voters: config.peers.keys().copied().collect(),
+                bootstrap_voters: if config.join {
+                    Vec::new()
+                } else {
+                    config.peers.keys().copied().collect()
+                },
                 driver: config.driver.clone(),
                 outbox: Arc::clone(&transport) as Arc<dyn strom_consensus::driver::Outbox>,
                 events: None,
@@ -210,6 +246,7 @@ impl Cluster {
             state,
             version,
             router: Arc::clone(&router),
+            leading_since: std::sync::Mutex::new(None),
         });
         let _ = router.cluster.set(Arc::downgrade(&cluster));
         tokio::spawn(Arc::clone(&cluster).tick_loop());
@@ -233,6 +270,39 @@ impl Cluster {
     /// Runs `f` on the applied cluster state without copying it.
     pub fn with_state<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(super) fn controller(&self) -> &Arc<Partition> {
+        &self.controller
+    }
+
+    pub(super) fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// When `node` last sent this node anything.
+    pub(super) fn last_seen(&self, node: NodeId) -> Option<Instant> {
+        self.router.last_seen(node)
+    }
+
+    /// Nodes that joined after the cluster formed are reached at the address they registered
+    /// (those given in `--peers` keep theirs: a node may reach them through a proxy).
+    fn learn_addresses(&self) {
+        let me = self.config.node_id;
+        let known: BTreeMap<NodeId, SocketAddr> = self.transport.peers().into_iter().collect();
+        let learned: Vec<(NodeId, SocketAddr)> = self.with_state(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != me && !self.config.peers.contains_key(&n.id))
+                .filter_map(|n| Some((n.id, n.raft_addr.parse().ok()?)))
+                .collect()
+        });
+        for (id, addr) in learned {
+            if known.get(&id) != Some(&addr) {
+                tracing::info!(node = id, %addr, "learned a node's raft address");
+                self.transport.set_peer(id, addr);
+            }
+        }
     }
 
     pub fn controller_leader(&self) -> Option<NodeId> {
@@ -275,8 +345,14 @@ impl Cluster {
             if self.stopping() {
                 return;
             }
+            self.learn_addresses();
             self.open_assigned_replicas(&events_tx);
             self.report().await;
+            if self.controller_leader() == Some(self.config.node_id) {
+                self.controller_duties().await;
+            } else {
+                *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
         }
     }
 
@@ -399,6 +475,9 @@ impl Cluster {
                     });
                     continue;
                 }
+                if let Some(cmd) = super::heal::drive_reassignment(&p, pa, &status, me) {
+                    commands.push(cmd);
+                }
                 let isr: Vec<NodeId> = status
                     .progress
                     .iter()
@@ -429,21 +508,41 @@ impl Cluster {
         if leader == Some(self.config.node_id) {
             return self.propose_local(&cmd).await;
         }
-        let Some(leader) = leader else {
-            return Err(BrokerError::LeaderNotAvailable(
+        match leader {
+            Some(leader) => self.call(leader, Request::Forwarded(cmd), true).await,
+            // A joining node replicates nothing until it is registered: any existing node
+            // forwards to the leader it knows.
+            None if self.config.join => {
+                let mut last = None;
+                for &peer in self.config.peers.keys() {
+                    match self.call(peer, Request::Propose(cmd.clone()), false).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    BrokerError::LeaderNotAvailable("no peer to join through".into())
+                }))
+            }
+            None => Err(BrokerError::LeaderNotAvailable(
                 "the controller has no leader".into(),
-            ));
-        };
+            )),
+        }
+    }
+
+    /// Sends `req` to `leader` (the controller's leader, or for a joining node any node, which
+    /// forwards it).
+    async fn call(&self, leader: NodeId, req: Request, fail_fast: bool) -> Result<(), BrokerError> {
         // A leader we cannot reach is probably dead and about to be replaced: fail fast so the
         // caller retries against the next one instead of waiting out a timeout.
-        if !self.transport.is_connected(leader) {
+        if fail_fast && !self.transport.is_connected(leader) {
             return Err(BrokerError::LeaderNotAvailable(format!(
                 "controller leader {leader} is unreachable"
             )));
         }
         let bytes = self
             .transport
-            .call(leader, rpc::encode(&Request::Propose(cmd)), FORWARD_TIMEOUT)
+            .call(leader, rpc::encode(&req), FORWARD_TIMEOUT)
             .await
             .map_err(|e| {
                 BrokerError::LeaderNotAvailable(format!("controller leader {leader}: {e}"))
@@ -491,23 +590,74 @@ impl Cluster {
         }
     }
 
-    async fn serve_rpc(&self, _from: NodeId, req: Request) -> Response {
-        match req {
-            Request::Propose(cmd) => {
-                if self.controller_leader() != Some(self.config.node_id) {
-                    return Response {
-                        error: Some("not the controller leader".into()),
-                        status: None,
+    fn is_controller_leader(&self) -> bool {
+        self.controller_leader() == Some(self.config.node_id)
+    }
+
+    /// Promotes `node`, a caught-up learner of the controller group, to a voter; answers once
+    /// the change is applied here.
+    async fn add_voter(&self, node: NodeId) -> Result<(), BrokerError> {
+        let registered = self.with_state(|s| s.live_nodes().contains(&node));
+        if !registered {
+            return Err(BrokerError::InvalidConfig(format!(
+                "node {node} is not a registered, live node (start it with --join first)"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let step = self.controller.with_driver(|d| {
+                let conf = d.conf_state();
+                if conf.voters.contains(&node) && conf.voters_outgoing.is_empty() {
+                    return Ok(true);
+                }
+                let caught_up = d
+                    .status()
+                    .progress
+                    .iter()
+                    .any(|p| p.node == node && p.caught_up);
+                if conf.learners.contains(&node) && caught_up && !d.has_pending_conf() {
+                    let cc = strom_consensus::raft::eraftpb::ConfChangeV2 {
+                        changes: vec![strom_consensus::raft::eraftpb::ConfChangeSingle {
+                            change_type: strom_consensus::raft::eraftpb::ConfChangeType::AddNode,
+                            node_id: node,
+                            ..Default::default()
+                        }]
+                        .into(),
+                        ..Default::default()
                     };
+                    d.propose_conf_change(cc)
+                        .map_err(crate::replica::consensus_error)?;
                 }
-                match self.propose_local(&cmd).await {
-                    Ok(()) => Response::default(),
-                    Err(e) => Response {
-                        error: Some(e.to_string()),
-                        status: None,
-                    },
+                Ok(false)
+            });
+            match step {
+                Some(Ok(true)) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                _ if tokio::time::Instant::now() > deadline => {
+                    return Err(BrokerError::Timeout);
                 }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
+        }
+    }
+
+    async fn serve_rpc(&self, from: NodeId, req: Request) -> Response {
+        match req {
+            Request::Propose(cmd) => answer(self.propose(cmd).await),
+            Request::Forwarded(cmd) => answer(if self.is_controller_leader() {
+                self.propose_local(&cmd).await
+            } else {
+                Err(BrokerError::LeaderNotAvailable(
+                    "not the controller leader".into(),
+                ))
+            }),
+            Request::AddVoter(node) => answer(match self.controller_leader() {
+                _ if self.is_controller_leader() => self.add_voter(node).await,
+                Some(l) if l != from => self.call(l, Request::AddVoter(node), true).await,
+                _ => Err(BrokerError::LeaderNotAvailable(
+                    "the controller has no leader".into(),
+                )),
+            }),
             Request::Status => Response {
                 error: None,
                 status: Some(self.status()),
@@ -541,7 +691,13 @@ impl Cluster {
             .filter(|(id, _)| self.transport.is_connected(*id))
             .map(|(id, _)| id)
             .collect();
+        let conf = self
+            .controller
+            .with_driver(|d| d.conf_state())
+            .unwrap_or_default();
         rpc::Status {
+            controller_voters: conf.voters,
+            controller_learners: conf.learners,
             node: self.config.node_id,
             controller_leader: self.controller_leader(),
             state: self.state(),
@@ -592,6 +748,16 @@ impl Cluster {
             tracing::warn!("controller log not checkpointed: {e}");
         }
         self.transport.shutdown();
+    }
+}
+
+fn answer(result: Result<(), BrokerError>) -> Response {
+    match result {
+        Ok(()) => Response::default(),
+        Err(e) => Response {
+            error: Some(e.to_string()),
+            status: None,
+        },
     }
 }
 

@@ -7,8 +7,14 @@ use super::state::{ClusterState, Command, GroupId, NodeId};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub enum Request {
-    /// Propose a command to the controller (sent to its leader); answered once committed.
+    /// Propose a command to the controller; answered once committed. Any node takes it and
+    /// forwards it to the controller's leader.
     Propose(Command),
+    /// A proposal forwarded by a node to the controller's leader: never forwarded again, so
+    /// nodes with stale views of the leader cannot bounce it around.
+    Forwarded(Command),
+    /// Make a registered node (a learner of the controller) a voter of the controller group.
+    AddVoter(NodeId),
     /// The cluster state as this node has applied it, with its view of the Raft groups.
     Status,
     /// Move leadership of every partition this node leads to its preferred leader if that is a
@@ -30,6 +36,11 @@ pub struct Status {
     /// The Raft groups this node holds: (group, leader, term, commit index).
     pub groups: Vec<(GroupId, Option<NodeId>, u64, u64)>,
     pub connected: Vec<NodeId>,
+    /// The controller group's configuration as this node has applied it.
+    #[serde(default)]
+    pub controller_voters: Vec<NodeId>,
+    #[serde(default)]
+    pub controller_learners: Vec<NodeId>,
 }
 
 pub fn encode<T: Serialize>(v: &T) -> bytes::Bytes {

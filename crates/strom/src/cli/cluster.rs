@@ -35,7 +35,14 @@ pub enum ClusterCommand {
     /// Hand partition leadership back to each partition's preferred (first) replica where that
     /// replica is caught up.
     RebalanceLeaders,
-    /// Decommission a node: no new replica is placed on it again.
+    /// Make a node that joined (`strom serve --join`) a voter of the controller group, so the
+    /// cluster metadata survives the loss of an original node.
+    AddNode {
+        /// The node's id.
+        id: u64,
+    },
+    /// Decommission a node: its replicas move to other nodes, it leaves the controller group,
+    /// and no new replica is placed on it again.
     RemoveNode {
         /// The node's id.
         id: u64,
@@ -100,9 +107,13 @@ pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<
                 }
             }
         }
+        ClusterCommand::AddNode { id } => {
+            call(Request::AddVoter(id)).await?;
+            println!("node {id} is a voter of the controller group");
+        }
         ClusterCommand::RemoveNode { id } => {
             call(Request::Propose(Command::RemoveNode { node: id })).await?;
-            println!("node {id} removed: no new replicas will be placed on it");
+            println!("node {id} removed: its replicas are moving to other nodes");
         }
     }
     Ok(())
@@ -116,7 +127,7 @@ fn print_status(s: &Status) {
             .map_or("none".to_string(), |l| l.to_string()),
         s.node
     );
-    println!("NODE  KAFKA                  RAFT                   STATE");
+    println!("NODE  KAFKA                  RAFT                   STATE        CONTROLLER");
     for n in s.state.nodes.values() {
         let state = if s.state.removed_nodes.contains(&n.id) {
             "removed"
@@ -125,25 +136,33 @@ fn print_status(s: &Status) {
         } else {
             "unreachable"
         };
+        let role = if s.controller_voters.contains(&n.id) {
+            "voter"
+        } else if s.controller_learners.contains(&n.id) {
+            "learner"
+        } else {
+            "-"
+        };
         println!(
-            "{:<5} {:<22} {:<22} {state}",
+            "{:<5} {:<22} {:<22} {state:<12} {role}",
             n.id,
             format!("{}:{}", n.kafka_host, n.kafka_port),
             n.raft_addr
         );
     }
-    println!("\nTOPIC                PARTITION  LEADER  EPOCH  REPLICAS   ISR");
+    println!("\nTOPIC                PARTITION  LEADER  EPOCH  REPLICAS   ISR        MOVING TO");
     for t in s.state.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
             let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
             println!(
-                "{:<20} {:<10} {:<7} {:<6} {:<10} {}",
+                "{:<20} {:<10} {:<7} {:<6} {:<10} {:<10} {}",
                 t.name,
                 i,
                 p.leader.map_or("-".to_string(), |l| l.to_string()),
                 p.leader_epoch,
                 ids(&p.replicas),
-                ids(&p.isr)
+                ids(&p.isr),
+                p.target_replicas.as_deref().map_or("-".to_string(), ids)
             );
         }
     }

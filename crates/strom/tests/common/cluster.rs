@@ -13,6 +13,8 @@ pub const SECRET: &str = "test-cluster-secret";
 pub struct TestCluster {
     pub nodes: Vec<Strom>,
     pub raft_ports: Vec<u16>,
+    /// The initial voters, as every node was given them.
+    peers: String,
 }
 
 impl TestCluster {
@@ -49,7 +51,103 @@ impl TestCluster {
                 )
             })
             .collect();
-        TestCluster { nodes, raft_ports }
+        TestCluster {
+            nodes,
+            raft_ports,
+            peers,
+        }
+    }
+
+    /// Starts one more node that joins the running cluster (`--join`); returns its id.
+    pub fn join(&mut self, root: &Path, extra: &[&str]) -> i32 {
+        let ports = free_ports(2);
+        let id = (self.nodes.len() + 1).to_string();
+        let raft = format!("127.0.0.1:{}", ports[0]);
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--raft-addr",
+            &raft,
+            "--peers",
+            &self.peers,
+            "--join",
+            "true",
+            "--cluster-secret",
+            SECRET,
+        ];
+        args.extend_from_slice(extra);
+        self.nodes.push(Strom::start_on(
+            &root.join(format!("node{id}")),
+            ports[1],
+            &args,
+            &[],
+        ));
+        self.raft_ports.push(ports[0]);
+        self.nodes.len() as i32
+    }
+
+    /// Waits until Metadata from `via` lists `n` brokers (registered nodes).
+    pub fn wait_for_brokers(&self, via: &str, n: usize, timeout: Duration) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", via)
+            .create()
+            .expect("client");
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        while Instant::now() < deadline {
+            if let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(2)) {
+                seen = md.brokers().len();
+                if seen == n {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{seen} brokers instead of {n} within {timeout:?}");
+    }
+
+    /// Waits until every partition of `topic` has `rf` replicas, all caught up (in the ISR),
+    /// none on a node in `avoid`, and a leader; returns the replica lists.
+    pub fn wait_for_replicas(
+        &self,
+        via: &str,
+        topic: &str,
+        rf: usize,
+        avoid: &[i32],
+        timeout: Duration,
+    ) -> Vec<Vec<i32>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", via)
+            .create()
+            .expect("client");
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                    let parts = t.partitions();
+                    let replicas: Vec<Vec<i32>> =
+                        parts.iter().map(|p| p.replicas().to_vec()).collect();
+                    last = format!(
+                        "replicas {replicas:?} isr {:?} leaders {:?}",
+                        parts.iter().map(|p| p.isr().to_vec()).collect::<Vec<_>>(),
+                        parts.iter().map(|p| p.leader()).collect::<Vec<_>>()
+                    );
+                    let healed = !parts.is_empty()
+                        && parts.iter().all(|p| {
+                            p.replicas().len() == rf
+                                && p.isr().len() == rf
+                                && p.leader() > 0
+                                && !p.replicas().iter().any(|r| avoid.contains(r))
+                        });
+                    if healed {
+                        return replicas;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{topic}: not at {rf} healthy replicas within {timeout:?} (last: {last})");
     }
 
     /// Every node's Kafka address: what a client bootstraps from.

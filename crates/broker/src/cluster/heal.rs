@@ -1,0 +1,262 @@
+//! Self-healing and reassignment: moving Raft groups from the configuration they have to the one
+//! the controller wants.
+//!
+//! The wanted state lives in the controller (a partition's `target_replicas`); two loops move
+//! reality toward it. Both look at the current Raft configuration every round and take the next
+//! step only, so a lost proposal, a leader change or a crash merely delays them:
+//!
+//! - the controller's leader ([`Cluster::controller_duties`]) sets targets: the replicas of a node
+//!   it has not heard from for `dead_node_timeout`, or of a removed node, go to the least-loaded
+//!   live node ([`placement::replace`]). It also keeps the controller group itself in shape:
+//!   registered nodes join it as learners (so they replicate the cluster state), removed nodes
+//!   leave it, and a joint configuration left behind by a leader change is left.
+//! - each partition's leader ([`drive_reassignment`]) walks its group to the target: newcomers
+//!   join as learners and catch up from the log; then one joint-consensus change promotes them
+//!   and removes the leavers (leadership moves first if the leader itself leaves); finally it
+//!   reports `ReassignDone`. Raft never drops below the old quorum this way: the data stays on a
+//!   majority of the old configuration until a majority of the new one has it.
+
+use std::time::Instant;
+
+use strom_consensus::driver::GroupStatus;
+use strom_consensus::raft::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+};
+
+use super::node::Cluster;
+use super::placement;
+use super::state::{ClusterState, Command, NodeId, PartitionAssignment};
+use crate::Partition;
+
+fn change(change_type: ConfChangeType, node: NodeId) -> ConfChangeSingle {
+    ConfChangeSingle {
+        change_type,
+        node_id: node,
+        ..ConfChangeSingle::default()
+    }
+}
+
+/// One configuration change; several changes at once go through a joint configuration that
+/// raft-rs leaves by itself once it is committed.
+fn conf_change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
+    ConfChangeV2 {
+        transition: ConfChangeTransition::Auto,
+        changes: changes.into(),
+        ..ConfChangeV2::default()
+    }
+}
+
+/// Proposes `cc` on `p`'s group unless a change is already in flight (Raft takes one at a time,
+/// and raft-rs would turn a second one into an empty entry).
+fn propose_conf(p: &Partition, cc: ConfChangeV2, why: &str) {
+    let result = p.with_driver(|d| {
+        if d.has_pending_conf() {
+            return Ok(());
+        }
+        tracing::info!(group = d.group(), changes = ?cc.changes, "{why}");
+        d.propose_conf_change(cc)
+    });
+    if let Some(Err(e)) = result {
+        tracing::debug!(partition = ?p, "configuration change not proposed: {e}");
+    }
+}
+
+/// The next step of `pa`'s reassignment, taken by its leader `me`. Returns the report for the
+/// controller once the group's configuration is the target (or, without a target, differs from
+/// what the controller lists).
+pub(super) fn drive_reassignment(
+    p: &Partition,
+    pa: &PartitionAssignment,
+    status: &GroupStatus,
+    me: NodeId,
+) -> Option<Command> {
+    let conf = p.with_driver(|d| d.conf_state())?;
+    if !conf.voters_outgoing.is_empty() {
+        // A joint configuration a former leader entered: raft-rs only leaves it automatically
+        // on the leader that entered it.
+        propose_conf(p, conf_change(Vec::new()), "leaving a joint configuration");
+        return None;
+    }
+    let group = pa.group;
+    let ConfState {
+        voters, learners, ..
+    } = &conf;
+    let Some(target) = &pa.target_replicas else {
+        let same =
+            voters.len() == pa.replicas.len() && voters.iter().all(|v| pa.replicas.contains(v));
+        return (!same).then(|| Command::ReassignDone {
+            group,
+            replicas: voters.clone(),
+        });
+    };
+    if let Some(&n) = target
+        .iter()
+        .find(|n| !voters.contains(n) && !learners.contains(n))
+    {
+        propose_conf(
+            p,
+            conf_change(vec![change(ConfChangeType::AddLearnerNode, n)]),
+            "adding a learner",
+        );
+        return None;
+    }
+    let caught_up = |n: NodeId| status.progress.iter().any(|x| x.node == n && x.caught_up);
+    let promote: Vec<NodeId> = target
+        .iter()
+        .copied()
+        .filter(|n| learners.contains(n))
+        .collect();
+    let leave: Vec<NodeId> = voters
+        .iter()
+        .chain(learners)
+        .copied()
+        .filter(|n| !target.contains(n))
+        .collect();
+    if promote.is_empty() && leave.is_empty() {
+        return Some(Command::ReassignDone {
+            group,
+            replicas: voters.clone(),
+        });
+    }
+    if !promote.iter().all(|&n| caught_up(n)) {
+        return None;
+    }
+    let mut changes: Vec<ConfChangeSingle> = promote
+        .iter()
+        .map(|&n| change(ConfChangeType::AddNode, n))
+        .collect();
+    if leave.contains(&me) {
+        if changes.is_empty() {
+            // Leadership goes to a caught-up voter that stays before this node leaves.
+            if let Some(&next) = voters
+                .iter()
+                .find(|&&n| n != me && target.contains(&n) && caught_up(n))
+            {
+                tracing::info!(group, to = next, "handing leadership over before leaving");
+                let _ = p.with_driver(|d| d.transfer_leader(next));
+            }
+            return None;
+        }
+        // Promote first; the handover and the removal follow in later rounds.
+    } else {
+        changes.extend(leave.iter().map(|&n| change(ConfChangeType::RemoveNode, n)));
+    }
+    propose_conf(p, conf_change(changes), "moving replicas");
+    None
+}
+
+/// The controller group's own membership: registered nodes join as learners, removed ones
+/// leave, a left-behind joint configuration is left. Voters are added only on request
+/// (`strom cluster add-node`).
+fn controller_membership(
+    state: &ClusterState,
+    conf: &ConfState,
+    me: NodeId,
+) -> Option<ConfChangeV2> {
+    if !conf.voters_outgoing.is_empty() {
+        return Some(conf_change(Vec::new()));
+    }
+    let member = |n: &NodeId| conf.voters.contains(n) || conf.learners.contains(n);
+    if let Some(&n) = state.live_nodes().iter().find(|n| !member(n)) {
+        return Some(conf_change(vec![change(ConfChangeType::AddLearnerNode, n)]));
+    }
+    let removed = state
+        .removed_nodes
+        .iter()
+        .copied()
+        .find(|n| *n != me && member(n) && conf.voters != [*n])?;
+    Some(conf_change(vec![change(
+        ConfChangeType::RemoveNode,
+        removed,
+    )]))
+}
+
+impl Cluster {
+    /// The controller leader's round: controller membership, then replacement of the replicas of
+    /// dead and removed nodes.
+    pub(super) async fn controller_duties(&self) {
+        let me = self.node_id();
+        let now = Instant::now();
+        let Some((term, conf, pending)) = self
+            .controller()
+            .with_driver(|d| (d.role().term, d.conf_state(), d.has_pending_conf()))
+        else {
+            return;
+        };
+        let since = {
+            let mut leading = self.leading_since.lock().unwrap_or_else(|e| e.into_inner());
+            match *leading {
+                Some((t, at)) if t == term => at,
+                _ => {
+                    *leading = Some((term, now));
+                    now
+                }
+            }
+        };
+        let state = self.state();
+        if !pending {
+            if let Some(cc) = controller_membership(&state, &conf, me) {
+                propose_conf(self.controller(), cc, "controller membership");
+            }
+        }
+        if state.removed_nodes.contains(&me) && conf.voters.len() > 1 {
+            if let Some(&next) = conf
+                .voters
+                .iter()
+                .find(|n| !state.removed_nodes.contains(n))
+            {
+                let _ = self.controller().with_driver(|d| d.transfer_leader(next));
+            }
+        }
+        let timeout = self.config().dead_node_timeout;
+        let gone = |n: NodeId| {
+            state.removed_nodes.contains(&n)
+                || (n != me
+                    && now.duration_since(self.last_seen(n).map_or(since, |t| t.max(since)))
+                        >= timeout)
+        };
+        let live: Vec<NodeId> = state
+            .live_nodes()
+            .into_iter()
+            .filter(|&n| !gone(n))
+            .collect();
+        let mut load = state.replica_load();
+        let mut commands = Vec::new();
+        for (topic, index, pa) in state.topics.values().flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, pa)| (t.name.as_str(), i, pa))
+        }) {
+            if pa.target_replicas.is_some() {
+                continue;
+            }
+            let Some(&dead) = pa.replicas.iter().find(|&&n| gone(n)) else {
+                continue;
+            };
+            let Some(target) = placement::replace(&pa.replicas, dead, &live, &load) else {
+                continue;
+            };
+            tracing::warn!(
+                topic,
+                partition = index,
+                node = dead,
+                ?target,
+                "rebuilding the replica of a dead or removed node"
+            );
+            if let Some(&newcomer) = target.last() {
+                *load.entry(newcomer).or_insert(0) += 1;
+            }
+            commands.push(Command::Reassign {
+                group: pa.group,
+                target,
+            });
+        }
+        for cmd in commands {
+            if let Err(e) = self.propose(cmd).await {
+                tracing::debug!("reassignment not proposed: {e}");
+                return;
+            }
+        }
+    }
+}
