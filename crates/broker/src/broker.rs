@@ -82,6 +82,7 @@ impl Broker {
         self: &Arc<Self>,
         config: crate::cluster::ClusterConfig,
     ) -> Result<Arc<crate::cluster::Cluster>, BrokerError> {
+        self.groups.enable_cluster_mode();
         let cluster = crate::cluster::Cluster::start(self, config).await?;
         let _ = self.cluster.set(Arc::clone(&cluster));
         Ok(cluster)

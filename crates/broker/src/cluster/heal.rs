@@ -172,6 +172,30 @@ fn controller_membership(
 }
 
 impl Cluster {
+    /// `__consumer_offsets`, replicated like any topic, created as soon as enough nodes have
+    /// registered for its replication factor (the founding voters' count, at most 3).
+    async fn create_offsets_topic(&self, state: &ClusterState) {
+        use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+        if state.topics.contains_key(OFFSETS_TOPIC) {
+            return;
+        }
+        let rf = self.config().peers.len().clamp(1, 3);
+        if state.live_nodes().len() < rf {
+            return;
+        }
+        let cmd = Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions: OFFSETS_PARTITIONS as u32,
+            replication_factor: rf as u32,
+            config: crate::group::offsets_topic_overrides(),
+            now_ms: crate::now_ms(),
+        };
+        if let Err(e) = self.propose(cmd).await {
+            tracing::debug!("{OFFSETS_TOPIC} not created yet: {e}");
+        }
+    }
+
     /// The controller leader's round: controller membership, then replacement of the replicas of
     /// dead and removed nodes.
     pub(super) async fn controller_duties(&self) {
@@ -208,6 +232,7 @@ impl Cluster {
                 let _ = self.controller().with_driver(|d| d.transfer_leader(next));
             }
         }
+        self.create_offsets_topic(&state).await;
         let timeout = self.config().dead_node_timeout;
         let gone = |n: NodeId| {
             state.removed_nodes.contains(&n)

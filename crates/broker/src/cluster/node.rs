@@ -340,7 +340,12 @@ impl Cluster {
             tokio::select! {
                 _ = every.tick() => {}
                 Some(_) = applied.recv() => { while applied.try_recv().is_ok() {} }
-                Some(_) = events.recv() => { while events.try_recv().is_ok() {} }
+                Some(event) = events.recv() => {
+                    self.on_replica_event(event);
+                    while let Ok(event) = events.try_recv() {
+                        self.on_replica_event(event);
+                    }
+                }
             }
             if self.stopping() {
                 return;
@@ -354,6 +359,54 @@ impl Cluster {
                 *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
+    }
+
+    /// A partition's leadership changed: for `__consumer_offsets`, this node takes over or gives
+    /// up coordinating the groups stored there.
+    fn on_replica_event(&self, event: ReplicaEvent) {
+        let ReplicaEvent::Role { group, role } = event else {
+            return;
+        };
+        let index = self.with_state(|s| {
+            s.partition_by_group(group)
+                .filter(|(topic, _, _)| *topic == crate::group::OFFSETS_TOPIC)
+                .map(|(_, index, _)| index as usize)
+        });
+        let (Some(index), Some(broker)) = (index, self.broker.upgrade()) else {
+            return;
+        };
+        if !role.is_leader {
+            broker.groups().give_up(index);
+            return;
+        }
+        let Some(p) = self.router.get(group) else {
+            return;
+        };
+        let epoch = i32::try_from(role.term).unwrap_or(i32::MAX);
+        tokio::spawn(async move {
+            // Entries of earlier terms are committed once this leader's first entry is:
+            // everything in the log now.
+            let end = p.log_end_offset();
+            let mut hw = p.watch_high_watermark();
+            loop {
+                if p.leader_epoch() != epoch || p.ensure_leader().is_err() {
+                    return;
+                }
+                if *hw.borrow_and_update() >= end {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), hw.changed()).await;
+            }
+            let result =
+                tokio::task::spawn_blocking(move || broker.groups().take_over(index, p, epoch))
+                    .await;
+            if let Ok(Err(e)) = result {
+                tracing::error!(
+                    index,
+                    "could not load the groups of an offsets partition: {e}"
+                );
+            }
+        });
     }
 
     /// Opens every replica the controller assigns here that is not open yet, and stops those

@@ -76,6 +76,8 @@ pub(crate) type EntryRef = Arc<Mutex<GroupEntry>>;
 pub struct Coordinator {
     pub(crate) config: CoordinatorConfig,
     pub(crate) groups: RwLock<HashMap<String, EntryRef>>,
+    /// Cluster mode only: the offsets partitions this node leads (see `ownership.rs`).
+    pub(crate) owned: RwLock<Option<HashMap<usize, super::ownership::Owned>>>,
     /// The groups' monotonic clock starts here.
     clock: Instant,
     wake: Arc<Notify>,
@@ -87,6 +89,7 @@ impl Coordinator {
         Coordinator {
             config,
             groups: RwLock::new(HashMap::new()),
+            owned: RwLock::new(None),
             clock: Instant::now(),
             wake: Arc::new(Notify::new()),
             driver_started: AtomicBool::new(false),
@@ -166,6 +169,8 @@ impl Coordinator {
     pub fn join(&self, group_id: &str, req: JoinRequest) -> Pending<JoinResponse> {
         let entry = if group_id.is_empty() {
             Err(GroupError::InvalidGroupId)
+        } else if let Err(e) = self.check_owner(group_id) {
+            Err(e)
         } else if req.member_id.is_empty() {
             self.entry_or_create(group_id)
         } else {
@@ -181,6 +186,9 @@ impl Coordinator {
     }
 
     pub fn sync(&self, group_id: &str, req: SyncRequest) -> Pending<SyncResponse> {
+        if let Err(e) = self.check_owner(group_id) {
+            return Pending::Ready(SyncResponse::failed(e));
+        }
         let Some(entry) = self.entry(group_id) else {
             return Pending::Ready(SyncResponse::failed(missing_group(group_id)));
         };
@@ -195,6 +203,7 @@ impl Coordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         let entry = self
             .entry(group_id)
             .ok_or_else(|| missing_group(group_id))?;
@@ -209,6 +218,7 @@ impl Coordinator {
         group_id: &str,
         members: &[MemberIdentity],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check_owner(group_id)?;
         let Some(entry) = self.entry(group_id) else {
             if group_id.is_empty() {
                 return Err(GroupError::InvalidGroupId);

@@ -19,6 +19,7 @@ mod join;
 mod member;
 mod membership;
 mod offsets;
+mod ownership;
 mod replay;
 mod state;
 mod store;
@@ -29,8 +30,11 @@ mod view;
 mod tests;
 
 pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use ownership::offsets_partition;
 pub use state::{Group, GroupConfig};
-pub use store::{offsets_topic, Durable, FetchedOffsets, PartitionResults};
+pub use store::{
+    offsets_topic, offsets_topic_overrides, Durable, FetchedOffsets, PartitionResults,
+};
 pub use types::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, GroupState, JoinRequest,
     JoinResponse, JoinedMember, MemberDescription, MemberIdentity, OffsetCommit, Pending, Protocol,

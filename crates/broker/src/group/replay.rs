@@ -43,7 +43,7 @@ impl Coordinator {
         Ok(())
     }
 }
-fn replay_partition(
+pub(super) fn replay_partition(
     p: &Partition,
     groups: &mut BTreeMap<String, GroupEntry>,
     config: GroupConfig,
@@ -69,6 +69,10 @@ fn replay_partition(
         };
         offset = strom_storage::batch::BatchHeader::parse(last)?.last_offset() as u64 + 1;
         for b in &batches {
+            // A replicated partition's log also holds Raft's own entries (control batches).
+            if strom_storage::batch::BatchHeader::parse(b).is_ok_and(|h| h.is_control()) {
+                continue;
+            }
             let kvs = match records::decode_batch(b) {
                 Ok((_, kvs)) => kvs,
                 Err(e) => {

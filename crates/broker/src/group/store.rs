@@ -15,7 +15,7 @@ use super::coordinator::{lock, Coordinator, EntryRef, GroupEntry};
 use super::offsets::{self, TopicPartition};
 use super::types::{CommittedOffset, GroupError, OffsetCommit};
 use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
-use crate::partition::Partition;
+use crate::partition::{AppendResult, Partition};
 use crate::{Broker, BrokerError, Topic};
 use strom_storage::records::{self, KeyValue};
 
@@ -33,6 +33,9 @@ const BATCH_BYTES_TARGET: usize = 512 * 1024;
 /// Kafka's default; a batch is at most `BATCH_BYTES_TARGET` plus one record (a key of at most
 /// 64 KiB and 4 KiB of metadata).
 const OFFSETS_MAX_MESSAGE_BYTES: u32 = 1_048_588;
+/// How long a commit waits for its records to be committed in a cluster (Kafka's
+/// `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `__consumer_offsets`, created on first use with retention disabled: without compaction
 /// (not built yet) time retention would delete live commits. Its batch limit is its own, not the
@@ -41,14 +44,19 @@ pub fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, BrokerError> {
     if let Some(t) = broker.topic(OFFSETS_TOPIC) {
         return Ok(t);
     }
-    let overrides = BTreeMap::from([
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "max.message.bytes".to_string(),
-            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
-        ),
-    ]);
-    match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, -1, overrides, false) {
+    if broker.cluster().is_some() {
+        // The controller creates it (replicated) once enough nodes have registered.
+        return Err(BrokerError::LeaderNotAvailable(format!(
+            "{OFFSETS_TOPIC} does not exist yet"
+        )));
+    }
+    match broker.create_topic(
+        OFFSETS_TOPIC,
+        OFFSETS_PARTITIONS,
+        -1,
+        offsets_topic_overrides(),
+        false,
+    ) {
         Ok(t) => Ok(t),
         Err(BrokerError::TopicExists(_)) => broker
             .topic(OFFSETS_TOPIC)
@@ -57,23 +65,33 @@ pub fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, BrokerError> {
     }
 }
 
+/// The offsets topic's config: no time retention, its own batch limit.
+pub fn offsets_topic_overrides() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("retention.ms".to_string(), "-1".to_string()),
+        (
+            "max.message.bytes".to_string(),
+            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
+        ),
+    ])
+}
+
 fn unavailable(e: impl std::fmt::Display) -> GroupError {
     GroupError::CoordinatorNotAvailable(e.to_string())
 }
 
 /// Appends `records` for `group_id` as one all-or-nothing append; returns the partition and
-/// the end offset to wait for.
+/// what to wait for.
 fn append(
     broker: &Broker,
     group_id: &str,
     records: &[KeyValue],
-) -> Result<(Arc<Partition>, u64), GroupError> {
+) -> Result<(Arc<Partition>, AppendResult), GroupError> {
     let topic = offsets_topic(broker).map_err(unavailable)?;
-    let parts = topic.partitions();
-    let p = parts
-        .get(offsets::partition_for(group_id, parts.len()))
-        .cloned()
-        .ok_or_else(|| unavailable("the offsets topic has no partitions"))?;
+    let index = offsets::partition_for(group_id, topic.partition_count());
+    let p = topic
+        .partition(index as i32)
+        .ok_or(GroupError::NotCoordinator)?;
     let now = crate::now_ms();
     let mut batches = Vec::new();
     let mut start = 0;
@@ -88,21 +106,25 @@ fn append(
     }
     let r = p.append(&batches).map_err(|e| {
         tracing::warn!(group = group_id, partition = ?p, "offsets append failed: {e}");
-        unavailable(e)
+        match e {
+            BrokerError::NotLeader => GroupError::NotCoordinator,
+            e => unavailable(e),
+        }
     })?;
-    Ok((p, r.end_offset))
+    Ok((p, r))
 }
 
 /// Appends `changes` of `entry`'s group and stages them in its cache; the future resolves once
-/// they are durable and applied.
+/// they are durable and applied (in a cluster: committed by a majority, still in this leader's
+/// term), or with the error that makes the client retry elsewhere.
 fn write_changes(
     broker: &Broker,
     entry: &EntryRef,
     e: &mut GroupEntry,
     changes: Vec<(TopicPartition, Option<CommittedOffset>)>,
-) -> Result<Durable<()>, GroupError> {
+) -> Result<Durable<Result<(), GroupError>>, GroupError> {
     if changes.is_empty() {
-        return Ok(Box::pin(async {}));
+        return Ok(Box::pin(async { Ok(()) }));
     }
     let group_id = e.group.id().to_string();
     let records: Vec<KeyValue> = changes
@@ -112,12 +134,22 @@ fn write_changes(
             value: c.as_ref().map(offsets::encode_value),
         })
         .collect();
-    let (p, end) = append(broker, &group_id, &records)?;
-    e.offsets.stage(p.watch_high_watermark(), end, changes);
+    let (p, r) = append(broker, &group_id, &records)?;
+    e.offsets
+        .stage(p.watch_high_watermark(), r.end_offset, changes);
     let entry = Arc::clone(entry);
     Ok(Box::pin(async move {
-        p.wait_durable(end).await;
+        if p.group().is_some() {
+            // A leader cut off from its quorum never commits; Kafka's offsets.commit.timeout.ms.
+            match tokio::time::timeout(COMMIT_TIMEOUT, p.wait_ack(&r, -1)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(GroupError::NotCoordinator),
+            }
+        } else {
+            p.wait_durable(r.end_offset).await;
+        }
         lock(&entry).offsets.apply_durable();
+        Ok(())
     }))
 }
 
@@ -137,6 +169,9 @@ impl Coordinator {
             let n = commits.len();
             Box::pin(async move { vec![Err(e); n] })
         };
+        if let Err(e) = self.check_owner(group_id) {
+            return all(e);
+        }
         let entry = match self.entry(group_id) {
             Some(e) => e,
             // Kafka creates the group only for commits outside group management.
@@ -188,7 +223,11 @@ impl Coordinator {
         });
         match written {
             Ok(durable) => Box::pin(async move {
-                durable.await;
+                if let Err(err) = durable.await {
+                    for r in results.iter_mut().filter(|r| r.is_ok()) {
+                        *r = Err(err.clone());
+                    }
+                }
                 results
             }),
             Err(err) => {
@@ -247,7 +286,9 @@ impl Coordinator {
         let mut waits = Vec::new();
         let results: PartitionResults = group_ids
             .iter()
-            .map(|id| {
+            .enumerate()
+            .map(|(i, id)| {
+                self.check_owner(id)?;
                 let entry = self.entry(id).ok_or(GroupError::GroupIdNotFound)?;
                 let durable = self.with_entry(&entry, |e| {
                     match e.group.state() {
@@ -263,13 +304,16 @@ impl Coordinator {
                 })?;
                 self.forget(id, &entry);
                 tracing::info!(group = %id, "deleted group");
-                waits.push(durable);
+                waits.push((i, durable));
                 Ok(())
             })
             .collect();
         Box::pin(async move {
-            for w in waits {
-                w.await;
+            let mut results = results;
+            for (i, w) in waits {
+                if let Err(e) = w.await {
+                    results[i] = Err(e);
+                }
             }
             results
         })
@@ -284,6 +328,7 @@ impl Coordinator {
         partitions: &[(String, i32)],
         subscriptions: &dyn Fn(&Bytes) -> Option<Vec<String>>,
     ) -> Result<Durable<PartitionResults>, GroupError> {
+        self.check_owner(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
         self.with_entry(&entry, |e| {
             let group = &e.group;
@@ -324,8 +369,10 @@ impl Coordinator {
             }
             let durable = write_changes(broker, &entry, e, tombstones)?;
             Ok(Box::pin(async move {
-                durable.await;
-                results
+                match durable.await {
+                    Ok(()) => results,
+                    Err(err) => results.into_iter().map(|_| Err(err.clone())).collect(),
+                }
             }) as Durable<PartitionResults>)
         })
     }

@@ -79,6 +79,12 @@ pub enum GroupError {
     UnknownTopicOrPartition,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Cluster mode: another node leads the group's offsets partition.
+    #[error("not the group's coordinator")]
+    NotCoordinator,
+    /// Cluster mode: this node just took the group over and is still reading its offsets.
+    #[error("the group's offsets are being loaded")]
+    LoadInProgress,
 }
 
 impl GroupError {

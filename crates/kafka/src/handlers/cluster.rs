@@ -245,18 +245,15 @@ async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result<(), Broker
     }
 }
 
-/// The group coordinator: a node chosen by hashing the group id over the live nodes, so every
-/// member of a group is sent to the same node.
+/// The group coordinator: the leader of the `__consumer_offsets` partition holding the group's
+/// offsets, as in Kafka. `None` while that topic or partition has no leader yet.
 pub(crate) fn coordinator_for(cluster: &Cluster, key: &str) -> Option<(i32, String, i32)> {
     cluster.with_state(|s| {
-        let live = s.live_nodes();
-        if live.is_empty() {
-            return None;
-        }
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let node = live[(hash % live.len() as u64) as usize];
+        let offsets = s.topics.get(strom_broker::group::OFFSETS_TOPIC)?;
+        let partition = offsets
+            .partitions
+            .get(strom_broker::group::offsets_partition(key))?;
+        let node = partition.leader?;
         let info = s.nodes.get(&node)?;
         Some((
             node as i32,

@@ -64,6 +64,11 @@ pub fn describe(
         .groups
         .into_iter()
         .map(|id| {
+            if let Err(e) = ctx.broker.groups().check_owner(&id.0) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(super::kafka_error(&e).code());
+            }
             let d = ctx.broker.groups().describe(&id.0);
             let members = d
                 .members

@@ -1,5 +1,6 @@
-//! FindCoordinator: this single node coordinates every group. Transactions do not exist yet,
-//! so a transaction coordinator is not available.
+//! FindCoordinator: a single node coordinates every group; in a cluster, the leader of the
+//! group's `__consumer_offsets` partition does. Transactions do not exist yet, so a transaction
+//! coordinator is not available.
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ fn locate(ctx: &Context, key_type: i8, key: &str) -> (i16, Option<String>, i32, 
                 Some((node, host, port)) => (0, None, node, host, port),
                 None => (
                     ResponseError::CoordinatorNotAvailable.code(),
-                    Some("no live node yet".into()),
+                    Some("the group's offsets partition has no leader yet".into()),
                     -1,
                     String::new(),
                     -1,

@@ -31,6 +31,8 @@ pub(crate) fn kafka_error(err: &GroupError) -> ResponseError {
         GroupError::OffsetMetadataTooLarge(_) => ResponseError::OffsetMetadataTooLarge,
         GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
     }
 }
 

@@ -87,6 +87,11 @@ pub fn fetch(ctx: &Arc<Context>, req: OffsetFetchRequest, version: i16) -> Offse
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = groups.check_owner(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(super::kafka_error(&e).code());
+                }
                 let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -118,6 +123,9 @@ pub fn fetch(ctx: &Arc<Context>, req: OffsetFetchRequest, version: i16) -> Offse
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(results);
+    }
+    if let Err(e) = groups.check_owner(&req.group_id.0) {
+        return OffsetFetchResponse::default().with_error_code(super::kafka_error(&e).code());
     }
     // v1 has no "all topics" form; a null list there is decoded as empty.
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
