@@ -285,3 +285,73 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::state::NodeInfo;
+
+    fn state(nodes: &[NodeId], removed: &[NodeId]) -> ClusterState {
+        let mut s = ClusterState::new("c".to_string());
+        for &id in nodes {
+            s.apply(&Command::RegisterNode(NodeInfo {
+                id,
+                kafka_host: "h".to_string(),
+                kafka_port: 1,
+                raft_addr: "h:2".to_string(),
+                registered_ms: 0,
+            }))
+            .unwrap();
+        }
+        for &node in removed {
+            s.apply(&Command::RemoveNode { node }).unwrap();
+        }
+        s
+    }
+
+    fn conf(voters: &[NodeId], learners: &[NodeId], outgoing: &[NodeId]) -> ConfState {
+        ConfState {
+            voters: voters.to_vec(),
+            learners: learners.to_vec(),
+            voters_outgoing: outgoing.to_vec(),
+            ..ConfState::default()
+        }
+    }
+
+    fn only(cc: Option<ConfChangeV2>) -> Vec<(ConfChangeType, NodeId)> {
+        cc.expect("a change")
+            .changes
+            .iter()
+            .map(|c| (c.change_type, c.node_id))
+            .collect()
+    }
+
+    #[test]
+    fn a_registered_node_joins_the_controller_as_a_learner() {
+        let s = state(&[1, 2, 3, 4], &[]);
+        let cc = controller_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        assert_eq!(only(cc), vec![(ConfChangeType::AddLearnerNode, 4)]);
+        assert!(controller_membership(&s, &conf(&[1, 2, 3], &[4], &[]), 1).is_none());
+    }
+
+    #[test]
+    fn a_removed_node_leaves_the_controller_but_never_the_last_voter_or_the_leader() {
+        let s = state(&[1, 2, 3], &[3]);
+        let cc = controller_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        assert_eq!(only(cc), vec![(ConfChangeType::RemoveNode, 3)]);
+        let s = state(&[1, 2], &[1]);
+        assert!(controller_membership(&s, &conf(&[1, 2], &[], &[]), 1).is_none());
+        let s = state(&[1], &[1]);
+        assert!(controller_membership(&s, &conf(&[1], &[], &[]), 2).is_none());
+    }
+
+    #[test]
+    fn a_joint_configuration_is_left_first() {
+        let s = state(&[1, 2, 3, 4], &[]);
+        let cc = controller_membership(&s, &conf(&[1, 2, 4], &[], &[1, 2, 3]), 1).expect("leave");
+        assert!(
+            cc.changes.is_empty(),
+            "an empty change leaves the joint configuration"
+        );
+    }
+}
