@@ -3,10 +3,51 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::wire::Conn;
 use super::{free_ports, Strom};
+
+/// One partition as one node's Metadata answer describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub leader: i32,
+    pub isr: Vec<i32>,
+    pub error: i16,
+}
+
+/// What the node at `addr` itself answers to Metadata for `topic` (partitions in order), asked
+/// on its own connection so no other node answers instead; `None` if it does not answer
+/// within `timeout` (down, stopped) or does not know the topic.
+pub fn metadata_of(addr: &str, topic: &str, timeout: Duration) -> Option<Vec<PartitionView>> {
+    let mut conn = Conn::try_connect(addr, timeout)?;
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
+    let ResponseKind::Metadata(md) = conn.try_request(ApiKey::Metadata, 9, &req)? else {
+        return None;
+    };
+    let t = md
+        .topics
+        .into_iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic) && t.error_code == 0)?;
+    let mut parts: Vec<PartitionView> = t
+        .partitions
+        .into_iter()
+        .map(|p| PartitionView {
+            partition: p.partition_index,
+            leader: p.leader_id.0,
+            isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+            error: p.error_code,
+        })
+        .collect();
+    parts.sort_by_key(|p| p.partition);
+    Some(parts)
+}
 
 pub const SECRET: &str = "test-cluster-secret";
 
@@ -28,6 +69,26 @@ impl TestCluster {
             .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let peers = vec![peers; n];
+        TestCluster::start_with(root, &raft_ports, &kafka_ports, &peers, extra)
+    }
+
+    /// Starts one node per entry of `raft_ports` (ids 1..=n) under `root`: node `i + 1` listens
+    /// for Raft on `raft_ports[i]` and for Kafka on `kafka_ports[i]` and gets `peers[i]` as its
+    /// `--peers` (which may differ per node, e.g. other nodes reached through proxies; then pass
+    /// the same `--cluster-id` to all in `extra`).
+    pub fn start_with(
+        root: &Path,
+        raft_ports: &[u16],
+        kafka_ports: &[u16],
+        peers: &[String],
+        extra: &[&str],
+    ) -> TestCluster {
+        let n = raft_ports.len();
+        assert!(
+            kafka_ports.len() == n && peers.len() == n,
+            "one entry per node"
+        );
         let nodes = (0..n)
             .map(|i| {
                 let id = (i + 1).to_string();
@@ -38,7 +99,7 @@ impl TestCluster {
                     "--raft-addr",
                     &raft,
                     "--peers",
-                    &peers,
+                    &peers[i],
                     "--cluster-secret",
                     SECRET,
                 ];
@@ -53,8 +114,8 @@ impl TestCluster {
             .collect();
         TestCluster {
             nodes,
-            raft_ports,
-            peers,
+            raft_ports: raft_ports.to_vec(),
+            peers: peers.first().cloned().unwrap_or_default(),
         }
     }
 
@@ -208,6 +269,51 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("{topic}: no leaders with isr {isr} within {timeout:?} (last: {last})");
+    }
+
+    /// Waits until every node in `ids` (1-based), each asked on its own, reports a leader for
+    /// every partition of `topic` with at least `isr` replicas in sync, and all of them agree on
+    /// the leaders, none of which is in `avoid`; returns the leader of each partition. Unlike
+    /// [`TestCluster::wait_for_leaders`], a node that was stopped or cut off cannot pass this
+    /// with the stale view it woke up with.
+    pub fn wait_converged(
+        &self,
+        ids: &[i32],
+        topic: &str,
+        isr: usize,
+        avoid: &[i32],
+        timeout: Duration,
+    ) -> Vec<i32> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            last = ids
+                .iter()
+                .map(|id| {
+                    let addr = self.nodes[(*id - 1) as usize].addr();
+                    (*id, metadata_of(&addr, topic, Duration::from_secs(2)))
+                })
+                .collect::<Vec<_>>();
+            let views: Vec<_> = last.iter().filter_map(|(_, v)| v.as_ref()).collect();
+            let healthy = |v: &Vec<PartitionView>| {
+                !v.is_empty()
+                    && v.iter().all(|p| {
+                        p.leader > 0
+                            && p.error == 0
+                            && p.isr.len() >= isr
+                            && !avoid.contains(&p.leader)
+                    })
+            };
+            let leaders = |v: &Vec<PartitionView>| v.iter().map(|p| p.leader).collect::<Vec<_>>();
+            if views.len() == ids.len()
+                && views.iter().all(|v| healthy(v))
+                && views.iter().all(|v| leaders(v) == leaders(views[0]))
+            {
+                return leaders(views[0]);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{topic}: nodes {ids:?} did not agree on leaders with isr {isr} within {timeout:?} (last: {last:?})");
     }
 
     /// The node index with Kafka node id `id` (ids are 1-based).

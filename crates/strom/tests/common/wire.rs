@@ -32,6 +32,19 @@ impl Conn {
         }
     }
 
+    /// Like [`Conn::connect`], but `None` if the broker cannot be reached within `timeout`;
+    /// reads then wait at most `timeout` too.
+    pub fn try_connect(addr: &str, timeout: Duration) -> Option<Conn> {
+        let addr = addr.parse().ok()?;
+        let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.set_write_timeout(Some(timeout)).ok()?;
+        Some(Conn {
+            stream,
+            correlation: 0,
+        })
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
     }
@@ -72,6 +85,36 @@ impl Conn {
             ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, id);
         ResponseKind::decode(api, &mut frame, version).unwrap()
+    }
+
+    /// Like [`Conn::request`], but `None` if the connection fails or times out.
+    pub fn try_request<T: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &T,
+    ) -> Option<ResponseKind> {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("strom-test")))
+            .encode(&mut buf, api.request_header_version(version))
+            .ok()?;
+        body.encode(&mut buf, version).ok()?;
+        let mut frame = BytesMut::new();
+        frame.put_i32(buf.len() as i32);
+        frame.extend_from_slice(&buf);
+        self.stream.write_all(&frame).ok()?;
+        let mut frame = self.read_frame()?;
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).ok()?;
+        if header.correlation_id != self.correlation {
+            return None;
+        }
+        ResponseKind::decode(api, &mut frame, version).ok()
     }
 
     /// Produce with acks=all of `records` to one partition: (error code, base offset).
