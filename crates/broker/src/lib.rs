@@ -27,7 +27,7 @@ mod producer_snapshot;
 pub use broker::{Broker, PARTITIONS_MAX};
 pub use config::{BrokerConfig, FlushPolicy};
 pub use error::BrokerError;
-pub use partition::{AppendResult, FetchData, Partition};
+pub use partition::{AppendResult, FetchData, Partition, RaftAck};
 pub use topic::{Topic, TopicConfig};
 
 /// Milliseconds since the UNIX epoch, the unit of every Kafka timestamp.

@@ -29,9 +29,17 @@ pub struct AppendResult {
     /// One past the last offset written: the high watermark that makes this append visible.
     pub end_offset: u64,
     pub log_start_offset: u64,
-    /// Replicated partitions: the Raft index of the last entry written and the term it was
-    /// proposed in. The write counts once that index commits with that term still there.
-    pub raft: Option<(u64, u64)>,
+    /// Replicated partitions: what must commit for the write to count.
+    pub raft: Option<RaftAck>,
+}
+
+/// The write counts once entry `index` commits with `term` still there; the waiter gives up if
+/// this node stops leading in `leader_term` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftAck {
+    pub index: u64,
+    pub term: u64,
+    pub leader_term: u64,
 }
 
 /// Bytes for a fetch, plus the offsets a consumer needs to know where it stands.

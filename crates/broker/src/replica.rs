@@ -11,7 +11,7 @@
 //! - the high watermark moves to the end of the committed (and locally durable) entries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry};
@@ -22,7 +22,7 @@ use strom_storage::batch::BatchHeader;
 use tokio::sync::{mpsc, watch};
 
 use crate::fatal::fail_stop;
-use crate::partition::{AppendResult, LogState, Partition};
+use crate::partition::{AppendResult, LogState, Partition, RaftAck};
 use crate::producer_snapshot;
 use crate::producer_state::Verdict;
 use crate::BrokerError;
@@ -41,7 +41,8 @@ pub type CommitHook = Box<dyn Fn(&[Entry]) + Send + Sync>;
 pub(crate) struct Replica {
     pub(crate) group: GroupId,
     driver: Mutex<Option<GroupDriver<Partition>>>,
-    role: RwLock<RoleState>,
+    /// Watched: an `acks=all` waiter gives up as soon as this leader is deposed.
+    role: watch::Sender<RoleState>,
     /// Highest Ready number whose entries a flush must cover.
     sync_token: AtomicU64,
     /// Locally fsynced log end (acks=1 waits on it; acks=all waits on the high watermark).
@@ -103,7 +104,7 @@ impl Partition {
         let replica = Replica {
             group: spec.group,
             driver: Mutex::new(None),
-            role: RwLock::new(RoleState {
+            role: watch::Sender::new(RoleState {
                 leader: None,
                 term: persisted.hard.term,
                 is_leader: false,
@@ -202,6 +203,12 @@ impl Partition {
         }
     }
 
+    /// This replica's own view of its group's leadership (cluster mode), which may be newer than
+    /// the controller's: a deposed or newly elected leader knows before the controller does.
+    pub fn raft_role(&self) -> Option<RoleState> {
+        self.replica.as_ref().map(Replica::role)
+    }
+
     /// The Kafka leader epoch: the Raft term in cluster mode.
     pub fn leader_epoch(&self) -> i32 {
         match &self.replica {
@@ -229,7 +236,7 @@ impl Partition {
     /// Waits until an append may be acknowledged: `acks=1` at this leader's fsync, otherwise
     /// at commit (a majority has it on disk) with the entry still the one this leader wrote.
     pub async fn wait_ack(&self, r: &AppendResult, acks: i16) -> Result<(), BrokerError> {
-        let (Some(replica), Some((index, term))) = (&self.replica, r.raft) else {
+        let (Some(replica), Some(raft)) = (&self.replica, r.raft) else {
             self.wait_durable(r.end_offset).await;
             return Ok(());
         };
@@ -238,7 +245,18 @@ impl Partition {
             let _ = rx.wait_for(|d| *d >= r.end_offset).await;
             return Ok(());
         }
-        self.wait_durable(r.end_offset).await;
+        let (index, term) = (raft.index, raft.term);
+        let mut role = replica.role.subscribe();
+        tokio::select! {
+            _ = self.wait_durable(r.end_offset) => {}
+            // Deposed: the entry may or may not commit under the next leader; the client
+            // retries there (an idempotent retry is deduplicated) instead of waiting it out.
+            _ = role.wait_for(|now| now.term != raft.leader_term || !now.is_leader) => {
+                if self.high_watermark() < r.end_offset {
+                    return Err(BrokerError::NotLeader);
+                }
+            }
+        }
         let log = self.log_ref();
         match log.entries.as_ref().map(|idx| idx.term(index)) {
             Some(Ok(t)) if t == term => Ok(()),
@@ -270,11 +288,22 @@ impl Partition {
                 last_offset,
             } = verdict
             {
+                // The original may still be uncommitted, and be cut by a later leader: the
+                // retry is acknowledged under the same rule, at commit with its entry's term.
+                let idx = log.entries.as_ref().ok_or(BrokerError::NotLeader)?;
+                let index = idx
+                    .index_of_offset(last_offset, &log)
+                    .ok_or(BrokerError::NotCommitted)?;
+                let term = idx.term(index).map_err(|_| BrokerError::NotCommitted)?;
                 return Ok(AppendResult {
                     base_offset,
                     end_offset: last_offset + 1,
                     log_start_offset: log.log_start_offset(),
-                    raft: None,
+                    raft: Some(RaftAck {
+                        index,
+                        term,
+                        leader_term: driver.role().term,
+                    }),
                 });
             }
         }
@@ -286,7 +315,11 @@ impl Partition {
                 base_offset,
                 end_offset,
                 log_start_offset: log.log_start_offset(),
-                raft: Some((last, term)),
+                raft: Some(RaftAck {
+                    index: last,
+                    term,
+                    leader_term: term,
+                }),
             }),
             _ => Err(BrokerError::NotCommitted),
         }
@@ -334,7 +367,7 @@ impl Replica {
     }
 
     pub(crate) fn role(&self) -> RoleState {
-        self.role.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.role.borrow().clone()
     }
 
     pub(crate) fn checkpoint(&self) {
@@ -420,7 +453,7 @@ impl ReplicaLog for Partition {
         let Some(replica) = &self.replica else {
             return;
         };
-        *replica.role.write().unwrap_or_else(|p| p.into_inner()) = role.clone();
+        replica.role.send_replace(role.clone());
         tracing::info!(partition = ?self, group = replica.group, leader = ?role.leader, term = role.term, "leadership changed");
         if let Some(tx) = &replica.events {
             let _ = tx.send(ReplicaEvent::Role {

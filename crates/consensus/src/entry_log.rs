@@ -83,6 +83,16 @@ impl EntryIndex {
         Ok(self.terms[run - 1].1)
     }
 
+    /// The entry holding Kafka offset `offset`, if it is in the log.
+    pub fn index_of_offset(&self, offset: u64, log: &Log) -> Option<u64> {
+        if offset >= log.next_offset() {
+            return None;
+        }
+        let after = self.starts.partition_point(|&s| s <= offset);
+        let rel = after.checked_sub(1)?;
+        Some(self.first_index + rel as u64)
+    }
+
     /// The offset entry `idx` starts at; `idx == last_index() + 1` gives the log end.
     pub fn start_offset(&self, idx: u64, log: &Log) -> Option<u64> {
         if idx < self.first_index {

@@ -136,6 +136,10 @@ fn append_maps_entries_to_offsets_and_terms() {
     assert_eq!(starts, vec![0, 1, 4, 5, 6, 8, 9]);
     assert_eq!(log.next_offset(), 9);
     assert_eq!(index.start_offset(8, &log), None);
+    let holders: Vec<Option<u64>> = (0..10).map(|o| index.index_of_offset(o, &log)).collect();
+    let want = [1, 2, 2, 2, 3, 4, 5, 5, 6].map(Some);
+    assert_eq!(holders[..9], want, "the entry holding each offset");
+    assert_eq!(holders[9], None, "past the log end");
     assert_eq!(index.end_offset(2, &log), Some(4));
     assert_eq!(index.end_offset(6, &log), Some(9));
     let mut scanned = Vec::new();

@@ -20,3 +20,5 @@ pub mod node;
 pub mod rpc;
 
 pub use node::{Cluster, ClusterConfig};
+/// A replica's own view of its group's leadership.
+pub use strom_consensus::driver::RoleState;

@@ -138,10 +138,12 @@ fn write_changes(
     e.offsets
         .stage(p.watch_high_watermark(), r.end_offset, changes);
     let entry = Arc::clone(entry);
+    // From now, not from the first poll (replies are awaited in request order).
+    let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
     Ok(Box::pin(async move {
         if p.group().is_some() {
             // A leader cut off from its quorum never commits; Kafka's offsets.commit.timeout.ms.
-            match tokio::time::timeout(COMMIT_TIMEOUT, p.wait_ack(&r, -1)).await {
+            match tokio::time::timeout_at(deadline, p.wait_ack(&r, -1)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(GroupError::NotCoordinator),
             }

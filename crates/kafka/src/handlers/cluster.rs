@@ -12,7 +12,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
-use strom_broker::cluster::{Cluster, ClusterState, Command, TopicState};
+use strom_broker::cluster::{Cluster, ClusterState, Command, NodeId, RoleState, TopicState};
 use strom_broker::topic::validate_topic_name;
 use strom_broker::{BrokerError, Partition};
 
@@ -82,25 +82,23 @@ pub fn metadata(
                 .with_port(ctx.config.advertised_port),
         );
     }
+    let describe = |t: &TopicState| {
+        let here = ctx.broker.topic(&t.name).filter(|local| local.id == t.id);
+        describe(&state, t, version, |i| {
+            let role = here
+                .as_ref()?
+                .partition(i32::try_from(i).ok()?)?
+                .raft_role()?;
+            Some((me, role))
+        })
+    };
     let topics = super::metadata::requested_topics(
         req,
         version,
-        || {
-            state
-                .topics
-                .values()
-                .map(|t| describe(&state, t, version))
-                .collect()
-        },
-        |id| {
-            state
-                .topics
-                .values()
-                .find(|t| t.id == id)
-                .map(|t| describe(&state, t, version))
-        },
+        || state.topics.values().map(&describe).collect(),
+        |id| state.topics.values().find(|t| t.id == id).map(&describe),
         |name, may_create| match state.topics.get(&name) {
-            Some(t) => describe(&state, t, version),
+            Some(t) => describe(t),
             None if may_create && ctx.broker.config().auto_create_topics => {
                 // Kafka's answer while an auto-created topic is on its way.
                 spawn_auto_create(ctx, cluster, &name);
@@ -119,24 +117,49 @@ pub fn metadata(
         .with_topics(topics)
 }
 
-fn describe(state: &ClusterState, t: &TopicState, version: i16) -> MetadataResponseTopic {
+/// The leader (and epoch) Metadata reports: the controller's record, unless this node's own
+/// replica knows better. A node cut off from the others still holds an old record naming
+/// itself; its replica knows it stepped down (check-quorum), and a freshly elected leader knows
+/// before its report reaches the controller.
+fn local_view(
+    recorded: Option<NodeId>,
+    recorded_epoch: u64,
+    local: Option<(NodeId, RoleState)>,
+) -> (Option<NodeId>, u64) {
+    match local {
+        Some((me, role)) if role.is_leader && role.term >= recorded_epoch => (Some(me), role.term),
+        Some((me, role)) if recorded == Some(me) && !role.is_leader => {
+            (role.leader.filter(|l| *l != me), role.term)
+        }
+        _ => (recorded, recorded_epoch),
+    }
+}
+
+fn describe(
+    state: &ClusterState,
+    t: &TopicState,
+    version: i16,
+    local: impl Fn(usize) -> Option<(NodeId, RoleState)>,
+) -> MetadataResponseTopic {
     let ids = |v: &[u64]| v.iter().map(|n| BrokerId(*n as i32)).collect::<Vec<_>>();
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, pa)| {
-            let leader = pa
-                .leader
-                .filter(|l| state.nodes.contains_key(l))
-                .map_or(-1, |l| l as i32);
+            let (leader, epoch) = local_view(
+                pa.leader.filter(|l| state.nodes.contains_key(l)),
+                pa.leader_epoch,
+                local(i),
+            );
+            let leader = leader.map_or(-1, |l| l as i32);
             let mut p = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(leader))
                 .with_replica_nodes(ids(&pa.replicas))
                 .with_isr_nodes(ids(&pa.isr));
             if version >= 7 {
-                p = p.with_leader_epoch(i32::try_from(pa.leader_epoch).unwrap_or(i32::MAX));
+                p = p.with_leader_epoch(i32::try_from(epoch).unwrap_or(i32::MAX));
             }
             if leader == -1 {
                 p = p.with_error_code(ResponseError::LeaderNotAvailable.code());

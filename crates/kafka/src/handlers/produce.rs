@@ -72,10 +72,12 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
     if waits.is_empty() {
         return Reply::Now(Box::new(response.into()));
     }
-    let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
+    // Set now, not when the connection's writer first polls this reply: replies are awaited in
+    // request order, so a deadline started there would add up behind earlier stuck requests.
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(1) as u64);
     Reply::Later(Box::pin(async move {
         let mut response = response;
-        let deadline = tokio::time::Instant::now() + timeout;
         for w in waits {
             let error =
                 match tokio::time::timeout_at(deadline, w.on.wait_ack(&w.result, acks)).await {
