@@ -28,7 +28,7 @@ use super::placement;
 use super::state::{ClusterState, Command, NodeId, PartitionAssignment};
 use crate::Partition;
 
-fn change(change_type: ConfChangeType, node: NodeId) -> ConfChangeSingle {
+pub(super) fn change(change_type: ConfChangeType, node: NodeId) -> ConfChangeSingle {
     ConfChangeSingle {
         change_type,
         node_id: node,
@@ -38,7 +38,7 @@ fn change(change_type: ConfChangeType, node: NodeId) -> ConfChangeSingle {
 
 /// One configuration change; several changes at once go through a joint configuration that
 /// raft-rs leaves by itself once it is committed.
-fn conf_change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
+pub(super) fn conf_change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
     ConfChangeV2 {
         transition: ConfChangeTransition::Auto,
         changes: changes.into(),

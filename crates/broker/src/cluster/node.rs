@@ -669,15 +669,10 @@ impl Cluster {
                     .iter()
                     .any(|p| p.node == node && p.caught_up);
                 if conf.learners.contains(&node) && caught_up && !d.has_pending_conf() {
-                    let cc = strom_consensus::raft::eraftpb::ConfChangeV2 {
-                        changes: vec![strom_consensus::raft::eraftpb::ConfChangeSingle {
-                            change_type: strom_consensus::raft::eraftpb::ConfChangeType::AddNode,
-                            node_id: node,
-                            ..Default::default()
-                        }]
-                        .into(),
-                        ..Default::default()
-                    };
+                    let cc = super::heal::conf_change(vec![super::heal::change(
+                        strom_consensus::raft::eraftpb::ConfChangeType::AddNode,
+                        node,
+                    )]);
                     d.propose_conf_change(cc)
                         .map_err(crate::replica::consensus_error)?;
                 }

@@ -49,6 +49,33 @@ pub fn metadata_of(addr: &str, topic: &str, timeout: Duration) -> Option<Vec<Par
     Some(parts)
 }
 
+/// Asks `via` for Metadata (of `topic`, or of the cluster) every 200 ms until `check` returns a
+/// value, for at most `timeout`; `check` also leaves a description of what it saw in `last`.
+/// Panics with `what` and that description when time runs out.
+fn poll_metadata<T>(
+    via: &str,
+    topic: Option<&str>,
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut(&rdkafka::metadata::Metadata, &mut String) -> Option<T>,
+) -> T {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", via)
+        .create()
+        .expect("client");
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(md) = consumer.fetch_metadata(topic, Duration::from_secs(2)) {
+            if let Some(done) = check(&md, &mut last) {
+                return done;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what} within {timeout:?} (last: {last})");
+}
+
 pub const SECRET: &str = "test-cluster-secret";
 
 pub struct TestCluster {
@@ -149,22 +176,10 @@ impl TestCluster {
 
     /// Waits until Metadata from `via` lists `n` brokers (registered nodes).
     pub fn wait_for_brokers(&self, via: &str, n: usize, timeout: Duration) {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", via)
-            .create()
-            .expect("client");
-        let deadline = Instant::now() + timeout;
-        let mut seen = 0;
-        while Instant::now() < deadline {
-            if let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(2)) {
-                seen = md.brokers().len();
-                if seen == n {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("{seen} brokers instead of {n} within {timeout:?}");
+        poll_metadata(via, None, timeout, &format!("{n} brokers"), |md, last| {
+            *last = format!("{} brokers", md.brokers().len());
+            (md.brokers().len() == n).then_some(())
+        })
     }
 
     /// Waits until every partition of `topic` has `rf` replicas, all caught up (in the ISR),
@@ -177,38 +192,25 @@ impl TestCluster {
         avoid: &[i32],
         timeout: Duration,
     ) -> Vec<Vec<i32>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", via)
-            .create()
-            .expect("client");
-        let deadline = Instant::now() + timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                    let parts = t.partitions();
-                    let replicas: Vec<Vec<i32>> =
-                        parts.iter().map(|p| p.replicas().to_vec()).collect();
-                    last = format!(
-                        "replicas {replicas:?} isr {:?} leaders {:?}",
-                        parts.iter().map(|p| p.isr().to_vec()).collect::<Vec<_>>(),
-                        parts.iter().map(|p| p.leader()).collect::<Vec<_>>()
-                    );
-                    let healed = !parts.is_empty()
-                        && parts.iter().all(|p| {
-                            p.replicas().len() == rf
-                                && p.isr().len() == rf
-                                && p.leader() > 0
-                                && !p.replicas().iter().any(|r| avoid.contains(r))
-                        });
-                    if healed {
-                        return replicas;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("{topic}: not at {rf} healthy replicas within {timeout:?} (last: {last})");
+        let what = format!("{topic}: {rf} healthy replicas");
+        poll_metadata(via, Some(topic), timeout, &what, |md, last| {
+            let t = md.topics().iter().find(|t| t.name() == topic)?;
+            let parts = t.partitions();
+            let replicas: Vec<Vec<i32>> = parts.iter().map(|p| p.replicas().to_vec()).collect();
+            *last = format!(
+                "replicas {replicas:?} isr {:?} leaders {:?}",
+                parts.iter().map(|p| p.isr().to_vec()).collect::<Vec<_>>(),
+                parts.iter().map(|p| p.leader()).collect::<Vec<_>>()
+            );
+            let healed = !parts.is_empty()
+                && parts.iter().all(|p| {
+                    p.replicas().len() == rf
+                        && p.isr().len() == rf
+                        && p.leader() > 0
+                        && !p.replicas().iter().any(|r| avoid.contains(r))
+                });
+            healed.then_some(replicas)
+        })
     }
 
     /// Every node's Kafka address: what a client bootstraps from.
@@ -237,38 +239,25 @@ impl TestCluster {
         avoid: &[i32],
         timeout: Duration,
     ) -> Vec<i32> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", via)
-            .create()
-            .expect("client");
-        let deadline = Instant::now() + timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-                let ok_brokers = md.brokers().len() == brokers;
-                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                    let leaders: Vec<i32> = t.partitions().iter().map(|p| p.leader()).collect();
-                    let all_led = !leaders.is_empty()
-                        && t.partitions()
-                            .iter()
-                            .all(|p| p.leader() > 0 && p.isr().len() >= isr && p.error().is_none())
-                        && !leaders.iter().any(|l| avoid.contains(l));
-                    last = format!(
-                        "brokers {} leaders {leaders:?} isr {:?}",
-                        md.brokers().len(),
-                        t.partitions()
-                            .iter()
-                            .map(|p| p.isr().to_vec())
-                            .collect::<Vec<_>>()
-                    );
-                    if ok_brokers && all_led {
-                        return leaders;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("{topic}: no leaders with isr {isr} within {timeout:?} (last: {last})");
+        let what = format!("{topic}: leaders with isr {isr}");
+        poll_metadata(via, Some(topic), timeout, &what, |md, last| {
+            let t = md.topics().iter().find(|t| t.name() == topic)?;
+            let leaders: Vec<i32> = t.partitions().iter().map(|p| p.leader()).collect();
+            let all_led = !leaders.is_empty()
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.leader() > 0 && p.isr().len() >= isr && p.error().is_none())
+                && !leaders.iter().any(|l| avoid.contains(l));
+            *last = format!(
+                "brokers {} leaders {leaders:?} isr {:?}",
+                md.brokers().len(),
+                t.partitions()
+                    .iter()
+                    .map(|p| p.isr().to_vec())
+                    .collect::<Vec<_>>()
+            );
+            (md.brokers().len() == brokers && all_led).then_some(leaders)
+        })
     }
 
     /// Waits until every node in `ids` (1-based), each asked on its own, reports a leader for
