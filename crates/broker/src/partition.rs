@@ -129,11 +129,11 @@ impl Partition {
             crate::replica::Replica,
         )>,
     ) -> Result<Arc<Partition>, BrokerError> {
-        let log = Log::open(&dir, config.log_config())?;
+        let mut log = Log::open(&dir, config.log_config())?;
         let (entries, replica) = match replica {
             Some((start, r)) => (
                 Some(
-                    strom_consensus::entry_log::EntryIndex::open(&log, start)
+                    strom_consensus::entry_log::EntryIndex::open(&mut log, start)
                         .map_err(crate::replica::consensus_error)?,
                 ),
                 Some(r),
@@ -409,16 +409,20 @@ impl Partition {
     /// Deletes segments past retention, then forgets producers whose batches are all gone or
     /// who have been idle past [`PRODUCER_EXPIRATION_MS`] (they become unknown producers).
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        if self.replica.is_some() {
-            // Moving the log start of a Raft log needs snapshot support for lagging followers;
-            // until then replicated partitions keep everything (see ARCHITECTURE.md).
-            return Ok(0);
+        if let Some(replica) = &self.replica {
+            return self.apply_replicated_retention(replica, now_ms);
         }
         let mut log = self.log_mut();
         let removed = log.apply_retention(now_ms)?;
+        self.forget_producers(removed, log.log_start_offset(), now_ms);
+        Ok(removed)
+    }
+
+    /// After retention: producers whose batches are all gone, or idle too long, are forgotten.
+    pub(crate) fn forget_producers(&self, removed: usize, log_start: u64, now_ms: i64) {
         let mut producers = self.producers_mut();
         let evicted = if removed > 0 {
-            producers.state.evict_below(log.log_start_offset())
+            producers.state.evict_below(log_start)
         } else {
             0
         };
@@ -426,7 +430,6 @@ impl Partition {
         if evicted + expired > 0 {
             tracing::debug!(partition = ?self, evicted, expired, "forgot producers");
         }
-        Ok(removed)
     }
 
     pub fn size_bytes(&self) -> u64 {

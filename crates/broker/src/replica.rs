@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry};
 use strom_consensus::driver::{DriverConfig, GroupDriver, Outbox, ReplicaLog, RoleState};
-use strom_consensus::raft_state;
+use strom_consensus::entry_log::EntryIndex;
+use strom_consensus::raft_state::{self, LogStart};
 use strom_consensus::{raft, ConsensusError, GroupId, NodeId};
 use strom_storage::batch::BatchHeader;
 use tokio::sync::{mpsc, watch};
@@ -348,6 +349,48 @@ impl Partition {
         log.entries.as_ref().map_or(0, |idx| idx.last_index())
     }
 
+    /// Retention on a replica: only whole segments of committed entries go, and the new log
+    /// start is in the group's state file before any file is deleted. A follower that then
+    /// needs what was removed gets a snapshot ([`strom_consensus::snapshot`]).
+    pub(crate) fn apply_replicated_retention(
+        &self,
+        replica: &Replica,
+        now_ms: i64,
+    ) -> Result<usize, BrokerError> {
+        let mut guard = replica.driver_lock();
+        let Some(driver) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let start = {
+            let log = self.log_ref();
+            let point = log.retention_point(now_ms, self.high_watermark());
+            if point <= log.log_start_offset() {
+                drop(log);
+                self.forget_producers(0, 0, now_ms);
+                return Ok(0);
+            }
+            log.entries
+                .as_ref()
+                .and_then(|idx| idx.start_at(point, &log))
+                .ok_or_else(|| {
+                    BrokerError::LeaderNotAvailable(format!(
+                        "retention point {point} is not the start of an entry"
+                    ))
+                })?
+        };
+        driver.compact(start).map_err(consensus_error)?;
+        let mut guard = self.log_mut();
+        let LogState { log, entries } = &mut *guard;
+        let removed = log.remove_segments_below(start.start_offset)?;
+        if let Some(idx) = entries.as_mut() {
+            idx.compact(start);
+        }
+        let log_start = log.log_start_offset();
+        drop(guard);
+        self.forget_producers(removed, log_start, now_ms);
+        Ok(removed)
+    }
+
     fn index_op<R>(
         &self,
         f: impl FnOnce(&strom_consensus::entry_log::EntryIndex, &LogState) -> R,
@@ -398,6 +441,31 @@ impl ReplicaLog for Partition {
             |idx, log| idx.entries(log, low, high, max_size),
             Err(raft::Error::Store(raft::StorageError::Unavailable)),
         )
+    }
+
+    fn log_start(&self) -> LogStart {
+        self.index_op(|idx, log| idx.log_start(log), LogStart::default())
+    }
+
+    fn install_snapshot(&self, start: LogStart) -> Result<(), ConsensusError> {
+        let now = crate::now_ms();
+        let mut guard = self.log_mut();
+        let LogState { log, entries: idx } = &mut *guard;
+        log.reset(start.start_offset)?;
+        if let Some(idx) = idx.as_mut() {
+            *idx = EntryIndex::empty(start);
+        }
+        self.producers_mut().state = producer_snapshot::restore(self.dir(), log, now)?.state;
+        drop(guard);
+        self.raise_high_watermark(start.start_offset);
+        if let Some(replica) = &self.replica {
+            replica.durable.send_if_modified(|d| {
+                let raised = start.start_offset > *d;
+                *d = (*d).max(start.start_offset);
+                raised
+            });
+        }
+        Ok(())
     }
 
     fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError> {

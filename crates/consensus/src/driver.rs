@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use protobuf::Message as _;
@@ -21,7 +21,8 @@ use raft::eraftpb::{
 };
 use raft::{Config, GetEntriesContext, RaftState, RawNode, StateRole, Storage};
 
-use crate::raft_state::{self, PersistedState};
+use crate::raft_state::{self, LogStart, PersistedState};
+use crate::snapshot::SnapshotData;
 use crate::{slog_tracing, ConsensusError, GroupId, NodeId};
 
 /// The log a group drives, as its owner provides it (a broker partition, or the simulator's).
@@ -30,6 +31,11 @@ pub trait ReplicaLog: Send + Sync + 'static {
     fn last_index(&self) -> u64;
     fn term(&self, idx: u64) -> raft::Result<u64>;
     fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> raft::Result<Vec<Entry>>;
+    /// Where the log starts, read atomically (first index, the term before it, its offset).
+    fn log_start(&self) -> LogStart;
+    /// Discards the whole log; it restarts empty at `start` (a snapshot from the leader).
+    /// Durable when it returns.
+    fn install_snapshot(&self, start: LogStart) -> Result<(), ConsensusError>;
     /// Appends, cutting a conflicting suffix first; not synced. Entries at or below `applied`
     /// are committed and must never be rewritten.
     fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError>;
@@ -92,6 +98,8 @@ impl Default for DriverConfig {
 pub struct LogStorage<L> {
     log: Arc<L>,
     initial: RaftState,
+    /// The applied configuration and the index of the change that made it, for snapshots.
+    conf: Arc<Mutex<(ConfState, u64)>>,
 }
 
 impl<L: ReplicaLog> Storage for LogStorage<L> {
@@ -121,12 +129,28 @@ impl<L: ReplicaLog> Storage for LogStorage<L> {
         Ok(self.log.last_index())
     }
 
+    /// Asked for when a follower needs entries below the log start (see [`crate::snapshot`]).
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log start only moves by retention, which the replicated mode does not run yet,
-        // so no follower can need entries below it.
-        Err(raft::Error::Store(
-            raft::StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        let start = self.log.log_start();
+        if start.first_index <= 1 {
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let (conf, conf_index) = self.conf.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut snap = Snapshot {
+            data: SnapshotData {
+                start_offset: start.start_offset,
+                conf_index,
+            }
+            .encode(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = start.first_index - 1;
+        meta.term = start.prev_term;
+        meta.set_conf_state(conf);
+        Ok(snap)
     }
 }
 
@@ -167,6 +191,10 @@ pub struct GroupDriver<L: ReplicaLog> {
     config: DriverConfig,
     /// Set after a storage failure: the group stops taking part rather than risk its log.
     failed: bool,
+    /// Shared with [`LogStorage`], which builds snapshots from it.
+    snapshot_conf: Arc<Mutex<(ConfState, u64)>>,
+    /// An installed snapshot's index, applied once the entries that came with it are synced.
+    snapshot_applied: Option<u64>,
 }
 
 impl<L: ReplicaLog> GroupDriver<L> {
@@ -205,12 +233,14 @@ impl<L: ReplicaLog> GroupDriver<L> {
             ..Config::default()
         };
         raft_config.validate()?;
+        let snapshot_conf = Arc::new(Mutex::new((persisted.conf.clone(), persisted.conf_index)));
         let storage = LogStorage {
             log: Arc::clone(&log),
             initial: RaftState {
                 hard_state: persisted.hard.clone(),
                 conf_state: persisted.conf.clone(),
             },
+            conf: Arc::clone(&snapshot_conf),
         };
         let node = RawNode::new(&raft_config, storage, &slog_tracing::logger(group, id))?;
         let role = RoleState {
@@ -231,6 +261,8 @@ impl<L: ReplicaLog> GroupDriver<L> {
             role,
             config,
             failed: false,
+            snapshot_conf,
+            snapshot_applied: None,
         };
         // The state file's commit runs ahead of what this driver applied (it is written when
         // term or vote change, with the commit Raft knew then), and an owner may pass it as
@@ -345,6 +377,10 @@ impl<L: ReplicaLog> GroupDriver<L> {
         if let Some(number) = last {
             self.node.on_persist_ready(number);
             self.send_all(messages);
+            if let Some(index) = self.snapshot_applied.take() {
+                self.applied = index;
+                self.node.advance_apply_to(index);
+            }
         }
         self.process()
     }
@@ -399,6 +435,26 @@ impl<L: ReplicaLog> GroupDriver<L> {
         self.store(state)
     }
 
+    /// The owner is about to remove the entries below `start` (retention). Recorded first, so
+    /// a crash midway is finished on the next open; refused for entries not yet applied.
+    pub fn compact(&mut self, start: LogStart) -> Result<(), ConsensusError> {
+        self.ensure_ok()?;
+        if start.first_index <= self.stored.start.first_index {
+            return Ok(());
+        }
+        if start.first_index - 1 > self.applied {
+            return Err(ConsensusError::BadEntry {
+                index: start.first_index,
+                reason: format!("cannot compact past the applied index {}", self.applied),
+            });
+        }
+        let mut state = self.stored.clone();
+        state.hard = self.node.raft.hard_state();
+        state.applied = self.applied;
+        state.start = start;
+        self.store(state)
+    }
+
     fn ensure_ok(&self) -> Result<(), ConsensusError> {
         if self.failed {
             return Err(ConsensusError::ProposalDropped(self.group));
@@ -413,9 +469,17 @@ impl<L: ReplicaLog> GroupDriver<L> {
         }
     }
 
-    fn send_all(&self, messages: Vec<Message>) {
+    fn send_all(&mut self, messages: Vec<Message>) {
         for m in messages {
+            let snapshot_to = (m.get_msg_type() == MessageType::MsgSnapshot).then_some(m.to);
             self.out.send(m.to, self.group, m);
+            // A snapshot is a few bytes (see `crate::snapshot`), not a transfer to wait for.
+            // Reported done at once, the follower's answer resumes replication; if the message
+            // was lost, the next probe finds the follower still behind and sends it again.
+            // Without a report raft-rs would wait for one forever.
+            if let Some(to) = snapshot_to {
+                self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
+            }
         }
     }
 
@@ -445,11 +509,9 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 self.update_role();
             }
             self.send_all(rd.take_messages());
-            if !rd.snapshot().is_empty() {
-                return Err(ConsensusError::BadEntry {
-                    index: rd.snapshot().get_metadata().index,
-                    reason: "snapshot install is not supported yet".into(),
-                });
+            let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+            if let Some(snap) = &snapshot {
+                self.install_snapshot(snap)?;
             }
             let entries = rd.take_entries();
             let appended = !entries.is_empty();
@@ -469,6 +531,24 @@ impl<L: ReplicaLog> GroupDriver<L> {
             let number = rd.number();
             self.apply(&committed)?;
             self.node.advance_append_async(rd);
+            if let Some(snap) = snapshot {
+                // The snapshot is durable already and replaced whatever the earlier readies
+                // appended: their acknowledgements must not leave.
+                self.waiting.clear();
+                let index = snap.get_metadata().index;
+                if appended {
+                    // Entries that came with it still need the fsync; apply after it.
+                    self.waiting.push_back((number, true, persisted_messages));
+                    self.snapshot_applied = Some(index);
+                    self.log.request_sync(number);
+                } else {
+                    self.node.on_persist_ready(number);
+                    self.send_all(persisted_messages);
+                    self.applied = index;
+                    self.node.advance_apply_to(index);
+                }
+                continue;
+            }
             if appended || !self.waiting.is_empty() {
                 self.waiting
                     .push_back((number, appended, persisted_messages));
@@ -484,6 +564,38 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 self.node.advance_apply_to(last.index);
             }
         }
+        Ok(())
+    }
+
+    /// The log restarts empty after the snapshot's index (log first, then the state file: see
+    /// `entry_log::EntryIndex::open` for how a crash in between is repaired).
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), ConsensusError> {
+        let meta = snap.get_metadata();
+        let data = SnapshotData::decode(meta.index, &snap.data)?;
+        let start = LogStart {
+            first_index: meta.index + 1,
+            prev_term: meta.term,
+            start_offset: data.start_offset,
+        };
+        tracing::info!(
+            group = self.group,
+            index = meta.index,
+            term = meta.term,
+            offset = data.start_offset,
+            "installing a snapshot: the log restarts at the leader's log start"
+        );
+        self.log.install_snapshot(start)?;
+        let conf = meta.get_conf_state().clone();
+        let conf_index = data.conf_index.max(meta.index);
+        let mut state = self.stored.clone();
+        state.hard = self.node.raft.hard_state();
+        state.conf = conf.clone();
+        state.conf_index = conf_index;
+        state.applied = meta.index;
+        state.start = start;
+        self.store(state)?;
+        *self.snapshot_conf.lock().unwrap_or_else(|p| p.into_inner()) = (conf.clone(), conf_index);
+        self.log.on_conf_change(&conf, conf_index);
         Ok(())
     }
 
@@ -531,6 +643,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
             state.hard = self.node.raft.hard_state();
             state.applied = e.index;
             self.store(state)?;
+            *self.snapshot_conf.lock().unwrap_or_else(|p| p.into_inner()) = (cs.clone(), e.index);
             tracing::info!(group = self.group, index = e.index, voters = ?cs.voters, learners = ?cs.learners, "configuration changed");
             self.log.on_conf_change(&cs, e.index);
         }

@@ -29,14 +29,17 @@ pub struct EntryIndex {
 
 impl EntryIndex {
     /// Rebuilds the index from the batch headers of `log`, whose first batch is entry
-    /// `start.first_index`.
-    pub fn open(log: &Log, start: LogStart) -> Result<EntryIndex, ConsensusError> {
-        let mut index = EntryIndex {
-            first_index: start.first_index,
-            prev_term: start.prev_term,
-            starts: Vec::new(),
-            terms: Vec::new(),
-        };
+    /// `start.first_index`. The log is first brought to start at `start.start_offset`:
+    /// the state file is written before segments are deleted (retention) and after a log is
+    /// reset (snapshot install), so a crash in between leaves one of two recognisable shapes.
+    pub fn open(log: &mut Log, start: LogStart) -> Result<EntryIndex, ConsensusError> {
+        align_log_start(log, &start)?;
+        EntryIndex::scan(log, start)
+    }
+
+    /// Rebuilds the index from the batch headers of a log already starting at `start`.
+    pub fn scan(log: &Log, start: LogStart) -> Result<EntryIndex, ConsensusError> {
+        let mut index = EntryIndex::empty(start);
         let mut headers = Vec::new();
         log.scan_headers(log.log_start_offset(), |h| {
             headers.push((h.base_offset as u64, h.partition_leader_epoch.max(0) as u64))
@@ -45,6 +48,52 @@ impl EntryIndex {
             index.push(offset, term);
         }
         Ok(index)
+    }
+
+    /// An index with no entries after `start` (a log just reset to `start.start_offset`).
+    pub fn empty(start: LogStart) -> EntryIndex {
+        EntryIndex {
+            first_index: start.first_index,
+            prev_term: start.prev_term,
+            starts: Vec::new(),
+            terms: Vec::new(),
+        }
+    }
+
+    /// Where the log would start if everything below `offset` were removed; `None` unless
+    /// an entry starts exactly there.
+    pub fn start_at(&self, offset: u64, log: &Log) -> Option<LogStart> {
+        let idx = self.index_of_offset(offset, log)?;
+        if self.start_offset(idx, log)? != offset {
+            return None;
+        }
+        Some(LogStart {
+            first_index: idx,
+            prev_term: self.term(idx - 1).ok()?,
+            start_offset: offset,
+        })
+    }
+
+    /// Forgets the entries below `start.first_index`, whose batches the owner removed.
+    pub fn compact(&mut self, start: LogStart) {
+        if start.first_index <= self.first_index || start.first_index > self.last_index() + 1 {
+            return;
+        }
+        let drop = (start.first_index - self.first_index) as usize;
+        self.starts.drain(..drop);
+        let keep_from = self
+            .terms
+            .partition_point(|(first, _)| *first <= start.first_index)
+            .saturating_sub(1);
+        self.terms.drain(..keep_from);
+        if let Some(run) = self.terms.first_mut() {
+            run.0 = run.0.max(start.first_index);
+        }
+        if self.starts.is_empty() {
+            self.terms.clear();
+        }
+        self.first_index = start.first_index;
+        self.prev_term = start.prev_term;
     }
 
     fn push(&mut self, offset: u64, term: u64) {
@@ -243,6 +292,36 @@ impl EntryIndex {
             start_offset: log.log_start_offset(),
         }
     }
+}
+
+/// Makes `log` start where the state file says. A log that starts earlier lost a race with a
+/// crash during retention (the state already names the new start): finish the deletion. An
+/// empty log that starts elsewhere was being reset for a snapshot: reset it to the recorded
+/// start, and the leader sends the snapshot again.
+fn align_log_start(log: &mut Log, start: &LogStart) -> Result<(), ConsensusError> {
+    let (first, end) = (log.log_start_offset(), log.next_offset());
+    if first == start.start_offset {
+        return Ok(());
+    }
+    if first == end {
+        log.reset(start.start_offset)?;
+        return Ok(());
+    }
+    if first < start.start_offset {
+        log.remove_segments_below(start.start_offset)?;
+        if log.log_start_offset() == start.start_offset {
+            return Ok(());
+        }
+    }
+    Err(ConsensusError::BadEntry {
+        index: start.first_index,
+        reason: format!(
+            "the raft state says the log starts at offset {}, but it starts at {} and no \
+             segment begins there",
+            start.start_offset,
+            log.log_start_offset()
+        ),
+    })
 }
 
 fn storage_err(e: StorageError) -> raft::Error {

@@ -95,7 +95,7 @@ fn sample() -> Vec<Entry> {
 
 fn filled(dir: &Path) -> (Log, EntryIndex, Vec<Entry>) {
     let mut log = open(dir);
-    let mut index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
     let entries = sample();
     let headers = index.append(&mut log, &entries, 0, 7).unwrap();
     assert_eq!(headers.len(), entries.len());
@@ -105,8 +105,8 @@ fn filled(dir: &Path) -> (Log, EntryIndex, Vec<Entry>) {
 #[test]
 fn an_empty_log_has_no_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    let index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let mut log = open(dir.path());
+    let index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
     assert_eq!(index.first_index(), 1);
     assert_eq!(index.last_index(), 0);
     assert_eq!(index.last_term(), 0);
@@ -317,8 +317,8 @@ fn reopen_rebuilds_the_index_from_batch_headers() {
     let dir = tempfile::tempdir().unwrap();
     let (log, index, entries) = filled(dir.path());
     drop(log);
-    let log = open(dir.path());
-    let reopened = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let mut log = open(dir.path());
+    let reopened = EntryIndex::open(&mut log, LogStart::default()).unwrap();
     assert_eq!(reopened.starts, index.starts);
     assert_eq!(reopened.terms, index.terms);
     assert_eq!(reopened.last_index(), 6);
@@ -329,7 +329,7 @@ fn reopen_rebuilds_the_index_from_batch_headers() {
 fn reopen_after_truncation_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = small_segments(dir.path());
-    let mut index = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
     let entries: Vec<Entry> = (1..=40)
         .map(|i| data(i, 1 + i / 7, 1 + (i % 3) as usize))
         .collect();
@@ -340,8 +340,8 @@ fn reopen_after_truncation_across_segments() {
     index.append(&mut log, &replacement, 12, 0).unwrap();
     let before = (index.starts.clone(), index.terms.clone());
     drop(log);
-    let log = small_segments(dir.path());
-    let reopened = EntryIndex::open(&log, LogStart::default()).unwrap();
+    let mut log = small_segments(dir.path());
+    let reopened = EntryIndex::open(&mut log, LogStart::default()).unwrap();
     assert_eq!((reopened.starts.clone(), reopened.terms.clone()), before);
     let mut want = entries[..12].to_vec();
     want.extend(replacement);
@@ -362,7 +362,7 @@ fn a_log_start_past_one_keeps_the_previous_term() {
         start_offset: 0,
     };
     let mut log = open(dir.path());
-    let mut index = EntryIndex::open(&log, start).unwrap();
+    let mut index = EntryIndex::open(&mut log, start).unwrap();
     assert_eq!(index.last_index(), 9);
     assert_eq!(index.last_term(), 3);
     assert_eq!(index.term(9).unwrap(), 3);
@@ -381,9 +381,122 @@ fn a_log_start_past_one_keeps_the_previous_term() {
     assert_eq!(index.end_offset(10, &log), Some(2));
     assert_eq!(index.log_start(&log), start);
     drop(log);
-    let log = open(dir.path());
-    let reopened = EntryIndex::open(&log, start).unwrap();
+    let mut log = open(dir.path());
+    let reopened = EntryIndex::open(&mut log, start).unwrap();
     assert_eq!(reopened.term(11).unwrap(), 4);
     assert_eq!(reopened.start_offset(11, &log), Some(2));
     assert_eq!(reopened.epoch_end(3, &log), Some((3, 2)));
+}
+
+/// Forty entries over several small segments, terms changing every seven.
+fn compactable(dir: &Path) -> (Log, EntryIndex, Vec<Entry>) {
+    let mut log = small_segments(dir);
+    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
+    let entries: Vec<Entry> = (1..=40)
+        .map(|i| data(i, 1 + i / 7, 1 + (i % 3) as usize))
+        .collect();
+    index.append(&mut log, &entries, 0, 0).unwrap();
+    assert!(log.segment_count() > 3, "the test needs several segments");
+    (log, index, entries)
+}
+
+/// The base offset of the segment holding the middle of the log: a place retention can cut.
+fn middle_segment_base(log: &Log) -> u64 {
+    let base = log.retention_point(i64::MAX, log.next_offset() / 2);
+    assert!(base > 0 && base < log.next_offset());
+    base
+}
+
+#[test]
+fn compaction_keeps_terms_and_offsets_of_what_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, entries) = compactable(dir.path());
+    let base = middle_segment_base(&log);
+    log.remove_segments_below(base).unwrap();
+    assert_eq!(log.log_start_offset(), base);
+    let start = index.start_at(base, &log).unwrap();
+    assert!(start.first_index > 1);
+    assert_eq!(
+        start.prev_term,
+        entries[start.first_index as usize - 2].term
+    );
+    index.compact(start);
+    assert_eq!(index.first_index(), start.first_index);
+    assert_eq!(index.log_start(&log), start);
+    assert_eq!(index.term(start.first_index - 1).unwrap(), start.prev_term);
+    assert!(matches!(
+        index.term(start.first_index - 2),
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    ));
+    assert!(matches!(
+        index.entries(&log, start.first_index - 1, 41, None),
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    ));
+    let first = start.first_index as usize - 1;
+    assert_entries(
+        &index.entries(&log, start.first_index, 41, None).unwrap(),
+        &entries[first..],
+    );
+    // The rebuilt index agrees.
+    let rebuilt = EntryIndex::scan(&log, start).unwrap();
+    assert_eq!(
+        (rebuilt.starts.clone(), rebuilt.terms.clone()),
+        (index.starts.clone(), index.terms.clone())
+    );
+}
+
+#[test]
+fn open_finishes_an_interrupted_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, index, entries) = compactable(dir.path());
+    // The state file names the new start, the crash came before any segment was deleted.
+    let base = middle_segment_base(&log);
+    let start = index.start_at(base, &log).unwrap();
+    drop(log);
+    let mut log = small_segments(dir.path());
+    let reopened = EntryIndex::open(&mut log, start).unwrap();
+    assert_eq!(log.log_start_offset(), base);
+    assert_entries(
+        &reopened.entries(&log, start.first_index, 41, None).unwrap(),
+        &entries[start.first_index as usize - 1..],
+    );
+    // A start that is no segment base cannot be made true: an error, not a guess.
+    drop(log);
+    let mut log = small_segments(dir.path());
+    let bad = LogStart {
+        first_index: start.first_index + 1,
+        prev_term: 1,
+        start_offset: index.start_offset(start.first_index + 1, &log).unwrap(),
+    };
+    assert!(EntryIndex::open(&mut log, bad).is_err());
+}
+
+#[test]
+fn open_repairs_an_interrupted_snapshot_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _index, _) = compactable(dir.path());
+    // The log was reset for a snapshot at offset 500, the state file not yet written: it still
+    // says the log starts at 0. The empty log goes back there; the leader resends the snapshot.
+    log.reset(500).unwrap();
+    drop(log);
+    let mut log = small_segments(dir.path());
+    assert_eq!((log.log_start_offset(), log.next_offset()), (500, 500));
+    let index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (0, 0));
+    assert_eq!(index.last_index(), 0);
+    // And with the state written: an empty log at the snapshot's start, entries follow it.
+    let start = LogStart {
+        first_index: 31,
+        prev_term: 5,
+        start_offset: 500,
+    };
+    log.reset(500).unwrap();
+    drop(log);
+    let mut log = small_segments(dir.path());
+    let mut index = EntryIndex::open(&mut log, start).unwrap();
+    assert_eq!(index.last_index(), 30);
+    assert_eq!(index.term(30).unwrap(), 5);
+    index.append(&mut log, &[data(31, 6, 2)], 30, 0).unwrap();
+    assert_eq!(index.start_offset(31, &log), Some(500));
+    assert_eq!(index.end_offset(31, &log), Some(502));
 }

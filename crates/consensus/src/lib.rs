@@ -5,6 +5,8 @@
 //!   batches ([`control`]) that consumers skip. Raft indexes are dense, Kafka offsets count
 //!   records; the entry index maps one to the other and keeps the term of every entry.
 //! - [`raft_state`]: the small per-group file with the hard state, configuration and log start.
+//! - [`snapshot`]: what a replica behind the leader's log start receives: where the log now
+//!   starts and the configuration, never records.
 //! - [`driver`]: one Raft group driven by whoever holds its lock: ticks, inbound messages,
 //!   proposals, `Ready` handling with asynchronous persistence through the caller's group-commit
 //!   fsync, apply.
@@ -17,6 +19,7 @@ pub mod entry_log;
 pub mod error;
 pub mod raft_state;
 pub mod slog_tracing;
+pub mod snapshot;
 pub mod transport;
 
 pub use error::ConsensusError;

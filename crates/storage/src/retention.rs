@@ -5,6 +5,7 @@ use crate::checkpoint;
 use crate::error::StorageError;
 use crate::fsutil::sync_dir;
 use crate::log::Log;
+use crate::segment::Segment;
 
 impl Log {
     /// Deletes sealed segments from the head of the log (never the active one):
@@ -14,13 +15,24 @@ impl Log {
     /// Returns how many segments were removed.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         self.ensure_writable()?;
+        let point = self.retention_point(now_ms, u64::MAX);
+        self.remove_segments_below(point)
+    }
+
+    /// Where [`Log::apply_retention`] would start the log now: the base offset of
+    /// the oldest segment it would keep (the log start when it would delete none).
+    /// Segments holding offsets at or above `limit` are kept whatever their age.
+    pub fn retention_point(&self, now_ms: i64, limit: u64) -> u64 {
         let cutoff_ms = self
             .config
             .retention_ms
             .map(|ms| now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
-        let mut removed = 0;
-        while self.segments.len() > 1 {
-            let oldest = &self.segments[0];
+        let mut size = self.size_bytes();
+        for pair in self.segments.windows(2) {
+            let (oldest, next) = (&pair[0], &pair[1]);
+            if next.base_offset > limit {
+                return oldest.base_offset;
+            }
             let expired = cutoff_ms.is_some_and(|cutoff| {
                 oldest
                     .indexes
@@ -30,16 +42,26 @@ impl Log {
             let oversized = self
                 .config
                 .retention_bytes
-                .is_some_and(|limit| self.size_bytes() > limit);
+                .is_some_and(|limit| size > limit);
             if !(expired || oversized) {
-                break;
+                return oldest.base_offset;
             }
+            size -= oldest.size_bytes;
+        }
+        self.active().base_offset
+    }
+
+    /// Deletes the sealed segments that lie wholly below `offset` (oldest first,
+    /// so a crash midway leaves a contiguous log). Returns how many were removed.
+    pub fn remove_segments_below(&mut self, offset: u64) -> Result<usize, StorageError> {
+        self.ensure_writable()?;
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[1].base_offset <= offset {
+            let oldest = &self.segments[0];
             oldest.remove_files()?;
             tracing::info!(
                 path = %oldest.path.display(),
                 bytes = oldest.size_bytes,
-                expired,
-                oversized,
                 "deleted segment by retention"
             );
             self.segments.remove(0);
@@ -50,6 +72,27 @@ impl Log {
             self.check_fatal(synced)?;
         }
         Ok(removed)
+    }
+
+    /// Throws the whole log away and starts it again, empty, at `offset` (a Raft
+    /// replica installing a snapshot: what it had is older than the leader's log
+    /// start, or diverged from it). Newest segment first, so a crash midway leaves
+    /// a shorter log rather than a gap.
+    pub fn reset(&mut self, offset: u64) -> Result<(), StorageError> {
+        self.ensure_writable()?;
+        tracing::warn!(dir = %self.dir.display(), offset, "discarding the whole log; it restarts empty");
+        while let Some(last) = self.segments.last() {
+            last.remove_files()?;
+            self.segments.pop();
+        }
+        let written = checkpoint::write(&self.dir, offset);
+        self.check_fatal(written)?;
+        self.checkpoint = Some(offset);
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        let synced = sync_dir(&self.dir);
+        self.check_fatal(synced)?;
+        self.durable_offset = offset;
+        Ok(())
     }
 
     /// Removes every batch with base offset >= `offset`, which must be a batch

@@ -26,7 +26,20 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 }
 
 async fn create(bootstrap: &str, topic: &str, partitions: i32, rf: i32) {
-    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    create_with(bootstrap, topic, partitions, rf, &[]).await;
+}
+
+async fn create_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     // The controller may still be electing right after start: retry until it answers.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -49,9 +62,21 @@ async fn produce(
     tag: &str,
     count: usize,
 ) -> BTreeMap<String, (i32, i64)> {
+    produce_padded(p, topic, tag, count, 0).await
+}
+
+/// As [`produce`], with `pad` bytes of padding after each value (and so in its key).
+async fn produce_padded(
+    p: &FutureProducer,
+    topic: &str,
+    tag: &str,
+    count: usize,
+    pad: usize,
+) -> BTreeMap<String, (i32, i64)> {
+    let padding = "x".repeat(pad);
     let futures: Vec<_> = (0..count)
         .map(|i| {
-            let value = format!("{tag}-{i}");
+            let value = format!("{tag}-{i}{padding}");
             let fut = p
                 .send_result(FutureRecord::to(topic).key(&value).payload(&value))
                 .map_err(|(e, _)| e);
@@ -400,4 +425,265 @@ async fn committed_offsets_survive_the_coordinator_dying() {
     expected.sort();
     got.sort();
     assert_eq!(got, expected, "resumed exactly after the committed offsets");
+}
+
+fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+        .map(|(low, _)| low)
+        .unwrap_or(-1)
+}
+
+/// The log start once retention has nothing left to do (every replica checks every 200 ms and
+/// no records are coming in): the same value a second apart.
+fn settled_low_watermark(bootstrap: &str, topic: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = low_watermark(bootstrap, topic);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: the log start keeps moving"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let now = low_watermark(bootstrap, topic);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Retention on a replicated partition, and a follower that comes back behind the leader's log
+/// start: it gets a snapshot (its log restarts empty at the leader's log start), takes the
+/// retained entries as ordinary appends, counts towards the quorum, and can lead with every
+/// retained record in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--retention-check-interval-ms", "200"]);
+    let bootstrap = cluster.bootstrap();
+    create_with(
+        &bootstrap,
+        "retained",
+        1,
+        3,
+        &[("segment.bytes", "16384"), ("retention.bytes", "204800")],
+    )
+    .await;
+    let leader =
+        cluster.wait_for_leaders(&bootstrap, "retained", 3, 3, &[], Duration::from_secs(30))[0];
+    let (lagging, other) = match leader {
+        1 => (2, 3),
+        2 => (3, 1),
+        _ => (1, 2),
+    };
+    // Small batches, so retention removes some records of a phase and keeps others.
+    let producer = rdk::producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("batch.size", "8192"),
+        ],
+    );
+    let mut acked = produce_padded(&producer, "retained", "before", 200, 500).await;
+    assert_eq!(acked.len(), 200);
+    let lagging_end = acked.values().map(|(_, o)| *o).max().unwrap_or(0);
+
+    // The lagging node misses 1 MB; retention (200 KiB) on the others removes what it had.
+    cluster.node(lagging).kill9();
+    acked.extend(produce_padded(&producer, "retained", "during", 1000, 500).await);
+    assert_eq!(
+        acked.len(),
+        1200,
+        "a majority is up: every write acknowledged"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while low_watermark(&bootstrap, "retained") <= lagging_end + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never moved the log start past {lagging_end}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Back, it needs entries the leader no longer has. With the other follower gone, every
+    // acknowledgement below needs it: it must have installed the snapshot and be appending.
+    cluster.node(lagging).restart();
+    cluster.node(other).kill9();
+    let after = produce_padded(&producer, "retained", "after", 50, 500).await;
+    assert_eq!(
+        after.len(),
+        50,
+        "the snapshotted follower completes the quorum"
+    );
+    acked.extend(after);
+
+    // Now only it has the newest entries besides the leader: with the leader gone and the
+    // other node back, it is the only one that can win an election.
+    cluster.node(leader).kill9();
+    cluster.node(other).restart();
+    let leaders = cluster.wait_for_leaders(
+        &cluster.nodes[(lagging - 1) as usize].addr(),
+        "retained",
+        3,
+        2,
+        &[leader],
+        Duration::from_secs(30),
+    );
+    assert_eq!(leaders, vec![lagging], "the most up-to-date survivor leads");
+
+    // Every node back (a dead one in Metadata would fail the consumer), the leader unchanged.
+    cluster.node(leader).restart();
+    let leaders =
+        cluster.wait_for_leaders(&bootstrap, "retained", 3, 3, &[], Duration::from_secs(30));
+    assert_eq!(leaders, vec![lagging], "leadership stays put");
+    let low = settled_low_watermark(&bootstrap, "retained");
+    assert!(
+        low > lagging_end + 1,
+        "its log starts where the leader's did"
+    );
+    let retained: BTreeMap<String, (i32, i64)> = acked
+        .into_iter()
+        .filter(|(_, (_, offset))| *offset >= low)
+        .collect();
+    let records = rdk::consume_all(
+        &bootstrap,
+        "retained",
+        1,
+        retained.len(),
+        Duration::from_secs(30),
+    );
+    let leaders =
+        cluster.wait_for_leaders(&bootstrap, "retained", 3, 3, &[], Duration::from_secs(30));
+    assert_eq!(
+        leaders,
+        vec![lagging],
+        "the snapshotted node served the reads"
+    );
+    rdk::by_partition(&records);
+    check_acked(&records, &retained);
+    assert_eq!(
+        records.len(),
+        retained.len(),
+        "nothing but the retained records"
+    );
+    assert!(retained.keys().filter(|v| v.starts_with("after-")).count() == 50);
+    assert!(
+        retained.keys().any(|v| v.starts_with("during-")),
+        "records appended to it after the snapshot are among those it served"
+    );
+}
+
+/// A replica rebuilt on another node after retention removed the start of the log: the new
+/// replica joins as a learner, gets a snapshot whose configuration already names it, skips the
+/// configuration entries that snapshot covers, and becomes a voter that holds every retained
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--retention-check-interval-ms", "200"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &extra);
+    let spare = cluster.join(dir.path(), &extra);
+    let bootstrap = cluster.bootstrap();
+    cluster.wait_for_brokers(&bootstrap, 4, Duration::from_secs(30));
+    create_with(
+        &bootstrap,
+        "compacted",
+        1,
+        3,
+        &[("segment.bytes", "16384"), ("retention.bytes", "102400")],
+    )
+    .await;
+    let replicas =
+        cluster.wait_for_replicas(&bootstrap, "compacted", 3, &[], Duration::from_secs(30))[0]
+            .clone();
+    let leader =
+        cluster.wait_for_leaders(&bootstrap, "compacted", 4, 3, &[], Duration::from_secs(30))[0];
+    // Move a follower away to the one node without a replica.
+    let target = if replicas.contains(&spare) {
+        replicas
+            .iter()
+            .copied()
+            .find(|&n| n != spare && n != leader)
+    } else {
+        replicas.iter().copied().find(|&n| n != leader)
+    }
+    .unwrap();
+    let empty = (1..=4).find(|n| !replicas.contains(n)).unwrap();
+
+    let producer = rdk::producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("batch.size", "8192"),
+        ],
+    );
+    let mut acked = produce_padded(&producer, "compacted", "before", 600, 500).await;
+    assert_eq!(acked.len(), 600);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while low_watermark(&bootstrap, "compacted") <= 0 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never moved the log start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    cluster_cli(cluster.raft_ports[0], &["remove-node", &target.to_string()]);
+    let moved = cluster.wait_for_replicas(
+        &bootstrap,
+        "compacted",
+        3,
+        &[target],
+        Duration::from_secs(60),
+    )[0]
+    .clone();
+    assert!(moved.contains(&empty), "{replicas:?} -> {moved:?}");
+
+    // With the one other original follower gone, acknowledgements need the new replica.
+    let other = moved
+        .iter()
+        .copied()
+        .find(|&n| n != leader && n != empty)
+        .unwrap();
+    cluster.node(other).kill9();
+    let after = produce_padded(&producer, "compacted", "after", 50, 500).await;
+    assert_eq!(after.len(), 50, "the new replica completes the quorum");
+    acked.extend(after);
+    cluster.node(other).restart();
+    cluster.wait_for_replicas(
+        &bootstrap,
+        "compacted",
+        3,
+        &[target],
+        Duration::from_secs(60),
+    );
+
+    let low = settled_low_watermark(&bootstrap, "compacted");
+    let retained: BTreeMap<String, (i32, i64)> = acked
+        .into_iter()
+        .filter(|(_, (_, offset))| *offset >= low)
+        .collect();
+    let records = rdk::consume_all(
+        &bootstrap,
+        "compacted",
+        1,
+        retained.len(),
+        Duration::from_secs(30),
+    );
+    check_acked(&records, &retained);
+    assert_eq!(
+        records.len(),
+        retained.len(),
+        "nothing but the retained records"
+    );
 }

@@ -1369,7 +1369,7 @@ fn check_epochs(
     }
     // The index rebuilt from the batch headers alone must agree with the live one.
     let start = inner.index.log_start(&inner.log);
-    let rebuilt = EntryIndex::open(&inner.log, start)
+    let rebuilt = EntryIndex::scan(&inner.log, start)
         .map_err(|e| format!("node {node} group {group}: rebuilding the index: {e}"))?;
     for e in entries {
         if rebuilt.term(e.index).ok() != Some(e.term)

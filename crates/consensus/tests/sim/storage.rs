@@ -97,9 +97,9 @@ impl SimLog {
         start: LogStart,
         clock: Arc<AtomicU64>,
     ) -> Result<SimLog, String> {
-        let log = Log::open(dir, config).map_err(|e| format!("open {}: {e}", dir.display()))?;
-        let index =
-            EntryIndex::open(&log, start).map_err(|e| format!("index {}: {e}", dir.display()))?;
+        let mut log = Log::open(dir, config).map_err(|e| format!("open {}: {e}", dir.display()))?;
+        let index = EntryIndex::open(&mut log, start)
+            .map_err(|e| format!("index {}: {e}", dir.display()))?;
         Ok(SimLog {
             inner: Mutex::new(Inner {
                 log,
@@ -208,6 +208,19 @@ impl ReplicaLog for SimLog {
     ) -> strom_consensus::raft::Result<Vec<Entry>> {
         let inner = self.lock();
         inner.index.entries(&inner.log, low, high, max_size)
+    }
+
+    fn log_start(&self) -> LogStart {
+        let inner = self.lock();
+        inner.index.log_start(&inner.log)
+    }
+
+    fn install_snapshot(&self, start: LogStart) -> Result<(), ConsensusError> {
+        // The simulation never compacts, so no leader ever sends one.
+        Err(ConsensusError::BadEntry {
+            index: start.first_index,
+            reason: "the simulated log never compacts; a snapshot is a bug".into(),
+        })
     }
 
     fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError> {
