@@ -120,7 +120,9 @@ fn check_acked(records: &[rdk::Rec], acked: &BTreeMap<String, (i32, i64)>) {
 async fn acknowledged_writes_survive_a_leader_kill_and_the_node_rejoins() {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    // A short dead-node timeout fences a silent node soon (there is no spare node to move its
+    // replicas to, so fencing is all it does).
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--dead-node-timeout-ms", "2000"]);
     let bootstrap = cluster.bootstrap();
     create(&bootstrap, "orders", 3, 3).await;
     let leaders =
@@ -168,8 +170,11 @@ async fn acknowledged_writes_survive_a_leader_kill_and_the_node_rejoins() {
         "every record acknowledged after failover"
     );
     acked.extend(after);
+    // Silent for longer than its session, it is fenced: Metadata stops naming it.
+    cluster.wait_for_brokers(&survivor, 2, Duration::from_secs(20));
 
-    // The killed node restarts with its data and catches up: all three replicas in sync again.
+    // The killed node restarts with its data and catches up: all three replicas in sync again,
+    // and it is named again.
     cluster.node(victim).restart();
     cluster.wait_for_leaders(&bootstrap, "orders", 3, 3, &[], Duration::from_secs(60));
 
@@ -309,9 +314,17 @@ async fn a_dead_node_is_replaced_under_load_without_loss() {
     assert_eq!(during.len(), 6000, "every record acknowledged while moving");
     acked.extend(during);
     eprintln!("replicas {before:?} -> {healed:?}");
+    let raft = cluster.raft_ports[0];
+    let status = cluster_cli(raft, &["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("3 ") && l.contains(" fenced ")),
+        "the dead node is fenced: {status}"
+    );
+    cluster.wait_for_brokers(&survivor, 3, Duration::from_secs(20));
 
     // The joined node becomes a controller voter and the dead one leaves the controller.
-    let raft = cluster.raft_ports[0];
     cluster_cli(raft, &["add-node", "4"]);
     cluster_cli(raft, &["remove-node", "3"]);
     let deadline = Instant::now() + Duration::from_secs(20);

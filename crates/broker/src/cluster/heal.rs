@@ -9,14 +9,17 @@
 //!   it has not heard from for `dead_node_timeout`, or of a removed node, go to the least-loaded
 //!   live node ([`placement::replace`]). It also keeps the controller group itself in shape:
 //!   registered nodes join it as learners (so they replicate the cluster state), removed nodes
-//!   leave it, and a joint configuration left behind by a leader change is left.
+//!   leave it, and a joint configuration left behind by a leader change is left. A node silent
+//!   for a broker session (`BROKER_SESSION`, or the dead-node timeout if shorter) is fenced:
+//!   Metadata stops naming it until it is heard from again, as Kafka fences a broker whose
+//!   heartbeats stopped.
 //! - each partition's leader ([`drive_reassignment`]) walks its group to the target: newcomers
 //!   join as learners and catch up from the log; then one joint-consensus change promotes them
 //!   and removes the leavers (leadership moves first if the leader itself leaves); finally it
 //!   reports `ReassignDone`. Raft never drops below the old quorum this way: the data stays on a
 //!   majority of the old configuration until a majority of the new one has it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use strom_consensus::driver::GroupStatus;
 use strom_consensus::raft::eraftpb::{
@@ -27,6 +30,9 @@ use super::node::Cluster;
 use super::placement;
 use super::state::{ClusterState, Command, NodeId, PartitionAssignment};
 use crate::Partition;
+
+/// Kafka's `broker.session.timeout.ms` default.
+const BROKER_SESSION: Duration = Duration::from_secs(9);
 
 pub(super) fn change(change_type: ConfChangeType, node: NodeId) -> ConfChangeSingle {
     ConfChangeSingle {
@@ -247,6 +253,17 @@ impl Cluster {
             .collect();
         let mut load = state.replica_load();
         let mut commands = Vec::new();
+        let session = BROKER_SESSION.min(timeout);
+        for n in state.live_nodes() {
+            let silent = n != me
+                && now.duration_since(self.last_seen(n).map_or(since, |t| t.max(since))) >= session;
+            if silent != state.fenced_nodes.contains(&n) {
+                commands.push(Command::SetFenced {
+                    node: n,
+                    fenced: silent,
+                });
+            }
+        }
         for (topic, index, pa) in state.topics.values().flat_map(|t| {
             t.partitions
                 .iter()
@@ -279,7 +296,7 @@ impl Cluster {
         }
         for cmd in commands {
             if let Err(e) = self.propose(cmd).await {
-                tracing::debug!("reassignment not proposed: {e}");
+                tracing::debug!("controller command not proposed: {e}");
                 return;
             }
         }

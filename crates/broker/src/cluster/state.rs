@@ -95,6 +95,10 @@ pub struct ClusterState {
     pub next_group_id: GroupId,
     /// Decommissioned nodes: placement never uses them again.
     pub removed_nodes: BTreeSet<NodeId>,
+    /// Nodes the controller has not heard from for a broker session (Kafka's fencing): left out
+    /// of Metadata, so clients do not keep dialling a dead node. Cleared when it is heard again.
+    #[serde(default)]
+    pub fenced_nodes: BTreeSet<NodeId>,
     /// group -> (topic, partition index); derived from `topics`, so not encoded, and rebuilt on
     /// decode. Kept in step by `apply`: code that edits `topics` directly must call
     /// [`ClusterState::rebuild_index`].
@@ -169,6 +173,11 @@ pub enum Command {
         name: String,
         config: BTreeMap<String, String>,
     },
+    /// The controller's leader lost (or regained) contact with a node for a broker session.
+    SetFenced {
+        node: NodeId,
+        fenced: bool,
+    },
 }
 
 impl Command {
@@ -239,6 +248,7 @@ impl ClusterState {
             topics: BTreeMap::new(),
             next_group_id: 1,
             removed_nodes: BTreeSet::new(),
+            fenced_nodes: BTreeSet::new(),
             groups: BTreeMap::new(),
         }
     }
@@ -273,6 +283,7 @@ impl ClusterState {
             Command::ReassignDone { group, replicas } => self.reassign_done(*group, replicas),
             Command::RemoveNode { node } => self.remove_node(*node),
             Command::AlterTopicConfig { name, config } => self.alter_topic_config(name, config),
+            Command::SetFenced { node, fenced } => self.set_fenced(*node, *fenced),
         }
     }
 
@@ -582,6 +593,22 @@ impl ClusterState {
         Ok(Applied::NodeRemoved(node))
     }
 
+    fn set_fenced(&mut self, node: NodeId, fenced: bool) -> Result<Applied, ApplyError> {
+        if !self.nodes.contains_key(&node) {
+            return Err(ApplyError::UnknownNode(node));
+        }
+        let changed = if fenced {
+            self.fenced_nodes.insert(node)
+        } else {
+            self.fenced_nodes.remove(&node)
+        };
+        Ok(if changed {
+            Applied::NodeChanged(node)
+        } else {
+            Applied::Nothing
+        })
+    }
+
     fn alter_topic_config(
         &mut self,
         name: &str,
@@ -783,6 +810,10 @@ mod tests {
             Command::AlterTopicConfig {
                 name: "events".to_string(),
                 config: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+            },
+            Command::SetFenced {
+                node: 2,
+                fenced: true,
             },
             Command::RegisterNode(NodeInfo {
                 kafka_port: 9093,

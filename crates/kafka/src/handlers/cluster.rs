@@ -60,10 +60,16 @@ pub fn metadata(
     version: i16,
 ) -> MetadataResponse {
     let state = cluster.state();
+    let me = cluster.node_id();
+    // Removed and fenced (silent) nodes are left out: a client would only keep dialling them.
+    // This node is alive whatever the controller last concluded.
     let mut brokers: Vec<MetadataResponseBroker> = state
         .nodes
         .values()
-        .filter(|n| !state.removed_nodes.contains(&n.id))
+        .filter(|n| {
+            !state.removed_nodes.contains(&n.id)
+                && (n.id == me || !state.fenced_nodes.contains(&n.id))
+        })
         .map(|n| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(n.id as i32))
@@ -73,7 +79,6 @@ pub fn metadata(
         .collect();
     // Until this node's registration commits, still name it: a client told of no broker at
     // all has nowhere to send its next request.
-    let me = cluster.node_id();
     if !state.nodes.contains_key(&me) {
         brokers.push(
             MetadataResponseBroker::default()

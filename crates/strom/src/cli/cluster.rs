@@ -131,6 +131,9 @@ fn print_status(s: &Status) {
     for n in s.state.nodes.values() {
         let state = if s.state.removed_nodes.contains(&n.id) {
             "removed"
+        } else if s.state.fenced_nodes.contains(&n.id) {
+            // The controller has not heard from it for a broker session.
+            "fenced"
         } else if n.id == s.node || s.connected.contains(&n.id) {
             "up"
         } else {
