@@ -357,6 +357,11 @@ impl Partition {
         replica: &Replica,
         now_ms: i64,
     ) -> Result<usize, BrokerError> {
+        if replica.hook.is_some() {
+            // A state machine beyond the log (the controller) would lose its state to a
+            // snapshot that carries no records.
+            return Ok(0);
+        }
         let mut guard = replica.driver_lock();
         let Some(driver) = guard.as_mut() else {
             return Ok(0);
