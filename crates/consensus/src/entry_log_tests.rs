@@ -446,6 +446,45 @@ fn compaction_keeps_terms_and_offsets_of_what_remains() {
 }
 
 #[test]
+fn compaction_can_cut_at_an_empty_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, entries) = compactable(dir.path());
+    // A suffix cut at a segment's base leaves that segment empty and active: retention with
+    // everything applied points at the log end, which is a valid cut (an empty log after it).
+    let base = middle_segment_base(&log);
+    let idx = index.index_of_offset(base, &log).unwrap();
+    index.truncate_from(&mut log, idx).unwrap();
+    assert_eq!(log.next_offset(), base);
+    let point = log.retention_point(i64::MAX, log.next_offset());
+    assert_eq!(point, base);
+    let start = index.start_at(point, &log).unwrap();
+    assert_eq!(
+        start,
+        LogStart {
+            first_index: idx,
+            prev_term: entries[idx as usize - 2].term,
+            start_offset: base,
+        }
+    );
+    log.remove_segments_below(start.start_offset).unwrap();
+    index.compact(start);
+    assert_eq!(index.log_start(&log), start);
+    assert_eq!(index.last_index(), idx - 1);
+    assert_eq!(index.term(idx - 1).unwrap(), start.prev_term);
+    // Reopened from the state, and appended to, it goes on where it stopped.
+    drop(log);
+    let mut log = small_segments(dir.path());
+    let mut index = EntryIndex::open(&mut log, start).unwrap();
+    assert_eq!(index.log_start(&log), start);
+    index
+        .append(&mut log, &[data(idx, 9, 1)], idx - 1, 0)
+        .unwrap();
+    assert_eq!(index.start_offset(idx, &log), Some(base));
+    // Beyond the log end, or inside a batch, there is no cut.
+    assert_eq!(index.start_at(log.next_offset() + 1, &log), None);
+}
+
+#[test]
 fn open_finishes_an_interrupted_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let (log, index, entries) = compactable(dir.path());

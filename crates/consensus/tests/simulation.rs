@@ -1,6 +1,8 @@
 //! Seeded deterministic simulation of the multi-Raft driver on real segment logs: lossy,
 //! duplicating, reordering network, partitions, crashes that lose unsynced writes and tear the
-//! last batch, delayed group-commit fsyncs, leadership transfers and membership changes.
+//! last batch, delayed group-commit fsyncs, leadership transfers, membership changes, and
+//! retention compacting logs (a crash sometimes cutting it short), so followers behind a
+//! leader's log start catch up through snapshots.
 //!
 //! `STROM_SIM_SEED=<n>` runs one seed (a failure prints the seed to replay; replayed alone, it
 //! also prints the last actions before the failure), `STROM_SIM_STEPS` overrides the steps per
@@ -82,6 +84,22 @@ fn seeded_cluster_simulation() {
     assert!(
         total.acked > 10 * n,
         "too few acknowledged writes: {total:?}"
+    );
+    assert!(
+        total.compactions > n,
+        "too few compactions by retention: {total:?}"
+    );
+    assert!(
+        total.segments_removed > total.compactions,
+        "compactions removed too few segments: {total:?}"
+    );
+    assert!(
+        total.interrupted_compactions > 0,
+        "no crash interrupted a compaction: {total:?}"
+    );
+    assert!(
+        total.snapshots > 0,
+        "no follower installed a snapshot: {total:?}"
     );
 }
 

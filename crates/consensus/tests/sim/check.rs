@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use strom_consensus::driver::RoleState;
 use strom_consensus::raft::eraftpb::{ConfState, Entry, EntryType};
+use strom_consensus::raft_state::LogStart;
 use strom_consensus::{GroupId, NodeId};
 use strom_storage::records;
 
@@ -29,6 +30,14 @@ pub struct Stats {
     pub truncations: u64,
     pub conf_changes: u64,
     pub transfers: u64,
+    /// Retention runs that moved a replica's log start (driver state first, then the files).
+    pub compactions: u64,
+    pub segments_removed: u64,
+    /// Compactions cut short by a crash after the state file named the new log start and
+    /// before (all) the segments were deleted: the reopen has to finish the deletion.
+    pub interrupted_compactions: u64,
+    /// Snapshots a follower installed because its leader had compacted what it needed.
+    pub snapshots: u64,
     /// Order-sensitive hash of everything observable, to prove a seed replays identically.
     pub digest: u64,
 }
@@ -50,6 +59,10 @@ impl Stats {
         self.truncations += o.truncations;
         self.conf_changes += o.conf_changes;
         self.transfers += o.transfers;
+        self.compactions += o.compactions;
+        self.segments_removed += o.segments_removed;
+        self.interrupted_compactions += o.interrupted_compactions;
+        self.snapshots += o.snapshots;
         self.digest = mix(self.digest, o.digest);
     }
 
@@ -74,6 +87,9 @@ struct Committed {
     /// The highest term any node had reported when this entry was first seen committed. The
     /// leader that committed it had a term <= this, so every leader of a later term must hold it.
     max_term_then: u64,
+    /// The client write the entry carries: once retention removed the entry from a log, this
+    /// is what still decides a proposal at its index and finds a write committed twice.
+    write: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,8 +112,8 @@ pub struct Checker {
     terms: BTreeMap<(NodeId, GroupId), u64>,
     confs: BTreeMap<(GroupId, u64), ConfState>,
     proposals: BTreeMap<GroupId, Vec<Proposal>>,
-    /// Write id -> group, for every acknowledged write.
-    pub acked: BTreeMap<u64, GroupId>,
+    /// Write id -> (group, index), for every acknowledged write.
+    pub acked: BTreeMap<u64, (GroupId, u64)>,
     pub stats: Stats,
 }
 
@@ -187,6 +203,7 @@ impl Checker {
         let map = self.committed.entry(group).or_default();
         for e in entries {
             let content = Content::of(e);
+            let write = write_id(e)?;
             self.stats.observe(&[node, group, e.index, e.term, 7]);
             match map.get(&e.index) {
                 Some(c) if c.term != e.term || c.content != content => {
@@ -204,6 +221,7 @@ impl Checker {
                             term: e.term,
                             content,
                             max_term_then: max_term,
+                            write,
                         },
                     );
                 }
@@ -256,7 +274,33 @@ impl Checker {
             decided.push(p.clone());
             false
         });
+        let mut undecided = Vec::new();
         for p in decided {
+            // Retention removed the entry from this log (compaction here, or the snapshot that
+            // replaced it): what was reported committed at that index decides instead, with
+            // the same rule. If no node reported it (a crash can hide a commit), the proposal
+            // waits for a replica that still holds the entry.
+            if p.index < log.index.first_index() {
+                let Some(c) = self.committed.get(&group).and_then(|m| m.get(&p.index)) else {
+                    undecided.push(p);
+                    continue;
+                };
+                if c.term != p.term {
+                    continue;
+                }
+                if c.write != Some(p.write) {
+                    return Err(format!(
+                        "group {group}: committed entry {} has the proposal's term {} but holds \
+                         write {:?}, not {}",
+                        p.index, p.term, c.write, p.write
+                    ));
+                }
+                if self.acked.insert(p.write, (group, p.index)).is_some() {
+                    return Err(format!("write {} acknowledged twice", p.write));
+                }
+                self.stats.acked += 1;
+                continue;
+            }
             let term = log.term(p.index).ok_or_else(|| {
                 format!(
                     "node {node} group {group}: committed index {} is not in its log",
@@ -275,10 +319,13 @@ impl Checker {
                     p.index, p.term, p.write
                 ));
             }
-            if self.acked.insert(p.write, group).is_some() {
+            if self.acked.insert(p.write, (group, p.index)).is_some() {
                 return Err(format!("write {} acknowledged twice", p.write));
             }
             self.stats.acked += 1;
+        }
+        if !undecided.is_empty() {
+            self.proposals.entry(group).or_default().extend(undecided);
         }
         Ok(())
     }
@@ -323,7 +370,10 @@ impl Checker {
             None => self.stats.leader_changes += 1,
         }
         if let Some(map) = self.committed.get(&group) {
-            for (index, c) in map {
+            // Entries below the log start were removed by retention, which takes only applied
+            // entries; the log start itself (the term before the first entry) is still checked.
+            let below_start = log.index.first_index() - 1;
+            for (index, c) in map.range(below_start..) {
                 if c.max_term_then < role.term && log.term(*index) != Some(c.term) {
                     return Err(format!(
                         "leader completeness: node {node} leads group {group} in term {} without \
@@ -371,6 +421,7 @@ impl Checker {
     /// A restarted log must hold only entries some driver appended, with the same content: crash
     /// recovery may cut the log but never invent or alter an entry.
     pub fn check_recovered(&self, node: NodeId, group: GroupId, log: &Inner) -> Result<(), String> {
+        self.check_log_start(node, group, &log.index.log_start(&log.log))?;
         for e in log.all_entries()? {
             let Some(a) = self.appended.get(&(group, e.index, e.term)) else {
                 return Err(format!(
@@ -396,13 +447,60 @@ impl Checker {
         Ok(())
     }
 
+    /// A log may start after index 1 only where retention cut it (here, or on the leader whose
+    /// snapshot this log installed), and retention only takes committed entries: the term it
+    /// records for the entry before its start must be the committed one.
+    pub fn check_log_start(
+        &self,
+        node: NodeId,
+        group: GroupId,
+        start: &LogStart,
+    ) -> Result<(), String> {
+        if start.first_index <= 1 {
+            return Ok(());
+        }
+        let below = start.first_index - 1;
+        match self.committed.get(&group).and_then(|m| m.get(&below)) {
+            Some(c) if c.term != start.prev_term => Err(format!(
+                "node {node} group {group}: the log starts at {start:?}, but entry {below} was \
+                 committed with term {}",
+                c.term
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A replica installed a snapshot: its log restarts after the leader's compacted prefix,
+    /// which must not cut what this replica had reported committed (Raft refuses a snapshot at
+    /// or below its commit index; the compacted prefix covers the rest).
+    pub fn on_snapshot(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        start: &LogStart,
+        own_commit: u64,
+    ) -> Result<(), String> {
+        self.stats.snapshots += 1;
+        self.stats
+            .observe(&[node, group, start.first_index, start.start_offset, 17]);
+        if start.first_index - 1 <= own_commit {
+            return Err(format!(
+                "node {node} group {group}: installed a snapshot at {start:?}, not above its \
+                 reported commit {own_commit}"
+            ));
+        }
+        self.check_log_start(node, group, start)
+    }
+
     /// Every node applying a configuration change at an index ends up with the same one.
+    /// `counted`: false for the configuration a snapshot carries (not a change of its own).
     pub fn on_conf(
         &mut self,
         node: NodeId,
         group: GroupId,
         index: u64,
         conf: &ConfState,
+        counted: bool,
     ) -> Result<(), String> {
         self.stats.observe(&[node, group, index, 13]);
         let key = |c: &ConfState| {
@@ -421,7 +519,9 @@ impl Checker {
             )),
             Some(_) => Ok(()),
             None => {
-                self.stats.conf_changes += 1;
+                if counted {
+                    self.stats.conf_changes += 1;
+                }
                 self.confs.insert((group, index), conf.clone());
                 Ok(())
             }
@@ -444,20 +544,56 @@ impl Checker {
             .map(|(_, c)| c)
     }
 
-    /// The settled log of a group, read back from one replica, against everything reported
-    /// committed during the run; then the acknowledged writes: each exactly once.
-    pub fn check_final_log(&self, group: GroupId, entries: &[Entry]) -> Result<(), String> {
+    /// The settled log of a group, read back from one replica whose log starts at `start`,
+    /// against everything reported committed during the run; then the acknowledged writes:
+    /// each exactly once, at the index it was acknowledged at.
+    ///
+    /// Retention changes two things, and only these: committed entries and acknowledged writes
+    /// below the log start are gone from this log (retention takes only applied entries, so
+    /// that is no loss; the log start itself is checked against the committed term), and a
+    /// write committed twice could hide across the compacted prefix, so duplicates are also
+    /// looked for among all the committed entries reported during the run.
+    pub fn check_final_log(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        start: &LogStart,
+        entries: &[Entry],
+    ) -> Result<(), String> {
+        self.check_log_start(node, group, start)?;
+        if entries
+            .first()
+            .is_some_and(|e| e.index != start.first_index)
+        {
+            return Err(format!(
+                "group {group} node {node}: the log starts at {start:?} but its first entry is {}",
+                entries[0].index
+            ));
+        }
         let by_index: BTreeMap<u64, &Entry> = entries.iter().map(|e| (e.index, e)).collect();
+        let mut committed_writes: BTreeMap<u64, u64> = BTreeMap::new();
         if let Some(map) = self.committed.get(&group) {
             for (index, c) in map {
+                if let Some(w) = c.write {
+                    if let Some(before) = committed_writes.insert(w, *index) {
+                        return Err(format!(
+                            "group {group}: write {w} was committed at {before} and at {index}"
+                        ));
+                    }
+                }
+            }
+            for (index, c) in map.range(start.first_index..) {
                 let Some(e) = by_index.get(index) else {
                     return Err(format!(
-                        "group {group}: committed entry {index} is missing from the final log"
+                        "group {group}: committed entry {index} is missing from node {node}'s \
+                         final log (it starts at {})",
+                        start.first_index
                     ));
                 };
                 if e.term != c.term || Content::of(e) != c.content {
                     return Err(format!(
-                        "group {group}: committed entry {index}/{} became {}/{} in the final log",
+                        "group {group}: committed entry {index}/{} became {}/{} in node {node}'s \
+                         final log",
                         c.term, e.index, e.term
                     ));
                 }
@@ -470,12 +606,23 @@ impl Checker {
             }
         }
         if let Some((w, n)) = count.iter().find(|(_, n)| **n > 1) {
-            return Err(format!("group {group}: write {w} is in the log {n} times"));
+            return Err(format!(
+                "group {group}: write {w} is in node {node}'s log {n} times"
+            ));
         }
-        for (w, g) in &self.acked {
-            if *g == group && !count.contains_key(w) {
+        for (w, &(g, index)) in &self.acked {
+            if g != group || index < start.first_index {
+                continue;
+            }
+            let held = match by_index.get(&index) {
+                Some(e) => write_id(e)?,
+                None => None,
+            };
+            if held != Some(*w) {
                 return Err(format!(
-                    "group {group}: acknowledged write {w} is not in the final log"
+                    "group {group}: acknowledged write {w} (entry {index}) is not in node \
+                     {node}'s final log, which starts at {} (it holds {held:?} there)",
+                    start.first_index
                 ));
             }
         }

@@ -3,9 +3,12 @@
 //! Nothing here reads the wall clock, spawns a thread or uses an unseeded RNG: one seed fixes
 //! every fault, delay and choice, so a failing seed replays step for step. Each step delivers the
 //! messages due, then performs one random action (tick a node, complete an fsync, propose, change
-//! membership, transfer leadership, crash a node, partition the network); events the drivers
-//! report are checked as they happen ([`check`]). After the last step the faults stop, the
-//! cluster must converge and then stay quiet, and the final logs are checked whole.
+//! membership, transfer leadership, compact a replica's log by retention, crash a node, partition
+//! the network); events the drivers report are checked as they happen ([`check`]). After the
+//! last step the faults stop, the cluster must converge and then stay quiet, and the final logs
+//! are checked whole. Retention cuts each replica's log independently, so followers behind a
+//! leader's log start catch up through (record-less) snapshots, and the checks compare logs on
+//! the range they still share.
 //!
 //! The files are real (segment logs, state files) and so are the fsyncs, but durability is the
 //! simulator's: a crash keeps what the completed sync points covered, plus maybe some of the rest.
@@ -30,7 +33,7 @@ use strom_consensus::entry_log::EntryIndex;
 use strom_consensus::raft::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, Message, MessageType,
 };
-use strom_consensus::raft_state::{self, PersistedState};
+use strom_consensus::raft_state::{self, LogStart, PersistedState};
 use strom_consensus::{ConsensusError, GroupId, NodeId};
 use strom_storage::records::{self, KeyValue};
 use strom_storage::{LogConfig, SyncPoint};
@@ -81,7 +84,9 @@ pub struct Params {
 impl Params {
     /// The cluster shape and limits also vary by seed: every fourth seed runs five nodes with
     /// learners and membership changes, and small message, in-flight, uncommitted and segment
-    /// limits make flow control, proposal refusal and segment rolls happen.
+    /// limits make flow control, proposal refusal and segment rolls happen. Retention deletes
+    /// whole segments, so small ones give it something to cut (and snapshots to send); one seed
+    /// in four keeps a single huge segment, whose log retention never shortens.
     pub fn for_seed(seed: u64, steps: u64) -> Params {
         let mut r = Rng::new(seed ^ 0x0005_EED0_F5EE_D000);
         let five = seed % 4 == 3;
@@ -114,7 +119,7 @@ impl Params {
             max_isr_lag: 4096,
         };
         let log = LogConfig {
-            segment_bytes: *r.pick(&[2 << 10, 16 << 10, 1 << 30]),
+            segment_bytes: *r.pick(&[2 << 10, 4 << 10, 16 << 10, 1 << 30]),
             ..LogConfig::default()
         };
         Params {
@@ -353,7 +358,8 @@ impl Sim {
 
     fn random_action(&mut self) -> Result<(), String> {
         match self.rng.below(1000) {
-            0..450 => self.tick(),
+            0..440 => self.tick(),
+            440..450 => self.compact(),
             450..700 => self.complete_sync(),
             700..950 => self.propose(),
             950..975 => self.change_membership(),
@@ -667,6 +673,102 @@ impl Sim {
         self.drain(node)
     }
 
+    /// Retention on one replica, as the broker's `apply_replicated_retention` does it: a cut at
+    /// a segment boundary at or below the end of what this replica applied (all of it, or a
+    /// random part), recorded by the driver first, then the segments deleted and the index
+    /// compacted under the log's lock. Sometimes the node crashes right after the driver
+    /// recorded it, with none or only some of the segments gone: the reopen must finish it.
+    fn compact(&mut self) -> Result<(), String> {
+        let up = self.up_nodes();
+        if up.is_empty() {
+            return Ok(());
+        }
+        let node = *self.rng.pick(&up);
+        let group = self.random_group().id;
+        let part = if self.rng.per_mille(500) {
+            1000
+        } else {
+            self.rng.below(1000)
+        };
+        let interrupt = self.rng.per_mille(100);
+        let partial = self.rng.below(1000);
+        let Some(r) = self.replica(node, group) else {
+            return Ok(());
+        };
+        let ctx = format!("node {node} group {group} compact");
+        let start = {
+            let inner = r.log.lock();
+            let log_start = inner.log.log_start_offset();
+            // Everything this incarnation reported committed is applied (the driver applies
+            // what it reports); the driver refuses a cut above that.
+            let applied_end = inner
+                .end_offset(r.commit)
+                .ok_or_else(|| format!("{ctx}: applied index {} is not in the log", r.commit))?;
+            let limit = log_start + (applied_end - log_start) * part / 1000;
+            let point = inner.log.retention_point(i64::MAX, limit);
+            if point <= log_start {
+                return Ok(());
+            }
+            inner.index.start_at(point, &inner.log).ok_or_else(|| {
+                format!(
+                    "{ctx}: retention point {point} (limit {limit}) is not the start of an entry \
+                     (log {log_start}..{}, entries {}..={}, applied {} ending at {applied_end})",
+                    inner.log.next_offset(),
+                    inner.index.first_index(),
+                    inner.index.last_index(),
+                    r.commit
+                )
+            })?
+        };
+        if start.first_index - 1 > r.commit {
+            return Err(format!(
+                "{ctx}: cut {start:?} is above the applied index {}",
+                r.commit
+            ));
+        }
+        r.driver
+            .compact(start)
+            .map_err(|e| format!("{ctx} {start:?}: {e}"))?;
+        if interrupt {
+            if partial < 500 {
+                let mut inner = r.log.lock();
+                let log_start = inner.log.log_start_offset();
+                let some = log_start + (start.start_offset - log_start) * partial / 500;
+                let point = inner.log.retention_point(i64::MAX, some);
+                inner
+                    .log
+                    .remove_segments_below(point)
+                    .map_err(|e| format!("{ctx}: removing segments below {point}: {e}"))?;
+            }
+            self.checker.stats.interrupted_compactions += 1;
+            self.note(|| format!("compact {node} g{group} {start:?}, interrupted by a crash"));
+            return self.crash_node(node);
+        }
+        let removed = {
+            let mut inner = r.log.lock();
+            let storage::Inner { log, index, .. } = &mut *inner;
+            let removed = log
+                .remove_segments_below(start.start_offset)
+                .map_err(|e| format!("{ctx}: removing segments: {e}"))?;
+            index.compact(start);
+            let now = index.log_start(log);
+            if now != start {
+                return Err(format!(
+                    "{ctx}: asked for {start:?}, the log starts at {now:?}"
+                ));
+            }
+            removed
+        };
+        self.checker.check_log_start(node, group, &start)?;
+        self.checker.stats.compactions += 1;
+        self.checker.stats.segments_removed += removed as u64;
+        self.checker
+            .stats
+            .observe(&[node, group, start.first_index, start.start_offset, 19]);
+        self.note(|| format!("compact {node} g{group} {start:?}: {removed} segments"));
+        self.drain(node)
+    }
+
     fn cut_network(&mut self) -> Result<(), String> {
         if self.partition.is_some() {
             return Ok(());
@@ -829,7 +931,7 @@ impl Sim {
             for event in log.take_events() {
                 match event {
                     Event::Conf { conf, index } => {
-                        self.checker.on_conf(node, spec.id, index, &conf)?
+                        self.checker.on_conf(node, spec.id, index, &conf, true)?
                     }
                     _ => return Err(format!("{ctx}: the driver did more than open")),
                 }
@@ -891,6 +993,9 @@ impl Sim {
                     ));
                 }
             }
+            if msg.get_msg_type() == MessageType::MsgAppendResponse && !msg.reject {
+                self.check_ack(node, group, &msg)?;
+            }
             let bytes = msg
                 .write_to_bytes()
                 .map_err(|e| format!("a message does not encode: {e}"))?;
@@ -914,6 +1019,7 @@ impl Sim {
             }
         }
         let Sim {
+            params,
             nodes,
             checker,
             syncs,
@@ -925,7 +1031,10 @@ impl Sim {
             return Ok(());
         };
         for (&group, r) in groups.iter_mut() {
+            // The configuration a snapshot carries is reported right after it.
+            let mut from_snapshot = false;
             for event in r.log.take_events() {
+                let after_snapshot = std::mem::take(&mut from_snapshot);
                 match event {
                     Event::Appended {
                         truncated_from,
@@ -956,12 +1065,80 @@ impl Sim {
                         ));
                         checker.on_role(node, group, &role, &r.log.lock())?;
                     }
-                    Event::Conf { conf, index } => checker.on_conf(node, group, index, &conf)?,
+                    Event::Conf { conf, index } => {
+                        if after_snapshot {
+                            // A snapshot's configuration is the leader's applied one, labelled
+                            // with the index of the change that made it: it must be the
+                            // configuration in force at that index.
+                            let want = checker.conf_at(group, index).cloned().or_else(|| {
+                                params
+                                    .groups
+                                    .iter()
+                                    .find(|g| g.id == group)
+                                    .map(|g| g.bootstrap().conf)
+                            });
+                            if !want.as_ref().is_some_and(|w| same_members(w, &conf)) {
+                                return Err(format!(
+                                    "node {node} group {group}: a snapshot brought configuration \
+                                     {conf:?} as of index {index}, where it was {want:?}"
+                                ));
+                            }
+                        }
+                        checker.on_conf(node, group, index, &conf, !after_snapshot)?
+                    }
+                    Event::Snapshot { start } => {
+                        rec.note(format!(
+                            "{now:>6} snapshot n{node} g{group}: {start:?} (reported commit {})",
+                            r.commit
+                        ));
+                        checker.on_snapshot(node, group, &start, r.commit)?;
+                        // The snapshot's index is committed (Raft takes only such snapshots) and
+                        // applied: the next commit report continues after it. Proposals up to
+                        // there are decided now, by what was reported committed.
+                        let index = start.first_index - 1;
+                        r.commit = index;
+                        checker.resolve(node, group, index, &r.log.lock())?;
+                        from_snapshot = true;
+                    }
                 }
             }
             if r.driver.is_failed() {
                 return Err(format!("node {node} group {group}: the driver stopped"));
             }
+        }
+        Ok(())
+    }
+
+    /// A follower acknowledges only what is on disk. Checked for acknowledgements of the
+    /// sender's current term: an older one may be overtaken by a truncation for a new leader
+    /// (which ignores it for its stale term). Up to the log start the entries are the compacted,
+    /// committed prefix (a snapshot's acknowledgement names its index); above it they must be
+    /// in the log and durable: in particular, acknowledgements of appends a snapshot install
+    /// threw away must not leave.
+    fn check_ack(&mut self, node: NodeId, group: GroupId, msg: &Message) -> Result<(), String> {
+        let Some(r) = self.replica(node, group) else {
+            return Ok(());
+        };
+        if msg.term != r.driver.role().term {
+            return Ok(());
+        }
+        let inner = r.log.lock();
+        if msg.index < inner.index.first_index() {
+            return Ok(());
+        }
+        let end = inner.end_offset(msg.index);
+        if msg.index > inner.index.last_index()
+            || end.is_none_or(|end| end > inner.log.durable_offset())
+        {
+            return Err(format!(
+                "node {node} group {group} acknowledged entry {} in term {}, but its log has \
+                 entries {}..={} and is durable to offset {} (the entry ends at {end:?})",
+                msg.index,
+                msg.term,
+                inner.index.first_index(),
+                inner.index.last_index(),
+                inner.log.durable_offset()
+            ));
         }
         Ok(())
     }
@@ -1163,16 +1340,23 @@ impl Sim {
     /// The settled cluster: identical logs on every member (entries, terms, Kafka offsets, leader
     /// epoch answers, configuration), every committed entry and acknowledged write in them, and
     /// a clean restart of every node rebuilding the same index from disk.
+    ///
+    /// Retention cuts each replica's log at its own point, so "identical" means: the same end
+    /// (last index and end offset), the same entries and offsets wherever two logs overlap, and
+    /// a log that starts later starting exactly where the other has that entry boundary (term
+    /// before it, offset). Entries below a replica's start are checked on the replicas that
+    /// still hold them, and against what was reported committed during the run.
     fn final_check(&mut self) -> Result<(), String> {
         for spec in self.params.groups.clone() {
             let g = spec.id;
-            let mut reference: Option<(NodeId, Vec<Entry>, Vec<u64>, ConfState)> = None;
+            let mut held: Vec<Held> = Vec::new();
             for m in spec.members() {
                 let r = self
                     .replica(m, g)
                     .ok_or_else(|| format!("node {m} is down after settling"))?;
                 let conf = r.driver.conf_state();
                 let inner = r.log.lock();
+                let start = inner.index.log_start(&inner.log);
                 let entries = inner.all_entries()?;
                 let offsets: Vec<u64> = entries
                     .iter()
@@ -1186,41 +1370,20 @@ impl Sim {
                     .collect();
                 check_epochs(m, g, &inner, &entries, &offsets)?;
                 drop(inner);
-                match &reference {
-                    None => reference = Some((m, entries, offsets, conf)),
-                    Some((rm, re, ro, rc)) => {
-                        if re.len() != entries.len() {
-                            return Err(format!(
-                                "group {g}: node {m} has {} entries, node {rm} {}",
-                                entries.len(),
-                                re.len()
-                            ));
-                        }
-                        for (a, b) in re.iter().zip(&entries) {
-                            if a.index != b.index
-                                || a.term != b.term
-                                || Content::of(a) != Content::of(b)
-                            {
-                                return Err(format!(
-                                    "group {g}: entry {} differs between nodes {rm} and {m}",
-                                    a.index
-                                ));
-                            }
-                        }
-                        if ro != &offsets {
-                            return Err(format!(
-                                "group {g}: offsets differ between nodes {rm} and {m}"
-                            ));
-                        }
-                        if !same_members(rc, &conf) {
-                            return Err(format!(
-                                "group {g}: node {m} has configuration {conf:?}, node {rm} {rc:?}"
-                            ));
-                        }
-                    }
+                held.push(Held {
+                    node: m,
+                    start,
+                    entries,
+                    offsets,
+                    conf,
+                });
+            }
+            for (i, a) in held.iter().enumerate() {
+                for b in &held[i + 1..] {
+                    compare_logs(g, a, b)?;
                 }
             }
-            let Some((_, entries, _, conf)) = reference else {
+            let Some(reference) = held.first() else {
                 continue;
             };
             let want = self
@@ -1228,12 +1391,16 @@ impl Sim {
                 .last_conf(g)
                 .cloned()
                 .unwrap_or_else(|| spec.bootstrap().conf);
-            if !same_members(&conf, &want) {
+            if !same_members(&reference.conf, &want) {
                 return Err(format!(
-                    "group {g}: the members agree on {conf:?}, but the last committed change made {want:?}"
+                    "group {g}: the members agree on {:?}, but the last committed change made {want:?}",
+                    reference.conf
                 ));
             }
-            self.checker.check_final_log(g, &entries)?;
+            for h in &held {
+                self.checker
+                    .check_final_log(g, h.node, &h.start, &h.entries)?;
+            }
         }
         self.restart_cleanly()
     }
@@ -1250,18 +1417,29 @@ impl Sim {
                         .checkpoint()
                         .map_err(|e| format!("node {id} group {g} checkpoint: {e}"))?;
                     let commit = r.driver.status().commit;
-                    let entries = r.log.lock().all_entries()?;
-                    before.insert(g, (entries, commit));
+                    let inner = r.log.lock();
+                    let start = inner.index.log_start(&inner.log);
+                    let entries = inner.all_entries()?;
+                    drop(inner);
+                    before.insert(g, (start, entries, commit));
                 }
             }
             self.nodes[idx].state = NodeState::Down { until: 0 };
             self.restart(id)?;
-            for (g, (entries, commit)) in before {
+            for (g, (start, entries, commit)) in before {
                 let r = self
                     .replica(id, g)
                     .ok_or_else(|| format!("node {id} group {g} did not reopen"))?;
                 let inner = r.log.lock();
                 let after = inner.all_entries()?;
+                // The state file must say where retention left the log.
+                if inner.index.log_start(&inner.log) != start {
+                    return Err(format!(
+                        "node {id} group {g}: a clean restart moved the log start from {start:?} \
+                         to {:?}",
+                        inner.index.log_start(&inner.log)
+                    ));
+                }
                 if after.len() != entries.len()
                     || after
                         .iter()
@@ -1283,6 +1461,96 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// One member's settled log, read back for the final check.
+struct Held {
+    node: NodeId,
+    start: LogStart,
+    entries: Vec<Entry>,
+    /// The offset each entry starts at, then the log end.
+    offsets: Vec<u64>,
+    conf: ConfState,
+}
+
+impl Held {
+    fn last_index(&self) -> u64 {
+        self.start.first_index + self.entries.len() as u64 - 1
+    }
+
+    /// The offset entry `idx` starts at; `last_index() + 1` gives the log end.
+    fn offset(&self, idx: u64) -> Option<u64> {
+        let rel = idx.checked_sub(self.start.first_index)?;
+        self.offsets.get(rel as usize).copied()
+    }
+
+    fn entry(&self, idx: u64) -> Option<&Entry> {
+        let rel = idx.checked_sub(self.start.first_index)?;
+        self.entries.get(rel as usize)
+    }
+
+    /// The term of entry `idx`, or of the one before the log start.
+    fn term(&self, idx: u64) -> Option<u64> {
+        if idx + 1 == self.start.first_index {
+            return Some(self.start.prev_term);
+        }
+        self.entry(idx).map(|e| e.term)
+    }
+}
+
+/// Two settled logs of a group: the same end, the same entries and offsets where they overlap,
+/// and the later-starting one starting at an entry boundary of the other, with the same term
+/// before it. (Without retention both start at 1 and this is plain equality.)
+fn compare_logs(g: GroupId, a: &Held, b: &Held) -> Result<(), String> {
+    let (an, bn) = (a.node, b.node);
+    if a.last_index() != b.last_index() {
+        return Err(format!(
+            "group {g}: node {bn} ends at entry {}, node {an} at {}",
+            b.last_index(),
+            a.last_index()
+        ));
+    }
+    let (early, late) = if a.start.first_index <= b.start.first_index {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let from = late.start.first_index;
+    if early.term(from - 1) != Some(late.start.prev_term)
+        || early.offset(from) != Some(late.start.start_offset)
+    {
+        return Err(format!(
+            "group {g}: node {} starts at {:?}, but node {} has term {:?} before that entry and \
+             the entry at offset {:?}",
+            late.node,
+            late.start,
+            early.node,
+            early.term(from - 1),
+            early.offset(from)
+        ));
+    }
+    for idx in from..=a.last_index() + 1 {
+        if a.offset(idx) != b.offset(idx) {
+            return Err(format!(
+                "group {g}: offsets differ between nodes {an} and {bn} at entry {idx}"
+            ));
+        }
+        let (Some(x), Some(y)) = (a.entry(idx), b.entry(idx)) else {
+            continue;
+        };
+        if x.index != y.index || x.term != y.term || Content::of(x) != Content::of(y) {
+            return Err(format!(
+                "group {g}: entry {idx} differs between nodes {an} and {bn}"
+            ));
+        }
+    }
+    if !same_members(&a.conf, &b.conf) {
+        return Err(format!(
+            "group {g}: node {bn} has configuration {:?}, node {an} {:?}",
+            b.conf, a.conf
+        ));
+    }
+    Ok(())
 }
 
 /// raft-rs lists members in hash set order, which differs between nodes.

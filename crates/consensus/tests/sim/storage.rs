@@ -74,6 +74,12 @@ pub enum Event {
         conf: ConfState,
         index: u64,
     },
+    /// The driver installed a leader's snapshot: the whole log was thrown away and restarts
+    /// empty at `start` (entries up to `start.first_index - 1` are the leader's compacted,
+    /// committed prefix).
+    Snapshot {
+        start: LogStart,
+    },
 }
 
 pub struct Inner {
@@ -215,12 +221,22 @@ impl ReplicaLog for SimLog {
         inner.index.log_start(&inner.log)
     }
 
+    /// As the broker's partition does: the log restarts empty at the leader's log start.
     fn install_snapshot(&self, start: LogStart) -> Result<(), ConsensusError> {
-        // The simulation never compacts, so no leader ever sends one.
-        Err(ConsensusError::BadEntry {
-            index: start.first_index,
-            reason: "the simulated log never compacts; a snapshot is a bug".into(),
-        })
+        let mut guard = self.lock();
+        let Inner {
+            log,
+            index,
+            truncations,
+            events,
+        } = &mut *guard;
+        log.reset(start.start_offset)?;
+        *index = EntryIndex::empty(start);
+        // Sync points taken before the reset cover segment files that are gone: like those
+        // taken before a truncation, they must not mark anything of the new log durable.
+        *truncations += 1;
+        events.push(Event::Snapshot { start });
+        Ok(())
     }
 
     fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError> {
