@@ -301,8 +301,10 @@ impl Partition {
         if let Err(err) = point.sync() {
             fail_stop(format!("{self:?}: {err}"));
         }
-        self.log_mut().mark_durable(point.end_offset());
-        if self.policy == FlushPolicy::Always {
+        // An append undone (truncated) since the point was taken voids it: what was written
+        // after the cut is not covered, and the flush its append queued will publish it.
+        let synced = self.log_mut().mark_synced(&point);
+        if synced && self.policy == FlushPolicy::Always {
             self.raise_high_watermark(point.end_offset());
         }
         if self.snapshot_due.swap(false, Ordering::AcqRel) {

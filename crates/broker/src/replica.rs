@@ -333,12 +333,16 @@ impl Partition {
         if let Err(err) = point.sync() {
             fail_stop(format!("{self:?}: {err}"));
         }
-        self.log_mut().mark_durable(point.end_offset());
-        replica.durable.send_if_modified(|d| {
-            let raised = point.end_offset() > *d;
-            *d = (*d).max(point.end_offset());
-            raised
-        });
+        // A truncation or snapshot reset since the point was taken voids it for the log's own
+        // durable offset. The Raft side is safe either way: what survives a truncation was
+        // fsynced by it, a reset drops the waiting readies, and later appends carry later tokens.
+        if self.log_mut().mark_synced(&point) {
+            replica.durable.send_if_modified(|d| {
+                let raised = point.end_offset() > *d;
+                *d = (*d).max(point.end_offset());
+                raised
+            });
+        }
         if let Some(Err(e)) = self.with_driver(|d| d.on_synced(token)) {
             tracing::error!(partition = ?self, "raft group failed after fsync: {e}");
         }

@@ -93,6 +93,7 @@ pub struct SyncPoint {
     path: PathBuf,
     end_offset: u64,
     failed: Arc<AtomicBool>,
+    generation: u64,
 }
 
 impl SyncPoint {
@@ -123,6 +124,9 @@ pub struct Log {
     /// Last recovery checkpoint written (or read); see [`crate::checkpoint`].
     pub(crate) checkpoint: Option<u64>,
     pub(crate) failed: Arc<AtomicBool>,
+    /// Bumped whenever data below the log end is cut (suffix truncation, reset): a sync point
+    /// taken before that says nothing about what has been written since.
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Debug for Log {
@@ -154,6 +158,7 @@ impl Log {
             durable_offset: 0,
             checkpoint: recovered.checkpoint,
             failed: Arc::new(AtomicBool::new(false)),
+            generation: 0,
         };
         log.durable_offset = log.next_offset();
         // Sealed segments are now verified; record that so the next open does not
@@ -312,12 +317,23 @@ impl Log {
             path: active.path.clone(),
             end_offset: active.next_offset,
             failed: Arc::clone(&self.failed),
+            generation: self.generation,
         }
     }
 
-    /// Monotonic; clamped to `next_offset()`. Pass the end offset of a
-    /// [`SyncPoint`] taken after the last `truncate_suffix`: a point taken before
-    /// it may have synced a segment file that the truncation since deleted.
+    /// Marks what a synced `point` covered as durable, unless the log was cut since the point
+    /// was taken (then the offsets below its end may hold newer, unsynced data). Returns whether
+    /// it did.
+    pub fn mark_synced(&mut self, point: &SyncPoint) -> bool {
+        if point.generation != self.generation {
+            return false;
+        }
+        self.mark_durable(point.end_offset);
+        true
+    }
+
+    /// Monotonic; clamped to `next_offset()`. Only for an end offset known to be on disk;
+    /// a [`SyncPoint`] goes through [`Log::mark_synced`], which refuses one a cut made stale.
     pub fn mark_durable(&mut self, end_offset: u64) {
         let clamped = end_offset.min(self.next_offset());
         self.durable_offset = self.durable_offset.max(clamped);

@@ -92,6 +92,7 @@ impl Log {
         let synced = sync_dir(&self.dir);
         self.check_fatal(synced)?;
         self.durable_offset = offset;
+        self.generation += 1;
         Ok(())
     }
 
@@ -144,6 +145,7 @@ impl Log {
         let synced = segment.sync().and_then(|()| sync_dir(&self.dir));
         self.check_fatal(synced)?;
         self.durable_offset = offset;
+        self.generation += 1;
         Ok(())
     }
 

@@ -208,6 +208,35 @@ fn truncate_suffix_at_boundaries_only() {
 }
 
 #[test]
+fn a_sync_point_taken_before_a_cut_marks_nothing_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(100_000);
+    let mut log = open(dir.path(), &config);
+    let batches = fill(&mut log, 10, 1);
+    let stale = log.sync_point();
+    let cut = batches[5].0;
+    log.truncate_suffix(cut).unwrap();
+    fill(&mut log, 10, 2);
+    stale.sync().unwrap();
+    assert!(
+        !log.mark_synced(&stale),
+        "written after the cut: not covered"
+    );
+    assert_eq!(log.durable_offset(), cut);
+    let fresh = log.sync_point();
+    fresh.sync().unwrap();
+    assert!(log.mark_synced(&fresh));
+    assert_eq!(log.durable_offset(), log.next_offset());
+    // A reset voids older points the same way.
+    let stale = log.sync_point();
+    log.reset(500).unwrap();
+    fill(&mut log, 3, 3);
+    stale.sync().unwrap();
+    assert!(!log.mark_synced(&stale));
+    assert_eq!(log.durable_offset(), 500);
+}
+
+#[test]
 fn reopen_after_close_and_after_crash() {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(800);
