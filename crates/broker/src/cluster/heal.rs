@@ -7,7 +7,7 @@
 //!
 //! - the controller's leader ([`Cluster::controller_duties`]) sets targets: the replicas of a node
 //!   it has not heard from for `dead_node_timeout`, or of a removed node, go to the least-loaded
-//!   live node ([`placement::replace`]). It also keeps the controller group itself in shape:
+//!   live node ([`placement::replace`]), at most `MAX_CONCURRENT_MOVES` partitions at a time. It also keeps the controller group itself in shape:
 //!   registered nodes join it as learners (so they replicate the cluster state), removed nodes
 //!   leave it, and a joint configuration left behind by a leader change is left. A node silent
 //!   for a broker session (`BROKER_SESSION`, or the dead-node timeout if shorter) is fenced:
@@ -246,12 +246,6 @@ impl Cluster {
                     && now.duration_since(self.last_seen(n).map_or(since, |t| t.max(since)))
                         >= timeout)
         };
-        let live: Vec<NodeId> = state
-            .live_nodes()
-            .into_iter()
-            .filter(|&n| !gone(n))
-            .collect();
-        let mut load = state.replica_load();
         let mut commands = Vec::new();
         let session = BROKER_SESSION.min(timeout);
         for n in state.live_nodes() {
@@ -264,36 +258,7 @@ impl Cluster {
                 });
             }
         }
-        for (topic, index, pa) in state.topics.values().flat_map(|t| {
-            t.partitions
-                .iter()
-                .enumerate()
-                .map(move |(i, pa)| (t.name.as_str(), i, pa))
-        }) {
-            if pa.target_replicas.is_some() {
-                continue;
-            }
-            let Some(&dead) = pa.replicas.iter().find(|&&n| gone(n)) else {
-                continue;
-            };
-            let Some(target) = placement::replace(&pa.replicas, dead, &live, &load) else {
-                continue;
-            };
-            tracing::warn!(
-                topic,
-                partition = index,
-                node = dead,
-                ?target,
-                "rebuilding the replica of a dead or removed node"
-            );
-            if let Some(&newcomer) = target.last() {
-                *load.entry(newcomer).or_insert(0) += 1;
-            }
-            commands.push(Command::Reassign {
-                group: pa.group,
-                target,
-            });
-        }
+        commands.extend(plan_replacements(&state, gone, MAX_CONCURRENT_MOVES));
         for cmd in commands {
             if let Err(e) = self.propose(cmd).await {
                 tracing::debug!("controller command not proposed: {e}");
@@ -301,6 +266,69 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Replicas being rebuilt at once, cluster-wide (Redpanda's default for its balancer's concurrent
+/// moves). A node that dies holding many partitions must not have every one of them copied at
+/// the same time: the rest wait for a later round.
+const MAX_CONCURRENT_MOVES: usize = 50;
+
+/// One `Reassign` per partition that has a replica on a `gone` node, moving it to the least
+/// loaded live node, while fewer than `max_moves` partitions are moving (those with a target
+/// count, whoever set it).
+fn plan_replacements(
+    state: &ClusterState,
+    gone: impl Fn(NodeId) -> bool,
+    max_moves: usize,
+) -> Vec<Command> {
+    let live: Vec<NodeId> = state
+        .live_nodes()
+        .into_iter()
+        .filter(|&n| !gone(n))
+        .collect();
+    let mut load = state.replica_load();
+    let partitions = || {
+        state.topics.values().flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, pa)| (t.name.as_str(), i, pa))
+        })
+    };
+    let mut moving = partitions()
+        .filter(|(_, _, pa)| pa.target_replicas.is_some())
+        .count();
+    let mut commands = Vec::new();
+    for (topic, index, pa) in partitions() {
+        if moving >= max_moves {
+            break;
+        }
+        if pa.target_replicas.is_some() {
+            continue;
+        }
+        let Some(&dead) = pa.replicas.iter().find(|&&n| gone(n)) else {
+            continue;
+        };
+        let Some(target) = placement::replace(&pa.replicas, dead, &live, &load) else {
+            continue;
+        };
+        tracing::warn!(
+            topic,
+            partition = index,
+            node = dead,
+            ?target,
+            "rebuilding the replica of a dead or removed node"
+        );
+        if let Some(&newcomer) = target.last() {
+            *load.entry(newcomer).or_insert(0) += 1;
+        }
+        moving += 1;
+        commands.push(Command::Reassign {
+            group: pa.group,
+            target,
+        });
+    }
+    commands
 }
 
 #[cfg(test)]
@@ -360,6 +388,44 @@ mod tests {
         assert!(controller_membership(&s, &conf(&[1, 2], &[], &[]), 1).is_none());
         let s = state(&[1], &[1]);
         assert!(controller_membership(&s, &conf(&[1], &[], &[]), 2).is_none());
+    }
+
+    #[test]
+    fn replacements_stop_at_the_cap_on_concurrent_moves() {
+        let mut s = state(&[1, 2, 3, 4], &[]);
+        s.apply(&Command::CreateTopic {
+            name: "t".to_string(),
+            id: uuid::Uuid::from_u128(7),
+            partitions: 8,
+            replication_factor: 3,
+            config: Default::default(),
+            now_ms: 0,
+        })
+        .unwrap();
+        let on_3 = s.topics["t"]
+            .partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&3))
+            .count();
+        assert!(on_3 > 3, "placement puts most of 8 partitions on node 3");
+        let gone = |n: NodeId| n == 3;
+        let all = plan_replacements(&s, gone, usize::MAX);
+        assert_eq!(all.len(), on_3, "one move per partition on the dead node");
+        let first = plan_replacements(&s, gone, 2);
+        assert_eq!(first.len(), 2);
+        for cmd in &first {
+            let Command::Reassign { target, .. } = cmd else {
+                panic!("{cmd:?}")
+            };
+            assert!(!target.contains(&3), "{target:?}");
+            s.apply(cmd).unwrap();
+        }
+        assert!(
+            plan_replacements(&s, gone, 2).is_empty(),
+            "two are moving already"
+        );
+        assert_eq!(plan_replacements(&s, gone, 3).len(), 1);
+        assert_eq!(plan_replacements(&s, gone, usize::MAX).len(), on_3 - 2);
     }
 
     #[test]
