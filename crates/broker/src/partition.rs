@@ -302,10 +302,14 @@ impl Partition {
             fail_stop(format!("{self:?}: {err}"));
         }
         // An append undone (truncated) since the point was taken voids it: what was written
-        // after the cut is not covered, and the flush its append queued will publish it.
-        let synced = self.log_mut().mark_synced(&point);
-        if synced && self.policy == FlushPolicy::Always {
-            self.raise_high_watermark(point.end_offset());
+        // after the cut is not covered. What the cut kept, it fsynced itself: publish that.
+        let durable = {
+            let mut log = self.log_mut();
+            log.mark_synced(&point);
+            log.durable_offset()
+        };
+        if self.policy == FlushPolicy::Always {
+            self.raise_high_watermark(durable);
         }
         if self.snapshot_due.swap(false, Ordering::AcqRel) {
             self.write_producer_snapshot();

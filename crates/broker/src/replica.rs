@@ -336,13 +336,16 @@ impl Partition {
         // A truncation or snapshot reset since the point was taken voids it for the log's own
         // durable offset. The Raft side is safe either way: what survives a truncation was
         // fsynced by it, a reset drops the waiting readies, and later appends carry later tokens.
-        if self.log_mut().mark_synced(&point) {
-            replica.durable.send_if_modified(|d| {
-                let raised = point.end_offset() > *d;
-                *d = (*d).max(point.end_offset());
-                raised
-            });
-        }
+        let durable = {
+            let mut log = self.log_mut();
+            log.mark_synced(&point);
+            log.durable_offset()
+        };
+        replica.durable.send_if_modified(|d| {
+            let raised = durable > *d;
+            *d = (*d).max(durable);
+            raised
+        });
         if let Some(Err(e)) = self.with_driver(|d| d.on_synced(token)) {
             tracing::error!(partition = ?self, "raft group failed after fsync: {e}");
         }
@@ -390,10 +393,15 @@ impl Partition {
         driver.compact(start).map_err(consensus_error)?;
         let mut guard = self.log_mut();
         let LogState { log, entries } = &mut *guard;
-        let removed = log.remove_segments_below(start.start_offset)?;
+        let removed = log.remove_segments_below(start.start_offset);
+        // Even after a failure partway, the index must describe the files that are left (the
+        // state file already names `start`; the next open finishes the deletion).
         if let Some(idx) = entries.as_mut() {
-            idx.compact(start);
+            if let Some(now) = idx.start_at(log.log_start_offset(), log) {
+                idx.compact(now);
+            }
         }
+        let removed = removed?;
         let log_start = log.log_start_offset();
         drop(guard);
         self.forget_producers(removed, log_start, now_ms);

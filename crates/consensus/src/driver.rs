@@ -535,6 +535,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 // The snapshot is durable already and replaced whatever the earlier readies
                 // appended: their acknowledgements must not leave.
                 self.waiting.clear();
+                self.snapshot_applied = None;
                 let index = snap.get_metadata().index;
                 if appended {
                     // Entries that came with it still need the fsync; apply after it.

@@ -81,14 +81,30 @@ impl Log {
     pub fn reset(&mut self, offset: u64) -> Result<(), StorageError> {
         self.ensure_writable()?;
         tracing::warn!(dir = %self.dir.display(), offset, "discarding the whole log; it restarts empty");
-        while let Some(last) = self.segments.last() {
-            last.remove_files()?;
+        let result = self.replace_segments(offset);
+        if result.is_err() {
+            // Half reset: the files no longer match the segments in memory. Refuse all writes;
+            // the next open repairs it (`EntryIndex::open`).
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        result
+    }
+
+    /// `reset`'s work. The oldest segment stays in memory (its file unlinked, still readable)
+    /// until the new one exists, so the list is never empty, whatever fails.
+    fn replace_segments(&mut self, offset: u64) -> Result<(), StorageError> {
+        while self.segments.len() > 1 {
+            if let Some(last) = self.segments.last() {
+                last.remove_files()?;
+            }
             self.segments.pop();
         }
+        self.segments[0].remove_files()?;
         let written = checkpoint::write(&self.dir, offset);
         self.check_fatal(written)?;
         self.checkpoint = Some(offset);
-        self.segments.push(Segment::create(&self.dir, offset)?);
+        self.segments = vec![Segment::create(&self.dir, offset)?];
         let synced = sync_dir(&self.dir);
         self.check_fatal(synced)?;
         self.durable_offset = offset;

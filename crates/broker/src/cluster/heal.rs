@@ -249,9 +249,15 @@ impl Cluster {
         let mut commands = Vec::new();
         let session = BROKER_SESSION.min(timeout);
         for n in state.live_nodes() {
-            let silent = n != me
-                && now.duration_since(self.last_seen(n).map_or(since, |t| t.max(since))) >= session;
-            if silent != state.fenced_nodes.contains(&n) {
+            let last = self.last_seen(n);
+            let fenced = state.fenced_nodes.contains(&n);
+            // Fenced after a whole session of silence (counted from when this node began to
+            // lead, as it cannot know before); unfenced only on hearing from it, so a new
+            // controller leader does not bring back every dead node for a session.
+            let silent =
+                n != me && now.duration_since(last.map_or(since, |t| t.max(since))) >= session;
+            let heard = n == me || last.is_some_and(|t| now.duration_since(t) < session);
+            if (silent && !fenced) || (fenced && heard) {
                 commands.push(Command::SetFenced {
                     node: n,
                     fenced: silent,

@@ -61,32 +61,6 @@ pub fn metadata(
 ) -> MetadataResponse {
     let state = cluster.state();
     let me = cluster.node_id();
-    // Removed and fenced (silent) nodes are left out: a client would only keep dialling them.
-    // This node is alive whatever the controller last concluded.
-    let mut brokers: Vec<MetadataResponseBroker> = state
-        .nodes
-        .values()
-        .filter(|n| {
-            !state.removed_nodes.contains(&n.id)
-                && (n.id == me || !state.fenced_nodes.contains(&n.id))
-        })
-        .map(|n| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(n.id as i32))
-                .with_host(str_bytes(n.kafka_host.clone()))
-                .with_port(i32::from(n.kafka_port))
-        })
-        .collect();
-    // Until this node's registration commits, still name it: a client told of no broker at
-    // all has nowhere to send its next request.
-    if !state.nodes.contains_key(&me) {
-        brokers.push(
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(me as i32))
-                .with_host(str_bytes(ctx.config.advertised_host.clone()))
-                .with_port(ctx.config.advertised_port),
-        );
-    }
     let describe = |t: &TopicState| {
         let here = ctx.broker.topic(&t.name).filter(|local| local.id == t.id);
         describe(&state, t, version, |i| {
@@ -112,6 +86,40 @@ pub fn metadata(
             None => error_topic(Some(name), ResponseError::UnknownTopicOrPartition),
         },
     );
+    // Removed and fenced (silent) nodes are left out: a client would only keep dialling them.
+    // This node is alive whatever the controller last concluded, and a fenced node that the
+    // answer names as a leader stays (only the controller lost it; the partition's clients may
+    // still reach it, and a leader missing from the list would leave them with none).
+    let leaders: std::collections::BTreeSet<i32> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
+        .collect();
+    let mut brokers: Vec<MetadataResponseBroker> = state
+        .nodes
+        .values()
+        .filter(|n| {
+            !state.removed_nodes.contains(&n.id)
+                && (n.id == me
+                    || !state.fenced_nodes.contains(&n.id)
+                    || leaders.contains(&(n.id as i32)))
+        })
+        .map(|n| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(n.id as i32))
+                .with_host(str_bytes(n.kafka_host.clone()))
+                .with_port(i32::from(n.kafka_port))
+        })
+        .collect();
+    // Until this node's registration commits, still name it: a client told of no broker at
+    // all has nowhere to send its next request.
+    if !state.nodes.contains_key(&me) {
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(me as i32))
+                .with_host(str_bytes(ctx.config.advertised_host.clone()))
+                .with_port(ctx.config.advertised_port),
+        );
+    }
     // Every node accepts admin requests and forwards them to the controller's leader (as Kafka
     // does since KIP-590), so while no leader is known this node is as good an answer as any.
     let controller = cluster.controller_leader().unwrap_or(me) as i32;
