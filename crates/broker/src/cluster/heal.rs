@@ -287,10 +287,11 @@ fn plan_replacements(
     gone: impl Fn(NodeId) -> bool,
     max_moves: usize,
 ) -> Vec<Command> {
+    // A fenced node (silent for a session) is no place to rebuild a replica either.
     let live: Vec<NodeId> = state
         .live_nodes()
         .into_iter()
-        .filter(|&n| !gone(n))
+        .filter(|&n| !gone(n) && !state.fenced_nodes.contains(&n))
         .collect();
     let mut load = state.replica_load();
     let partitions = || {
@@ -432,6 +433,23 @@ mod tests {
         );
         assert_eq!(plan_replacements(&s, gone, 3).len(), 1);
         assert_eq!(plan_replacements(&s, gone, usize::MAX).len(), on_3 - 2);
+        // Node 4 fenced: never the newcomer (a partition on 1, 2 and 3 has nowhere to go).
+        s.apply(&Command::SetFenced {
+            node: 4,
+            fenced: true,
+        })
+        .unwrap();
+        for cmd in plan_replacements(&s, gone, usize::MAX) {
+            let Command::Reassign { target, .. } = &cmd else {
+                panic!("{cmd:?}")
+            };
+            // The newcomer comes last.
+            assert_ne!(
+                target.last(),
+                Some(&4),
+                "a fenced node was chosen: {target:?}"
+            );
+        }
     }
 
     #[test]
