@@ -297,17 +297,7 @@ impl Partition {
         if let Some(replica) = &self.replica {
             return self.flush_replicated(replica);
         }
-        let point = self.log_ref().sync_point();
-        if let Err(err) = point.sync() {
-            fail_stop(format!("{self:?}: {err}"));
-        }
-        // An append undone (truncated) since the point was taken voids it: what was written
-        // after the cut is not covered. What the cut kept, it fsynced itself: publish that.
-        let durable = {
-            let mut log = self.log_mut();
-            log.mark_synced(&point);
-            log.durable_offset()
-        };
+        let durable = self.sync_log();
         if self.policy == FlushPolicy::Always {
             self.raise_high_watermark(durable);
         }
@@ -349,13 +339,21 @@ impl Partition {
     }
 
     pub(crate) fn raise_high_watermark(&self, end: u64) {
-        self.high_watermark.send_if_modified(|hw| {
-            let raised = end > *hw;
-            if raised {
-                *hw = end;
-            }
-            raised
-        });
+        raise(&self.high_watermark, end);
+    }
+
+    /// Fsyncs everything appended so far (fail-stop on error) and returns the log's durable
+    /// offset afterwards. A truncation or reset since the sync point was taken voids the point
+    /// (`Log::mark_synced`); what the cut kept, it fsynced itself, so the durable offset is
+    /// right either way.
+    pub(crate) fn sync_log(&self) -> u64 {
+        let point = self.log_ref().sync_point();
+        if let Err(err) = point.sync() {
+            fail_stop(format!("{self:?}: {err}"));
+        }
+        let mut log = self.log_mut();
+        log.mark_synced(&point);
+        log.durable_offset()
     }
 
     /// Resolves once `end_offset` is durable (and so visible), under the flush policy in force.
@@ -415,17 +413,18 @@ impl Partition {
     /// Deletes segments past retention, then forgets producers whose batches are all gone or
     /// who have been idle past [`PRODUCER_EXPIRATION_MS`] (they become unknown producers).
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        if let Some(replica) = &self.replica {
-            return self.apply_replicated_retention(replica, now_ms);
-        }
-        let mut log = self.log_mut();
-        let removed = log.apply_retention(now_ms)?;
+        let removed = match &self.replica {
+            Some(replica) => self.apply_replicated_retention(replica, now_ms)?,
+            None => self.log_mut().apply_retention(now_ms)?,
+        };
+        // Under the write lock, like every change to the producer state.
+        let log = self.log_mut();
         self.forget_producers(removed, log.log_start_offset(), now_ms);
         Ok(removed)
     }
 
     /// After retention: producers whose batches are all gone, or idle too long, are forgotten.
-    pub(crate) fn forget_producers(&self, removed: usize, log_start: u64, now_ms: i64) {
+    fn forget_producers(&self, removed: usize, log_start: u64, now_ms: i64) {
         let mut producers = self.producers_mut();
         let evicted = if removed > 0 {
             producers.state.evict_below(log_start)
@@ -479,3 +478,14 @@ pub(crate) fn fail_on_fatal(err: &StorageError) {
 #[cfg(test)]
 #[path = "partition_tests.rs"]
 mod tests;
+
+/// Raises a watched offset that only ever grows; waiters wake only when it moved.
+pub(crate) fn raise(offset: &watch::Sender<u64>, to: u64) {
+    offset.send_if_modified(|now| {
+        let raised = to > *now;
+        if raised {
+            *now = to;
+        }
+        raised
+    });
+}

@@ -22,7 +22,6 @@ use strom_consensus::{raft, ConsensusError, GroupId, NodeId};
 use strom_storage::batch::BatchHeader;
 use tokio::sync::{mpsc, watch};
 
-use crate::fatal::fail_stop;
 use crate::partition::{AppendResult, LogState, Partition, RaftAck};
 use crate::producer_snapshot;
 use crate::producer_state::Verdict;
@@ -329,23 +328,10 @@ impl Partition {
     pub(crate) fn flush_replicated(&self, replica: &Replica) {
         // Read before the sync point: every Ready up to `token` appended before asking.
         let token = replica.sync_token.load(Ordering::SeqCst);
-        let point = self.log_ref().sync_point();
-        if let Err(err) = point.sync() {
-            fail_stop(format!("{self:?}: {err}"));
-        }
-        // A truncation or snapshot reset since the point was taken voids it for the log's own
-        // durable offset. The Raft side is safe either way: what survives a truncation was
-        // fsynced by it, a reset drops the waiting readies, and later appends carry later tokens.
-        let durable = {
-            let mut log = self.log_mut();
-            log.mark_synced(&point);
-            log.durable_offset()
-        };
-        replica.durable.send_if_modified(|d| {
-            let raised = durable > *d;
-            *d = (*d).max(durable);
-            raised
-        });
+        // A truncation or snapshot reset during the sync is safe for Raft too: what survives a
+        // truncation was fsynced by it, a reset drops the waiting readies, and later appends
+        // carry later tokens.
+        crate::partition::raise(&replica.durable, self.sync_log());
         if let Some(Err(e)) = self.with_driver(|d| d.on_synced(token)) {
             tracing::error!(partition = ?self, "raft group failed after fsync: {e}");
         }
@@ -377,8 +363,6 @@ impl Partition {
             let log = self.log_ref();
             let point = log.retention_point(now_ms, self.high_watermark());
             if point <= log.log_start_offset() {
-                drop(log);
-                self.forget_producers(0, 0, now_ms);
                 return Ok(0);
             }
             log.entries
@@ -401,11 +385,7 @@ impl Partition {
                 idx.compact(now);
             }
         }
-        let removed = removed?;
-        let log_start = log.log_start_offset();
-        drop(guard);
-        self.forget_producers(removed, log_start, now_ms);
-        Ok(removed)
+        Ok(removed?)
     }
 
     fn index_op<R>(
@@ -476,11 +456,7 @@ impl ReplicaLog for Partition {
         drop(guard);
         self.raise_high_watermark(start.start_offset);
         if let Some(replica) = &self.replica {
-            replica.durable.send_if_modified(|d| {
-                let raised = start.start_offset > *d;
-                *d = (*d).max(start.start_offset);
-                raised
-            });
+            crate::partition::raise(&replica.durable, start.start_offset);
         }
         Ok(())
     }

@@ -131,7 +131,7 @@ fn a_restart_applies_configuration_changes_counted_committed_but_not_applied() {
         driver: GroupDriver<SimLog>,
         log: Arc<SimLog>,
         out: Arc<SimOutbox>,
-        syncs: Vec<(u64, SyncPoint, u64)>,
+        syncs: Vec<(u64, SyncPoint)>,
     }
 
     let root = tempfile::tempdir().unwrap();
@@ -173,18 +173,13 @@ fn a_restart_applies_configuration_changes_counted_committed_but_not_applied() {
         let mut sent = Vec::new();
         for (i, m) in members.iter_mut().enumerate() {
             for event in m.log.take_events() {
-                if let Event::SyncRequested {
-                    token,
-                    point,
-                    epoch,
-                } = event
-                {
-                    m.syncs.push((token, point, epoch));
+                if let Event::SyncRequested { token, point } = event {
+                    m.syncs.push((token, point));
                 }
             }
             if hold != Some(i) {
-                for (token, point, epoch) in std::mem::take(&mut m.syncs) {
-                    m.log.sync(&point, epoch).unwrap();
+                for (token, point) in std::mem::take(&mut m.syncs) {
+                    m.log.sync(&point).unwrap();
                     m.driver.on_synced(token).unwrap();
                 }
             }

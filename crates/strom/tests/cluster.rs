@@ -452,6 +452,55 @@ fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Idempotent, with small batches, so retention removes some records of a phase and keeps
+/// others.
+fn small_batch_producer(bootstrap: &str) -> FutureProducer {
+    rdk::producer(
+        bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("batch.size", "8192"),
+        ],
+    )
+}
+
+/// Waits until retention has moved the log start of `topic` (one partition) past `floor`.
+fn wait_for_log_start_above(bootstrap: &str, topic: &str, floor: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while low_watermark(bootstrap, topic) <= floor {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: retention never moved the log start past {floor}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reads `topic` (one partition) from the beginning and checks that every acknowledged record
+/// at or above the log start `low` is there exactly once at its offset, and nothing else;
+/// returns those retained records.
+fn check_retained(
+    bootstrap: &str,
+    topic: &str,
+    acked: BTreeMap<String, (i32, i64)>,
+    low: i64,
+) -> BTreeMap<String, (i32, i64)> {
+    let retained: BTreeMap<String, (i32, i64)> = acked
+        .into_iter()
+        .filter(|(_, (_, offset))| *offset >= low)
+        .collect();
+    let records = rdk::consume_all(bootstrap, topic, 1, retained.len(), Duration::from_secs(30));
+    rdk::by_partition(&records);
+    check_acked(&records, &retained);
+    assert_eq!(
+        records.len(),
+        retained.len(),
+        "nothing but the retained records"
+    );
+    retained
+}
+
 /// The log start once retention has nothing left to do (every replica checks every 200 ms and
 /// no records are coming in): the same value a second apart.
 fn settled_low_watermark(bootstrap: &str, topic: &str) -> i64 {
@@ -496,15 +545,7 @@ async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
         2 => (3, 1),
         _ => (1, 2),
     };
-    // Small batches, so retention removes some records of a phase and keeps others.
-    let producer = rdk::producer(
-        &bootstrap,
-        &[
-            ("enable.idempotence", "true"),
-            ("linger.ms", "2"),
-            ("batch.size", "8192"),
-        ],
-    );
+    let producer = small_batch_producer(&bootstrap);
     let mut acked = produce_padded(&producer, "retained", "before", 200, 500).await;
     assert_eq!(acked.len(), 200);
     let lagging_end = acked.values().map(|(_, o)| *o).max().unwrap_or(0);
@@ -517,14 +558,7 @@ async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
         1200,
         "a majority is up: every write acknowledged"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while low_watermark(&bootstrap, "retained") <= lagging_end + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "retention never moved the log start past {lagging_end}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_log_start_above(&bootstrap, "retained", lagging_end + 1);
 
     // Back, it needs entries the leader no longer has. With the other follower gone, every
     // acknowledgement below needs it: it must have installed the snapshot and be appending.
@@ -562,30 +596,13 @@ async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
         low > lagging_end + 1,
         "its log starts where the leader's did"
     );
-    let retained: BTreeMap<String, (i32, i64)> = acked
-        .into_iter()
-        .filter(|(_, (_, offset))| *offset >= low)
-        .collect();
-    let records = rdk::consume_all(
-        &bootstrap,
-        "retained",
-        1,
-        retained.len(),
-        Duration::from_secs(30),
-    );
+    let retained = check_retained(&bootstrap, "retained", acked, low);
     let leaders =
         cluster.wait_for_leaders(&bootstrap, "retained", 3, 3, &[], Duration::from_secs(30));
     assert_eq!(
         leaders,
         vec![lagging],
         "the snapshotted node served the reads"
-    );
-    rdk::by_partition(&records);
-    check_acked(&records, &retained);
-    assert_eq!(
-        records.len(),
-        retained.len(),
-        "nothing but the retained records"
     );
     assert!(retained.keys().filter(|v| v.starts_with("after-")).count() == 50);
     assert!(
@@ -632,24 +649,10 @@ async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
     .unwrap();
     let empty = (1..=4).find(|n| !replicas.contains(n)).unwrap();
 
-    let producer = rdk::producer(
-        &bootstrap,
-        &[
-            ("enable.idempotence", "true"),
-            ("linger.ms", "2"),
-            ("batch.size", "8192"),
-        ],
-    );
+    let producer = small_batch_producer(&bootstrap);
     let mut acked = produce_padded(&producer, "compacted", "before", 600, 500).await;
     assert_eq!(acked.len(), 600);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while low_watermark(&bootstrap, "compacted") <= 0 {
-        assert!(
-            Instant::now() < deadline,
-            "retention never moved the log start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_log_start_above(&bootstrap, "compacted", 0);
 
     cluster_cli(cluster.raft_ports[0], &["remove-node", &target.to_string()]);
     let moved = cluster.wait_for_replicas(
@@ -682,21 +685,5 @@ async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
     );
 
     let low = settled_low_watermark(&bootstrap, "compacted");
-    let retained: BTreeMap<String, (i32, i64)> = acked
-        .into_iter()
-        .filter(|(_, (_, offset))| *offset >= low)
-        .collect();
-    let records = rdk::consume_all(
-        &bootstrap,
-        "compacted",
-        1,
-        retained.len(),
-        Duration::from_secs(30),
-    );
-    check_acked(&records, &retained);
-    assert_eq!(
-        records.len(),
-        retained.len(),
-        "nothing but the retained records"
-    );
+    check_retained(&bootstrap, "compacted", acked, low);
 }

@@ -240,7 +240,6 @@ struct PendingSync {
     group: GroupId,
     token: u64,
     point: SyncPoint,
-    epoch: u64,
     ready_at: u64,
 }
 
@@ -508,7 +507,7 @@ impl Sim {
             ));
         };
         r.log
-            .sync(&done.point, done.epoch)
+            .sync(&done.point)
             .map_err(|e| format!("node {node} group {group} fsync: {e}"))?;
         r.driver
             .on_synced(token)
@@ -1040,16 +1039,11 @@ impl Sim {
                         truncated_from,
                         entries,
                     } => checker.on_appended(node, group, truncated_from, &entries, r.commit)?,
-                    Event::SyncRequested {
-                        token,
-                        point,
-                        epoch,
-                    } => syncs.push(PendingSync {
+                    Event::SyncRequested { token, point } => syncs.push(PendingSync {
                         node,
                         group,
                         token,
                         point,
-                        epoch,
                         ready_at: now + rng.range(1, 40),
                     }),
                     Event::Committed { index, entries } => {

@@ -60,10 +60,9 @@ pub enum Event {
     /// later: what it covers is fixed at request time, as in the broker's group commit.
     SyncRequested {
         token: u64,
+        /// Taken before a later truncation or reset, it marks nothing durable
+        /// (`Log::mark_synced`), as in the broker.
         point: SyncPoint,
-        /// Truncations so far: a point taken before a truncation must not mark anything
-        /// durable (its file may be gone, and the truncation fsynced what it kept).
-        epoch: u64,
     },
     Committed {
         index: u64,
@@ -85,7 +84,6 @@ pub enum Event {
 pub struct Inner {
     pub log: Log,
     pub index: EntryIndex,
-    pub truncations: u64,
     events: Vec<Event>,
 }
 
@@ -110,7 +108,6 @@ impl SimLog {
             inner: Mutex::new(Inner {
                 log,
                 index,
-                truncations: 0,
                 events: Vec::new(),
             }),
             clock,
@@ -127,12 +124,9 @@ impl SimLog {
     }
 
     /// Completes a group commit fsync the driver asked for.
-    pub fn sync(&self, point: &SyncPoint, epoch: u64) -> Result<(), StorageError> {
+    pub fn sync(&self, point: &SyncPoint) -> Result<(), StorageError> {
         point.sync()?;
-        let mut inner = self.lock();
-        if inner.truncations == epoch {
-            inner.log.mark_durable(point.end_offset());
-        }
+        self.lock().log.mark_synced(point);
         Ok(())
     }
 
@@ -224,17 +218,11 @@ impl ReplicaLog for SimLog {
     /// As the broker's partition does: the log restarts empty at the leader's log start.
     fn install_snapshot(&self, start: LogStart) -> Result<(), ConsensusError> {
         let mut guard = self.lock();
-        let Inner {
-            log,
-            index,
-            truncations,
-            events,
-        } = &mut *guard;
+        let Inner { log, index, events } = &mut *guard;
+        // Sync points taken before the reset mark nothing of the new log durable: the reset
+        // starts a new log generation, as a truncation does.
         log.reset(start.start_offset)?;
         *index = EntryIndex::empty(start);
-        // Sync points taken before the reset cover segment files that are gone: like those
-        // taken before a truncation, they must not mark anything of the new log durable.
-        *truncations += 1;
         events.push(Event::Snapshot { start });
         Ok(())
     }
@@ -242,19 +230,11 @@ impl ReplicaLog for SimLog {
     fn append(&self, entries: &[Entry], applied: u64) -> Result<(), ConsensusError> {
         let now = self.clock.load(Ordering::Relaxed) as i64;
         let mut guard = self.lock();
-        let Inner {
-            log,
-            index,
-            truncations,
-            events,
-        } = &mut *guard;
+        let Inner { log, index, events } = &mut *guard;
         let Some(first) = entries.first() else {
             return Ok(());
         };
         let truncated_from = (first.index <= index.last_index()).then_some(first.index);
-        if truncated_from.is_some() {
-            *truncations += 1;
-        }
         index.append(log, entries, applied, now)?;
         let mut appended = Vec::with_capacity(entries.len());
         for e in entries {
@@ -281,12 +261,8 @@ impl ReplicaLog for SimLog {
 
     fn request_sync(&self, token: u64) {
         let mut inner = self.lock();
-        let (point, epoch) = (inner.log.sync_point(), inner.truncations);
-        inner.events.push(Event::SyncRequested {
-            token,
-            point,
-            epoch,
-        });
+        let point = inner.log.sync_point();
+        inner.events.push(Event::SyncRequested { token, point });
     }
 
     fn on_commit(&self, index: u64, entries: &[Entry]) {
