@@ -78,6 +78,31 @@ fn poll_metadata<T>(
 
 pub const SECRET: &str = "test-cluster-secret";
 
+/// Starts node `id` under `root/node{id}`: Raft on `raft_port`, Kafka on `kafka_port`.
+fn start_node(
+    root: &Path,
+    id: usize,
+    raft_port: u16,
+    kafka_port: u16,
+    peers: &str,
+    extra: &[&str],
+) -> Strom {
+    let id_arg = id.to_string();
+    let raft = format!("127.0.0.1:{raft_port}");
+    let mut args = vec![
+        "--node-id",
+        &id_arg,
+        "--raft-addr",
+        &raft,
+        "--peers",
+        peers,
+        "--cluster-secret",
+        SECRET,
+    ];
+    args.extend_from_slice(extra);
+    Strom::start_on(&root.join(format!("node{id}")), kafka_port, &args, &[])
+}
+
 pub struct TestCluster {
     pub nodes: Vec<Strom>,
     pub raft_ports: Vec<u16>,
@@ -117,27 +142,7 @@ impl TestCluster {
             "one entry per node"
         );
         let nodes = (0..n)
-            .map(|i| {
-                let id = (i + 1).to_string();
-                let raft = format!("127.0.0.1:{}", raft_ports[i]);
-                let mut args = vec![
-                    "--node-id",
-                    &id,
-                    "--raft-addr",
-                    &raft,
-                    "--peers",
-                    &peers[i],
-                    "--cluster-secret",
-                    SECRET,
-                ];
-                args.extend_from_slice(extra);
-                Strom::start_on(
-                    &root.join(format!("node{}", i + 1)),
-                    kafka_ports[i],
-                    &args,
-                    &[],
-                )
-            })
+            .map(|i| start_node(root, i + 1, raft_ports[i], kafka_ports[i], &peers[i], extra))
             .collect();
         TestCluster {
             nodes,
@@ -149,27 +154,11 @@ impl TestCluster {
     /// Starts one more node that joins the running cluster (`--join`); returns its id.
     pub fn join(&mut self, root: &Path, extra: &[&str]) -> i32 {
         let ports = free_ports(2);
-        let id = (self.nodes.len() + 1).to_string();
-        let raft = format!("127.0.0.1:{}", ports[0]);
-        let mut args = vec![
-            "--node-id",
-            &id,
-            "--raft-addr",
-            &raft,
-            "--peers",
-            &self.peers,
-            "--join",
-            "true",
-            "--cluster-secret",
-            SECRET,
-        ];
+        let mut args = vec!["--join", "true"];
         args.extend_from_slice(extra);
-        self.nodes.push(Strom::start_on(
-            &root.join(format!("node{id}")),
-            ports[1],
-            &args,
-            &[],
-        ));
+        let id = self.nodes.len() + 1;
+        self.nodes
+            .push(start_node(root, id, ports[0], ports[1], &self.peers, &args));
         self.raft_ports.push(ports[0]);
         self.nodes.len() as i32
     }
