@@ -396,8 +396,12 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 .map(|(id, pr)| PeerProgress {
                     node: *id,
                     matched: pr.matched,
+                    // raft-rs marks a node it has just added as recently active, and a short
+                    // log is within the lag of nothing: without `matched > 0` a learner that
+                    // never answered would count as caught up and be promoted.
                     caught_up: *id == self.id
                         || (pr.recent_active
+                            && pr.matched > 0
                             && last_index.saturating_sub(pr.matched) <= self.config.max_isr_lag),
                 })
                 .collect();

@@ -351,6 +351,135 @@ async fn a_dead_node_is_replaced_under_load_without_loss() {
     );
 }
 
+/// The node `strom cluster status` names as the controller's leader.
+fn controller_leader(status: &str) -> Option<i32> {
+    let (_, rest) = status.lines().next()?.split_once("controller leader: ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The REPLICAS and MOVING TO columns of `topic`'s partition `index` in `strom cluster status`.
+fn partition_status(status: &str, topic: &str, index: u32) -> (Vec<i32>, Option<Vec<i32>>) {
+    let ids = |s: &str| {
+        s.split(',')
+            .filter_map(|n| n.parse().ok())
+            .collect::<Vec<i32>>()
+    };
+    let line = status.lines().find(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some(topic) && words.next() == Some(&index.to_string())
+    });
+    let words: Vec<&str> = line.map_or(Vec::new(), |l| l.split_whitespace().collect());
+    // TOPIC PARTITION LEADER EPOCH REPLICAS [ISR] MOVING-TO: the ISR may be empty.
+    let replicas = words.get(4).map_or(Vec::new(), |w| ids(w));
+    let moving = words.last().filter(|w| words.len() > 5 && **w != "-");
+    (replicas, moving.map(|w| ids(w)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_newcomer_dies_is_taken_over_by_another_node() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let timeout_ms = 5000;
+    let extra = ["--dead-node-timeout-ms", "5000"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &extra);
+    let bootstrap = cluster.bootstrap();
+    create(&bootstrap, "rebuilt", 1, 3).await;
+    cluster.wait_for_replicas(&bootstrap, "rebuilt", 3, &[], Duration::from_secs(30));
+    // Joins after the topic exists, so it holds nothing and is the only place to move to.
+    let newcomer = cluster.join(dir.path(), &extra);
+    cluster.wait_for_brokers(&bootstrap, 4, Duration::from_secs(30));
+    let producer = rdk::producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let mut acked = produce(&producer, "rebuilt", "before", 2000).await;
+    assert_eq!(acked.len(), 2000);
+
+    // A replica's node dies; the newcomer dies too, but late enough that the controller still
+    // counts it as live when it plans the move (the newcomer is silent for less than the
+    // timeout when the first node's timeout runs out). Not the controller's leader, so the
+    // timeout counts from the kill.
+    let raft = cluster.raft_ports[0];
+    let leader = controller_leader(&cluster_cli(raft, &["status"])).expect("a controller leader");
+    let dead = (1..=3).find(|&n| n != leader).unwrap();
+    let survivor = (1..=3).find(|&n| n != dead).unwrap();
+    let survivor_raft = cluster.raft_ports[survivor as usize - 1];
+    let survivor_addr = cluster.node(survivor).addr();
+    cluster.node(dead).kill9();
+    std::thread::sleep(Duration::from_millis(timeout_ms * 2 / 5));
+    cluster.node(newcomer).kill9();
+
+    // The move starts toward the dead newcomer, and cannot finish: a learner that never
+    // answered is not caught up, so it is never promoted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = cluster_cli(survivor_raft, &["status"]);
+        if partition_status(&status, "rebuilt", 0)
+            .1
+            .is_some_and(|t| t.contains(&newcomer))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no move toward node {newcomer}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    acked.extend(produce(&producer, "rebuilt", "stuck", 500).await);
+    assert_eq!(acked.len(), 2500, "the two survivors keep acknowledging");
+
+    // Another node arrives; once the newcomer has been silent for the timeout, the move goes
+    // there instead and completes. The dead newcomer never becomes a replica on the way.
+    let replacement = cluster.join(dir.path(), &extra);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster_cli(survivor_raft, &["status"]);
+        let (replicas, moving) = partition_status(&status, "rebuilt", 0);
+        assert!(
+            !replicas.contains(&newcomer),
+            "promoted while dead: {status}"
+        );
+        if moving.is_none() && replicas.contains(&replacement) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "move not redirected: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tokio::task::block_in_place(|| {
+        cluster.wait_for_replicas(
+            &survivor_addr,
+            "rebuilt",
+            3,
+            &[dead, newcomer],
+            Duration::from_secs(60),
+        );
+        // The offsets topic's partitions were stuck on the newcomer as well.
+        cluster.wait_for_replicas(
+            &survivor_addr,
+            "__consumer_offsets",
+            3,
+            &[dead, newcomer],
+            Duration::from_secs(60),
+        )
+    });
+    let after = produce(&producer, "rebuilt", "after", 200).await;
+    assert_eq!(after.len(), 200);
+    acked.extend(after);
+    let records = rdk::consume_all(
+        &survivor_addr,
+        "rebuilt",
+        1,
+        acked.len(),
+        Duration::from_secs(60),
+    );
+    check_acked(&records, &acked);
+    assert_eq!(records.len(), acked.len());
+}
+
 /// The `__consumer_offsets` partition of `group`: FNV-1a (32-bit) of the id modulo its 8
 /// partitions, the broker's documented mapping.
 fn offsets_partition(group: &str) -> i32 {

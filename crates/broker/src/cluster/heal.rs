@@ -281,7 +281,8 @@ const MAX_CONCURRENT_MOVES: usize = 50;
 
 /// One `Reassign` per partition that has a replica on a `gone` node, moving it to the least
 /// loaded live node, while fewer than `max_moves` partitions are moving (those with a target
-/// count, whoever set it).
+/// count, whoever set it); and one per moving partition whose newcomer is `gone`, to another
+/// node, whatever the count.
 fn plan_replacements(
     state: &ClusterState,
     gone: impl Fn(NodeId) -> bool,
@@ -307,29 +308,50 @@ fn plan_replacements(
         .count();
     let mut commands = Vec::new();
     for (topic, index, pa) in partitions() {
-        if moving >= max_moves {
-            break;
-        }
-        if pa.target_replicas.is_some() {
-            continue;
-        }
-        let Some(&dead) = pa.replicas.iter().find(|&&n| gone(n)) else {
-            continue;
+        let target = match &pa.target_replicas {
+            // A move whose newcomer died (or was removed) before it finished would wait for it
+            // forever: another node takes its place. It is the same move, not a new one.
+            Some(target) => {
+                let Some(&dead) = target
+                    .iter()
+                    .find(|&&n| gone(n) && !pa.replicas.contains(&n))
+                else {
+                    continue;
+                };
+                let Some(next) = placement::replace(target, dead, &live, &load) else {
+                    continue;
+                };
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    node = dead,
+                    target = ?next,
+                    "the newcomer of a move is gone: moving to another node instead"
+                );
+                next
+            }
+            None if moving < max_moves => {
+                let Some(&dead) = pa.replicas.iter().find(|&&n| gone(n)) else {
+                    continue;
+                };
+                let Some(next) = placement::replace(&pa.replicas, dead, &live, &load) else {
+                    continue;
+                };
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    node = dead,
+                    target = ?next,
+                    "rebuilding the replica of a dead or removed node"
+                );
+                moving += 1;
+                next
+            }
+            None => continue,
         };
-        let Some(target) = placement::replace(&pa.replicas, dead, &live, &load) else {
-            continue;
-        };
-        tracing::warn!(
-            topic,
-            partition = index,
-            node = dead,
-            ?target,
-            "rebuilding the replica of a dead or removed node"
-        );
         if let Some(&newcomer) = target.last() {
             *load.entry(newcomer).or_insert(0) += 1;
         }
-        moving += 1;
         commands.push(Command::Reassign {
             group: pa.group,
             target,
@@ -450,6 +472,57 @@ mod tests {
                 "a fenced node was chosen: {target:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_move_whose_newcomer_dies_goes_to_another_node() {
+        let mut s = state(&[1, 2, 3], &[]);
+        s.apply(&Command::CreateTopic {
+            name: "t".to_string(),
+            id: uuid::Uuid::from_u128(7),
+            partitions: 1,
+            replication_factor: 3,
+            config: Default::default(),
+            now_ms: 0,
+        })
+        .unwrap();
+        for id in [4, 5] {
+            s.apply(&Command::RegisterNode(NodeInfo {
+                id,
+                kafka_host: "h".to_string(),
+                kafka_port: 1,
+                raft_addr: "h:2".to_string(),
+                registered_ms: 0,
+            }))
+            .unwrap();
+        }
+        let moves = |s: &ClusterState, gone: &[NodeId], cap: usize| {
+            plan_replacements(s, |n| gone.contains(&n), cap)
+                .into_iter()
+                .map(|cmd| match cmd {
+                    Command::Reassign { target, .. } => target,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = moves(&s, &[3], usize::MAX);
+        assert_eq!(first, vec![vec![1, 2, 4]], "the least loaded, lowest id");
+        s.apply(&Command::Reassign {
+            group: s.topics["t"].partitions[0].group,
+            target: first[0].clone(),
+        })
+        .unwrap();
+        assert!(moves(&s, &[3], usize::MAX).is_empty(), "already moving");
+
+        // Node 4 dies before it caught up: the move goes to node 5 instead, even at the cap,
+        // and the replicas that stay keep their place.
+        assert_eq!(moves(&s, &[3, 4], 1), vec![vec![1, 2, 5]]);
+        assert_eq!(moves(&s, &[3, 4], 0), vec![vec![1, 2, 5]]);
+        // A replica that stays dying is no reason to re-plan: the move finishes, then that
+        // replica is replaced like any other.
+        assert!(moves(&s, &[3, 2], usize::MAX).is_empty());
+        // Nowhere else to go: the move is left as it is.
+        assert!(moves(&s, &[3, 4, 5], usize::MAX).is_empty());
     }
 
     #[test]
