@@ -257,6 +257,16 @@ impl Partition {
                 }
             }
         }
+        // A leader never rewrites its own log, and leading in a term is one unbroken stretch:
+        // still leading in the term it answered in, the entry it wrote (or found) at `index` is
+        // the one that committed, even if retention has removed it since.
+        let still_leading = {
+            let now = role.borrow();
+            now.is_leader && now.term == raft.leader_term
+        };
+        if still_leading {
+            return Ok(());
+        }
         let log = self.log_ref();
         match log.entries.as_ref().map(|idx| idx.term(index)) {
             Some(Ok(t)) if t == term => Ok(()),
@@ -288,6 +298,15 @@ impl Partition {
                 last_offset,
             } = verdict
             {
+                if last_offset < log.log_start_offset() {
+                    // Retention removes only committed entries: the original is committed.
+                    return Ok(AppendResult {
+                        base_offset,
+                        end_offset: last_offset + 1,
+                        log_start_offset: log.log_start_offset(),
+                        raft: None,
+                    });
+                }
                 // The original may still be uncommitted, and be cut by a later leader: the
                 // retry is acknowledged under the same rule, at commit with its entry's term.
                 let idx = log.entries.as_ref().ok_or(BrokerError::NotLeader)?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{TestCluster, SECRET};
 use common::rdk;
+use common::wire::{idempotent_batch, init_producer_id, Conn};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -569,7 +570,8 @@ async fn committed_offsets_survive_the_coordinator_dying() {
     assert_eq!(got, expected, "resumed exactly after the committed offsets");
 }
 
-fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
+/// (log start, high watermark) of partition 0 of `topic`; -1 each if not answered.
+fn watermarks(bootstrap: &str, topic: &str) -> (i64, i64) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -577,8 +579,11 @@ fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
         .expect("consumer");
     consumer
         .fetch_watermarks(topic, 0, Duration::from_secs(5))
-        .map(|(low, _)| low)
-        .unwrap_or(-1)
+        .unwrap_or((-1, -1))
+}
+
+fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
+    watermarks(bootstrap, topic).0
 }
 
 /// Idempotent, with small batches, so retention removes some records of a phase and keeps
@@ -815,4 +820,57 @@ async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
 
     let low = settled_low_watermark(&bootstrap, "compacted");
     check_retained(&bootstrap, "compacted", acked, low);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_batch_retention_removed_gets_its_original_offset() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--retention-check-interval-ms", "200"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &extra);
+    let bootstrap = cluster.bootstrap();
+    create_with(
+        &bootstrap,
+        "retried",
+        1,
+        3,
+        &[("segment.bytes", "16384"), ("retention.bytes", "102400")],
+    )
+    .await;
+    let leader =
+        cluster.wait_for_leaders(&bootstrap, "retried", 3, 3, &[], Duration::from_secs(30))[0];
+    let mut conn = Conn::connect(&cluster.node(leader).addr());
+    let (err, pid, epoch) = init_producer_id(&mut conn, 4, None);
+    assert_eq!(err, 0);
+    let first = idempotent_batch(pid, epoch, 0, 3);
+    // Not 0: the group's configuration and no-op entries come first, as control batches.
+    let (err, first_at) = conn.produce("retried", 0, first.clone());
+    assert_eq!(err, 0);
+
+    // About 57 KiB from others (key and value carry the padding), the producer's next batch,
+    // 57 KiB more: retention (100 KiB)
+    // removes the segment of the first batch but keeps the second, so the producer and both
+    // of its batches stay in its deduplication window.
+    let others = small_batch_producer(&bootstrap);
+    assert_eq!(
+        produce_padded(&others, "retried", "a", 55, 500).await.len(),
+        55
+    );
+    let (err, second_at) = conn.produce("retried", 0, idempotent_batch(pid, epoch, 3, 3));
+    assert_eq!(err, 0);
+    assert_eq!(
+        produce_padded(&others, "retried", "b", 55, 500).await.len(),
+        55
+    );
+    wait_for_log_start_above(&bootstrap, "retried", first_at + 2);
+    let (start, end) = watermarks(&bootstrap, "retried");
+    assert!(
+        start <= second_at,
+        "the second batch is kept: {start} > {second_at}"
+    );
+
+    // A retry of the first batch (say its answer was lost) is answered with its original
+    // offset, like any duplicate, and writes nothing.
+    assert_eq!(conn.produce("retried", 0, first), (0, first_at));
+    assert_eq!(watermarks(&bootstrap, "retried").1, end);
 }

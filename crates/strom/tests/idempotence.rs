@@ -10,16 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use common::wire::Conn;
+use common::wire::{idempotent_batch, init_producer_id, Conn};
 use common::{rdk, Strom};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use rdkafka::producer::FutureRecord;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -28,67 +23,6 @@ const INVALID_REQUEST: i16 = 42;
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
-}
-
-/// One batch of `count` records from `pid`/`epoch`, sequences `seq..seq + count`.
-fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: seq + i,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("seq-{}", seq + i))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &opts).expect("encode batch");
-    buf.freeze()
-}
-
-fn init_producer_id(conn: &mut Conn, v: i16, current: Option<(i64, i16)>) -> (i16, i64, i16) {
-    let (pid, epoch) = current.unwrap_or((-1, -1));
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch);
-    match conn.request(ApiKey::InitProducerId, v, &req) {
-        ResponseKind::InitProducerId(r) => (r.error_code, r.producer_id.0, r.producer_epoch),
-        r => panic!("{r:?}"),
-    }
-}
-
-/// Produces `batch` to partition 0 of `topic`; returns (error code, base offset).
-fn produce(conn: &mut Conn, topic: &str, batch: Bytes) -> (i16, i64) {
-    let data = vec![TopicProduceData::default()
-        .with_name(topic_name(topic))
-        .with_partition_data(vec![PartitionProduceData::default()
-            .with_index(0)
-            .with_records(Some(batch))])];
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(data);
-    match conn.request(ApiKey::Produce, 9, &req) {
-        ResponseKind::Produce(r) => {
-            let p = &r.responses[0].partition_responses[0];
-            (p.error_code, p.base_offset)
-        }
-        r => panic!("{r:?}"),
-    }
 }
 
 fn log_end(conn: &mut Conn, topic: &str) -> i64 {
@@ -125,20 +59,20 @@ fn raw_wire_sequences_epochs_and_restarts() {
     assert_ne!(other, pid, "ids are unique");
 
     let first = idempotent_batch(pid, 0, 0, 3);
-    assert_eq!(produce(&mut conn, t, first.clone()), (0, 0));
+    assert_eq!(conn.produce(t, 0, first.clone()), (0, 0));
     // The retry of an acknowledged batch: success, same offset, nothing appended.
-    assert_eq!(produce(&mut conn, t, first.clone()), (0, 0));
+    assert_eq!(conn.produce(t, 0, first.clone()), (0, 0));
     assert_eq!(log_end(&mut conn, t), 3, "the batch is in the log once");
     let second = idempotent_batch(pid, 0, 3, 2);
-    assert_eq!(produce(&mut conn, t, second.clone()), (0, 3));
+    assert_eq!(conn.produce(t, 0, second.clone()), (0, 3));
     assert_eq!(
-        produce(&mut conn, t, first.clone()),
+        conn.produce(t, 0, first.clone()),
         (0, 0),
         "still in the window"
     );
 
     // A gap in the sequence.
-    let (err, _) = produce(&mut conn, t, idempotent_batch(pid, 0, 9, 1));
+    let (err, _) = conn.produce(t, 0, idempotent_batch(pid, 0, 9, 1));
     assert_eq!(err, OUT_OF_ORDER_SEQUENCE_NUMBER);
     assert_eq!(log_end(&mut conn, t), 5);
 
@@ -146,25 +80,22 @@ fn raw_wire_sequences_epochs_and_restarts() {
     strom.kill9();
     strom.restart();
     let mut conn = Conn::connect(&strom.addr());
-    assert_eq!(produce(&mut conn, t, second.clone()), (0, 3));
+    assert_eq!(conn.produce(t, 0, second.clone()), (0, 3));
     strom.stop();
     assert!(dir.path().join("idem-0/producer-state.snapshot").exists());
     strom.restart();
     let mut conn = Conn::connect(&strom.addr());
-    assert_eq!(produce(&mut conn, t, second.clone()), (0, 3));
+    assert_eq!(conn.produce(t, 0, second.clone()), (0, 3));
     assert_eq!(log_end(&mut conn, t), 5);
 
     // KIP-360 epoch bump: same id, next epoch, sequences from 0; the old epoch is fenced.
     assert_eq!(init_producer_id(&mut conn, 3, Some((pid, 0))), (0, pid, 1));
-    let (err, _) = produce(&mut conn, t, idempotent_batch(pid, 1, 4, 1));
+    let (err, _) = conn.produce(t, 0, idempotent_batch(pid, 1, 4, 1));
     assert_eq!(err, OUT_OF_ORDER_SEQUENCE_NUMBER, "a new epoch starts at 0");
-    assert_eq!(
-        produce(&mut conn, t, idempotent_batch(pid, 1, 0, 1)),
-        (0, 5)
-    );
-    let (err, _) = produce(&mut conn, t, idempotent_batch(pid, 0, 5, 1));
+    assert_eq!(conn.produce(t, 0, idempotent_batch(pid, 1, 0, 1)), (0, 5));
+    let (err, _) = conn.produce(t, 0, idempotent_batch(pid, 0, 5, 1));
     assert_eq!(err, INVALID_PRODUCER_EPOCH);
-    let (err, _) = produce(&mut conn, t, second);
+    let (err, _) = conn.produce(t, 0, second);
     assert_eq!(
         err, INVALID_PRODUCER_EPOCH,
         "old-epoch retries are fenced too"

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, RequestHeader, ResponseHeader, ResponseKind, TopicName,
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId, RequestHeader, ResponseHeader,
+    ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -197,4 +198,46 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRe
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(records))])])
+}
+
+/// One batch of `count` records from `pid`/`epoch`, sequences `seq..seq + count`.
+pub fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: seq + i,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("seq-{}", seq + i))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &opts).expect("encode batch");
+    buf.freeze()
+}
+
+/// InitProducerId at version `v`, bumping `current` if given: (error code, id, epoch).
+pub fn init_producer_id(conn: &mut Conn, v: i16, current: Option<(i64, i16)>) -> (i16, i64, i16) {
+    let (pid, epoch) = current.unwrap_or((-1, -1));
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch);
+    match conn.request(ApiKey::InitProducerId, v, &req) {
+        ResponseKind::InitProducerId(r) => (r.error_code, r.producer_id.0, r.producer_epoch),
+        r => panic!("{r:?}"),
+    }
 }
