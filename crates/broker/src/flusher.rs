@@ -30,7 +30,6 @@ struct Queue {
 }
 
 impl Flusher {
-    /// Starts the flusher thread.
     /// Starts the flusher threads.
     pub fn start(policy: FlushPolicy) -> std::io::Result<(Arc<Flusher>, Vec<JoinHandle<()>>)> {
         let flusher = Arc::new(Flusher {
