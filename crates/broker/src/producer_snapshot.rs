@@ -240,6 +240,27 @@ pub(crate) struct Restored {
     pub scanned_from: u64,
 }
 
+fn discard(dir: &Path, reason: &str) -> Result<(), StorageError> {
+    tracing::warn!(dir = %dir.display(), %reason, "discarding the producer-state snapshot; replaying the whole log");
+    let path = path(dir);
+    fs::remove_file(&path)
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|e| StorageError::Io { path, source: e })
+}
+
+/// The log was cut at `offset` (a Raft follower losing an uncommitted tail): a snapshot taken
+/// beyond it describes batches that are gone, even once the log grows past it again.
+pub(crate) fn discard_beyond(dir: &Path, offset: u64) -> Result<(), StorageError> {
+    match read(dir) {
+        Ok(Some((at, _))) if at > offset => discard(
+            dir,
+            &format!("it covers up to offset {at}, beyond a cut at {offset}"),
+        ),
+        // Missing or unreadable: `restore` deals with it.
+        _ => Ok(()),
+    }
+}
+
 /// Loads the snapshot if it is usable, then replays the batch headers after it (all of them
 /// without a usable snapshot).
 pub(crate) fn restore(dir: &Path, log: &Log, now_ms: i64) -> Result<Restored, StorageError> {
@@ -252,13 +273,7 @@ pub(crate) fn restore(dir: &Path, log: &Log, now_ms: i64) -> Result<Restored, St
         })?;
     }
     let end = log.next_offset();
-    let unusable = |reason: String| -> Result<(), StorageError> {
-        tracing::warn!(dir = %dir.display(), %reason, "discarding the producer-state snapshot; replaying the whole log");
-        let path = path(dir);
-        fs::remove_file(&path)
-            .and_then(|()| File::open(dir)?.sync_all())
-            .map_err(|e| StorageError::Io { path, source: e })
-    };
+    let unusable = |reason: String| discard(dir, &reason);
     let (mut state, snapshot_offset) = match read(dir) {
         Ok(Some((offset, state))) if offset <= end => (state, Some(offset)),
         Ok(Some((offset, _))) => {
@@ -382,5 +397,21 @@ mod tests {
         assert!(!temp_path(dir.path()).exists());
         fs::write(path(dir.path()), b"junk").unwrap();
         assert!(read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_cut_below_the_snapshot_discards_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = sample();
+        write(dir.path(), &encode(24, &map)).unwrap();
+        discard_beyond(dir.path(), 24).unwrap();
+        assert_eq!(
+            read(dir.path()),
+            Ok(Some((24, map))),
+            "a cut at its end keeps it"
+        );
+        discard_beyond(dir.path(), 23).unwrap();
+        assert_eq!(read(dir.path()), Ok(None));
+        discard_beyond(dir.path(), 0).unwrap();
     }
 }

@@ -487,12 +487,18 @@ impl ReplicaLog for Partition {
         let Some(idx) = idx.as_mut() else {
             return Ok(());
         };
-        let truncating = entries.first().is_some_and(|e| e.index <= idx.last_index());
+        // Where the log is cut, if it is: the offset of the first entry replaced.
+        let cut = entries
+            .first()
+            .filter(|e| e.index <= idx.last_index())
+            .map(|e| idx.start_offset(e.index, log).unwrap_or(0));
         let segments_before = log.segment_count();
         let headers = idx.append(log, entries, applied, now)?;
         let mut producers = self.producers_mut();
-        if truncating {
-            // Entries this replica had are gone: rebuild the producer state from the log.
+        if let Some(cut) = cut {
+            // Entries this replica had are gone: rebuild the producer state from the log, and
+            // not from a snapshot that still counts them.
+            producer_snapshot::discard_beyond(self.dir(), cut)?;
             producers.state = producer_snapshot::restore(self.dir(), log, now)?.state;
         } else {
             for h in &headers {

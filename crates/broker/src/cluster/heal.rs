@@ -88,6 +88,16 @@ pub(super) fn drive_reassignment(
         voters, learners, ..
     } = &conf;
     let Some(target) = &pa.target_replicas else {
+        // A learner left from a move that was called off (its target collapsed back onto the
+        // replicas, e.g. when the node it replaced came back).
+        if let Some(&n) = learners.iter().find(|n| !pa.replicas.contains(n)) {
+            propose_conf(
+                p,
+                conf_change(vec![change(ConfChangeType::RemoveNode, n)]),
+                "removing the learner of a cancelled move",
+            );
+            return None;
+        }
         let same =
             voters.len() == pa.replicas.len() && voters.iter().all(|v| pa.replicas.contains(v));
         return (!same).then(|| Command::ReassignDone {
@@ -311,22 +321,28 @@ fn plan_replacements(
         let target = match &pa.target_replicas {
             // A move whose newcomer died (or was removed) before it finished would wait for it
             // forever: another node takes its place. It is the same move, not a new one.
+            // A removed node anywhere in the target makes it invalid as well.
             Some(target) => {
-                let Some(&dead) = target
-                    .iter()
-                    .find(|&&n| gone(n) && !pa.replicas.contains(&n))
-                else {
-                    continue;
+                let stale = |n: NodeId| {
+                    state.removed_nodes.contains(&n) || (gone(n) && !pa.replicas.contains(&n))
                 };
-                let Some(next) = placement::replace(target, dead, &live, &load) else {
+                let mut next = target.clone();
+                // Each step swaps one stale node for a live one, so this ends.
+                while let Some(&bad) = next.iter().find(|&&n| stale(n)) {
+                    match placement::replace(&next, bad, &live, &load) {
+                        Some(t) => next = t,
+                        None => break,
+                    }
+                }
+                if next == *target || next.iter().any(|&n| stale(n)) {
                     continue;
-                };
+                }
                 tracing::warn!(
                     topic,
                     partition = index,
-                    node = dead,
-                    target = ?next,
-                    "the newcomer of a move is gone: moving to another node instead"
+                    from = ?target,
+                    to = ?next,
+                    "a node of a move's target is gone: moving to another node instead"
                 );
                 next
             }
@@ -486,7 +502,7 @@ mod tests {
             now_ms: 0,
         })
         .unwrap();
-        for id in [4, 5] {
+        for id in [4, 5, 6] {
             s.apply(&Command::RegisterNode(NodeInfo {
                 id,
                 kafka_host: "h".to_string(),
@@ -522,7 +538,18 @@ mod tests {
         // replica is replaced like any other.
         assert!(moves(&s, &[3, 2], usize::MAX).is_empty());
         // Nowhere else to go: the move is left as it is.
-        assert!(moves(&s, &[3, 4, 5], usize::MAX).is_empty());
+        assert!(moves(&s, &[3, 4, 5, 6], usize::MAX).is_empty());
+        // A replica that stays, once removed, makes the target invalid too: both it and the
+        // dead newcomer are replaced in one go.
+        s.apply(&Command::RemoveNode { node: 2 }).unwrap();
+        let gone = [2, 3, 4];
+        let next = moves(&s, &gone, usize::MAX);
+        assert_eq!(next, vec![vec![1, 5, 6]]);
+        s.apply(&Command::Reassign {
+            group: s.topics["t"].partitions[0].group,
+            target: next[0].clone(),
+        })
+        .expect("a valid target");
     }
 
     #[test]
