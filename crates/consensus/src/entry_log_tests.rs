@@ -328,13 +328,7 @@ fn reopen_rebuilds_the_index_from_batch_headers() {
 #[test]
 fn reopen_after_truncation_across_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = small_segments(dir.path());
-    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
-    let entries: Vec<Entry> = (1..=40)
-        .map(|i| data(i, 1 + i / 7, 1 + (i % 3) as usize))
-        .collect();
-    index.append(&mut log, &entries, 0, 0).unwrap();
-    assert!(log.segment_count() > 3, "the test needs several segments");
+    let (mut log, mut index, entries) = compactable(dir.path());
     index.truncate_from(&mut log, 13).unwrap();
     let replacement: Vec<Entry> = (13..=20).map(|i| data(i, 9, 2)).collect();
     index.append(&mut log, &replacement, 12, 0).unwrap();

@@ -586,6 +586,30 @@ fn low_watermark(bootstrap: &str, topic: &str) -> i64 {
     watermarks(bootstrap, topic).0
 }
 
+/// Three nodes checking retention every 200 ms, and `topic` (one partition, RF 3, 16 KiB
+/// segments, `retention.bytes` as given) with a leader: (cluster, bootstrap, leader).
+async fn retention_cluster(
+    root: &std::path::Path,
+    topic: &str,
+    retention_bytes: &str,
+) -> (TestCluster, String, i32) {
+    let cluster = TestCluster::start(root, 3, &["--retention-check-interval-ms", "200"]);
+    let bootstrap = cluster.bootstrap();
+    create_with(
+        &bootstrap,
+        topic,
+        1,
+        3,
+        &[
+            ("segment.bytes", "16384"),
+            ("retention.bytes", retention_bytes),
+        ],
+    )
+    .await;
+    let leader = cluster.wait_for_leaders(&bootstrap, topic, 3, 3, &[], Duration::from_secs(30))[0];
+    (cluster, bootstrap, leader)
+}
+
 /// Idempotent, with small batches, so retention removes some records of a phase and keeps
 /// others.
 fn small_batch_producer(bootstrap: &str) -> FutureProducer {
@@ -662,18 +686,8 @@ fn settled_low_watermark(bootstrap: &str, topic: &str) -> i64 {
 async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = TestCluster::start(dir.path(), 3, &["--retention-check-interval-ms", "200"]);
-    let bootstrap = cluster.bootstrap();
-    create_with(
-        &bootstrap,
-        "retained",
-        1,
-        3,
-        &[("segment.bytes", "16384"), ("retention.bytes", "204800")],
-    )
-    .await;
-    let leader =
-        cluster.wait_for_leaders(&bootstrap, "retained", 3, 3, &[], Duration::from_secs(30))[0];
+    let (mut cluster, bootstrap, leader) =
+        retention_cluster(dir.path(), "retained", "204800").await;
     let (lagging, other) = match leader {
         1 => (2, 3),
         2 => (3, 1),
@@ -826,19 +840,7 @@ async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
 async fn a_retry_of_a_batch_retention_removed_gets_its_original_offset() {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = ["--retention-check-interval-ms", "200"];
-    let mut cluster = TestCluster::start(dir.path(), 3, &extra);
-    let bootstrap = cluster.bootstrap();
-    create_with(
-        &bootstrap,
-        "retried",
-        1,
-        3,
-        &[("segment.bytes", "16384"), ("retention.bytes", "102400")],
-    )
-    .await;
-    let leader =
-        cluster.wait_for_leaders(&bootstrap, "retried", 3, 3, &[], Duration::from_secs(30))[0];
+    let (mut cluster, bootstrap, leader) = retention_cluster(dir.path(), "retried", "102400").await;
     let mut conn = Conn::connect(&cluster.node(leader).addr());
     let (err, pid, epoch) = init_producer_id(&mut conn, 4, None);
     assert_eq!(err, 0);

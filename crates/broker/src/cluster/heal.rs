@@ -381,17 +381,21 @@ mod tests {
     use super::*;
     use crate::cluster::state::NodeInfo;
 
+    fn register(s: &mut ClusterState, id: NodeId) {
+        s.apply(&Command::RegisterNode(NodeInfo {
+            id,
+            kafka_host: "h".to_string(),
+            kafka_port: 1,
+            raft_addr: "h:2".to_string(),
+            registered_ms: 0,
+        }))
+        .unwrap();
+    }
+
     fn state(nodes: &[NodeId], removed: &[NodeId]) -> ClusterState {
         let mut s = ClusterState::new("c".to_string());
         for &id in nodes {
-            s.apply(&Command::RegisterNode(NodeInfo {
-                id,
-                kafka_host: "h".to_string(),
-                kafka_port: 1,
-                raft_addr: "h:2".to_string(),
-                registered_ms: 0,
-            }))
-            .unwrap();
+            register(&mut s, id);
         }
         for &node in removed {
             s.apply(&Command::RemoveNode { node }).unwrap();
@@ -503,14 +507,7 @@ mod tests {
         })
         .unwrap();
         for id in [4, 5, 6] {
-            s.apply(&Command::RegisterNode(NodeInfo {
-                id,
-                kafka_host: "h".to_string(),
-                kafka_port: 1,
-                raft_addr: "h:2".to_string(),
-                registered_ms: 0,
-            }))
-            .unwrap();
+            register(&mut s, id);
         }
         let moves = |s: &ClusterState, gone: &[NodeId], cap: usize| {
             plan_replacements(s, |n| gone.contains(&n), cap)

@@ -447,12 +447,16 @@ impl Sim {
         self.drain(env.to)
     }
 
-    fn tick(&mut self) -> Result<(), String> {
+    /// A node picked at random among those running, if any.
+    fn random_up_node(&mut self) -> Option<NodeId> {
         let up = self.up_nodes();
-        if up.is_empty() {
+        (!up.is_empty()).then(|| *self.rng.pick(&up))
+    }
+
+    fn tick(&mut self) -> Result<(), String> {
+        let Some(node) = self.random_up_node() else {
             return Ok(());
-        }
-        let node = *self.rng.pick(&up);
+        };
         self.tick_node(node)
     }
 
@@ -678,11 +682,9 @@ impl Sim {
     /// compacted under the log's lock. Sometimes the node crashes right after the driver
     /// recorded it, with none or only some of the segments gone: the reopen must finish it.
     fn compact(&mut self) -> Result<(), String> {
-        let up = self.up_nodes();
-        if up.is_empty() {
+        let Some(node) = self.random_up_node() else {
             return Ok(());
-        }
-        let node = *self.rng.pick(&up);
+        };
         let group = self.random_group().id;
         let part = if self.rng.per_mille(500) {
             1000
@@ -784,11 +786,9 @@ impl Sim {
     }
 
     fn crash(&mut self) -> Result<(), String> {
-        let up = self.up_nodes();
-        if up.is_empty() {
+        let Some(node) = self.random_up_node() else {
             return Ok(());
-        }
-        let node = *self.rng.pick(&up);
+        };
         self.crash_node(node)
     }
 
