@@ -3,6 +3,9 @@
 //! at its acknowledged offset, a new leader must take over, and a restarted node must catch up.
 
 mod common;
+#[path = "groups/wire_members.rs"]
+#[allow(dead_code)] // the group scenarios themselves run in groups.rs
+mod wire_members;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -568,6 +571,103 @@ async fn committed_offsets_survive_the_coordinator_dying() {
     expected.sort();
     got.sort();
     assert_eq!(got, expected, "resumed exactly after the committed offsets");
+}
+
+/// The node coordinating `group` now, asked of each live node in turn: its Kafka address.
+fn find_coordinator(nodes: &[String], group: &str) -> Option<String> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, ResponseKind};
+    use kafka_protocol::protocol::StrBytes;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.into()));
+    nodes.iter().find_map(|addr| {
+        let mut conn = Conn::try_connect(addr, Duration::from_secs(2))?;
+        match conn.try_request(ApiKey::FindCoordinator, 2, &req)? {
+            ResponseKind::FindCoordinator(r) if r.error_code == 0 => {
+                Some(format!("{}:{}", r.host.as_str(), r.port))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// A member's heartbeat at whichever node coordinates its group, retried while the
+/// coordinator is being found or is loading (codes 14, 15, 16); the first other answer.
+fn heartbeat_at_coordinator(nodes: &[String], group: &str, member: &str, generation: i32) -> i16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = find_coordinator(nodes, group)
+            .and_then(|addr| Conn::try_connect(&addr, Duration::from_secs(2)))
+            .map(|mut conn| wire_members::heartbeat(&mut conn, group, member, generation));
+        match answer {
+            Some(code) if ![14, 15, 16].contains(&code) => return code,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no coordinator answered: {answer:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_goes_on_in_its_generation_when_its_coordinator_dies() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create(&bootstrap, "events", 1, 3).await;
+    let offsets = cluster.wait_for_leaders(
+        &bootstrap,
+        "__consumer_offsets",
+        3,
+        3,
+        &[],
+        Duration::from_secs(30),
+    );
+    let group = "steady";
+    let coordinator = offsets[offsets_partition(group) as usize];
+    let addr = cluster.node(coordinator).addr();
+    let (mut a, mut b) = (Conn::connect(&addr), Conn::connect(&addr));
+    let (ida, idb) = wire_members::form_stable_pair(group, &mut a, &mut b);
+    assert_eq!(wire_members::heartbeat(&mut a, group, &ida, 1), 0);
+
+    cluster.node(coordinator).kill9();
+    let survivors: Vec<String> = (1..=3)
+        .filter(|id| *id != coordinator)
+        .map(|id| cluster.node(id).addr())
+        .collect();
+    // The new coordinator knows both members in generation 1: no UNKNOWN_MEMBER_ID (25), no
+    // REBALANCE_IN_PROGRESS (27), nobody has to rejoin.
+    assert_eq!(heartbeat_at_coordinator(&survivors, group, &ida, 1), 0);
+    assert_eq!(heartbeat_at_coordinator(&survivors, group, &idb, 1), 0);
+    assert_eq!(
+        heartbeat_at_coordinator(&survivors, group, &idb, 0),
+        22,
+        "ILLEGAL_GENERATION for a generation the group has left"
+    );
+    let new_addr = find_coordinator(&survivors, group).expect("a coordinator");
+    assert_ne!(new_addr, addr);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_generation_id_or_member_epoch(1)
+        .with_member_id(StrBytes::from_string(idb.clone()))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("events")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0)])]);
+    match Conn::connect(&new_addr).request(ApiKey::OffsetCommit, 7, &commit) {
+        ResponseKind::OffsetCommit(r) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{r:?}");
+        }
+        r => panic!("{r:?}"),
+    }
 }
 
 /// (log start, high watermark) of partition 0 of `topic`; -1 each if not answered.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::offsets::OffsetCache;
-use super::state::{Group, GroupConfig};
+use super::state::{Group, GroupConfig, StoreRequest};
 use super::types::{
     GroupDescription, GroupError, GroupListing, GroupState, JoinRequest, JoinResponse,
     MemberIdentity, Pending, SyncRequest, SyncResponse,
@@ -139,16 +139,19 @@ impl Coordinator {
         Ok(entry)
     }
 
-    /// Runs `f` on the locked group, then records state changes and wakes the timer if the
-    /// operation set an earlier deadline (heartbeats only push deadlines out, so they do not).
+    /// Runs `f` on the locked group, then writes what the group asks to be stored, records
+    /// state changes and wakes the timer if the operation set an earlier deadline (heartbeats
+    /// only push deadlines out, so they do not).
     pub(crate) fn with_entry<R>(
         &self,
+        broker: &Broker,
         entry: &EntryRef,
         f: impl FnOnce(&mut GroupEntry) -> R,
     ) -> R {
         let mut e = lock(entry);
         let before = e.group.next_deadline();
         let r = f(&mut e);
+        self.store_membership(broker, entry, &mut e);
         e.observe(crate::now_ms());
         let after = e.group.next_deadline();
         drop(e);
@@ -166,7 +169,7 @@ impl Coordinator {
         }
     }
 
-    pub fn join(&self, group_id: &str, req: JoinRequest) -> Pending<JoinResponse> {
+    pub fn join(&self, broker: &Broker, group_id: &str, req: JoinRequest) -> Pending<JoinResponse> {
         let entry = if group_id.is_empty() {
             Err(GroupError::InvalidGroupId)
         } else if let Err(e) = self.check_owner(group_id) {
@@ -182,10 +185,10 @@ impl Coordinator {
             Err(e) => return Pending::Ready(JoinResponse::failed(e, req.member_id)),
         };
         let now = self.now();
-        self.with_entry(&entry, |e| e.group.join(req, now))
+        self.with_entry(broker, &entry, |e| e.group.join(req, now))
     }
 
-    pub fn sync(&self, group_id: &str, req: SyncRequest) -> Pending<SyncResponse> {
+    pub fn sync(&self, broker: &Broker, group_id: &str, req: SyncRequest) -> Pending<SyncResponse> {
         if let Err(e) = self.check_owner(group_id) {
             return Pending::Ready(SyncResponse::failed(e));
         }
@@ -193,11 +196,12 @@ impl Coordinator {
             return Pending::Ready(SyncResponse::failed(missing_group(group_id)));
         };
         let now = self.now();
-        self.with_entry(&entry, |e| e.group.sync(req, now))
+        self.with_entry(broker, &entry, |e| e.group.sync(req, now))
     }
 
     pub fn heartbeat(
         &self,
+        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
@@ -208,13 +212,14 @@ impl Coordinator {
             .entry(group_id)
             .ok_or_else(|| missing_group(group_id))?;
         let now = self.now();
-        self.with_entry(&entry, |e| {
+        self.with_entry(broker, &entry, |e| {
             e.group.heartbeat(member_id, instance_id, generation, now)
         })
     }
 
     pub fn leave(
         &self,
+        broker: &Broker,
         group_id: &str,
         members: &[MemberIdentity],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
@@ -229,7 +234,7 @@ impl Coordinator {
                 .collect());
         };
         let now = self.now();
-        self.with_entry(&entry, |e| e.group.leave(members, now))
+        self.with_entry(broker, &entry, |e| e.group.leave(members, now))
     }
 
     pub fn list(&self) -> Vec<GroupListing> {
@@ -274,11 +279,11 @@ impl Coordinator {
     }
 
     /// Applies due timeouts and durable offsets in every group; returns the next deadline.
-    pub fn tick_all(&self) -> Option<u64> {
+    pub fn tick_all(&self, broker: &Broker) -> Option<u64> {
         let now = self.now();
         let mut next: Option<u64> = None;
         for entry in self.all_entries() {
-            let deadline = self.with_entry_quiet(&entry, |e| {
+            let deadline = self.with_entry_quiet(broker, &entry, |e| {
                 e.offsets.apply_durable();
                 e.group.tick(now);
                 e.group.next_deadline()
@@ -291,11 +296,63 @@ impl Coordinator {
         next
     }
 
-    fn with_entry_quiet<R>(&self, entry: &EntryRef, f: impl FnOnce(&mut GroupEntry) -> R) -> R {
+    fn with_entry_quiet<R>(
+        &self,
+        broker: &Broker,
+        entry: &EntryRef,
+        f: impl FnOnce(&mut GroupEntry) -> R,
+    ) -> R {
         let mut e = lock(entry);
         let r = f(&mut e);
+        self.store_membership(broker, entry, &mut e);
         e.observe(crate::now_ms());
         r
+    }
+
+    /// Writes the membership record the group asked for. Appended under the group's lock, so
+    /// records are in the log in the order of the states they describe. An assignment is handed
+    /// to the members once the record is durable, by a task that waits for it.
+    fn store_membership(&self, broker: &Broker, entry: &EntryRef, e: &mut GroupEntry) {
+        let (stored, members_wait) = match e.group.take_store() {
+            None => return,
+            Some(StoreRequest::Assignment(s)) => (s, true),
+            Some(StoreRequest::Empty(s)) => (s, false),
+        };
+        let generation = stored.generation;
+        let written = super::store::write_membership(broker, e.group.id(), &stored);
+        if !members_wait {
+            if let Err(err) = written {
+                tracing::warn!(
+                    group = e.group.id(),
+                    "could not store that the group is empty: {err}"
+                );
+            }
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current();
+        match (written, runtime) {
+            (Ok(durable), Ok(runtime)) => {
+                let (entry, wake, clock) = (Arc::clone(entry), Arc::clone(&self.wake), self.clock);
+                runtime.spawn(async move {
+                    let result = durable.await;
+                    let now = clock.elapsed().as_millis() as u64;
+                    lock(&entry)
+                        .group
+                        .assignment_stored(generation, result, now);
+                    // Whatever the group asks next (a failed store rebalances) is written by
+                    // the timer's next round.
+                    wake.notify_one();
+                });
+            }
+            (Err(err), _) => e.group.assignment_stored(generation, Err(err), self.now()),
+            (Ok(_), Err(_)) => e.group.assignment_stored(
+                generation,
+                Err(GroupError::CoordinatorNotAvailable(
+                    "no runtime to wait for the assignment record".into(),
+                )),
+                self.now(),
+            ),
+        }
     }
 
     /// Starts the timer task on the current tokio runtime (once; later calls do nothing).
@@ -321,7 +378,7 @@ async fn drive(weak: Weak<Broker>, wake: Arc<Notify>) {
                 return;
             }
             let c = broker.groups();
-            let next = c.tick_all();
+            let next = c.tick_all(&broker);
             if crate::now_ms() >= next_expiry {
                 c.expire(&broker, crate::now_ms());
                 next_expiry = crate::now_ms() + EXPIRY_INTERVAL_MS;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tokio::sync::oneshot;
 
-use super::state::Group;
+use super::state::{Group, StoreRequest};
 use super::types::{GroupError, GroupState, MemberIdentity, Pending, SyncRequest, SyncResponse};
 
 impl Group {
@@ -91,12 +91,48 @@ impl Group {
                     m.answer_sync(SyncResponse::failed(GroupError::RebalanceInProgress));
                     m.sync_waiter = Some(tx);
                 }
-                if self.leader.as_deref() == Some(req.member_id.as_str()) {
-                    self.assign(req.assignments, now);
+                let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
+                if is_leader && self.proposed.is_none() {
+                    // Stored before anyone hears of it: see `metadata_record`.
+                    self.to_store = Some(StoreRequest::Assignment(
+                        self.to_stored(Some(&req.assignments[..])),
+                    ));
+                    self.proposed = Some(req.assignments);
                 }
                 Pending::Wait(rx)
             }
         }
+    }
+
+    /// The coordinator has written (or failed to write) the assignment of `generation`. Written,
+    /// the group turns Stable; failed, the members are told `result`'s error and rejoin, as in
+    /// Kafka. An answer for a generation the group has moved past changes nothing.
+    pub(crate) fn assignment_stored(
+        &mut self,
+        generation: i32,
+        result: Result<(), GroupError>,
+        now: u64,
+    ) {
+        if self.state != GroupState::CompletingRebalance || self.generation != generation {
+            return;
+        }
+        let Some(assignments) = self.proposed.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.assign(assignments, now),
+            Err(err) => {
+                tracing::warn!(group = %self.id, generation, "could not store the assignment: {err}");
+                for m in self.members.values_mut() {
+                    if m.sync_waiter.is_some() {
+                        m.last_seen = now;
+                        m.answer_sync(SyncResponse::failed(err.clone()));
+                    }
+                }
+                self.prepare_rebalance(now);
+            }
+        }
+        self.tick(now);
     }
 
     /// The leader's assignment: stored per member (unknown member ids ignored, members the

@@ -8,16 +8,16 @@
 //!   mid-rebalance never wedges a group;
 //! - `store`, `replay`, `offsets`, `records` — committed offsets as records in
 //!   `__consumer_offsets`, appended through `Partition::append`, acknowledged after
-//!   `wait_durable`, replayed on start.
-//!
-//! Group membership itself is kept in memory only: after a restart members find their group
-//! gone (UNKNOWN_MEMBER_ID) and rejoin, as after a coordinator failover in Kafka; their
-//! committed offsets survive.
+//!   `wait_durable`, replayed on start;
+//! - `metadata_record` — each generation's membership and assignment, stored in the same
+//!   partition before members hear of it, so a coordinator that takes over (a failover, a
+//!   restart) serves the same generation: members go on without a rebalance, as in Kafka.
 
 mod coordinator;
 mod join;
 mod member;
 mod membership;
+mod metadata_record;
 mod offsets;
 mod ownership;
 mod replay;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! u8   key version = 1
-//! u8   kind        = 1 (committed offset; other kinds are reserved, e.g. group metadata)
+//! u8   kind        = 1 (committed offset; 2 is a group's membership, see `metadata_record`)
 //! u16  group id length, then the group id (UTF-8)
 //! u16  topic length, then the topic (UTF-8)
 //! i32  partition
@@ -50,11 +50,8 @@ pub(crate) fn encode_key(group: &str, topic: &str, partition: i32) -> Bytes {
     let mut b = BytesMut::with_capacity(10 + group.len() + topic.len());
     b.put_u8(KEY_VERSION);
     b.put_u8(KIND_OFFSET);
-    // Group ids arrive as Kafka strings (i16 length) and topic names are at most 249 bytes.
-    b.put_u16(group.len().min(u16::MAX as usize) as u16);
-    b.put_slice(&group.as_bytes()[..group.len().min(u16::MAX as usize)]);
-    b.put_u16(topic.len().min(u16::MAX as usize) as u16);
-    b.put_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
+    put_str16(&mut b, group);
+    put_str16(&mut b, topic);
     b.put_i32(partition);
     b.freeze()
 }
@@ -105,7 +102,15 @@ pub(crate) fn decode_value(mut b: &[u8]) -> Option<CommittedOffset> {
     })
 }
 
-fn take_str16(b: &mut &[u8]) -> Option<String> {
+/// A u16 length, then the bytes. Group ids arrive as Kafka strings (i16 length) and topic
+/// names are at most 249 bytes, so the cut never happens to a valid name.
+pub(crate) fn put_str16(b: &mut BytesMut, s: &str) {
+    let len = s.len().min(u16::MAX as usize);
+    b.put_u16(len as u16);
+    b.put_slice(&s.as_bytes()[..len]);
+}
+
+pub(crate) fn take_str16(b: &mut &[u8]) -> Option<String> {
     if b.len() < 2 {
         return None;
     }

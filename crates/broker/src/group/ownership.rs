@@ -2,16 +2,17 @@
 //! the replicated `__consumer_offsets`; the leader of that partition is the group's coordinator,
 //! as in Kafka. When a node becomes that leader it first waits until everything earlier leaders
 //! wrote is committed, then rebuilds the partition's groups from the log
-//! (`COORDINATOR_LOAD_IN_PROGRESS` meanwhile); when it stops leading, it forgets them and
-//! answers `NOT_COORDINATOR`, so members find the new coordinator and rejoin there.
+//! (`COORDINATOR_LOAD_IN_PROGRESS` meanwhile), memberships included; when it stops leading, it
+//! forgets them and answers `NOT_COORDINATOR`, so members find the new coordinator and go on
+//! there in the generation they know.
 //!
 //! A single node coordinates every group, so none of this applies without a cluster.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::coordinator::{Coordinator, GroupEntry};
-use super::replay::replay_partition;
+use super::replay::{register_loaded, replay_partition};
 use super::types::GroupError;
 use super::{offsets, OFFSETS_PARTITIONS};
 use crate::partition::Partition;
@@ -80,19 +81,14 @@ impl Coordinator {
             );
         });
         let mut groups: BTreeMap<String, GroupEntry> = BTreeMap::new();
-        let records = replay_partition(&p, &mut groups, self.config.group)?;
+        let records = replay_partition(&p, &mut groups, self.config.group, self.now())?;
         let mut registry = self.groups.write().unwrap_or_else(|e| e.into_inner());
         if p.leader_epoch() != epoch {
             // Leadership moved on while loading; the next take-over reloads.
             return Ok(());
         }
         registry.retain(|id, _| offsets_partition(id) != index);
-        for (id, mut e) in groups {
-            if !e.offsets.is_empty() {
-                e.empty_since_ms = 0;
-                registry.insert(id, Arc::new(Mutex::new(e)));
-            }
-        }
+        register_loaded(&mut registry, groups);
         drop(registry);
         self.owned_mut(|owned| {
             if let Some(o) = owned.get_mut(&index).filter(|o| o.epoch == epoch) {

@@ -1,13 +1,14 @@
-//! Rebuilding the offset cache on start: every batch of every `__consumer_offsets` partition in
-//! log order, the last record of each key winning (as compaction will keep it). Records this
-//! build cannot decode (a newer version, a client's stray produce) are skipped with a warning.
+//! Rebuilding the offset cache and group memberships on start: every batch of every
+//! `__consumer_offsets` partition in log order, the last record of each key winning (as
+//! compaction will keep it). Records this build cannot decode (a newer version, a client's stray
+//! produce) are skipped with a warning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::coordinator::{Coordinator, GroupEntry};
+use super::coordinator::{Coordinator, EntryRef, GroupEntry};
 use super::state::{Group, GroupConfig};
-use super::{offsets, OFFSETS_TOPIC};
+use super::{metadata_record, offsets, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::{Broker, BrokerError};
 use strom_storage::records;
@@ -16,7 +17,7 @@ use strom_storage::records;
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 impl Coordinator {
-    /// Rebuilds the offset cache from `__consumer_offsets` (if it exists): every batch of every
+    /// Rebuilds offsets and memberships from `__consumer_offsets` (if it exists): every batch of every
     /// partition in log order, the last record of each key winning. Records this build cannot
     /// decode (a newer version, a client's stray produce) are skipped with a warning.
     pub fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
@@ -26,15 +27,10 @@ impl Coordinator {
         let mut groups: BTreeMap<String, GroupEntry> = BTreeMap::new();
         let mut records = 0usize;
         for p in topic.partitions() {
-            records += replay_partition(&p, &mut groups, self.config.group)?;
+            records += replay_partition(&p, &mut groups, self.config.group, self.now())?;
         }
         let mut registry = self.groups.write().unwrap_or_else(|p| p.into_inner());
-        for (id, mut e) in groups {
-            if !e.offsets.is_empty() {
-                e.empty_since_ms = 0;
-                registry.insert(id, Arc::new(Mutex::new(e)));
-            }
-        }
+        register_loaded(&mut registry, groups);
         tracing::info!(
             groups = registry.len(),
             records,
@@ -43,10 +39,27 @@ impl Coordinator {
         Ok(())
     }
 }
+/// Registers what a replay rebuilt: groups with offsets or members. One with neither would
+/// only be expired again.
+pub(super) fn register_loaded(
+    registry: &mut HashMap<String, EntryRef>,
+    groups: BTreeMap<String, GroupEntry>,
+) {
+    for (id, mut e) in groups {
+        if !e.offsets.is_empty() || !e.group.is_idle() {
+            e.empty_since_ms = 0;
+            registry.insert(id, Arc::new(Mutex::new(e)));
+        }
+    }
+}
+
+/// Replays one partition into `groups`; a membership restored here has its sessions start at
+/// `now` (the coordinator's clock).
 pub(super) fn replay_partition(
     p: &Partition,
     groups: &mut BTreeMap<String, GroupEntry>,
     config: GroupConfig,
+    now: u64,
 ) -> Result<usize, BrokerError> {
     let mut offset = p.log_start_offset();
     let end = p.high_watermark();
@@ -81,6 +94,22 @@ pub(super) fn replay_partition(
                 }
             };
             for kv in kvs {
+                if let Some(group) = metadata_record::decode_key(&kv.key) {
+                    let restored = match kv.value.as_deref().map(metadata_record::decode_value) {
+                        None => Group::new(&group, config),
+                        Some(Some(stored)) => Group::restore(&group, config, stored, now),
+                        Some(None) => {
+                            tracing::warn!(partition = ?p, %group, "skipping a membership record with an unknown value");
+                            continue;
+                        }
+                    };
+                    groups
+                        .entry(group.clone())
+                        .or_insert_with(|| GroupEntry::new(Group::new(&group, config), 0))
+                        .group = restored;
+                    applied += 1;
+                    continue;
+                }
                 let Some(key) = offsets::decode_key(&kv.key) else {
                     tracing::warn!(partition = ?p, "skipping a record with an unknown key");
                     continue;

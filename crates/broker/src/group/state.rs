@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::member::Member;
+use super::metadata_record::StoredGroup;
 use super::types::{GroupError, GroupState, SyncResponse};
 
 /// Limits and timings of one group, from the broker configuration.
@@ -55,6 +56,16 @@ pub(super) struct InitialDelay {
     pub new_member_added: bool,
 }
 
+/// A record the coordinator must write for the group (see `metadata_record`).
+#[derive(Debug)]
+pub(crate) enum StoreRequest {
+    /// The leader's assignment: the members are answered once it is durable, through
+    /// [`Group::assignment_stored`].
+    Assignment(StoredGroup),
+    /// The group turned Empty; nobody waits for it.
+    Empty(StoredGroup),
+}
+
 pub struct Group {
     pub(super) id: String,
     pub(super) config: GroupConfig,
@@ -72,6 +83,10 @@ pub struct Group {
     pub(super) join_deadline: Option<u64>,
     pub(super) initial: Option<InitialDelay>,
     pub(super) next_seq: u64,
+    /// The leader's assignment for this generation while it is being stored.
+    pub(super) proposed: Option<Vec<(String, Bytes)>>,
+    /// What the coordinator is to write next.
+    pub(super) to_store: Option<StoreRequest>,
 }
 
 impl Group {
@@ -90,6 +105,8 @@ impl Group {
             join_deadline: None,
             initial: None,
             next_seq: 0,
+            proposed: None,
+            to_store: None,
         }
     }
 
@@ -115,6 +132,11 @@ impl Group {
 
     pub fn leader(&self) -> Option<&str> {
         self.leader.as_deref()
+    }
+
+    /// The record the coordinator is to write now, if the last operation asked for one.
+    pub(crate) fn take_store(&mut self) -> Option<StoreRequest> {
+        self.to_store.take()
     }
 
     pub fn member_count(&self) -> usize {
@@ -196,6 +218,7 @@ impl Group {
         self.static_members.clear();
         self.leader = None;
         self.join_deadline = None;
+        self.proposed = None;
         self.state = GroupState::Dead;
     }
 
@@ -226,6 +249,8 @@ impl Group {
     /// Starts (or restarts) the join phase. From CompletingRebalance, the members waiting for
     /// their assignment are told to rejoin.
     pub(super) fn prepare_rebalance(&mut self, now: u64) {
+        // An assignment being stored belongs to the generation this rebalance ends.
+        self.proposed = None;
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
@@ -302,6 +327,8 @@ impl Group {
             self.protocol = None;
             self.leader = None;
             self.state = GroupState::Empty;
+            // A new coordinator must not bring back the members of the last generation.
+            self.to_store = Some(StoreRequest::Empty(self.to_stored(None)));
             return;
         }
         let mut joined: Vec<&Member> = self

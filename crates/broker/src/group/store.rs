@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::coordinator::{lock, Coordinator, EntryRef, GroupEntry};
+use super::metadata_record::{self, StoredGroup};
 use super::offsets::{self, TopicPartition};
 use super::types::{CommittedOffset, GroupError, OffsetCommit};
 use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
@@ -138,9 +139,20 @@ fn write_changes(
     e.offsets
         .stage(p.watch_high_watermark(), r.end_offset, changes);
     let entry = Arc::clone(entry);
+    let written = durable(p, r);
+    Ok(Box::pin(async move {
+        written.await?;
+        lock(&entry).offsets.apply_durable();
+        Ok(())
+    }))
+}
+
+/// Resolves once an append to the offsets topic is durable: fsynced here, or in a cluster
+/// committed by a majority while this node still leads in the term it appended in.
+fn durable(p: Arc<Partition>, r: AppendResult) -> Durable<Result<(), GroupError>> {
     // From now, not from the first poll (replies are awaited in request order).
     let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-    Ok(Box::pin(async move {
+    Box::pin(async move {
         if p.group().is_some() {
             // A leader cut off from its quorum never commits; Kafka's offsets.commit.timeout.ms.
             match tokio::time::timeout_at(deadline, p.wait_ack(&r, -1)).await {
@@ -150,9 +162,35 @@ fn write_changes(
         } else {
             p.wait_durable(r.end_offset).await;
         }
-        lock(&entry).offsets.apply_durable();
         Ok(())
-    }))
+    })
+}
+
+/// Appends a group's membership record (see `metadata_record`). One too large for a batch of
+/// the offsets topic is stored as a tombstone instead: a coordinator taking over then knows no
+/// members, and they rejoin, rather than finding an older generation.
+pub(super) fn write_membership(
+    broker: &Broker,
+    group_id: &str,
+    stored: &StoredGroup,
+) -> Result<Durable<Result<(), GroupError>>, GroupError> {
+    let value = metadata_record::encode_value(stored);
+    let value = if value.len() > BATCH_BYTES_TARGET {
+        tracing::warn!(
+            group = group_id,
+            bytes = value.len(),
+            "group membership too large to store; members will rejoin after a coordinator change"
+        );
+        None
+    } else {
+        Some(value)
+    };
+    let record = KeyValue {
+        key: metadata_record::encode_key(group_id),
+        value,
+    };
+    let (p, r) = append(broker, group_id, &[record])?;
+    Ok(durable(p, r))
 }
 
 impl Coordinator {
@@ -204,7 +242,7 @@ impl Coordinator {
             .collect();
         let now_ms = crate::now_ms();
         let now = self.now();
-        let written = self.with_entry(&entry, |e| {
+        let written = self.with_entry(broker, &entry, |e| {
             e.group
                 .check_commit(member_id, instance_id, generation, now)?;
             let changes = commits
@@ -292,7 +330,7 @@ impl Coordinator {
             .map(|(i, id)| {
                 self.check_owner(id)?;
                 let entry = self.entry(id).ok_or(GroupError::GroupIdNotFound)?;
-                let durable = self.with_entry(&entry, |e| {
+                let durable = self.with_entry(broker, &entry, |e| {
                     match e.group.state() {
                         super::GroupState::Dead => return Err(GroupError::GroupIdNotFound),
                         super::GroupState::Empty if e.group.is_idle() => {}
@@ -332,7 +370,7 @@ impl Coordinator {
     ) -> Result<Durable<PartitionResults>, GroupError> {
         self.check_owner(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
-        self.with_entry(&entry, |e| {
+        self.with_entry(broker, &entry, |e| {
             let group = &e.group;
             if group.state() == super::GroupState::Dead {
                 return Err(GroupError::GroupIdNotFound);
@@ -384,7 +422,7 @@ impl Coordinator {
     pub fn expire(&self, broker: &Broker, now_ms: i64) {
         let retention = self.config.offsets_retention_ms;
         for entry in self.all_entries() {
-            let forget = self.with_entry(&entry, |e| {
+            let forget = self.with_entry(broker, &entry, |e| {
                 e.offsets.apply_durable();
                 if !e.group.is_idle() || e.offsets.has_staged() {
                     return false;

@@ -90,7 +90,7 @@ fn form_pair(group: &str, a: &mut Conn, b: &mut Conn) -> (String, String) {
     }
 }
 
-fn heartbeat(conn: &mut Conn, group: &str, member: &str, generation: i32) -> i16 {
+pub fn heartbeat(conn: &mut Conn, group: &str, member: &str, generation: i32) -> i16 {
     let req = HeartbeatRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id(generation)
@@ -101,12 +101,10 @@ fn heartbeat(conn: &mut Conn, group: &str, member: &str, generation: i32) -> i16
     }
 }
 
-/// A Stable pair; b disconnects; a rejoins. The join phase ends at the rebalance timeout
-/// without b (long before b's session would expire), and the group is Stable again.
-pub fn follower_vanishes_before_rejoining(addr: &str) {
-    let group = "wire-follower";
-    let (mut a, mut b) = (Conn::connect(addr), Conn::connect(addr));
-    let (ida, idb) = form_pair(group, &mut a, &mut b);
+/// Two members that have just made generation 1 of `group` Stable, each with its assignment;
+/// on return `a` is the leader.
+pub fn form_stable_pair(group: &str, a: &mut Conn, b: &mut Conn) -> (String, String) {
+    let (ida, idb) = form_pair(group, a, b);
     b.send(
         ApiKey::SyncGroup,
         SYNC_V,
@@ -123,10 +121,22 @@ pub fn follower_vanishes_before_rejoining(addr: &str) {
         ),
         r => panic!("{r:?}"),
     }
-    match read(&mut b, ApiKey::SyncGroup, SYNC_V) {
-        ResponseKind::SyncGroup(r) => assert_eq!(r.error_code, 0),
+    match read(b, ApiKey::SyncGroup, SYNC_V) {
+        ResponseKind::SyncGroup(r) => assert_eq!(
+            (r.error_code, &r.assignment[..]),
+            (0, format!("for {idb}").as_bytes())
+        ),
         r => panic!("{r:?}"),
     }
+    (ida, idb)
+}
+
+/// A Stable pair; b disconnects; a rejoins. The join phase ends at the rebalance timeout
+/// without b (long before b's session would expire), and the group is Stable again.
+pub fn follower_vanishes_before_rejoining(addr: &str) {
+    let group = "wire-follower";
+    let (mut a, mut b) = (Conn::connect(addr), Conn::connect(addr));
+    let (ida, _) = form_stable_pair(group, &mut a, &mut b);
     drop(b);
 
     let started = Instant::now();

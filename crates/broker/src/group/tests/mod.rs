@@ -1,13 +1,14 @@
 //! Unit tests of the group state machine, driven with an explicit clock and no runtime.
 
 mod errors;
+mod persisted;
 mod static_members;
 mod store;
 mod transitions;
 
 use bytes::Bytes;
 
-use super::state::{Group, GroupConfig};
+use super::state::{Group, GroupConfig, StoreRequest};
 use super::types::{
     GroupError, GroupState, JoinRequest, JoinResponse, Pending, Protocol, SyncRequest, SyncResponse,
 };
@@ -71,7 +72,27 @@ pub(super) fn join_new(g: &mut Group, at: u64) -> (String, Pending<JoinResponse>
     (r.member_id, second)
 }
 
+/// A SyncGroup; a leader's assignment is then reported stored, as the coordinator does once
+/// its record is durable (`persisted.rs` tests the wait itself).
 pub(super) fn sync(
+    g: &mut Group,
+    member: &str,
+    assignments: &[(&str, &str)],
+    at: u64,
+) -> Pending<SyncResponse> {
+    let pending = sync_unstored(g, member, assignments, at);
+    report_stored(g, at);
+    pending
+}
+
+/// Reports an assignment the group asked to store as durable, as the coordinator does.
+pub(super) fn report_stored(g: &mut Group, at: u64) {
+    if let Some(StoreRequest::Assignment(stored)) = g.take_store() {
+        g.assignment_stored(stored.generation, Ok(()), at);
+    }
+}
+
+pub(super) fn sync_unstored(
     g: &mut Group,
     member: &str,
     assignments: &[(&str, &str)],

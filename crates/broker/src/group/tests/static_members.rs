@@ -17,7 +17,7 @@ fn static_sync(
     assignments: Vec<(String, Bytes)>,
     at: u64,
 ) -> Pending<SyncResponse> {
-    g.sync(
+    let pending = g.sync(
         SyncRequest {
             member_id: member.to_string(),
             instance_id: Some(instance.to_string()),
@@ -27,7 +27,9 @@ fn static_sync(
             assignments,
         },
         at,
-    )
+    );
+    report_stored(g, at);
+    pending
 }
 
 /// A Stable group of static members i-1 (leader) and i-2; returns their member ids.

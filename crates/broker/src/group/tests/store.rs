@@ -210,9 +210,10 @@ async fn offset_delete_refuses_topics_a_member_consumes() {
     let mut join = super::req("");
     join.require_known_member_id = false;
     join.protocols[0].metadata = bytes::Bytes::from_static(b"t");
-    let mut j = b.groups().join("g", join);
+    let mut j = b.groups().join(&b, "g", join);
     let member = super::ok_join(&mut j);
-    let mut s = b.groups().sync(
+    let s = b.groups().sync(
+        &b,
         "g",
         crate::group::SyncRequest {
             member_id: member.member_id.clone(),
@@ -223,7 +224,9 @@ async fn offset_delete_refuses_topics_a_member_consumes() {
             assignments: vec![],
         },
     );
-    assert_eq!(super::now(&mut s).error, None);
+    // Answered once the membership record is durable.
+    let synced = s.resolve(|| panic!("the sync was dropped")).await;
+    assert_eq!(synced.error, None);
     // The test "subscription" is the metadata as a topic name.
     let subscriptions = |m: &bytes::Bytes| Some(vec![String::from_utf8_lossy(m).to_string()]);
     let parts = [
@@ -253,5 +256,72 @@ async fn offset_delete_refuses_topics_a_member_consumes() {
     ));
     let r = b.groups().delete_groups(&b, &["g".into()]).await;
     assert_eq!(r, vec![Err(GroupError::NonEmptyGroup)]);
+    b.shutdown();
+}
+
+/// One member joins and syncs `group` reading topic `t`; returns (member id, generation).
+async fn form_group(b: &Broker, group: &str) -> (String, i32) {
+    let mut join = super::req("");
+    join.require_known_member_id = false;
+    let mut j = b.groups().join(b, group, join);
+    let member = super::ok_join(&mut j);
+    let sync = crate::group::SyncRequest {
+        member_id: member.member_id.clone(),
+        instance_id: None,
+        generation: member.generation,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![(member.member_id.clone(), bytes::Bytes::from("t-0"))],
+    };
+    let synced = b
+        .groups()
+        .sync(b, group, sync)
+        .resolve(|| panic!("the sync was dropped"))
+        .await;
+    assert_eq!(synced.error, None);
+    (member.member_id, member.generation)
+}
+
+#[tokio::test]
+async fn a_group_goes_on_in_its_generation_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (member, generation) = {
+        let b = open(dir.path());
+        b.create_topic("t", 1, -1, Default::default(), false)
+            .unwrap();
+        let formed = form_group(&b, "g").await;
+        // A group whose only member left is stored Empty and comes back without members.
+        let (gone, _) = form_group(&b, "left").await;
+        let who = crate::group::MemberIdentity {
+            member_id: gone,
+            instance_id: None,
+        };
+        let left = b.groups().leave(&b, "left", &[who]).unwrap();
+        assert_eq!(left, vec![Ok(())]);
+        b.shutdown();
+        formed
+    };
+    let b = open(dir.path());
+    assert_eq!(
+        b.groups().heartbeat(&b, "g", &member, None, generation),
+        Ok(())
+    );
+    let r = b
+        .groups()
+        .commit(
+            &b,
+            "g",
+            &member,
+            None,
+            generation,
+            vec![commit("t", 0, 3, "")],
+        )
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    let d = b.groups().describe("g");
+    assert_eq!(d.state.name(), "Stable");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].assignment, bytes::Bytes::from("t-0"));
+    assert_eq!(b.groups().describe("left").state.name(), "Dead");
     b.shutdown();
 }

@@ -37,7 +37,7 @@ pub fn join(ctx: &Arc<Context>, req: JoinGroupRequest, version: i16, client: &Cl
         require_known_member_id: version >= 4,
     };
     let member_id = join.member_id.clone();
-    let pending = ctx.broker.groups().join(&group_id, join);
+    let pending = ctx.broker.groups().join(&ctx.broker, &group_id, join);
     Reply::Later(Box::pin(async move {
         let resp = pending
             .resolve(|| JoinResponse::failed(group_removed(), member_id))
@@ -107,7 +107,7 @@ pub fn sync(ctx: &Arc<Context>, req: SyncGroupRequest, version: i16) -> Reply {
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let pending = ctx.broker.groups().sync(&group_id, sync);
+    let pending = ctx.broker.groups().sync(&ctx.broker, &group_id, sync);
     Reply::Later(Box::pin(async move {
         let r = pending
             .resolve(|| SyncResponse::failed(group_removed()))
@@ -127,10 +127,13 @@ pub fn sync(ctx: &Arc<Context>, req: SyncGroupRequest, version: i16) -> Reply {
 
 pub fn heartbeat(ctx: &Arc<Context>, req: HeartbeatRequest) -> HeartbeatResponse {
     let instance = req.group_instance_id.as_ref().map(|i| i.as_str());
-    let r =
-        ctx.broker
-            .groups()
-            .heartbeat(&req.group_id.0, &req.member_id, instance, req.generation_id);
+    let r = ctx.broker.groups().heartbeat(
+        &ctx.broker,
+        &req.group_id.0,
+        &req.member_id,
+        instance,
+        req.generation_id,
+    );
     HeartbeatResponse::default().with_error_code(result_code(&r))
 }
 
@@ -149,7 +152,11 @@ pub fn leave(ctx: &Arc<Context>, req: LeaveGroupRequest, version: i16) -> LeaveG
             instance_id: None,
         }]
     };
-    match ctx.broker.groups().leave(&req.group_id.0, &members) {
+    match ctx
+        .broker
+        .groups()
+        .leave(&ctx.broker, &req.group_id.0, &members)
+    {
         Err(e) => LeaveGroupResponse::default().with_error_code(kafka_error(&e).code()),
         // Before v3 the one member's error is the response's error.
         Ok(results) if version < 3 => {
