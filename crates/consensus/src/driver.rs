@@ -10,7 +10,7 @@
 //!    wait until the owner's group-commit fsync covering it reports back through
 //!    [`GroupDriver::on_synced`]. So a follower acknowledges only what is on disk.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -195,6 +195,11 @@ pub struct GroupDriver<L: ReplicaLog> {
     snapshot_conf: Arc<Mutex<(ConfState, u64)>>,
     /// An installed snapshot's index, applied once the entries that came with it are synced.
     snapshot_applied: Option<u64>,
+    /// Ticks so far, and the tick at which each peer was last heard from. raft-rs's own
+    /// `recent_active` is cleared for every peer at each check-quorum round, which would make
+    /// caught-up followers drop out of the ISR for a moment every election timeout.
+    ticks: u64,
+    heard: HashMap<NodeId, u64>,
 }
 
 impl<L: ReplicaLog> GroupDriver<L> {
@@ -263,6 +268,8 @@ impl<L: ReplicaLog> GroupDriver<L> {
             failed: false,
             snapshot_conf,
             snapshot_applied: None,
+            ticks: 0,
+            heard: HashMap::new(),
         };
         // The state file's commit runs ahead of what this driver applied (it is written when
         // term or vote change, with the commit Raft knew then), and an owner may pass it as
@@ -293,12 +300,14 @@ impl<L: ReplicaLog> GroupDriver<L> {
     }
 
     pub fn tick(&mut self) -> Result<(), ConsensusError> {
+        self.ticks += 1;
         self.node.tick();
         self.process()
     }
 
     /// A message from a peer. Messages for peers this group does not know are dropped.
     pub fn step(&mut self, msg: Message) -> Result<(), ConsensusError> {
+        self.heard.insert(msg.from, self.ticks);
         match self.node.step(msg) {
             Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
             Err(e) => tracing::debug!(group = self.group, "dropped a raft message: {e}"),
@@ -396,11 +405,10 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 .map(|(id, pr)| PeerProgress {
                     node: *id,
                     matched: pr.matched,
-                    // raft-rs marks a node it has just added as recently active, and a short
-                    // log is within the lag of nothing: without `matched > 0` a learner that
-                    // never answered would count as caught up and be promoted.
+                    // A short log is within the lag of nothing: without `matched > 0` a learner
+                    // that never answered would count as caught up and be promoted.
                     caught_up: *id == self.id
-                        || (pr.recent_active
+                        || (self.heard_recently(*id)
                             && pr.matched > 0
                             && last_index.saturating_sub(pr.matched) <= self.config.max_isr_lag),
                 })
@@ -418,6 +426,13 @@ impl<L: ReplicaLog> GroupDriver<L> {
             learners: conf.learners.clone(),
             progress,
         }
+    }
+
+    /// Heard from within an election timeout, the window check-quorum uses.
+    fn heard_recently(&self, node: NodeId) -> bool {
+        self.heard
+            .get(&node)
+            .is_some_and(|at| self.ticks.saturating_sub(*at) < self.config.election_tick as u64)
     }
 
     /// A configuration change was proposed and is not applied yet: Raft takes one at a time.

@@ -1225,12 +1225,19 @@ impl Sim {
         }
         self.note(|| format!("quiet with leaders {leaders:?}"));
         let end = self.now() + QUIET_STEPS;
+        let mut ticks = 0;
         while self.now() < end {
             self.advance()?;
             // Clocks run at one rate here: a leader whose ticks starve looks dead to its
             // followers, which is a fault, and this phase has none.
             if self.rng.per_mille(150) {
                 self.tick_all()?;
+                ticks += 1;
+                // Once every follower has had an election timeout to answer, none may drop
+                // out of the ISR (a check-quorum round must not make them look behind).
+                if ticks > 2 * self.params.driver.election_tick {
+                    self.all_caught_up(&leaders)?;
+                }
             } else {
                 self.complete_sync()?;
             }
@@ -1249,6 +1256,29 @@ impl Sim {
                     "group {g}: leader {leader} (term {term}) did not survive {QUIET_STEPS} idle, \
                      fault-free steps: {}",
                     self.describe()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member of each group is caught up as its leader reports it.
+    fn all_caught_up(&mut self, leaders: &BTreeMap<GroupId, (NodeId, u64)>) -> Result<(), String> {
+        for (&g, &(leader, _)) in leaders {
+            let Some(st) = self.replica(leader, g).map(|r| r.driver.status()) else {
+                continue;
+            };
+            let behind: Vec<NodeId> = st
+                .progress
+                .iter()
+                .filter(|p| !p.caught_up)
+                .map(|p| p.node)
+                .collect();
+            if !behind.is_empty() {
+                return Err(format!(
+                    "group {g}: leader {leader} reports {behind:?} not caught up in a quiet, \
+                     fault-free cluster: {:?}",
+                    st.progress
                 ));
             }
         }
