@@ -195,7 +195,7 @@ pub struct GroupDriver<L: ReplicaLog> {
     snapshot_conf: Arc<Mutex<(ConfState, u64)>>,
     /// An installed snapshot's index, applied once the entries that came with it are synced.
     snapshot_applied: Option<u64>,
-    /// Ticks so far, and the tick at which each peer was last heard from. raft-rs's own
+    /// Ticks so far, and the tick at which each peer last answered this node. raft-rs's own
     /// `recent_active` is cleared for every peer at each check-quorum round, which would make
     /// caught-up followers drop out of the ISR for a moment every election timeout.
     ticks: u64,
@@ -307,7 +307,14 @@ impl<L: ReplicaLog> GroupDriver<L> {
 
     /// A message from a peer. Messages for peers this group does not know are dropped.
     pub fn step(&mut self, msg: Message) -> Result<(), ConsensusError> {
-        self.heard.insert(msg.from, self.ticks);
+        // Only answers to this node's appends and heartbeats show a peer is following it; a
+        // node that cannot hear us still sends (pre-)votes.
+        if matches!(
+            msg.get_msg_type(),
+            MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse
+        ) {
+            self.heard.insert(msg.from, self.ticks);
+        }
         match self.node.step(msg) {
             Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
             Err(e) => tracing::debug!(group = self.group, "dropped a raft message: {e}"),
