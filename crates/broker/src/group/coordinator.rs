@@ -310,17 +310,20 @@ impl Coordinator {
     }
 
     /// Writes the membership record the group asked for. Appended under the group's lock, so
-    /// records are in the log in the order of the states they describe. An assignment is handed
-    /// to the members once the record is durable, by a task that waits for it.
+    /// records are in the log in the order of the states they describe. An assignment or a
+    /// static member's replacement is answered once the record is durable, by a task that waits
+    /// for it and reports to the group (`then`).
     fn store_membership(&self, broker: &Broker, entry: &EntryRef, e: &mut GroupEntry) {
-        let (stored, members_wait) = match e.group.take_store() {
+        type Then = fn(&mut Group, i32, Result<(), GroupError>, u64);
+        let (stored, then): (_, Option<Then>) = match e.group.take_store() {
             None => return,
-            Some(StoreRequest::Assignment(s)) => (s, true),
-            Some(StoreRequest::Empty(s)) => (s, false),
+            Some(StoreRequest::Assignment(s)) => (s, Some(Group::assignment_stored)),
+            Some(StoreRequest::Replacement(s)) => (s, Some(Group::replacement_stored)),
+            Some(StoreRequest::Empty(s)) => (s, None),
         };
         let generation = stored.generation;
         let written = super::store::write_membership(broker, e.group.id(), &stored);
-        if !members_wait {
+        let Some(then) = then else {
             if let Err(err) = written {
                 tracing::warn!(
                     group = e.group.id(),
@@ -328,7 +331,7 @@ impl Coordinator {
                 );
             }
             return;
-        }
+        };
         let runtime = tokio::runtime::Handle::try_current();
         match (written, runtime) {
             (Ok(durable), Ok(runtime)) => {
@@ -336,19 +339,18 @@ impl Coordinator {
                 runtime.spawn(async move {
                     let result = durable.await;
                     let now = clock.elapsed().as_millis() as u64;
-                    lock(&entry)
-                        .group
-                        .assignment_stored(generation, result, now);
+                    then(&mut lock(&entry).group, generation, result, now);
                     // Whatever the group asks next (a failed store rebalances) is written by
                     // the timer's next round.
                     wake.notify_one();
                 });
             }
-            (Err(err), _) => e.group.assignment_stored(generation, Err(err), self.now()),
-            (Ok(_), Err(_)) => e.group.assignment_stored(
+            (Err(err), _) => then(&mut e.group, generation, Err(err), self.now()),
+            (Ok(_), Err(_)) => then(
+                &mut e.group,
                 generation,
                 Err(GroupError::CoordinatorNotAvailable(
-                    "no runtime to wait for the assignment record".into(),
+                    "no runtime to wait for the membership record".into(),
                 )),
                 self.now(),
             ),

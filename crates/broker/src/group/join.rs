@@ -4,7 +4,7 @@
 use tokio::sync::oneshot;
 
 use super::member::{protocols_bytes, Member};
-use super::state::{Group, InitialDelay};
+use super::state::{Group, InitialDelay, Replacement, StoreRequest};
 use super::types::{GroupError, GroupState, JoinRequest, JoinResponse, Pending, Protocol};
 
 impl Group {
@@ -149,14 +149,64 @@ impl Group {
         self.members.insert(new_id.clone(), member);
         tracing::info!(group = %self.id, instance, old = old_id, new = %new_id, "static member replaced");
         if self.state == GroupState::Stable && unchanged {
+            // Answered once the new id is stored (`replacement_stored`).
+            let (tx, rx) = oneshot::channel();
             if let Some(m) = self.members.get_mut(&new_id) {
                 m.update(&req, now);
+                m.join_waiter = Some(tx);
             }
-            // The leader gets the member list to watch metadata, but must not reassign (KIP-814).
-            let leader = self.leader.as_deref() == Some(new_id.as_str());
-            return self.current_generation(&new_id, now, leader);
+            self.replacement = Some(Replacement {
+                generation: self.generation,
+                instance: instance.to_string(),
+                old_id: old_id.to_string(),
+                new_id,
+            });
+            self.to_store = Some(StoreRequest::Replacement(self.to_stored(None)));
+            return Pending::Wait(rx);
         }
         self.update_and_rebalance(&new_id, &req, now)
+    }
+
+    /// The coordinator has written (or failed to write) a static member's replacement. Written,
+    /// the new incarnation gets the current generation (the leader with its member list but
+    /// told not to reassign, KIP-814); failed, the old member id is restored and the join gets
+    /// the error, as in Kafka. After a rebalance began, the rebalance answers the join.
+    pub(crate) fn replacement_stored(
+        &mut self,
+        generation: i32,
+        result: Result<(), GroupError>,
+        now: u64,
+    ) {
+        let Some(r) = self.replacement.take() else {
+            return;
+        };
+        if r.generation != generation || self.state != GroupState::Stable {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let leader = self.leader.as_deref() == Some(r.new_id.as_str());
+                let members = self.member_list();
+                let resp = self.join_response(&r.new_id, &members, leader);
+                if let Some(m) = self.members.get_mut(&r.new_id) {
+                    m.last_seen = now;
+                    m.answer_join(resp);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(group = %self.id, instance = %r.instance, "could not store a static member's new id: {err}");
+                if let Some(mut m) = self.members.remove(&r.new_id) {
+                    m.answer_join(JoinResponse::failed(err, r.new_id.clone()));
+                    m.id = r.old_id.clone();
+                    self.members.insert(r.old_id.clone(), m);
+                }
+                if self.leader.as_deref() == Some(r.new_id.as_str()) {
+                    self.leader = Some(r.old_id.clone());
+                }
+                self.static_members.insert(r.instance, r.old_id);
+            }
+        }
+        self.tick(now);
     }
 
     /// The current generation, answered at once (member rejoined without changes).

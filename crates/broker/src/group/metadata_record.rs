@@ -5,22 +5,28 @@
 //!
 //! Written when the leader's assignment for a generation arrives, and members are told their
 //! assignment only once it is durable (in a cluster: committed), so any generation a member
-//! knows survives a failover; written again when the group turns Empty, so a deleted or
-//! abandoned group does not come back with members. The last record of a group wins on replay.
+//! knows survives a failover; also when a static member takes its instance's place in a Stable
+//! group (answered once durable too, or a new coordinator would fence the live incarnation);
+//! when the group turns Empty, so an abandoned group does not come back with members; and a
+//! tombstone when the group is deleted. The last record of a group wins on replay.
 //!
 //! Key (big-endian), version 1: `u8 key version = 1`, `u8 kind = 2`, `u16` group id length and
-//! the group id. Value, version 1 (strings: `u16` length then UTF-8, empty for none; bytes: `u32`
-//! length then the bytes):
+//! the group id. Value, version 1 (str: `u16` length then UTF-8; opt: `u8` 0 for none, or 1
+//! and a str; bytes: `u32` length then the bytes):
 //!
 //! ```text
 //! u8   value version = 1
 //! i32  generation
-//! str  protocol type, protocol, leader member id
+//! opt  protocol type, protocol, leader member id
 //! u32  member count, then per member in join order:
-//!      str id, str group instance id, str client id, str client host,
+//!      str id, opt group instance id, str client id, str client host,
 //!      u32 session timeout ms, u32 rebalance timeout ms,
-//!      bytes subscription (the member's metadata for the chosen protocol), bytes assignment
+//!      u32 protocol count, then per protocol: str name, bytes metadata
+//!      bytes assignment
 //! ```
+//!
+//! Every protocol a member joined with is kept, so a member rejoining unchanged after a
+//! takeover is recognised as unchanged (no rebalance).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -50,7 +56,7 @@ pub(crate) struct StoredMember {
     pub client_host: String,
     pub session_timeout_ms: u32,
     pub rebalance_timeout_ms: u32,
-    pub subscription: Bytes,
+    pub protocols: Vec<Protocol>,
     pub assignment: Bytes,
 }
 
@@ -75,17 +81,21 @@ pub(crate) fn encode_value(g: &StoredGroup) -> Bytes {
     b.put_u8(VALUE_VERSION);
     b.put_i32(g.generation);
     for s in [&g.protocol_type, &g.protocol, &g.leader] {
-        put_str16(&mut b, s.as_deref().unwrap_or_default());
+        put_opt_str16(&mut b, s.as_deref());
     }
     b.put_u32(g.members.len() as u32);
     for m in &g.members {
         put_str16(&mut b, &m.id);
-        put_str16(&mut b, m.instance_id.as_deref().unwrap_or_default());
+        put_opt_str16(&mut b, m.instance_id.as_deref());
         put_str16(&mut b, &m.client_id);
         put_str16(&mut b, &m.client_host);
         b.put_u32(m.session_timeout_ms);
         b.put_u32(m.rebalance_timeout_ms);
-        put_bytes32(&mut b, &m.subscription);
+        b.put_u32(m.protocols.len() as u32);
+        for p in &m.protocols {
+            put_str16(&mut b, &p.name);
+            put_bytes32(&mut b, &p.metadata);
+        }
         put_bytes32(&mut b, &m.assignment);
     }
     b.freeze()
@@ -110,7 +120,7 @@ pub(crate) fn decode_value(mut b: &[u8]) -> Option<StoredGroup> {
             client_host: take_str16(&mut b)?,
             session_timeout_ms: take_u32(&mut b)?,
             rebalance_timeout_ms: take_u32(&mut b)?,
-            subscription: take_bytes32(&mut b)?,
+            protocols: take_protocols(&mut b)?,
             assignment: take_bytes32(&mut b)?,
         });
     }
@@ -132,8 +142,37 @@ fn take_u32(b: &mut &[u8]) -> Option<u32> {
     (b.len() >= 4).then(|| b.get_u32())
 }
 
+fn put_opt_str16(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => b.put_u8(0),
+        Some(s) => {
+            b.put_u8(1);
+            put_str16(b, s);
+        }
+    }
+}
+
 fn take_opt_str16(b: &mut &[u8]) -> Option<Option<String>> {
-    take_str16(b).map(|s| (!s.is_empty()).then_some(s))
+    if b.is_empty() {
+        return None;
+    }
+    match b.get_u8() {
+        0 => Some(None),
+        1 => take_str16(b).map(Some),
+        _ => None,
+    }
+}
+
+fn take_protocols(b: &mut &[u8]) -> Option<Vec<Protocol>> {
+    let count = take_u32(b)?;
+    let mut protocols = Vec::new();
+    for _ in 0..count {
+        protocols.push(Protocol {
+            name: take_str16(b)?,
+            metadata: take_bytes32(b)?,
+        });
+    }
+    Some(protocols)
 }
 
 fn take_bytes32(b: &mut &[u8]) -> Option<Bytes> {
@@ -147,7 +186,6 @@ impl Group {
     /// The group as it is to be stored, with `assignments` (member id, assignment) in place of
     /// the members' current ones when given.
     pub(crate) fn to_stored(&self, assignments: Option<&[(String, Bytes)]>) -> StoredGroup {
-        let protocol = self.protocol.clone();
         let mut members: Vec<&Member> = self.members.values().collect();
         members.sort_by_key(|m| m.seq);
         let members = members
@@ -159,11 +197,7 @@ impl Group {
                 client_host: m.client_host.clone(),
                 session_timeout_ms: u32::try_from(m.session_timeout_ms).unwrap_or(u32::MAX),
                 rebalance_timeout_ms: u32::try_from(m.rebalance_timeout_ms).unwrap_or(u32::MAX),
-                subscription: protocol
-                    .as_deref()
-                    .and_then(|p| m.metadata_for(p))
-                    .cloned()
-                    .unwrap_or_default(),
+                protocols: m.protocols.clone(),
                 assignment: match assignments {
                     Some(a) => a
                         .iter()
@@ -177,7 +211,7 @@ impl Group {
         StoredGroup {
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
-            protocol,
+            protocol: self.protocol.clone(),
             leader: self.leader.clone(),
             members,
         }
@@ -203,10 +237,7 @@ impl Group {
                 client_host: m.client_host,
                 session_timeout_ms: u64::from(m.session_timeout_ms),
                 rebalance_timeout_ms: u64::from(m.rebalance_timeout_ms),
-                protocols: vec![Protocol {
-                    name: protocol.clone(),
-                    metadata: m.subscription,
-                }],
+                protocols: m.protocols,
                 assignment: m.assignment,
                 last_seen: now,
                 seq: seq as u64,

@@ -62,6 +62,10 @@ pub(crate) enum StoreRequest {
     /// The leader's assignment: the members are answered once it is durable, through
     /// [`Group::assignment_stored`].
     Assignment(StoredGroup),
+    /// A static member took over its instance's place in a Stable group: its JoinGroup is
+    /// answered once this is durable, through [`Group::replacement_stored`]. Unstored, a new
+    /// coordinator would fence the live incarnation for good (FENCED_INSTANCE_ID is fatal).
+    Replacement(StoredGroup),
     /// The group turned Empty; nobody waits for it.
     Empty(StoredGroup),
 }
@@ -87,6 +91,16 @@ pub struct Group {
     pub(super) proposed: Option<Vec<(String, Bytes)>>,
     /// What the coordinator is to write next.
     pub(super) to_store: Option<StoreRequest>,
+    /// A static member's replacement while it is being stored.
+    pub(super) replacement: Option<Replacement>,
+}
+
+/// A static member given a new member id in a Stable group, not yet stored.
+pub(super) struct Replacement {
+    pub generation: i32,
+    pub instance: String,
+    pub old_id: String,
+    pub new_id: String,
 }
 
 impl Group {
@@ -107,6 +121,7 @@ impl Group {
             next_seq: 0,
             proposed: None,
             to_store: None,
+            replacement: None,
         }
     }
 
@@ -249,8 +264,17 @@ impl Group {
     /// Starts (or restarts) the join phase. From CompletingRebalance, the members waiting for
     /// their assignment are told to rejoin.
     pub(super) fn prepare_rebalance(&mut self, now: u64) {
-        // An assignment being stored belongs to the generation this rebalance ends.
+        // An assignment or replacement being stored belongs to the generation this rebalance
+        // ends: its answer is dropped, and a record not yet written is not written (the next
+        // generation's record names the members).
         self.proposed = None;
+        self.replacement = None;
+        if matches!(
+            self.to_store,
+            Some(StoreRequest::Assignment(_) | StoreRequest::Replacement(_))
+        ) {
+            self.to_store = None;
+        }
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();

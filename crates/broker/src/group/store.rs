@@ -124,17 +124,29 @@ fn write_changes(
     e: &mut GroupEntry,
     changes: Vec<(TopicPartition, Option<CommittedOffset>)>,
 ) -> Result<Durable<Result<(), GroupError>>, GroupError> {
-    if changes.is_empty() {
+    write_changes_with(broker, entry, e, changes, None)
+}
+
+/// [`write_changes`], plus `also` (a membership tombstone) in the same all-or-nothing append.
+fn write_changes_with(
+    broker: &Broker,
+    entry: &EntryRef,
+    e: &mut GroupEntry,
+    changes: Vec<(TopicPartition, Option<CommittedOffset>)>,
+    also: Option<KeyValue>,
+) -> Result<Durable<Result<(), GroupError>>, GroupError> {
+    if changes.is_empty() && also.is_none() {
         return Ok(Box::pin(async { Ok(()) }));
     }
     let group_id = e.group.id().to_string();
-    let records: Vec<KeyValue> = changes
+    let mut records: Vec<KeyValue> = changes
         .iter()
         .map(|((topic, partition), c)| KeyValue {
             key: offsets::encode_key(&group_id, topic, *partition),
             value: c.as_ref().map(offsets::encode_value),
         })
         .collect();
+    records.extend(also);
     let (p, r) = append(broker, &group_id, &records)?;
     e.offsets
         .stage(p.watch_high_watermark(), r.end_offset, changes);
@@ -338,7 +350,14 @@ impl Coordinator {
                     }
                     e.offsets.apply_durable();
                     let tombstones = e.offsets.keys().into_iter().map(|k| (k, None)).collect();
-                    let durable = write_changes(broker, &entry, e, tombstones)?;
+                    // The membership goes too: a lost Empty record must not bring the group
+                    // back with members after a takeover.
+                    let membership = KeyValue {
+                        key: metadata_record::encode_key(id),
+                        value: None,
+                    };
+                    let durable =
+                        write_changes_with(broker, &entry, e, tombstones, Some(membership))?;
                     e.group.mark_dead();
                     Ok(durable)
                 })?;

@@ -85,10 +85,16 @@ pub(super) fn sync(
     pending
 }
 
-/// Reports an assignment the group asked to store as durable, as the coordinator does.
+/// Reports a record the group asked to store and waits for as durable, as the coordinator does.
 pub(super) fn report_stored(g: &mut Group, at: u64) {
-    if let Some(StoreRequest::Assignment(stored)) = g.take_store() {
-        g.assignment_stored(stored.generation, Ok(()), at);
+    match g.take_store() {
+        Some(StoreRequest::Assignment(stored)) => {
+            g.assignment_stored(stored.generation, Ok(()), at)
+        }
+        Some(StoreRequest::Replacement(stored)) => {
+            g.replacement_stored(stored.generation, Ok(()), at)
+        }
+        _ => {}
     }
 }
 

@@ -41,7 +41,7 @@ fn members_hear_of_the_assignment_only_once_it_is_stored() {
         assignments,
         [(a.as_str(), &b"for-a"[..]), (b.as_str(), &b"for-b"[..])]
     );
-    assert_eq!(stored.members[0].subscription, Bytes::from("meta-range"));
+    assert_eq!(stored.members[0].protocols, protocols(&["range"]));
     // Not yet: the record is not durable.
     assert!(sa.try_now().is_none() && sb.try_now().is_none());
     assert_eq!(g.state(), GroupState::CompletingRebalance);
@@ -107,6 +107,10 @@ fn a_restored_group_serves_its_generation_without_a_rebalance() {
     let mut s = sync(&mut r, &b, &[], later + 1);
     assert_eq!(now(&mut s).assignment, Bytes::from("for-b"));
     assert!(r.check_commit(&b, None, 1, later + 1).is_ok());
+    // Every protocol was kept: rejoining unchanged is no change, so no rebalance.
+    let mut j = r.join(req(&b), later + 1);
+    assert_eq!(ok_join(&mut j).generation, 1);
+    assert_eq!(r.state(), GroupState::Stable);
     // A member that is not heard from again expires as usual.
     r.tick(later + 2 * SESSION);
     assert_eq!(r.state(), GroupState::Empty);
@@ -151,4 +155,83 @@ fn damaged_values_are_refused() {
         Some("g")
     );
     assert!(metadata_record::decode_key(&crate::group::offsets::encode_key("g", "t", 0)).is_none());
+}
+
+fn static_join(instance: &str) -> JoinRequest {
+    JoinRequest {
+        instance_id: Some(instance.to_string()),
+        ..req("")
+    }
+}
+
+/// A Stable group of one static member "i-1"; returns its member id.
+fn stable_static_one(g: &mut Group) -> String {
+    let mut j = g.join(static_join("i-1"), 0);
+    g.tick(DELAY);
+    g.tick(2 * DELAY);
+    let id = ok_join(&mut j).member_id;
+    let mut s = sync(g, &id, &[(&id, "a1")], 2 * DELAY);
+    assert_eq!(now(&mut s).error, None);
+    id
+}
+
+#[test]
+fn a_static_replacement_is_stored_before_it_is_answered() {
+    let mut g = group();
+    let old = stable_static_one(&mut g);
+    let mut j = g.join(static_join("i-1"), 300);
+    let stored = match g.take_store() {
+        Some(StoreRequest::Replacement(s)) => s,
+        other => panic!("expected a replacement to store, got {other:?}"),
+    };
+    assert!(j.try_now().is_none());
+    let new_id = stored.members[0].id.clone();
+    assert_ne!(new_id, old);
+    assert_eq!(stored.members[0].instance_id.as_deref(), Some("i-1"));
+    // A new coordinator restoring this record knows the new incarnation, not the fenced one.
+    let mut r = Group::restore("g", g.config, stored.clone(), 400);
+    assert_eq!(r.heartbeat(&new_id, Some("i-1"), 1, 400), Ok(()));
+    assert_eq!(
+        r.heartbeat(&old, Some("i-1"), 1, 400),
+        Err(GroupError::FencedInstanceId)
+    );
+    g.replacement_stored(stored.generation, Ok(()), 300);
+    let answer = ok_join(&mut j);
+    assert_eq!(
+        (answer.member_id.as_str(), answer.generation),
+        (new_id.as_str(), 1)
+    );
+    assert_eq!(g.state(), GroupState::Stable);
+}
+
+#[test]
+fn a_failed_static_replacement_restores_the_old_member_id() {
+    let mut g = group();
+    let old = stable_static_one(&mut g);
+    let mut j = g.join(static_join("i-1"), 300);
+    let stored = match g.take_store() {
+        Some(StoreRequest::Replacement(s)) => s,
+        other => panic!("expected a replacement to store, got {other:?}"),
+    };
+    g.replacement_stored(stored.generation, Err(GroupError::NotCoordinator), 300);
+    assert_eq!(now(&mut j).error, Some(GroupError::NotCoordinator));
+    // What the last stored record says is what this coordinator says.
+    assert_eq!(g.heartbeat(&old, Some("i-1"), 1, 300), Ok(()));
+    assert_eq!(g.leader(), Some(old.as_str()));
+    assert_eq!(g.state(), GroupState::Stable);
+}
+
+#[test]
+fn a_rebalance_drops_an_unwritten_assignment_record() {
+    let mut g = group();
+    let (a, b, t) = completing_pair(&mut g);
+    let _sa = sync_unstored(&mut g, &a, &[(&a, "for-a"), (&b, "for-b")], t);
+    // b leaves in the same moment, before the coordinator took the record.
+    let leave = crate::group::MemberIdentity {
+        member_id: b.clone(),
+        instance_id: None,
+    };
+    g.leave(&[leave], t).expect("leave");
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert!(g.take_store().is_none());
 }

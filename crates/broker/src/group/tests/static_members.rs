@@ -60,6 +60,8 @@ fn an_unchanged_static_rejoin_replaces_the_member_without_rebalance() {
     let mut g = group();
     let (_m1, m2) = stable_static(&mut g);
     let mut j = g.join(static_req("i-2", ""), 300);
+    assert!(j.try_now().is_none(), "answered once the new id is stored");
+    report_stored(&mut g, 300);
     let r = ok_join(&mut j);
     assert_ne!(r.member_id, m2);
     assert!(r.member_id.starts_with("i-2-"));
@@ -88,6 +90,7 @@ fn a_static_leader_rejoining_unchanged_is_told_to_skip_assignment() {
     let mut g = group();
     let (m1, _m2) = stable_static(&mut g);
     let mut j = g.join(static_req("i-1", ""), 300);
+    report_stored(&mut g, 300);
     let r = ok_join(&mut j);
     assert_ne!(r.member_id, m1);
     assert_eq!(
