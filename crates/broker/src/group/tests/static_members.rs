@@ -1,6 +1,7 @@
 //! Static membership (KIP-345): group.instance.id survives restarts without a rebalance.
 
 use super::*;
+use crate::group::metadata_record::StoredGroup;
 use crate::group::types::MemberIdentity;
 
 fn static_req(instance: &str, member_id: &str) -> JoinRequest {
@@ -153,4 +154,57 @@ fn a_static_member_can_be_removed_by_instance_id() {
     );
     assert_eq!(out, Ok(vec![Ok(()), Err(GroupError::FencedInstanceId)]));
     assert!(!g.has_member(&m2));
+}
+
+/// The replacement a static member's rejoin asked to store: (record, the member's new id).
+fn replacement_request(g: &mut Group, instance: &str) -> (StoredGroup, String) {
+    let stored = match g.take_store() {
+        Some(StoreRequest::Replacement(s)) => s,
+        other => panic!("expected a replacement to store, got {other:?}"),
+    };
+    let new_id = stored
+        .members
+        .iter()
+        .find(|m| m.instance_id.as_deref() == Some(instance))
+        .map(|m| m.id.clone())
+        .expect("the instance is in the record");
+    (stored, new_id)
+}
+
+#[test]
+fn a_static_replacement_is_stored_before_it_is_answered() {
+    let mut g = group();
+    let (old, _) = stable_static(&mut g);
+    let mut j = g.join(static_req("i-1", ""), 300);
+    let (stored, new_id) = replacement_request(&mut g, "i-1");
+    assert!(j.try_now().is_none());
+    assert_ne!(new_id, old);
+    // A new coordinator restoring this record knows the new incarnation, not the fenced one.
+    let mut r = Group::restore("g", g.config, stored.clone(), 400);
+    assert_eq!(r.heartbeat(&new_id, Some("i-1"), 1, 400), Ok(()));
+    assert_eq!(
+        r.heartbeat(&old, Some("i-1"), 1, 400),
+        Err(GroupError::FencedInstanceId)
+    );
+    g.replacement_stored(stored.generation, Ok(()), 300);
+    let answer = ok_join(&mut j);
+    assert_eq!(
+        (answer.member_id.as_str(), answer.generation),
+        (new_id.as_str(), 1)
+    );
+    assert_eq!(g.state(), GroupState::Stable);
+}
+
+#[test]
+fn a_failed_static_replacement_restores_the_old_member_id() {
+    let mut g = group();
+    let (old, _) = stable_static(&mut g);
+    let mut j = g.join(static_req("i-1", ""), 300);
+    let (stored, _) = replacement_request(&mut g, "i-1");
+    g.replacement_stored(stored.generation, Err(GroupError::NotCoordinator), 300);
+    assert_eq!(now(&mut j).error, Some(GroupError::NotCoordinator));
+    // What the last stored record says is what this coordinator says.
+    assert_eq!(g.heartbeat(&old, Some("i-1"), 1, 300), Ok(()));
+    assert_eq!(g.leader(), Some(old.as_str()));
+    assert_eq!(g.state(), GroupState::Stable);
 }
