@@ -526,7 +526,13 @@ impl ReplicaLog for Partition {
     }
 
     fn on_commit(&self, index: u64, entries: &[Entry]) {
-        let end = self.index_op(|idx, log| idx.end_offset(index, log), None);
+        let end = self.index_op(
+            |idx, log| {
+                idx.release_applied(index);
+                idx.end_offset(index, log)
+            },
+            None,
+        );
         if let Some(end) = end {
             self.raise_high_watermark(end);
         }

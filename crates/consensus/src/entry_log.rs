@@ -6,6 +6,9 @@
 //! alone). Every replica appends the same entry sequence, so offsets agree across replicas.
 //! The index lives beside the `Log` under the owner's lock; methods take the log as an argument.
 
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
 use bytes::Bytes;
 use raft::eraftpb::{Entry, EntryType};
 use strom_storage::batch::{self, BatchHeader};
@@ -15,7 +18,10 @@ use crate::control;
 use crate::raft_state::LogStart;
 use crate::ConsensusError;
 
-#[derive(Debug, Clone)]
+/// Bytes of not-yet-applied entries a group keeps in memory; beyond this, reads go to the log.
+const RECENT_MAX_BYTES: usize = 8 << 20;
+
+#[derive(Debug)]
 pub struct EntryIndex {
     /// Raft index of the batch at the log start offset.
     first_index: u64,
@@ -25,6 +31,94 @@ pub struct EntryIndex {
     starts: Vec<u64>,
     /// `(first index, term)` of each run of equal terms, ascending.
     terms: Vec<(u64, u64)>,
+    recent: Mutex<Recent>,
+}
+
+/// The entries appended and not yet applied, as Raft handed them over. Raft reads every entry
+/// back once to apply it, and again to send it to a follower outside its in-memory window;
+/// from here that read is a reference count instead of a `pread`, a parse and a copy of bytes
+/// the process held a moment ago. The log stays the only durable copy: an entry leaves this
+/// cache when it is applied or cut, and the cache is rebuilt empty whenever the index is.
+/// Always a suffix of the index (`[first, last_index]`) or empty. The bytes of a data batch are
+/// the ones Raft appended, before the log wrote its offset and epoch into the header; every
+/// reader re-stamps those (a follower's append does), so both forms are the same entry.
+#[derive(Debug, Default)]
+struct Recent {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.index)
+    }
+
+    fn push(&mut self, e: &Entry) {
+        if self.entries.back().is_some_and(|b| b.index + 1 != e.index) {
+            self.clear();
+        }
+        let mut kept = Entry {
+            index: e.index,
+            term: e.term,
+            data: e.data.clone(),
+            ..Entry::default()
+        };
+        kept.set_entry_type(e.get_entry_type());
+        self.bytes += kept.data.len();
+        self.entries.push_back(kept);
+        while self.bytes > RECENT_MAX_BYTES {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.data.len();
+        }
+    }
+
+    /// Drops the entries at `idx` and above.
+    fn cut(&mut self, idx: u64) {
+        while self.entries.back().is_some_and(|e| e.index >= idx) {
+            if let Some(e) = self.entries.pop_back() {
+                self.bytes -= e.data.len();
+            }
+        }
+    }
+
+    /// Drops the entries up to and including `idx`.
+    fn release(&mut self, idx: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= idx) {
+            self.pop_front();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// `[low, high)` within the budget (at least one entry), if `low` is here.
+    fn get(&self, low: u64, high: u64, budget: u64) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if low < first || high > first + self.entries.len() as u64 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for e in self
+            .entries
+            .range((low - first) as usize..(high - first) as usize)
+        {
+            let len = e.data.len() as u64;
+            if !out.is_empty() && size + len > budget {
+                break;
+            }
+            size += len;
+            out.push(e.clone());
+        }
+        Some(out)
+    }
 }
 
 impl EntryIndex {
@@ -57,7 +151,18 @@ impl EntryIndex {
             prev_term: start.prev_term,
             starts: Vec::new(),
             terms: Vec::new(),
+            recent: Mutex::default(),
         }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // The cache is consistent between its statements; a panic elsewhere leaves it usable.
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries up to `idx` are applied: nothing reads them from memory any more.
+    pub fn release_applied(&self, idx: u64) {
+        self.recent().release(idx);
     }
 
     /// Where the log would start if everything below `offset` were removed; `None` unless
@@ -104,6 +209,7 @@ impl EntryIndex {
         }
         self.first_index = start.first_index;
         self.prev_term = start.prev_term;
+        self.recent().release(start.first_index - 1);
     }
 
     fn push(&mut self, offset: u64, term: u64) {
@@ -209,6 +315,9 @@ impl EntryIndex {
             return Err(raft::Error::Store(raft::StorageError::Unavailable));
         };
         let budget = max_size.unwrap_or(u64::MAX);
+        if let Some(recent) = self.recent().get(low, high, budget) {
+            return Ok(recent);
+        }
         let mut out = Vec::new();
         let mut size = 0u64;
         let mut idx = low;
@@ -277,6 +386,7 @@ impl EntryIndex {
             h.base_offset = info.base_offset as i64;
             h.partition_leader_epoch = term;
             self.push(info.base_offset, e.term);
+            self.recent().push(e);
             headers.push(h);
         }
         Ok(headers)
@@ -287,6 +397,7 @@ impl EntryIndex {
         let Some(offset) = self.start_offset(idx, log) else {
             return Ok(());
         };
+        self.recent().cut(idx);
         log.truncate_suffix(offset)?;
         self.starts.truncate((idx - self.first_index) as usize);
         let keep = self.terms.partition_point(|(start, _)| *start < idx);

@@ -170,8 +170,17 @@ fn entries_read_back_what_was_appended() {
     assert_eq!(got[0].get_entry_type(), EntryType::EntryNormal);
     assert!(got[0].data.is_empty(), "a no-op reads back as empty data");
     assert_eq!(&got[3].data[..], b"conf change bytes");
-    // The stored data batch carries the offset and epoch the log assigned.
-    let h = BatchHeader::parse(&got[4].data).unwrap();
+    // Once applied, entries come from the log: the stored data batch carries the offset and
+    // epoch the log assigned.
+    index.release_applied(6);
+    let stored = index.entries(&log, 1, 7, None).unwrap();
+    assert_entries(&stored, &entries);
+    assert!(
+        stored[0].data.is_empty(),
+        "a no-op reads back as empty data"
+    );
+    assert_eq!(&stored[3].data[..], b"conf change bytes");
+    let h = BatchHeader::parse(&stored[4].data).unwrap();
     assert_eq!((h.base_offset, h.partition_leader_epoch), (6, 2));
     assert!(matches!(
         index.entries(&log, 0, 3, None),
@@ -191,18 +200,87 @@ fn entries_read_back_what_was_appended() {
 fn entries_respect_max_size_but_return_at_least_one() {
     let dir = tempfile::tempdir().unwrap();
     let (log, index, entries) = filled(dir.path());
-    let one = index.entries(&log, 2, 7, Some(1)).unwrap();
-    assert_entries(&one, &entries[1..2]);
-    let first_two = (entries[1].data.len() + entries[2].data.len()) as u64;
-    let two = index.entries(&log, 2, 7, Some(first_two)).unwrap();
-    assert_entries(&two, &entries[1..3]);
-    let still_two = index.entries(&log, 2, 7, Some(first_two + 1)).unwrap();
-    assert_eq!(
-        still_two.len(),
-        2,
-        "the next batch does not fit in one byte"
+    // First from memory (not applied yet), then from the log.
+    for _ in 0..2 {
+        let one = index.entries(&log, 2, 7, Some(1)).unwrap();
+        assert_entries(&one, &entries[1..2]);
+        let first_two = (entries[1].data.len() + entries[2].data.len()) as u64;
+        let two = index.entries(&log, 2, 7, Some(first_two)).unwrap();
+        assert_entries(&two, &entries[1..3]);
+        let still_two = index.entries(&log, 2, 7, Some(first_two + 1)).unwrap();
+        assert_eq!(
+            still_two.len(),
+            2,
+            "the next batch does not fit in one byte"
+        );
+        assert_eq!(index.entries(&log, 2, 7, Some(0)).unwrap().len(), 1);
+        index.release_applied(6);
+    }
+}
+
+/// The base offset a data entry reads back with: the log's for a stored batch, the proposer's
+/// (0 here) for one still in memory.
+fn read_base_offset(index: &EntryIndex, log: &Log, idx: u64) -> i64 {
+    let got = index.entries(log, idx, idx + 1, None).unwrap();
+    BatchHeader::parse(&got[0].data).unwrap().base_offset
+}
+
+#[test]
+fn unapplied_entries_read_the_same_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, mut entries) = filled(dir.path());
+    assert_eq!(read_base_offset(&index, &log, 5), 0, "from memory");
+    // A window that starts below the entries in memory reads the log.
+    index.release_applied(3);
+    assert_entries(&index.entries(&log, 1, 7, None).unwrap(), &entries);
+    assert_eq!(read_base_offset(&index, &log, 2), 1, "from the log");
+    assert_entries(&index.entries(&log, 4, 7, None).unwrap(), &entries[3..]);
+    // A conflicting suffix replaces the entries in memory too.
+    let replacement = vec![data(5, 5, 3), data(6, 5, 1)];
+    index.append(&mut log, &replacement, 3, 0).unwrap();
+    entries.truncate(4);
+    entries.extend(replacement);
+    assert_entries(&index.entries(&log, 4, 7, None).unwrap(), &entries[3..]);
+    index.truncate_from(&mut log, 6).unwrap();
+    assert!(matches!(
+        index.entries(&log, 5, 7, None),
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    ));
+    index.release_applied(5);
+    assert_entries(&index.entries(&log, 1, 6, None).unwrap(), &entries[..5]);
+    assert_eq!(read_base_offset(&index, &log, 5), 6, "from the log");
+}
+
+#[test]
+fn memory_holds_a_bounded_suffix_of_unapplied_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
+    let big = |index: u64| Entry {
+        index,
+        term: 1,
+        data: records::encode_batch(
+            &[KeyValue {
+                key: Bytes::from(format!("k{index}")),
+                value: Some(Bytes::from(vec![index as u8; 1 << 20])),
+            }],
+            0,
+        ),
+        ..Entry::default()
+    };
+    let entries: Vec<Entry> = (1..=10).map(big).collect();
+    index.append(&mut log, &entries, 0, 0).unwrap();
+    assert_entries(&index.entries(&log, 1, 11, None).unwrap(), &entries);
+    assert_ne!(
+        read_base_offset(&index, &log, 2),
+        0,
+        "evicted: from the log"
     );
-    assert_eq!(index.entries(&log, 2, 7, Some(0)).unwrap().len(), 1);
+    assert_eq!(
+        read_base_offset(&index, &log, 10),
+        0,
+        "the newest stay in memory"
+    );
 }
 
 #[test]

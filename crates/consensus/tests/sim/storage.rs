@@ -266,7 +266,9 @@ impl ReplicaLog for SimLog {
     }
 
     fn on_commit(&self, index: u64, entries: &[Entry]) {
-        self.lock().events.push(Event::Committed {
+        let mut inner = self.lock();
+        inner.index.release_applied(index);
+        inner.events.push(Event::Committed {
             index,
             entries: entries.to_vec(),
         });
