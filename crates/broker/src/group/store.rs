@@ -128,6 +128,14 @@ fn write_changes(
 }
 
 /// [`write_changes`], plus `also` (a membership tombstone) in the same all-or-nothing append.
+/// The record that removes a group's stored membership.
+fn membership_tombstone(group_id: &str) -> KeyValue {
+    KeyValue {
+        key: metadata_record::encode_key(group_id),
+        value: None,
+    }
+}
+
 fn write_changes_with(
     broker: &Broker,
     entry: &EntryRef,
@@ -352,10 +360,7 @@ impl Coordinator {
                     let tombstones = e.offsets.keys().into_iter().map(|k| (k, None)).collect();
                     // The membership goes too: a lost Empty record must not bring the group
                     // back with members after a takeover.
-                    let membership = KeyValue {
-                        key: metadata_record::encode_key(id),
-                        value: None,
-                    };
+                    let membership = membership_tombstone(id);
                     let durable =
                         write_changes_with(broker, &entry, e, tombstones, Some(membership))?;
                     e.group.mark_dead();
@@ -459,7 +464,12 @@ impl Coordinator {
                     "expiring the offsets of an empty group"
                 );
                 let tombstones = e.offsets.keys().into_iter().map(|k| (k, None)).collect();
-                if let Err(err) = write_changes(broker, &entry, e, tombstones) {
+                // The group is gone as a whole, as Kafka removes it: its stored membership
+                // (the Empty record) would otherwise stay in the offsets log for good.
+                let membership = membership_tombstone(e.group.id());
+                if let Err(err) =
+                    write_changes_with(broker, &entry, e, tombstones, Some(membership))
+                {
                     tracing::warn!(group = e.group.id(), "could not expire offsets: {err}");
                 }
                 // The tombstones apply once durable; the next round removes the group.

@@ -145,6 +145,8 @@ async fn deleting_a_group_deletes_its_offsets_for_good() {
             .await;
         assert_eq!(r, vec![Ok(()), Err(GroupError::GroupIdNotFound)]);
         assert_eq!(fetched(&b, "g", "t", 0), None);
+        let key = crate::group::metadata_record::encode_key("g");
+        assert_eq!(last_stored(&b, &key), Some(None), "a membership tombstone");
         assert_eq!(b.groups().describe("g").state.name(), "Dead");
         b.shutdown();
     }
@@ -171,16 +173,7 @@ async fn offsets_of_long_empty_groups_expire() {
     let week = 7 * 24 * 3600 * 1000;
     b.groups().expire(&b, now + week + 1);
     // The tombstones apply once durable; then the idle group goes.
-    let hw = b
-        .topic(OFFSETS_TOPIC)
-        .unwrap()
-        .partitions()
-        .iter()
-        .map(|p| p.log_end_offset())
-        .collect::<Vec<_>>();
-    for (p, end) in b.topic(OFFSETS_TOPIC).unwrap().partitions().iter().zip(hw) {
-        p.wait_durable(end).await;
-    }
+    wait_all_durable(&b).await;
     assert_eq!(fetched(&b, "g", "t", 0), None);
     b.groups().expire(&b, now + week + 2);
     assert!(b.groups().list().is_empty());
@@ -323,5 +316,64 @@ async fn a_group_goes_on_in_its_generation_after_a_restart() {
     assert_eq!(d.members.len(), 1);
     assert_eq!(d.members[0].assignment, bytes::Bytes::from("t-0"));
     assert_eq!(b.groups().describe("left").state.name(), "Dead");
+    b.shutdown();
+}
+
+/// The value of the last record under `key` in the offsets log (`Some(None)`: a tombstone).
+fn last_stored(b: &Broker, key: &[u8]) -> Option<Option<bytes::Bytes>> {
+    let mut last = None;
+    for p in b.topic(OFFSETS_TOPIC)?.partitions() {
+        let data = p.read(p.log_start_offset(), 64 << 20).expect("read");
+        for batch in strom_storage::batch::split(&data.records).expect("split") {
+            let (_, records) = strom_storage::records::decode_batch(&batch).expect("decode");
+            for kv in records.into_iter().filter(|kv| kv.key == key) {
+                last = Some(kv.value);
+            }
+        }
+    }
+    last
+}
+
+async fn wait_all_durable(b: &Broker) {
+    for p in b.topic(OFFSETS_TOPIC).unwrap().partitions() {
+        p.wait_durable(p.log_end_offset()).await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_group_leaves_no_membership_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.create_topic("t", 1, -1, Default::default(), false)
+        .unwrap();
+    let (member, generation) = form_group(&b, "g").await;
+    let r = b
+        .groups()
+        .commit(
+            &b,
+            "g",
+            &member,
+            None,
+            generation,
+            vec![commit("t", 0, 3, "")],
+        )
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    let who = crate::group::MemberIdentity {
+        member_id: member,
+        instance_id: None,
+    };
+    assert_eq!(b.groups().leave(&b, "g", &[who]).unwrap(), vec![Ok(())]);
+    wait_all_durable(&b).await;
+    let key = crate::group::metadata_record::encode_key("g");
+    assert!(
+        matches!(last_stored(&b, &key), Some(Some(_))),
+        "the Empty record"
+    );
+    let week = 7 * 24 * 3600 * 1000;
+    b.groups().expire(&b, crate::now_ms() + week + 1);
+    wait_all_durable(&b).await;
+    assert_eq!(last_stored(&b, &key), Some(None), "a membership tombstone");
+    assert_eq!(fetched(&b, "g", "t", 0), None);
     b.shutdown();
 }
