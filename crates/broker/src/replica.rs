@@ -542,6 +542,9 @@ impl ReplicaLog for Partition {
     }
 
     fn on_role(&self, role: &RoleState) {
+        if !role.is_leader {
+            self.index_op(|idx, _| idx.release_all(), ());
+        }
         let Some(replica) = &self.replica else {
             return;
         };

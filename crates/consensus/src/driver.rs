@@ -322,8 +322,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
         self.process()
     }
 
-    /// Proposes one data entry per batch (zero copy: the entries hold the request's bytes) and
-    /// appends them to the local log before returning. Returns the first and last index and
+    /// Proposes one data entry per batch and appends them to the local log before returning. Returns the first and last index and
     /// the term they were proposed in: the caller's write is committed once the commit index
     /// reaches `last` *and* the entry there still has this term.
     pub fn propose(&mut self, batches: &[Bytes]) -> Result<(u64, u64, u64), ConsensusError> {
@@ -338,7 +337,10 @@ impl<L: ReplicaLog> GroupDriver<L> {
         let entries: Vec<Entry> = batches
             .iter()
             .map(|b| Entry {
-                data: b.clone(),
+                // A copy, not a slice of the request: an entry stays in memory until it is
+                // applied (see `entry_log`), which takes a quorum, and a slice would keep the
+                // whole produce request (every partition's batches) alive until then.
+                data: Bytes::copy_from_slice(b),
                 ..Entry::default()
             })
             .collect();

@@ -19,7 +19,9 @@ use crate::raft_state::LogStart;
 use crate::ConsensusError;
 
 /// Bytes of not-yet-applied entries a group keeps in memory; beyond this, reads go to the log.
-const RECENT_MAX_BYTES: usize = 8 << 20;
+const RECENT_MAX_BYTES: usize = 4 << 20;
+/// What an entry costs in memory besides its data (the `Entry` and its queue slot).
+const RECENT_ENTRY_OVERHEAD: usize = 128;
 
 #[derive(Debug)]
 pub struct EntryIndex {
@@ -38,7 +40,9 @@ pub struct EntryIndex {
 /// back once to apply it, and again to send it to a follower outside its in-memory window;
 /// from here that read is a reference count instead of a `pread`, a parse and a copy of bytes
 /// the process held a moment ago. The log stays the only durable copy: an entry leaves this
-/// cache when it is applied or cut, and the cache is rebuilt empty whenever the index is.
+/// cache when it is applied or cut, everything leaves when the replica stops leading (a leader
+/// cut off from its quorum must not hold its last proposals for as long as that lasts), and
+/// the cache is rebuilt empty whenever the index is.
 /// Always a suffix of the index (`[first, last_index]`) or empty. The bytes of a data batch are
 /// the ones Raft appended, before the log wrote its offset and epoch into the header; every
 /// reader re-stamps those (a follower's append does), so both forms are the same entry.
@@ -46,6 +50,10 @@ pub struct EntryIndex {
 struct Recent {
     entries: VecDeque<Entry>,
     bytes: usize,
+}
+
+fn cost(e: &Entry) -> usize {
+    e.data.len() + RECENT_ENTRY_OVERHEAD
 }
 
 impl Recent {
@@ -64,7 +72,7 @@ impl Recent {
             ..Entry::default()
         };
         kept.set_entry_type(e.get_entry_type());
-        self.bytes += kept.data.len();
+        self.bytes += cost(&kept);
         self.entries.push_back(kept);
         while self.bytes > RECENT_MAX_BYTES {
             self.pop_front();
@@ -73,7 +81,7 @@ impl Recent {
 
     fn pop_front(&mut self) {
         if let Some(e) = self.entries.pop_front() {
-            self.bytes -= e.data.len();
+            self.bytes -= cost(&e);
         }
     }
 
@@ -81,7 +89,7 @@ impl Recent {
     fn cut(&mut self, idx: u64) {
         while self.entries.back().is_some_and(|e| e.index >= idx) {
             if let Some(e) = self.entries.pop_back() {
-                self.bytes -= e.data.len();
+                self.bytes -= cost(&e);
             }
         }
     }
@@ -163,6 +171,11 @@ impl EntryIndex {
     /// Entries up to `idx` are applied: nothing reads them from memory any more.
     pub fn release_applied(&self, idx: u64) {
         self.recent().release(idx);
+    }
+
+    /// Drops every entry kept in memory (the replica stopped leading); reads go to the log.
+    pub fn release_all(&self) {
+        self.recent().clear();
     }
 
     /// Where the log would start if everything below `offset` were removed; `None` unless

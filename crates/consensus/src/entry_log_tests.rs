@@ -230,6 +230,12 @@ fn unapplied_entries_read_the_same_from_memory() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut index, mut entries) = filled(dir.path());
     assert_eq!(read_base_offset(&index, &log, 5), 0, "from memory");
+    // Losing leadership empties the memory; the log answers the same.
+    index.release_all();
+    assert_eq!(read_base_offset(&index, &log, 5), 6, "from the log");
+    assert_entries(&index.entries(&log, 1, 7, None).unwrap(), &entries);
+    index.append(&mut log, &entries[4..], 3, 0).unwrap();
+    assert_eq!(read_base_offset(&index, &log, 5), 0, "from memory again");
     // A window that starts below the entries in memory reads the log.
     index.release_applied(3);
     assert_entries(&index.entries(&log, 1, 7, None).unwrap(), &entries);

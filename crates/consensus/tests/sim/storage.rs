@@ -275,7 +275,11 @@ impl ReplicaLog for SimLog {
     }
 
     fn on_role(&self, role: &RoleState) {
-        self.lock().events.push(Event::Role(role.clone()));
+        let mut inner = self.lock();
+        if !role.is_leader {
+            inner.index.release_all();
+        }
+        inner.events.push(Event::Role(role.clone()));
     }
 
     fn on_conf_change(&self, conf: &ConfState, index: u64) {
