@@ -275,6 +275,30 @@ async fn form_group(b: &Broker, group: &str) -> (String, i32) {
     (member.member_id, member.generation)
 }
 
+/// Member `member` of group "g" commits offset 3 of t-0 in `generation`.
+async fn commit_as_member(b: &Broker, member: &str, generation: i32) {
+    let r = b
+        .groups()
+        .commit(
+            b,
+            "g",
+            member,
+            None,
+            generation,
+            vec![commit("t", 0, 3, "")],
+        )
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+}
+
+fn leave(b: &Broker, group: &str, member_id: String) {
+    let who = crate::group::MemberIdentity {
+        member_id,
+        instance_id: None,
+    };
+    assert_eq!(b.groups().leave(b, group, &[who]).unwrap(), vec![Ok(())]);
+}
+
 #[tokio::test]
 async fn a_group_goes_on_in_its_generation_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,12 +309,7 @@ async fn a_group_goes_on_in_its_generation_after_a_restart() {
         let formed = form_group(&b, "g").await;
         // A group whose only member left is stored Empty and comes back without members.
         let (gone, _) = form_group(&b, "left").await;
-        let who = crate::group::MemberIdentity {
-            member_id: gone,
-            instance_id: None,
-        };
-        let left = b.groups().leave(&b, "left", &[who]).unwrap();
-        assert_eq!(left, vec![Ok(())]);
+        leave(&b, "left", gone);
         b.shutdown();
         formed
     };
@@ -299,18 +318,7 @@ async fn a_group_goes_on_in_its_generation_after_a_restart() {
         b.groups().heartbeat(&b, "g", &member, None, generation),
         Ok(())
     );
-    let r = b
-        .groups()
-        .commit(
-            &b,
-            "g",
-            &member,
-            None,
-            generation,
-            vec![commit("t", 0, 3, "")],
-        )
-        .await;
-    assert_eq!(r, vec![Ok(())]);
+    commit_as_member(&b, &member, generation).await;
     let d = b.groups().describe("g");
     assert_eq!(d.state.name(), "Stable");
     assert_eq!(d.members.len(), 1);
@@ -347,23 +355,8 @@ async fn an_expired_group_leaves_no_membership_behind() {
     b.create_topic("t", 1, -1, Default::default(), false)
         .unwrap();
     let (member, generation) = form_group(&b, "g").await;
-    let r = b
-        .groups()
-        .commit(
-            &b,
-            "g",
-            &member,
-            None,
-            generation,
-            vec![commit("t", 0, 3, "")],
-        )
-        .await;
-    assert_eq!(r, vec![Ok(())]);
-    let who = crate::group::MemberIdentity {
-        member_id: member,
-        instance_id: None,
-    };
-    assert_eq!(b.groups().leave(&b, "g", &[who]).unwrap(), vec![Ok(())]);
+    commit_as_member(&b, &member, generation).await;
+    leave(&b, "g", member);
     wait_all_durable(&b).await;
     let key = crate::group::metadata_record::encode_key("g");
     assert!(
