@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use strom_storage::{batch, Log, StorageError};
+use strom_storage::{batch, FirstBatch, Log, StorageError};
 use tokio::sync::watch;
 
 use crate::fatal::fail_stop;
@@ -381,15 +381,22 @@ impl Partition {
     }
 
     /// Whole batches from `offset`, never past the high watermark.
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchData, BrokerError> {
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        first: FirstBatch,
+    ) -> Result<FetchData, BrokerError> {
         let log = self.log_ref();
         let high_watermark = self.high_watermark();
-        let read = log.read(offset, max_bytes, high_watermark).map_err(|e| {
-            if let StorageError::Corrupt { .. } = e {
-                tracing::error!(partition = ?self, "refusing to serve corrupt data: {e}");
-            }
-            BrokerError::from(e)
-        })?;
+        let read = log
+            .read_with(offset, max_bytes, high_watermark, first)
+            .map_err(|e| {
+                if let StorageError::Corrupt { .. } = e {
+                    tracing::error!(partition = ?self, "refusing to serve corrupt data: {e}");
+                }
+                BrokerError::from(e)
+            })?;
         Ok(FetchData {
             records: read.bytes,
             high_watermark,
@@ -397,17 +404,16 @@ impl Partition {
         })
     }
 
-    /// ListOffsets by timestamp: the first batch whose max timestamp is >= `ts_ms`, if visible.
+    /// ListOffsets by timestamp: the first record whose timestamp is >= `ts_ms`, if visible.
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, BrokerError> {
         let found = self.log_ref().offset_for_timestamp(ts_ms)?;
         Ok(found.filter(|(offset, _)| *offset < self.high_watermark()))
     }
 
-    /// ListOffsets MAX_TIMESTAMP.
-    pub fn max_timestamp(&self) -> Option<(u64, i64)> {
-        self.log_ref()
-            .max_timestamp()
-            .filter(|(offset, _)| *offset < self.high_watermark())
+    /// ListOffsets MAX_TIMESTAMP: the first record carrying the largest timestamp, if visible.
+    pub fn max_timestamp(&self) -> Result<Option<(u64, i64)>, BrokerError> {
+        let found = self.log_ref().max_timestamp()?;
+        Ok(found.filter(|(offset, _)| *offset < self.high_watermark()))
     }
 
     /// Deletes segments past retention, then forgets producers whose batches are all gone or

@@ -14,6 +14,7 @@
 //! Other files (the broker's `producer-state.snapshot`) are left alone.
 
 pub mod batch;
+pub mod codec;
 pub mod error;
 pub mod index;
 pub mod log;
@@ -32,4 +33,4 @@ mod scan;
 mod tests;
 
 pub use error::{BatchError, StorageError};
-pub use log::{AppendInfo, Log, LogConfig, ReadResult, SyncPoint};
+pub use log::{AppendInfo, FirstBatch, Log, LogConfig, ReadResult, SyncPoint};

@@ -78,6 +78,18 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
 }
 
+/// Whether a read may return a first batch larger than its byte limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBatch {
+    /// The first batch is returned whole even when it exceeds the limit (KIP-74), so a consumer
+    /// always makes progress past a batch larger than its fetch size.
+    Whole,
+    /// Nothing beyond the limit, not even the first batch: a fetch response that already holds
+    /// data must stay within its `max_bytes`, or a client that drops oversized responses retries
+    /// the same fetch forever.
+    WithinLimit,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     /// Whole batches only, each CRC-verified.

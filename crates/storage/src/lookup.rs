@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::batch::BatchHeader;
 
 use crate::error::StorageError;
-use crate::log::{Log, ReadResult};
+use crate::log::{FirstBatch, Log, ReadResult};
 use crate::segment::Segment;
 
 impl Log {
@@ -29,6 +29,17 @@ impl Log {
         max_bytes: usize,
         upper_bound: u64,
     ) -> Result<ReadResult, StorageError> {
+        self.read_with(offset, max_bytes, upper_bound, FirstBatch::Whole)
+    }
+
+    /// [`Log::read`], with the choice of whether the first batch may exceed `max_bytes`.
+    pub fn read_with(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upper_bound: u64,
+        first: FirstBatch,
+    ) -> Result<ReadResult, StorageError> {
         let start = self.log_start_offset();
         let end = self.next_offset();
         if offset < start || offset > end {
@@ -41,7 +52,7 @@ impl Log {
                 first_offset: offset,
             });
         }
-        self.segments[self.segment_index_for(offset)].read(offset, max_bytes, upper_bound)
+        self.segments[self.segment_index_for(offset)].read(offset, max_bytes, upper_bound, first)
     }
 
     /// Feeds `visit` the header of every stored batch whose last offset is >= `from_offset` (from
@@ -68,9 +79,8 @@ impl Log {
         Ok(())
     }
 
-    /// The first batch whose maxTimestamp >= `ts_ms`, as (base offset, its
-    /// maxTimestamp). Batch granularity is intended: the consumer skips records
-    /// before the one it wants within the batch.
+    /// The first record whose timestamp is >= `ts_ms`, as (offset, timestamp), as Kafka answers
+    /// ListOffsets by time. Compressed batches are decompressed to find it.
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, StorageError> {
         for segment in &self.segments {
             if let Some(found) = segment.find_timestamp(ts_ms)? {
@@ -80,10 +90,11 @@ impl Log {
         Ok(None)
     }
 
-    /// The largest maxTimestamp in the log and the base offset of the first batch
-    /// carrying it. None when the log is empty.
-    pub fn max_timestamp(&self) -> Option<(u64, i64)> {
-        self.segments
+    /// The largest timestamp in the log and the offset of the first record carrying it
+    /// (ListOffsets MAX_TIMESTAMP, KIP-734). None when the log is empty.
+    pub fn max_timestamp(&self) -> Result<Option<(u64, i64)>, StorageError> {
+        let Some((batch_offset, max)) = self
+            .segments
             .iter()
             .filter_map(|s: &Segment| s.indexes.max_timestamp)
             .fold(None, |best: Option<(i64, u64)>, (ts, offset)| match best {
@@ -91,5 +102,15 @@ impl Log {
                 _ => Some((ts, offset)),
             })
             .map(|(ts, offset)| (offset, ts))
+        else {
+            return Ok(None);
+        };
+        let segment = &self.segments[self.segment_index_for(batch_offset)];
+        let Some((_, header)) = segment.locate(batch_offset)? else {
+            return Ok(None);
+        };
+        Ok(segment
+            .record_in_batch(&header, |ts| ts == max)?
+            .or(Some((batch_offset, max))))
     }
 }

@@ -16,6 +16,7 @@
 //! (uncompressed, no headers needed); anything else is refused, never a panic.
 
 use crate::batch::{BatchHeader, HEADER_LEN, MAGIC_V2};
+use crate::codec::{self, CodecError, DECOMPRESSED_BYTES_MAX};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// First byte covered by the batch CRC (after baseOffset, batchLength, leaderEpoch, magic, crc).
@@ -34,6 +35,8 @@ pub enum RecordsError {
     Compressed(u8),
     #[error("record bytes end early or are malformed at byte {0}")]
     Malformed(usize),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }
 
 /// Batch attribute bit 5: a control batch, which consumers skip.
@@ -105,7 +108,7 @@ pub fn decode_any_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), R
     }
     let end = header.total_len().min(batch.len());
     let mut r = Reader {
-        buf: batch,
+        buf: &batch[..],
         pos: HEADER_LEN,
         end,
     };
@@ -121,15 +124,15 @@ pub fn decode_any_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), R
             .filter(|e| *e <= end)
             .ok_or(RecordsError::Malformed(start))?;
         let mut rec = Reader {
-            buf: batch,
+            buf: &batch[..],
             pos: start,
             end: rec_end,
         };
         rec.skip(1)?; // attributes
         rec.varint()?; // timestamp delta
         rec.varint()?; // offset delta
-        let key = rec.bytes()?.unwrap_or_default();
-        let value = rec.bytes()?;
+        let key = rec.bytes()?.map(|r| batch.slice(r)).unwrap_or_default();
+        let value = rec.bytes()?.map(|r| batch.slice(r));
         // Headers are ignored: the coordinator writes none.
         out.push(KeyValue { key, value });
         r.pos = rec_end;
@@ -146,8 +149,59 @@ fn put_varint(b: &mut BytesMut, v: i64) {
     b.put_u8(z as u8);
 }
 
+/// (offset, timestamp) of every record of one stored batch, in order, decompressing it if need
+/// be (at most [`DECOMPRESSED_BYTES_MAX`]). In a LogAppendTime batch every record has the
+/// batch's maxTimestamp, as Kafka's consumers read it. Control batches yield their one record.
+/// Strom does not parse records on produce, so a client's batch is only trusted here as far as
+/// it is consistent: one record per offset delta 0..=lastOffsetDelta, filling the section.
+pub fn record_times(batch: &[u8]) -> Result<Vec<(i64, i64)>, RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
+    if i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1 {
+        return Err(RecordsError::Malformed(57));
+    }
+    let end = header.total_len();
+    let section = batch
+        .get(HEADER_LEN..end)
+        .ok_or(RecordsError::Malformed(HEADER_LEN))?;
+    let records = codec::decompress(header.compression(), section, DECOMPRESSED_BYTES_MAX)?;
+    let mut r = Reader {
+        buf: &records,
+        pos: 0,
+        end: records.len(),
+    };
+    // Each record takes at least 7 bytes, which bounds the allocation by the records' size.
+    let count = usize::try_from(header.records_count).unwrap_or(0);
+    let mut out = Vec::with_capacity(count.min(records.len() / 7));
+    for index in 0..count {
+        let len = r.varint()?;
+        let start = r.pos;
+        let rec_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= r.end)
+            .ok_or(RecordsError::Malformed(start))?;
+        r.skip(1)?; // attributes
+        let timestamp_delta = r.varint()?;
+        let offset_delta = r.varint()?;
+        if offset_delta != index as i64 || r.pos > rec_end {
+            return Err(RecordsError::Malformed(start));
+        }
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(timestamp_delta)
+        };
+        out.push((header.base_offset.saturating_add(offset_delta), timestamp));
+        r.pos = rec_end;
+    }
+    if r.pos != r.end {
+        return Err(RecordsError::Malformed(r.pos));
+    }
+    Ok(out)
+}
+
 struct Reader<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     pos: usize,
     end: usize,
 }
@@ -179,8 +233,8 @@ impl Reader<'_> {
         Err(RecordsError::Malformed(at))
     }
 
-    /// Length-prefixed bytes; length -1 is null.
-    fn bytes(&mut self) -> Result<Option<Bytes>, RecordsError> {
+    /// The range of length-prefixed bytes; length -1 is null.
+    fn bytes(&mut self) -> Result<Option<std::ops::Range<usize>>, RecordsError> {
         let at = self.pos;
         let len = self.varint()?;
         if len == -1 {
@@ -189,7 +243,7 @@ impl Reader<'_> {
         let n = usize::try_from(len).map_err(|_| RecordsError::Malformed(at))?;
         let start = self.pos;
         self.skip(n)?;
-        Ok(Some(self.buf.slice(start..start + n)))
+        Ok(Some(start..start + n))
     }
 }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, REWRITTEN_PREFIX_LEN};
 use crate::error::StorageError;
 use crate::index::{self, SegmentIndexes};
-use crate::log::ReadResult;
+use crate::log::{FirstBatch, ReadResult};
 use crate::reader::ChunkReader;
 use crate::scan::{self, check_header, ScanParams, Verification};
 
@@ -295,21 +295,25 @@ impl Segment {
         offset: u64,
         max_bytes: usize,
         upper_bound: u64,
+        first: FirstBatch,
     ) -> Result<ReadResult, StorageError> {
         let empty = ReadResult {
             bytes: Bytes::new(),
             first_offset: offset,
         };
-        let Some((position, first)) = self.locate(offset)? else {
+        let Some((position, first_header)) = self.locate(offset)? else {
             return Ok(empty);
         };
-        let first_offset = first.base_offset as u64;
+        let first_offset = first_header.base_offset as u64;
         if first_offset >= upper_bound {
             return Ok(empty);
         }
-        let first_len = first.total_len();
+        let first_len = first_header.total_len();
         let remaining = usize::try_from(self.size_bytes - position).unwrap_or(usize::MAX);
-        // KIP-74: the first batch is returned whole even when it exceeds max_bytes.
+        if first_len > max_bytes && first == FirstBatch::WithinLimit {
+            return Ok(empty);
+        }
+        // KIP-74: otherwise the first batch is returned whole even when it exceeds max_bytes.
         let want = if first_len >= max_bytes {
             first_len
         } else {
@@ -371,7 +375,10 @@ impl Segment {
         Ok(Some(header))
     }
 
-    /// First batch in this segment whose maxTimestamp >= `timestamp_ms`.
+    /// The first record in this segment whose timestamp is >= `timestamp_ms`, as (offset,
+    /// timestamp); control batches are not records and are skipped. The time index leads to the
+    /// first batch whose maxTimestamp qualifies, and that batch holds the answer (its record with
+    /// that timestamp does): every batch before it has only older records.
     pub fn find_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>, StorageError> {
         match self.indexes.max_timestamp {
             Some((max, _)) if max >= timestamp_ms => {}
@@ -381,13 +388,45 @@ impl Segment {
             Some(entry) => self.base_offset + u64::from(entry.relative_offset),
             None => self.base_offset,
         };
-        self.walk_from_index(start_offset, |_, header| {
-            if header.max_timestamp >= timestamp_ms {
-                ControlFlow::Break((header.base_offset as u64, header.max_timestamp))
-            } else {
-                ControlFlow::Continue(())
+        let found = self.walk_from_index(start_offset, |_, header| {
+            if header.is_control() || header.max_timestamp < timestamp_ms {
+                return ControlFlow::Continue(());
             }
-        })
+            match self.record_in_batch(header, |ts| ts >= timestamp_ms) {
+                Ok(None) => ControlFlow::Continue(()),
+                Ok(Some(found)) => ControlFlow::Break(Ok(found)),
+                Err(e) => ControlFlow::Break(Err(e)),
+            }
+        })?;
+        found.transpose()
+    }
+
+    /// The first record of the batch `header` describes whose timestamp satisfies `wanted`.
+    /// A batch whose records cannot be decoded (its CRC holds, so the client compressed garbage)
+    /// answers with its base offset and maxTimestamp: the batch granularity, not an error that
+    /// would fail every later lookup in the partition.
+    pub(crate) fn record_in_batch(
+        &self,
+        header: &BatchHeader,
+        wanted: impl Fn(i64) -> bool,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
+        let base_offset = header.base_offset as u64;
+        let batch = self.read(base_offset, 1, u64::MAX, FirstBatch::Whole)?;
+        match crate::records::record_times(&batch.bytes) {
+            Ok(times) => Ok(times
+                .into_iter()
+                .find(|(_, ts)| wanted(*ts))
+                .map(|(offset, ts)| (offset as u64, ts))),
+            Err(e) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    base_offset,
+                    error = %e,
+                    "records of a batch cannot be decoded; answering at batch granularity"
+                );
+                Ok(wanted(header.max_timestamp).then_some((base_offset, header.max_timestamp)))
+            }
+        }
     }
 
     /// Records the final time-index entry and persists both index files.

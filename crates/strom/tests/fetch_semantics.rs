@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::wire::{record_batch_at, Conn};
+use common::rdk;
+use common::wire::{record_batch, record_batch_at, Conn};
 use common::Strom;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -24,8 +25,43 @@ fn fetch(
     partition_max: i32,
     max_bytes: i32,
 ) -> (i64, Vec<(i64, Bytes)>) {
+    fetch_topic(
+        conn,
+        TOPIC,
+        offset,
+        max_wait_ms,
+        min_bytes,
+        partition_max,
+        max_bytes,
+    )
+    .0
+}
+
+/// The record count of every batch in partition 0 of `topic` (within 1 MiB), read from the batch
+/// headers: compressed batches are not decoded.
+fn batch_sizes(conn: &mut Conn, topic: &str) -> Vec<i32> {
+    let mut bytes = fetch_topic(conn, topic, 0, 0, 0, 1 << 20, 1 << 20).1;
+    let mut sizes = Vec::new();
+    while bytes.len() >= 61 {
+        let len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize + 12;
+        sizes.push(i32::from_be_bytes(bytes[57..61].try_into().unwrap()));
+        bytes = bytes.slice(len..);
+    }
+    sizes
+}
+
+/// A fetch of partition 0 of `topic`: (high watermark, records), and the raw record bytes.
+fn fetch_topic(
+    conn: &mut Conn,
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    partition_max: i32,
+    max_bytes: i32,
+) -> ((i64, Vec<(i64, Bytes)>), Bytes) {
     let topic = FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partitions(vec![FetchPartition::default()
             .with_partition(0)
             .with_fetch_offset(offset)
@@ -40,8 +76,13 @@ fn fetch(
     };
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
+    let raw = p.records.clone().unwrap_or_default();
+    if raw.len() >= 22 && raw[22] & 0b111 != 0 {
+        // Compressed: the caller reads headers only.
+        return ((p.high_watermark, Vec::new()), raw);
+    }
     let mut records = Vec::new();
-    let mut bytes = p.records.clone().unwrap_or_default();
+    let mut bytes = raw.clone();
     while !bytes.is_empty() {
         let set =
             RecordBatchDecoder::decode(&mut bytes).expect("the broker serves whole, valid batches");
@@ -49,12 +90,16 @@ fn fetch(
             records.push((r.offset, r.value.unwrap_or_default()));
         }
     }
-    (p.high_watermark, records)
+    ((p.high_watermark, records), raw)
 }
 
 fn list_offset(conn: &mut Conn, timestamp: i64) -> (i64, i64) {
+    list_offset_of(conn, TOPIC, timestamp)
+}
+
+fn list_offset_of(conn: &mut Conn, topic: &str, timestamp: i64) -> (i64, i64) {
     let req = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partitions(vec![ListOffsetsPartition::default()
             .with_partition_index(0)
             .with_timestamp(timestamp)])]);
@@ -127,4 +172,145 @@ fn long_poll_limits_and_timestamps() {
     assert_eq!(list_offset(&mut conn, 1_500), (1, 2_000));
     assert_eq!(list_offset(&mut conn, 2_000), (1, 2_000));
     assert_eq!(list_offset(&mut conn, 3_001).0, -1);
+}
+
+/// KIP-74: only a response's first batch may exceed `max_bytes`. Three partitions each hold one
+/// 900 KiB batch. A fetch of all three with `max_bytes` 1,000,000 returns just the first; before
+/// the fix it returned two (1.8 MB), which librdkafka drops as larger than
+/// `receive.message.max.bytes` and then asks for again, forever (its test 0082).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_response_exceeds_max_bytes_only_by_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let topic = "big-batches";
+    rdk::create_topic(&strom.addr(), topic, 3).await;
+    let mut conn = Conn::connect(&strom.addr());
+    for p in 0..3 {
+        let value = Bytes::from(vec![b'a' + p as u8; 900 * 1024]);
+        assert_eq!(conn.produce(topic, p, record_batch(None, value)).0, 0);
+    }
+
+    let partitions = (0..3)
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1_000_000)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(partitions)]);
+    let ResponseKind::Fetch(resp) = conn.request(ApiKey::Fetch, 12, &req) else {
+        panic!("not a fetch response")
+    };
+    let sizes: Vec<usize> = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert!(
+        sizes[0] > 900 * 1024,
+        "the first batch comes whole: {sizes:?}"
+    );
+    assert_eq!(&sizes[1..], &[0, 0], "nothing past max_bytes after it");
+
+    let recs = tokio::task::spawn_blocking(move || {
+        rdk::consume_all_with(
+            &strom.addr(),
+            topic,
+            3,
+            3,
+            Duration::from_secs(30),
+            &[
+                ("fetch.max.bytes", "1000000"),
+                ("receive.message.max.bytes", "1000512"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let mut parts: Vec<i32> = recs.iter().map(|r| r.partition).collect();
+    parts.sort();
+    assert_eq!(parts, vec![0, 1, 2], "librdkafka read every partition");
+}
+
+/// ListOffsets by time answers the first *record* at or after the target, inside a compressed
+/// multi-record batch, and MAX_TIMESTAMP names the record carrying the largest timestamp (KIP-734),
+/// as librdkafka's `offsets_for_times` and its tests 0054/0081 expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_land_on_the_record_inside_a_batch() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let topic = "by-time";
+    rdk::create_topic(&strom.addr(), topic, 1).await;
+    // One lz4 batch of ten records, timestamps out of order, the largest in the middle.
+    let timestamps: Vec<i64> = vec![
+        1_000, 3_000, 2_000, 12_000, 4_000, 7_000, 6_000, 9_000, 8_000, 10_000,
+    ];
+    let producer = rdk::producer(
+        &strom.addr(),
+        &[("linger.ms", "200"), ("compression.type", "lz4")],
+    );
+    let mut sends = Vec::new();
+    for ts in &timestamps {
+        let record = FutureRecord::<(), _>::to(topic)
+            .partition(0)
+            .payload("v")
+            .timestamp(*ts);
+        match producer.send_result(record) {
+            Ok(delivery) => sends.push(delivery),
+            Err((e, _)) => panic!("enqueue: {e}"),
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    for delivery in sends {
+        delivery.await.unwrap().unwrap();
+    }
+    let mut conn = Conn::connect(&strom.addr());
+    assert_eq!(
+        batch_sizes(&mut conn, topic),
+        vec![10],
+        "the records share one batch"
+    );
+
+    let addr = strom.addr();
+    let answers = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .create()
+            .unwrap();
+        [
+            500, 1_000, 1_001, 2_500, 3_000, 3_001, 10_000, 10_001, 20_000,
+        ]
+        .into_iter()
+        .map(|target| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, 0, Offset::Offset(target))
+                .unwrap();
+            let found = consumer
+                .offsets_for_times(tpl, Duration::from_secs(10))
+                .unwrap();
+            (target, found.elements()[0].offset())
+        })
+        .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (target, offset) in answers {
+        let want = timestamps.iter().position(|ts| *ts >= target);
+        let want = want.map_or(Offset::End, |o| Offset::Offset(o as i64));
+        assert_eq!(offset, want, "offsets_for_times({target}): {timestamps:?}");
+    }
+    let max = *timestamps.iter().max().unwrap();
+    let at = timestamps.iter().position(|ts| *ts == max).unwrap() as i64;
+    assert_eq!(list_offset_of(&mut conn, topic, -3), (at, max));
 }

@@ -11,7 +11,7 @@ use super::state::{Group, GroupConfig};
 use super::{metadata_record, offsets, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::{Broker, BrokerError};
-use strom_storage::records;
+use strom_storage::{records, FirstBatch};
 
 /// Bytes read per step of the replay.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -65,7 +65,7 @@ pub(super) fn replay_partition(
     let end = p.high_watermark();
     let mut applied = 0;
     while offset < end {
-        let data = match p.read(offset, REPLAY_READ_BYTES) {
+        let data = match p.read(offset, REPLAY_READ_BYTES, FirstBatch::Whole) {
             Ok(d) => d,
             Err(e) => {
                 // Recovery already cut torn tails; this is damage inside the log. Starting

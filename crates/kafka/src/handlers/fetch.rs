@@ -8,6 +8,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use strom_broker::Partition;
+use strom_storage::FirstBatch;
 
 use super::Reply;
 use crate::Context;
@@ -97,6 +98,8 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
 
 /// Reads every wanted partition within the response budget; returns the response, the record
 /// bytes in it and whether any partition carries an error (which is answered at once).
+/// As in Kafka (KIP-74), only the response's first batch may exceed a limit: once any partition
+/// returned data, later partitions get only batches that fit what is left.
 fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bool) {
     let mut budget = max_bytes;
     let mut total = 0;
@@ -108,7 +111,12 @@ fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bo
                 .partitions
                 .iter()
                 .map(|w| {
-                    let data = read_one(w, budget);
+                    let first = if total == 0 {
+                        FirstBatch::Whole
+                    } else {
+                        FirstBatch::WithinLimit
+                    };
+                    let data = read_one(w, budget, first);
                     if data.error_code != 0 {
                         any_error = true;
                     }
@@ -131,7 +139,7 @@ fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bo
     )
 }
 
-fn read_one(w: &Want, budget: usize) -> PartitionData {
+fn read_one(w: &Want, budget: usize, first: FirstBatch) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(w.partition_index)
         .with_preferred_read_replica(BrokerId(-1))
@@ -157,7 +165,7 @@ fn read_one(w: &Want, budget: usize) -> PartitionData {
         return with_offsets(base, p.high_watermark(), p.log_start_offset())
             .with_records(Some(Default::default()));
     }
-    match p.read(offset, limit) {
+    match p.read(offset, limit, first) {
         Ok(d) => {
             with_offsets(base, d.high_watermark, d.log_start_offset).with_records(Some(d.records))
         }

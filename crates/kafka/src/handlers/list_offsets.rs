@@ -68,7 +68,9 @@ fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), strom_broker::Bro
         LATEST => (p.high_watermark() as i64, -1),
         EARLIEST | EARLIEST_LOCAL => (p.log_start_offset() as i64, -1),
         LATEST_TIERED => (-1, -1),
-        MAX_TIMESTAMP => p.max_timestamp().map_or((-1, -1), |(o, ts)| (o as i64, ts)),
+        MAX_TIMESTAMP => p
+            .max_timestamp()?
+            .map_or((-1, -1), |(o, ts)| (o as i64, ts)),
         ts if ts >= 0 => p
             .offset_for_timestamp(ts)?
             .map_or((-1, -1), |(o, ts)| (o as i64, ts)),

@@ -45,6 +45,11 @@ pub(crate) fn encode(spec: &BatchSpec) -> Vec<u8> {
     out.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
     out.extend_from_slice(&spec.records.to_be_bytes());
     out.extend((0..spec.payload_len).map(|i| spec.seed.wrapping_add(i as u8)));
+    if spec.payload_len > 0 {
+        // Opaque payload: a first record length of -1 (zigzag 0x01), so it never parses as
+        // records and timestamp lookups answer at batch granularity.
+        out[HEADER_LEN] = 0x01;
+    }
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out
@@ -63,6 +68,62 @@ pub(crate) fn batch_with(records: i32, payload_len: usize, max_timestamp: i64) -
             .wrapping_add(records as u8),
         ..BatchSpec::default()
     })
+}
+
+/// A batch of real records, one per timestamp (each with a 30-byte value), compressed with
+/// `codec` (0 none, 1 gzip, 2 raw snappy, 3 lz4), with attributes `extra_attributes` added
+/// (e.g. the LogAppendTime bit). Header timestamps are the records' first and largest.
+pub(crate) fn batch_of_records(timestamps: &[i64], codec: u8, extra_attributes: i16) -> Vec<u8> {
+    use std::io::Write;
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let base_timestamp = timestamps[0];
+    let max_timestamp = *timestamps.iter().max().unwrap();
+    let mut records = Vec::new();
+    for (i, ts) in timestamps.iter().enumerate() {
+        let mut rec = vec![0u8]; // attributes
+        varint(&mut rec, ts - base_timestamp);
+        varint(&mut rec, i as i64);
+        varint(&mut rec, -1); // null key
+        varint(&mut rec, 30);
+        rec.extend((0..30).map(|j| (i + j) as u8));
+        varint(&mut rec, 0); // no headers
+        varint(&mut records, rec.len() as i64);
+        records.extend_from_slice(&rec);
+    }
+    let records = match codec {
+        0 => records,
+        1 => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&records).unwrap();
+            gz.finish().unwrap()
+        }
+        2 => snap::raw::Encoder::new().compress_vec(&records).unwrap(),
+        3 => {
+            let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            lz4.write_all(&records).unwrap();
+            lz4.finish().unwrap()
+        }
+        other => panic!("codec {other}"),
+    };
+    let mut out = encode(&BatchSpec {
+        records: timestamps.len() as i32,
+        base_timestamp,
+        max_timestamp,
+        attributes: i16::from(codec) | extra_attributes,
+        payload_len: records.len(),
+        seed: 0,
+    });
+    out[HEADER_LEN..].copy_from_slice(&records);
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// The bytes the log stores for `batch` appended at `base_offset`.

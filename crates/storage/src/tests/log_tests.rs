@@ -1,4 +1,6 @@
-use super::builder::{batch_with, encode, open, read_all, small_config, stored, BatchSpec};
+use super::builder::{
+    batch_of_records, batch_with, encode, open, read_all, small_config, stored, BatchSpec,
+};
 use crate::batch::BatchHeader;
 use crate::error::StorageError;
 use crate::log::{Log, LogConfig};
@@ -91,7 +93,7 @@ fn timestamps_lookup_matches_brute_force() {
     let mut config = small_config(900);
     config.index_interval_bytes = 100;
     let mut log = open(dir.path(), &config);
-    assert_eq!(log.max_timestamp(), None);
+    assert_eq!(log.max_timestamp().unwrap(), None);
     assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
     let mut model = Vec::new();
     for i in 0..120i64 {
@@ -107,7 +109,7 @@ fn timestamps_lookup_matches_brute_force() {
         }
         let max = model.iter().map(|(_, ts)| *ts).max().unwrap();
         let want = model.iter().find(|(_, ts)| *ts == max).unwrap();
-        assert_eq!(log.max_timestamp(), Some(*want));
+        assert_eq!(log.max_timestamp().unwrap(), Some(*want));
     };
     check(&log);
     log.close().unwrap();
@@ -391,4 +393,49 @@ fn rejects_invalid_config_and_malformed_appends() {
         Err(StorageError::Batch(_))
     ));
     assert_eq!(log.next_offset(), 0);
+}
+
+/// ListOffsets by time lands on the exact record, as in Kafka: the first record (in offset
+/// order) whose timestamp is >= the target, inside multi-record batches, compressed or not; in a
+/// LogAppendTime batch every record has the batch's maxTimestamp. MAX_TIMESTAMP names the first
+/// record carrying the largest timestamp.
+#[test]
+fn timestamp_lookups_land_on_the_exact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(2_000);
+    config.index_interval_bytes = 100;
+    let mut log = open(dir.path(), &config);
+    const LOG_APPEND_TIME: i16 = 1 << 3;
+    let mut model: Vec<(u64, i64)> = Vec::new();
+    for i in 0..60i64 {
+        let codec = (i % 4) as u8;
+        // Out of order inside a batch, with repeats, and batches whose ranges overlap.
+        let timestamps: Vec<i64> = (0..5)
+            .map(|j| 10_000 + i * 40 + [30, 0, 10, 30, 20][j as usize] - (i % 3) * 15)
+            .collect();
+        let append_time = i % 7 == 6;
+        let raw = batch_of_records(
+            &timestamps,
+            codec,
+            if append_time { LOG_APPEND_TIME } else { 0 },
+        );
+        let info = log.append(&raw, 0, 0).unwrap();
+        let max = *timestamps.iter().max().unwrap();
+        for (j, ts) in timestamps.iter().enumerate() {
+            let ts = if append_time { max } else { *ts };
+            model.push((info.base_offset + j as u64, ts));
+        }
+    }
+    let check = |log: &Log| {
+        for query in (9_900..12_500).step_by(7) {
+            let want = model.iter().find(|(_, ts)| *ts >= query).copied();
+            assert_eq!(log.offset_for_timestamp(query).unwrap(), want, "ts {query}");
+        }
+        let max = model.iter().map(|(_, ts)| *ts).max().unwrap();
+        let want = model.iter().find(|(_, ts)| *ts == max).copied();
+        assert_eq!(log.max_timestamp().unwrap(), want);
+    };
+    check(&log);
+    log.close().unwrap();
+    check(&open(dir.path(), &config));
 }

@@ -134,7 +134,7 @@ fn check_all(log: &Log, model: &Model) {
     }
     let max = timestamps.iter().map(|(_, ts)| *ts).max();
     let want = max.and_then(|m| timestamps.iter().find(|(_, ts)| *ts == m).copied());
-    assert_eq!(log.max_timestamp(), want);
+    assert_eq!(log.max_timestamp().unwrap(), want);
 }
 
 fn run(config: LogConfig, ops: Vec<Op>) {

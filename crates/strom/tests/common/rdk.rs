@@ -57,14 +57,29 @@ pub fn consume_all(
     want: usize,
     timeout: Duration,
 ) -> Vec<Rec> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    consume_all_with(addr, topic, partitions, want, timeout, &[])
+}
+
+/// [`consume_all`] with extra consumer settings.
+pub fn consume_all_with(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    want: usize,
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<Rec> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", addr)
         // assign() needs a group handle; the consumer never joins or commits.
         .set("group.id", "strom-test")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.partition.eof", "false");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)

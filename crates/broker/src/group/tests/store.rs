@@ -2,6 +2,7 @@
 //! deletion and expiry write tombstones.
 
 use std::sync::Arc;
+use strom_storage::FirstBatch;
 
 use crate::group::{CommittedOffset, GroupError, OffsetCommit, OFFSETS_TOPIC};
 use crate::{Broker, BrokerConfig};
@@ -331,7 +332,9 @@ async fn a_group_goes_on_in_its_generation_after_a_restart() {
 fn last_stored(b: &Broker, key: &[u8]) -> Option<Option<bytes::Bytes>> {
     let mut last = None;
     for p in b.topic(OFFSETS_TOPIC)?.partitions() {
-        let data = p.read(p.log_start_offset(), 64 << 20).expect("read");
+        let data = p
+            .read(p.log_start_offset(), 64 << 20, FirstBatch::Whole)
+            .expect("read");
         for batch in strom_storage::batch::split(&data.records).expect("split") {
             let (_, records) = strom_storage::records::decode_batch(&batch).expect("decode");
             for kv in records.into_iter().filter(|kv| kv.key == key) {
