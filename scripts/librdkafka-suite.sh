@@ -12,7 +12,8 @@
 # level (no -Q quick mode), TEST_KAFKA_VERSION=3.9.0, one sub-test at a time (-p1), with a test.conf
 # holding only bootstrap.servers. Each test number runs twice: in the "default" scenario against
 # a node with topic auto-creation on, and in the "noautocreate" scenario against a node with it
-# off (only a few tests, e.g. 0045's topic-removal sub-tests, 0107 and 0111, belong to it).
+# off (only a few tests, e.g. 0045's topic-removal sub-tests, 0107 and 0111, belong to it), both
+# with 4 partitions per auto-created topic like the suite's scenarios (tests/scenarios/*.json).
 # Every Strom node is started here on 127.0.0.1 with a fresh data directory and stopped by PID.
 #
 # --cluster (or SUITE_CLUSTER=1): three nodes with --peers instead of one, for the tests that
@@ -162,8 +163,10 @@ start_nodes() { # phase auto_create
   node_pids=()
   for i in "${!node_ids[@]}"; do
     id=${node_ids[$i]}
+    # Four partitions for auto-created topics, as the suite's scenarios configure Kafka.
     args=(serve --data-dir "$out/$phase/data-$id" --kafka-addr "127.0.0.1:$((port + i))"
-      --auto-create-topics "$auto_create" --log-level "${SUITE_STROM_LOG:-info}")
+      --auto-create-topics "$auto_create" --default-partitions 4
+      --log-level "${SUITE_STROM_LOG:-info}")
     if ((cluster)); then
       args+=(--node-id "$id" --raft-addr "127.0.0.1:$((raft_port + i))" --peers "$peers")
     fi
@@ -200,7 +203,12 @@ stop_nodes() {
   done
   node_pids=()
 }
-trap stop_nodes EXIT
+runner_pid=""
+on_exit() {
+  if [ -n "$runner_pid" ]; then kill -TERM "$runner_pid" 2>/dev/null || true; fi
+  stop_nodes
+}
+trap on_exit EXIT
 trap 'exit 130' INT TERM
 
 # --- Running one test number ----------------------------------------------------------------
@@ -210,13 +218,20 @@ run_test() { # number phase scenario
   local num=$1 phase=$2 scenario=$3 log rc=0 start secs lines
   log="$out/$phase/$num.log"
   start=$(date +%s%N)
-  (
-    cd "$tests_dir"
-    export TESTS="$num" TEST_SCENARIO="$scenario" TEST_KAFKA_VERSION="$kafka_version"
-    export RDKAFKA_TEST_CONF="$out/test.conf" KAFKA_PATH="$kafka_path" BROKERS="$bootstrap"
-    export STROM_BIN="$strom" LD_LIBRARY_PATH="$rdk_dir/src:$rdk_dir/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    exec timeout -k 30 "$test_timeout" stdbuf -oL -eL ./test-runner "${runner_args[@]}"
-  ) >"$log" 2>&1 </dev/null || rc=$?
+  # In the background so that an interrupt can stop it (timeout runs it in its own process
+  # group); the braces keep bash's "Aborted"/"Killed" job notices out of the output.
+  {
+    (
+      cd "$tests_dir"
+      export TESTS="$num" TEST_SCENARIO="$scenario" TEST_KAFKA_VERSION="$kafka_version"
+      export RDKAFKA_TEST_CONF="$out/test.conf" KAFKA_PATH="$kafka_path" BROKERS="$bootstrap"
+      export STROM_BIN="$strom" LD_LIBRARY_PATH="$rdk_dir/src:$rdk_dir/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      exec timeout -k 30 "$test_timeout" stdbuf -oL -eL ./test-runner "${runner_args[@]}"
+    ) >"$log" 2>&1 </dev/null &
+    runner_pid=$!
+    wait "$runner_pid" || rc=$?
+  } 2>/dev/null
+  runner_pid=""
   secs=$((($(date +%s%N) - start) / 1000000))
   secs="$((secs / 1000)).$(((secs % 1000) / 100))"
 

@@ -10,7 +10,7 @@ use crate::flusher::Flusher;
 use crate::metadata::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
-use crate::topic::{validate_topic_name, Topic};
+use crate::topic::{validate_topic_name, Topic, TopicSettings};
 use crate::{BrokerConfig, BrokerError};
 
 /// Low bits of a cluster-wide producer id that name the node that issued it (node ids < 1024).
@@ -104,17 +104,19 @@ impl Broker {
         t: &crate::cluster::TopicState,
         config: &crate::TopicConfig,
     ) -> Arc<Topic> {
+        let settings = TopicSettings {
+            overrides: t.config.clone(),
+            config: config.clone(),
+        };
         let existing = self.topic(&t.name).filter(|e| e.id == t.id);
         let topic = match existing {
-            Some(e) => e,
+            Some(e) => {
+                // AlterConfigs went through the controller: every node takes the new settings.
+                e.set_settings(settings);
+                e
+            }
             None => {
-                let topic = Arc::new(Topic {
-                    name: t.name.clone(),
-                    id: t.id,
-                    overrides: t.config.clone(),
-                    config: config.clone(),
-                    partitions: RwLock::new(Vec::new()),
-                });
+                let topic = Arc::new(Topic::new(&t.name, t.id, settings, Vec::new()));
                 self.topics_mut().insert(t.name.clone(), Arc::clone(&topic));
                 topic
             }
@@ -238,13 +240,8 @@ impl Broker {
             config: overrides.clone(),
         };
         if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_string(),
-                id: rec.id,
-                overrides,
-                config,
-                partitions: RwLock::new(Vec::new()),
-            }));
+            let settings = TopicSettings { overrides, config };
+            return Ok(Arc::new(Topic::new(name, rec.id, settings, Vec::new())));
         }
         // Metadata first: a crash after it leaves a topic whose partitions are created on the
         // next start; the other order would leave orphan directories nobody knows about.
@@ -308,10 +305,11 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        let settings = topic.settings();
         let rec = TopicRecord {
             id: topic.id,
             partitions: count as u32,
-            config: topic.overrides.clone(),
+            config: settings.overrides,
         };
         self.meta.save(name, &rec)?;
         let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -319,9 +317,37 @@ impl Broker {
             parts.push(Some(self.open_partition(
                 &topic.name,
                 index,
-                &topic.config,
+                &settings.config,
             )?));
         }
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides as a whole (AlterConfigs; IncrementalAlterConfigs
+    /// computes the whole set first). Single node: validated, written to the topic's metadata
+    /// file, then taken by every partition. Cluster mode goes through the controller instead.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let config = self.config.topic_defaults.with_overrides(&overrides)?;
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        if validate_only {
+            return Ok(());
+        }
+        let rec = TopicRecord {
+            id: topic.id,
+            partitions: topic.partition_count() as u32,
+            config: overrides.clone(),
+        };
+        self.meta.save(name, &rec)?;
+        topic.set_settings(TopicSettings { overrides, config });
+        tracing::info!(topic = name, "altered topic config");
         Ok(())
     }
 
@@ -401,13 +427,11 @@ impl Broker {
         for index in 0..rec.partitions as i32 {
             parts.push(Some(self.open_partition(name, index, &config)?));
         }
-        Ok(Arc::new(Topic {
-            name: name.to_string(),
-            id: rec.id,
+        let settings = TopicSettings {
             overrides: rec.config.clone(),
             config,
-            partitions: RwLock::new(parts),
-        }))
+        };
+        Ok(Arc::new(Topic::new(name, rec.id, settings, parts)))
     }
 
     fn open_partition(

@@ -15,6 +15,12 @@ pub enum BrokerError {
     InvalidReplicationFactor(i32),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A request Strom understands but refuses as a whole (Kafka's INVALID_REQUEST).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A CreateTime batch outside the topic's `message.timestamp.{before,after}.max.ms`.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u32 },
     #[error("corrupt batch: {0}")]

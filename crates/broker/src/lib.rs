@@ -20,7 +20,9 @@ pub mod producer_state;
 pub mod replica;
 pub mod retention;
 pub mod topic;
+pub mod topic_config;
 
+mod batch_rules;
 mod broker;
 mod producer_snapshot;
 
@@ -28,7 +30,8 @@ pub use broker::{Broker, PARTITIONS_MAX};
 pub use config::{BrokerConfig, FlushPolicy};
 pub use error::BrokerError;
 pub use partition::{AppendResult, FetchData, Partition, RaftAck};
-pub use topic::{Topic, TopicConfig};
+pub use topic::{Topic, TopicSettings};
+pub use topic_config::TopicConfig;
 
 /// Milliseconds since the UNIX epoch, the unit of every Kafka timestamp.
 pub fn now_ms() -> i64 {

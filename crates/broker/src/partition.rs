@@ -2,13 +2,14 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use strom_storage::{batch, FirstBatch, Log, StorageError};
+use strom_storage::{FirstBatch, Log, StorageError};
 use tokio::sync::watch;
 
+use crate::batch_rules::BatchRules;
 use crate::fatal::fail_stop;
 use crate::flusher::Flusher;
 use crate::producer_snapshot;
@@ -42,6 +43,26 @@ pub struct RaftAck {
     pub leader_term: u64,
 }
 
+/// The DeleteRecords point of a partition, as text, replaced atomically.
+const DELETED_BELOW_FILE: &str = "log-start-offset";
+
+/// The persisted DeleteRecords point; 0 when there is none. A damaged file is logged and read as
+/// 0: the records it hid become visible again, which loses nothing.
+fn read_deleted_below(dir: &std::path::Path) -> u64 {
+    let path = dir.join(DELETED_BELOW_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable log-start-offset file");
+            0
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read log-start-offset: {e}");
+            0
+        }
+    }
+}
+
 /// Bytes for a fetch, plus the offsets a consumer needs to know where it stands.
 #[derive(Debug, Clone)]
 pub struct FetchData {
@@ -61,7 +82,13 @@ pub struct Partition {
     /// True while this partition sits in the flusher's queue, so a burst of appends queues it once.
     pub(crate) flush_queued: AtomicBool,
     policy: FlushPolicy,
-    max_message_bytes: u32,
+    /// What the topic's config demands of a produced batch; replaced by AlterConfigs.
+    rules: RwLock<BatchRules>,
+    /// DeleteRecords: nothing below this offset is served, whatever segments remain
+    /// (persisted in `log-start-offset`; in a cluster it comes from the controller).
+    deleted_below: AtomicU64,
+    /// Serialises writers of `deleted_below` and its file, so a lower value never lands last.
+    deleted_below_writer: Mutex<()>,
     /// Idempotent-producer state. Changed only while the log's write lock is held (lock order:
     /// log, then this), so it always describes exactly the batches in the log.
     producers: Mutex<ProducerTracking>,
@@ -159,6 +186,7 @@ impl Partition {
             log.next_offset()
         };
         let (high_watermark, _) = watch::channel(visible);
+        let deleted_below = read_deleted_below(&dir);
         Ok(Arc::new(Partition {
             topic: topic.to_string(),
             index,
@@ -168,7 +196,9 @@ impl Partition {
             flusher,
             flush_queued: AtomicBool::new(false),
             policy,
-            max_message_bytes: config.max_message_bytes,
+            rules: RwLock::new(BatchRules::new(config)),
+            deleted_below: AtomicU64::new(deleted_below),
+            deleted_below_writer: Mutex::new(()),
             snapshot_due: AtomicBool::new(replayed),
             snapshot_written: Mutex::new(restored.snapshot_offset),
             producers: Mutex::new(ProducerTracking {
@@ -194,11 +224,13 @@ impl Partition {
     /// with the append (see [`crate::producer_state`]). A retry of a recently appended batch
     /// appends nothing and returns the original batch's offsets.
     pub fn append(self: &Arc<Self>, batches: &[Bytes]) -> Result<AppendResult, BrokerError> {
-        let headers = self.validate_batches(batches)?;
+        let now = crate::now_ms();
+        let rules = *self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let (batches, headers) = rules.apply(batches, now)?;
+        let batches = &batches[..];
         if let Some(replica) = &self.replica {
             return self.append_replicated(replica, batches, &headers);
         }
-        let now = crate::now_ms();
         let log = self.log_mut();
         let producers = self.producers_mut();
         let base_offset = log.next_offset();
@@ -221,22 +253,11 @@ impl Partition {
         self.append_local(log, producers, batches, pending, base_offset, now)
     }
 
-    /// Size and CRC checks of a produce's batches, before anything is written.
-    fn validate_batches(
-        &self,
-        batches: &[Bytes],
-    ) -> Result<Vec<strom_storage::batch::BatchHeader>, BrokerError> {
-        let mut headers = Vec::with_capacity(batches.len());
-        for b in batches {
-            if b.len() > self.max_message_bytes as usize {
-                return Err(BrokerError::MessageTooLarge {
-                    size: b.len(),
-                    max: self.max_message_bytes,
-                });
-            }
-            headers.push(batch::validate(b)?);
-        }
-        Ok(headers)
+    /// Takes a topic's new configuration: batch rules for the next produce, segment and
+    /// retention settings for the log.
+    pub(crate) fn set_config(&self, config: &crate::TopicConfig) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = BatchRules::new(config);
+        self.log_mut().set_config(config.log_config());
     }
 
     fn append_local(
@@ -372,8 +393,53 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
+    /// The first offset served: the log's first segment, or a DeleteRecords point past it.
     pub fn log_start_offset(&self) -> u64 {
-        self.log_ref().log_start_offset()
+        let physical = self.log_ref().log_start_offset();
+        physical.max(self.deleted_below.load(Ordering::Acquire))
+    }
+
+    /// DeleteRecords on a single node: from now on nothing below `offset` (at most the high
+    /// watermark) is served, and whole segments below it are deleted. Durable before it
+    /// returns; returns the new log start.
+    pub fn delete_records(&self, offset: u64) -> Result<u64, BrokerError> {
+        let high_watermark = self.high_watermark();
+        if offset > high_watermark {
+            return Err(BrokerError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset(),
+                end: high_watermark,
+            });
+        }
+        self.raise_log_start(offset)?;
+        if self.replica.is_none() {
+            let removed = self.log_mut().remove_segments_below(offset)?;
+            self.forget_producers(removed, offset, crate::now_ms());
+        }
+        Ok(self.log_start_offset())
+    }
+
+    /// The DeleteRecords point: nothing below it is served.
+    pub(crate) fn deleted_below(&self) -> u64 {
+        self.deleted_below.load(Ordering::Acquire)
+    }
+
+    /// Raises the DeleteRecords point to `offset` (a no-op if it is not higher), persisting it
+    /// first. In a cluster every replica takes the controller's value; retention then deletes
+    /// the committed segments below it.
+    pub(crate) fn raise_log_start(&self, offset: u64) -> Result<(), BrokerError> {
+        let _writer = self
+            .deleted_below_writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if offset <= self.deleted_below() {
+            return Ok(());
+        }
+        let path = self.dir.join(DELETED_BELOW_FILE);
+        crate::metadata::write_atomic(&path, &format!("{offset}\n"))?;
+        self.deleted_below.store(offset, Ordering::Release);
+        tracing::info!(partition = ?self, offset, "records below the offset deleted");
+        Ok(())
     }
 
     pub fn log_end_offset(&self) -> u64 {
@@ -389,6 +455,14 @@ impl Partition {
     ) -> Result<FetchData, BrokerError> {
         let log = self.log_ref();
         let high_watermark = self.high_watermark();
+        let deleted_below = self.deleted_below.load(Ordering::Acquire);
+        if offset < deleted_below {
+            return Err(BrokerError::OffsetOutOfRange {
+                offset,
+                start: deleted_below,
+                end: log.next_offset(),
+            });
+        }
         let read = log
             .read_with(offset, max_bytes, high_watermark, first)
             .map_err(|e| {
@@ -400,13 +474,14 @@ impl Partition {
         Ok(FetchData {
             records: read.bytes,
             high_watermark,
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: log.log_start_offset().max(deleted_below),
         })
     }
 
     /// ListOffsets by timestamp: the first record whose timestamp is >= `ts_ms`, if visible.
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, BrokerError> {
-        let found = self.log_ref().offset_for_timestamp(ts_ms)?;
+        let from = self.deleted_below.load(Ordering::Acquire);
+        let found = self.log_ref().offset_for_timestamp(ts_ms, from)?;
         Ok(found.filter(|(offset, _)| *offset < self.high_watermark()))
     }
 
@@ -421,7 +496,12 @@ impl Partition {
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
         let removed = match &self.replica {
             Some(replica) => self.apply_replicated_retention(replica, now_ms)?,
-            None => self.log_mut().apply_retention(now_ms)?,
+            None => {
+                let mut log = self.log_mut();
+                let removed = log.apply_retention(now_ms)?;
+                // Finishes a DeleteRecords that a crash interrupted after its point was written.
+                removed + log.remove_segments_below(self.deleted_below.load(Ordering::Acquire))?
+            }
         };
         // Under the write lock, like every change to the producer state.
         let log = self.log_mut();

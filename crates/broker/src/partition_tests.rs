@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::*;
 use crate::producer_snapshot;
 use crate::TopicConfig;
+use strom_storage::batch;
 
 /// A valid v2 batch of `records` opaque records from `pid`/`epoch` at sequence `seq`.
 fn batch(pid: i64, epoch: i16, seq: i32, records: i32) -> Bytes {

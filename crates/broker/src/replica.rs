@@ -380,7 +380,11 @@ impl Partition {
         };
         let start = {
             let log = self.log_ref();
-            let point = log.retention_point(now_ms, self.high_watermark());
+            let high_watermark = self.high_watermark();
+            let deleted_below = self.deleted_below().min(high_watermark);
+            let point = log
+                .retention_point(now_ms, high_watermark)
+                .max(log.segment_start_for(deleted_below));
             if point <= log.log_start_offset() {
                 return Ok(0);
             }

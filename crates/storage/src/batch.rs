@@ -178,6 +178,53 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// What the broker changes in a client's batch before storing it, as Kafka's LogValidator does:
+/// `log_append_time_ms` marks the batch LogAppendTime (attributes bit 3) with that maxTimestamp;
+/// `codec` recompresses its records with that codec (control batches keep theirs). Both fields
+/// lie inside the CRC'd range, so the result is a new batch with a new CRC. The caller has
+/// validated `batch` (its CRC included); its producer fields and record count stay as they are.
+pub fn rewrite(
+    batch: &[u8],
+    log_append_time_ms: Option<i64>,
+    codec: Option<u8>,
+) -> Result<Bytes, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let section = batch.get(HEADER_LEN..).ok_or(BatchError::TooShort)?;
+    let recompressed = match codec {
+        Some(codec) if codec != header.compression() && !header.is_control() => {
+            let records = crate::codec::decompress(
+                header.compression(),
+                section,
+                crate::codec::DECOMPRESSED_BYTES_MAX,
+            )?;
+            Some((codec, crate::codec::compress(codec, &records)?))
+        }
+        _ => None,
+    };
+    let records: &[u8] = recompressed.as_ref().map_or(section, |(_, r)| r);
+    let total = HEADER_LEN + records.len();
+    let batch_length = i32::try_from(total - LOG_OVERHEAD).map_err(|_| BatchError::BadLength {
+        declared: total as i64,
+        actual: total,
+    })?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(records);
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let mut attributes = header.attributes;
+    if let Some((codec, _)) = recompressed {
+        attributes = (attributes & !ATTR_COMPRESSION_MASK) | i16::from(codec);
+    }
+    if let Some(now) = log_append_time_ms {
+        attributes |= ATTR_TIMESTAMP_TYPE;
+        out[35..43].copy_from_slice(&now.to_be_bytes());
+    }
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Bytes::from(out))
+}
+
 /// Splits the concatenated batches of a Produce request's `records` field into
 /// zero-copy slices. Only the framing is checked; run [`validate`] on each batch.
 pub fn split(records: &Bytes) -> Result<Vec<Bytes>, BatchError> {

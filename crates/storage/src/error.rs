@@ -29,6 +29,9 @@ pub enum BatchError {
         last_offset_delta: i32,
         records_count: i32,
     },
+    /// The records section cannot be decompressed (only looked at when recompressing).
+    #[error("record batch records: {0}")]
+    Records(#[from] crate::codec::CodecError),
 }
 
 /// Errors of the log.

@@ -18,6 +18,15 @@ impl Log {
             .saturating_sub(1)
     }
 
+    /// Base offset of the segment holding `offset` (the log start below it): where retention
+    /// may cut the log so that `offset` stays readable.
+    pub fn segment_start_for(&self, offset: u64) -> u64 {
+        if offset < self.log_start_offset() {
+            return self.log_start_offset();
+        }
+        self.segments[self.segment_index_for(offset)].base_offset
+    }
+
     /// Whole batches starting with the one containing `offset`, stopping before
     /// `max_bytes` would be exceeded (the first batch is returned whole regardless,
     /// as in KIP-74) and before any batch whose base offset is >= `upper_bound`.
@@ -79,11 +88,17 @@ impl Log {
         Ok(())
     }
 
-    /// The first record whose timestamp is >= `ts_ms`, as (offset, timestamp), as Kafka answers
-    /// ListOffsets by time. Compressed batches are decompressed to find it.
-    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, StorageError> {
-        for segment in &self.segments {
-            if let Some(found) = segment.find_timestamp(ts_ms)? {
+    /// The first record at or after offset `from` whose timestamp is >= `ts_ms`, as (offset,
+    /// timestamp), as Kafka answers ListOffsets by time. Compressed batches are decompressed to
+    /// find it.
+    pub fn offset_for_timestamp(
+        &self,
+        ts_ms: i64,
+        from: u64,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
+        let first = self.segment_index_for(from.max(self.log_start_offset()));
+        for segment in &self.segments[first..] {
+            if let Some(found) = segment.find_timestamp(ts_ms, from)? {
                 return Ok(Some(found));
             }
         }
@@ -110,7 +125,7 @@ impl Log {
             return Ok(None);
         };
         Ok(segment
-            .record_in_batch(&header, |ts| ts == max)?
+            .record_in_batch(&header, 0, |ts| ts == max)?
             .or(Some((batch_offset, max))))
     }
 }

@@ -379,7 +379,12 @@ impl Segment {
     /// timestamp); control batches are not records and are skipped. The time index leads to the
     /// first batch whose maxTimestamp qualifies, and that batch holds the answer (its record with
     /// that timestamp does): every batch before it has only older records.
-    pub fn find_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>, StorageError> {
+    /// Records below offset `from` are passed over.
+    pub fn find_timestamp(
+        &self,
+        timestamp_ms: i64,
+        from: u64,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
         match self.indexes.max_timestamp {
             Some((max, _)) if max >= timestamp_ms => {}
             _ => return Ok(None),
@@ -388,11 +393,12 @@ impl Segment {
             Some(entry) => self.base_offset + u64::from(entry.relative_offset),
             None => self.base_offset,
         };
-        let found = self.walk_from_index(start_offset, |_, header| {
-            if header.is_control() || header.max_timestamp < timestamp_ms {
+        let found = self.walk_from_index(start_offset.max(from), |_, header| {
+            let below = (header.last_offset() as u64) < from;
+            if below || header.is_control() || header.max_timestamp < timestamp_ms {
                 return ControlFlow::Continue(());
             }
-            match self.record_in_batch(header, |ts| ts >= timestamp_ms) {
+            match self.record_in_batch(header, from, |ts| ts >= timestamp_ms) {
                 Ok(None) => ControlFlow::Continue(()),
                 Ok(Some(found)) => ControlFlow::Break(Ok(found)),
                 Err(e) => ControlFlow::Break(Err(e)),
@@ -401,13 +407,15 @@ impl Segment {
         found.transpose()
     }
 
-    /// The first record of the batch `header` describes whose timestamp satisfies `wanted`.
+    /// The first record of the batch `header` describes, at or after offset `from`, whose
+    /// timestamp satisfies `wanted`.
     /// A batch whose records cannot be decoded (its CRC holds, so the client compressed garbage)
     /// answers with its base offset and maxTimestamp: the batch granularity, not an error that
     /// would fail every later lookup in the partition.
     pub(crate) fn record_in_batch(
         &self,
         header: &BatchHeader,
+        from: u64,
         wanted: impl Fn(i64) -> bool,
     ) -> Result<Option<(u64, i64)>, StorageError> {
         let base_offset = header.base_offset as u64;
@@ -415,7 +423,7 @@ impl Segment {
         match crate::records::record_times(&batch.bytes) {
             Ok(times) => Ok(times
                 .into_iter()
-                .find(|(_, ts)| wanted(*ts))
+                .find(|(offset, ts)| *offset as u64 >= from && wanted(*ts))
                 .map(|(offset, ts)| (offset as u64, ts))),
             Err(e) => {
                 tracing::warn!(
@@ -424,7 +432,8 @@ impl Segment {
                     error = %e,
                     "records of a batch cannot be decoded; answering at batch granularity"
                 );
-                Ok(wanted(header.max_timestamp).then_some((base_offset, header.max_timestamp)))
+                let offset = base_offset.max(from);
+                Ok(wanted(header.max_timestamp).then_some((offset, header.max_timestamp)))
             }
         }
     }

@@ -126,7 +126,7 @@ impl ServeArgs {
             segment_bytes: args.segment_bytes.unwrap_or(d.segment_bytes),
             segment_ms: args.segment_ms.unwrap_or(d.segment_ms),
             max_message_bytes: args.max_message_bytes.unwrap_or(d.max_message_bytes),
-            index_interval_bytes: d.index_interval_bytes,
+            ..d.clone()
         };
         if !(1024..=(i32::MAX as u64)).contains(&topic_defaults.segment_bytes) {
             bail!("--segment-bytes must be between 1024 and {}", i32::MAX);

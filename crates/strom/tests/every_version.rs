@@ -152,6 +152,65 @@ fn exchange(conn: &mut Conn, api: ApiKey, v: i16, partitions: &mut i32) -> Vec<i
                 r => panic!("{r:?}"),
             }
         }
+        ApiKey::AlterConfigs => {
+            let res = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("conf"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_string(format!(
+                        "{}",
+                        3_600_000 + i32::from(v)
+                    ))))]);
+            match ask(
+                conn,
+                &AlterConfigsRequest::default().with_resources(vec![res]),
+            ) {
+                ResponseKind::AlterConfigs(r) => r.responses.iter().map(|t| t.error_code).collect(),
+                r => panic!("{r:?}"),
+            }
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let res = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("conf"))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("segment.ms"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(format!(
+                            "{}",
+                            60_000 + i32::from(v)
+                        )))),
+                ]);
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![res]);
+            match ask(conn, &req) {
+                ResponseKind::IncrementalAlterConfigs(r) => {
+                    r.responses.iter().map(|t| t.error_code).collect()
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+        ApiKey::DeleteRecords => {
+            let t = delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name("conf"))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(0),
+                ]);
+            let req = DeleteRecordsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(5000);
+            match ask(conn, &req) {
+                ResponseKind::DeleteRecords(r) => r.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| p.error_code)
+                    .collect(),
+                r => panic!("{r:?}"),
+            }
+        }
         ApiKey::CreatePartitions => {
             *partitions += 1;
             let t = CreatePartitionsTopic::default()
@@ -228,6 +287,9 @@ fn every_advertised_version_answers() {
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
         ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+        ApiKey::IncrementalAlterConfigs,
+        ApiKey::DeleteRecords,
         ApiKey::CreatePartitions,
         ApiKey::InitProducerId,
     ];

@@ -314,3 +314,83 @@ async fn offsets_for_times_land_on_the_record_inside_a_batch() {
     let at = timestamps.iter().position(|ts| *ts == max).unwrap() as i64;
     assert_eq!(list_offset_of(&mut conn, topic, -3), (at, max));
 }
+
+/// DeleteRecords (librdkafka's `delete_records`, Kafka's `kafka-delete-records.sh`) moves the log
+/// start: the earliest offset, fetches below it and consumers from the beginning all see the new
+/// start, it survives a restart, and a point past the high watermark is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_for_good() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut strom = Strom::start(dir.path(), &["--segment-bytes", "1024"]);
+    let addr = strom.addr();
+    let mut conn = Conn::connect(&addr);
+    for i in 0..20 {
+        let value = Bytes::from(vec![b'a' + i as u8; 300]);
+        assert_eq!(conn.produce(TOPIC, 0, record_batch(None, value)).0, 0);
+    }
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .create()
+        .unwrap();
+    let delete = |offset: Offset| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(TOPIC, 0, offset).unwrap();
+        let admin = &admin;
+        async move {
+            let done = admin
+                .delete_records(&tpl, &AdminOptions::new())
+                .await
+                .unwrap();
+            let e = &done.elements()[0];
+            (e.offset(), e.error())
+        }
+    };
+    assert_eq!(delete(Offset::Offset(7)).await, (Offset::Offset(7), Ok(())));
+    let bases: Vec<u64> = std::fs::read_dir(dir.path().join(format!("{TOPIC}-0")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect();
+    let oldest = bases.iter().min().copied().unwrap();
+    assert!(
+        oldest > 0 && oldest <= 7,
+        "the segments wholly below 7 are deleted, the one holding 7 is kept: {bases:?}"
+    );
+    // Past the high watermark: refused, nothing changes.
+    let (_, err) = delete(Offset::Offset(21)).await;
+    assert!(err.is_err(), "{err:?}");
+
+    let check = |conn: &mut Conn| {
+        assert_eq!(list_offset(conn, -2).0, 7);
+        assert_eq!(list_offset(conn, 0), (7, 1_700_000_000_000));
+        let req = FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(3)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let ResponseKind::Fetch(resp) = conn.request(ApiKey::Fetch, 12, &req) else {
+            panic!("not a fetch response")
+        };
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 1, "OFFSET_OUT_OF_RANGE below the log start");
+        assert_eq!(p.log_start_offset, 7);
+        let (_, recs) = fetch(conn, 7, 0, 0, 1 << 20, 1 << 20);
+        assert_eq!(recs.first().map(|r| r.0), Some(7));
+    };
+    check(&mut conn);
+    strom.stop();
+    strom.restart();
+    let mut conn = Conn::connect(&addr);
+    check(&mut conn);
+    // The end (-1 on the wire): everything up to the high watermark.
+    assert_eq!(delete(Offset::End).await, (Offset::Offset(20), Ok(())));
+    assert_eq!(list_offset(&mut conn, -2).0, 20);
+}

@@ -256,3 +256,38 @@ async fn rdkafka_idempotent_producer_through_two_sigkills() {
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     rdk::by_partition(&recs);
 }
+
+/// Until transactions exist, a transactional producer fails at once with a fatal error that
+/// says why, instead of retrying an unavailable coordinator until `init_transactions` times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_transactions_fails_at_once_with_a_clear_fatal_error() {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let addr = strom.addr();
+    let (elapsed, err) = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("transactional.id", "txn-app")
+            .create()
+            .expect("producer");
+        let start = Instant::now();
+        let result = producer.init_transactions(Duration::from_secs(30));
+        (
+            start.elapsed(),
+            result.expect_err("transactions are refused"),
+        )
+    })
+    .await
+    .unwrap();
+    let rdkafka::error::KafkaError::Transaction(e) = &err else {
+        panic!("not a transaction error: {err:?}")
+    };
+    assert!(e.is_fatal(), "{err:?}");
+    assert!(
+        err.to_string().contains("does not support transactions"),
+        "{err}"
+    );
+    // Not the 30 s timeout: a coordinator that is merely unavailable would be retried until then.
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+}

@@ -432,7 +432,10 @@ impl Cluster {
                     continue;
                 }
                 wanted.insert(pa.group);
-                if self.router.get(pa.group).is_some() {
+                if let Some(open) = self.router.get(pa.group) {
+                    if let Err(e) = open.raise_log_start(pa.log_start) {
+                        tracing::warn!(topic = %topic.name, partition = index, "cannot record the log start: {e}");
+                    }
                     continue;
                 }
                 let dir = broker
@@ -463,6 +466,9 @@ impl Cluster {
                     spec,
                 ) {
                     Ok(p) => {
+                        if let Err(e) = p.raise_log_start(pa.log_start) {
+                            tracing::warn!(topic = %topic.name, partition = index, "cannot record the log start: {e}");
+                        }
                         registered.set_partition(index, Arc::clone(&p));
                         self.router.insert(pa.group, p);
                         tracing::info!(topic = %topic.name, partition = index, group = pa.group, "opened replica");

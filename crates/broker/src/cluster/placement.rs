@@ -330,6 +330,7 @@ mod tests {
             leader_epoch: 4,
             isr: vec![1, 2, 3],
             target_replicas: None,
+            log_start: 0,
         };
         assert_eq!(preferred_leader(&p, &[1, 2, 3]), Some(2));
         assert_eq!(preferred_leader(&p, &[1, 3]), None);

@@ -54,6 +54,9 @@ pub struct PartitionAssignment {
     pub isr: Vec<NodeId>,
     /// The desired replica set while a reassignment is in progress.
     pub target_replicas: Option<Vec<NodeId>>,
+    /// DeleteRecords: no offset below this is served; replicas delete the segments below it.
+    #[serde(default)]
+    pub log_start: u64,
 }
 
 impl PartitionAssignment {
@@ -173,6 +176,11 @@ pub enum Command {
         name: String,
         config: BTreeMap<String, String>,
     },
+    /// DeleteRecords: raises a partition's log start (never lowers it).
+    SetLogStart {
+        group: GroupId,
+        offset: u64,
+    },
     /// The controller's leader lost (or regained) contact with a node for a broker session.
     SetFenced {
         node: NodeId,
@@ -237,6 +245,7 @@ pub enum Applied {
     ReassignmentChanged(GroupId),
     NodeRemoved(NodeId),
     TopicConfigChanged(String),
+    LogStartChanged(GroupId),
 }
 
 impl ClusterState {
@@ -284,6 +293,14 @@ impl ClusterState {
             Command::RemoveNode { node } => self.remove_node(*node),
             Command::AlterTopicConfig { name, config } => self.alter_topic_config(name, config),
             Command::SetFenced { node, fenced } => self.set_fenced(*node, *fenced),
+            Command::SetLogStart { group, offset } => {
+                let p = self.partition_mut(*group)?;
+                if *offset <= p.log_start {
+                    return Ok(Applied::Nothing);
+                }
+                p.log_start = *offset;
+                Ok(Applied::LogStartChanged(*group))
+            }
         }
     }
 
@@ -658,6 +675,7 @@ impl ClusterState {
                 leader: None,
                 leader_epoch: 0,
                 target_replicas: None,
+                log_start: 0,
             })
             .collect())
     }
@@ -814,6 +832,10 @@ mod tests {
             Command::SetFenced {
                 node: 2,
                 fenced: true,
+            },
+            Command::SetLogStart {
+                group: 1,
+                offset: 10,
             },
             Command::RegisterNode(NodeInfo {
                 kafka_port: 9093,

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
 use kafka_protocol::ResponseError;
-use strom_broker::topic::CONFIG_NAMES;
+use strom_broker::topic_config::TOPIC_CONFIGS;
 use strom_broker::BrokerError;
 
 use super::{str_bytes, topic_name};
@@ -95,17 +95,18 @@ pub fn create_topics(
                 Ok(topic) => {
                     let mut r = result.with_topic_id(topic.id);
                     if version >= 5 {
-                        let configs = CONFIG_NAMES
+                        let settings = topic.settings();
+                        let configs = TOPIC_CONFIGS
                             .iter()
-                            .map(|n| {
-                                let source = if topic.overrides.contains_key(*n) {
+                            .map(|d| {
+                                let source = if settings.overrides.contains_key(d.name) {
                                     SOURCE_TOPIC
                                 } else {
                                     SOURCE_DEFAULT
                                 };
                                 CreatableTopicConfigs::default()
-                                    .with_name(str_bytes(*n))
-                                    .with_value(topic.config.get(n).map(str_bytes))
+                                    .with_name(str_bytes(d.name))
+                                    .with_value(settings.config.get(d.name).map(str_bytes))
                                     .with_config_source(source)
                             })
                             .collect();
@@ -135,6 +136,7 @@ pub fn create_topics_cluster(ctx: &Arc<Context>, req: CreateTopicsRequest) -> su
         return super::Reply::Nothing;
     };
     let default_partitions = ctx.broker.config().default_partitions;
+    let topic_defaults = ctx.broker.config().topic_defaults.clone();
     super::Reply::Later(Box::pin(async move {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -163,6 +165,8 @@ pub fn create_topics_cluster(ctx: &Arc<Context>, req: CreateTopicsRequest) -> su
                 Err(BrokerError::InvalidPartitions(format!("{partitions}")))
             } else if rf < 1 {
                 Err(BrokerError::InvalidReplicationFactor(rf))
+            } else if let Err(e) = topic_defaults.with_overrides(&overrides) {
+                Err(e)
             } else if req.validate_only {
                 Ok(uuid::Uuid::nil())
             } else {

@@ -59,6 +59,7 @@ pub fn metadata(
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
+    let cluster_ops = version >= 8 && req.include_cluster_authorized_operations;
     let state = cluster.state();
     let me = cluster.node_id();
     let describe = |t: &TopicState| {
@@ -128,6 +129,9 @@ pub fn metadata(
         .with_cluster_id(Some(str_bytes(cluster.cluster_id())))
         .with_controller_id(BrokerId(controller))
         .with_topics(topics)
+        .with_cluster_authorized_operations(super::metadata::cluster_authorized_operations(
+            cluster_ops,
+        ))
 }
 
 /// The leader (and epoch) Metadata reports: the controller's record, unless this node's own
@@ -267,9 +271,39 @@ pub(crate) async fn delete_topic(cluster: &Cluster, name: &str) -> Result<uuid::
     Ok(id)
 }
 
+/// Replaces a topic's config overrides through the controller; answers once this node applied
+/// the change (every node's reconciler hands it to the replicas it holds).
+pub(crate) async fn alter_topic_config(
+    cluster: &Cluster,
+    name: &str,
+    config: BTreeMap<String, String>,
+) -> Result<(), BrokerError> {
+    if !cluster.with_state(|s| s.topics.contains_key(name)) {
+        return Err(BrokerError::UnknownTopicOrPartition);
+    }
+    propose_patiently(
+        cluster,
+        Command::AlterTopicConfig {
+            name: name.to_string(),
+            config: config.clone(),
+        },
+    )
+    .await?;
+    let applied = cluster
+        .wait_for_state(APPLY_WAIT, |s| {
+            s.topics.get(name).is_none_or(|t| t.config == config)
+        })
+        .await;
+    match cluster.with_state(|s| s.topics.get(name).map(|t| t.config == config)) {
+        Some(true) if applied => Ok(()),
+        None => Err(BrokerError::UnknownTopicOrPartition),
+        _ => Err(BrokerError::Timeout),
+    }
+}
+
 /// Proposes, retrying while the controller is between leaders (an election takes about a
 /// second), so an admin request right after a failover or a cold start succeeds.
-async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result<(), BrokerError> {
+pub(crate) async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result<(), BrokerError> {
     let deadline = tokio::time::Instant::now() + APPLY_WAIT;
     loop {
         match cluster.propose(cmd.clone()).await {

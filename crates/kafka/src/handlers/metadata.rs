@@ -14,6 +14,7 @@ use super::{str_bytes, topic_name};
 use crate::Context;
 
 pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let cluster_ops = version >= 8 && req.include_cluster_authorized_operations;
     let broker = &ctx.broker;
     let node = broker.node_id();
     let brokers = vec![MetadataResponseBroker::default()
@@ -43,6 +44,17 @@ pub fn handle(ctx: &Arc<Context>, req: MetadataRequest, version: i16) -> Metadat
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(node))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_authorized_operations(cluster_ops))
+}
+
+/// What Metadata v8-10 answers for `include_cluster_authorized_operations`: every operation
+/// (no authorizer), or Kafka's "not asked" value.
+pub(crate) fn cluster_authorized_operations(asked: bool) -> i32 {
+    if asked {
+        super::authorized::CLUSTER
+    } else {
+        i32::MIN
+    }
 }
 
 /// The topics a Metadata request asks about, whichever registry answers (this node's, or the
@@ -56,6 +68,7 @@ pub(crate) fn requested_topics(
     by_id: impl Fn(uuid::Uuid) -> Option<MetadataResponseTopic>,
     mut by_name: impl FnMut(String, bool) -> MetadataResponseTopic,
 ) -> Vec<MetadataResponseTopic> {
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
     // v0: an empty list means every topic; v1+: null means every topic.
     let wanted = match req.topics {
         None => None,
@@ -81,6 +94,11 @@ pub(crate) fn requested_topics(
             })
             .collect(),
     };
+    if topic_ops {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            t.topic_authorized_operations = super::authorized::TOPIC;
+        }
+    }
     // v1+ flags internal topics; clients leave them out of pattern subscriptions.
     if version >= 1 {
         for t in &mut topics {

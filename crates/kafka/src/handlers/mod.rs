@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod delete_records;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;
@@ -66,6 +67,9 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
             Reply::Now(Box::new(admin::create_partitions(ctx, r).into()))
         }
         RequestKind::DescribeConfigs(r) => Reply::Now(Box::new(configs::describe(ctx, r).into())),
+        RequestKind::AlterConfigs(r) => configs::alter(ctx, r),
+        RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r),
+        RequestKind::IncrementalAlterConfigs(r) => configs::incremental(ctx, r),
         RequestKind::InitProducerId(r) => {
             Reply::Now(Box::new(init_producer_id::handle(ctx, r, version).into()))
         }
@@ -87,6 +91,25 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
             Reply::Nothing
         }
     }
+}
+
+/// Kafka's authorized-operation bit sets as a broker without an authorizer answers them: every
+/// operation the resource type supports (Metadata v8+, DescribeGroups v3+). Strom has no ACLs yet.
+pub(crate) mod authorized {
+    const fn bits(ops: &[u8]) -> i32 {
+        let mut set = 0;
+        let mut i = 0;
+        while i < ops.len() {
+            set |= 1 << ops[i];
+            i += 1;
+        }
+        set
+    }
+    // Kafka's AclOperation codes: 3 READ, 4 WRITE, 5 CREATE, 6 DELETE, 7 ALTER, 8 DESCRIBE,
+    // 9 CLUSTER_ACTION, 10 DESCRIBE_CONFIGS, 11 ALTER_CONFIGS, 12 IDEMPOTENT_WRITE.
+    pub const TOPIC: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    pub const CLUSTER: i32 = bits(&[5, 7, 8, 9, 10, 11, 12]);
+    pub const GROUP: i32 = bits(&[3, 6, 8]);
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

@@ -482,6 +482,35 @@ static DELETE_TOPIC_STATE: StructDef = StructDef {
     tagged: &[],
 };
 
+// ---- 21 DeleteRecords (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v2) ----
+
+static DELETE_RECORDS_REQUEST: StructDef = StructDef {
+    name: "DeleteRecordsRequest",
+    fields: &[
+        field("topics", structs(&DELETE_RECORDS_TOPIC), 0, MAX),
+        field("timeout_ms", I32, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static DELETE_RECORDS_TOPIC: StructDef = StructDef {
+    name: "DeleteRecordsTopic",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("partitions", structs(&DELETE_RECORDS_PARTITION), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static DELETE_RECORDS_PARTITION: StructDef = StructDef {
+    name: "DeleteRecordsPartition",
+    fields: &[
+        field("partition_index", I32, 0, MAX),
+        field("offset", I64, 0, MAX),
+    ],
+    tagged: &[],
+};
+
 // ---- 22 InitProducerId (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
 
 static INIT_PRODUCER_ID_REQUEST: StructDef = StructDef {
@@ -547,6 +576,36 @@ static DESCRIBE_CONFIGS_RESOURCE: StructDef = StructDef {
     tagged: &[],
 };
 
+// ---- 33 AlterConfigs (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v2) ----
+
+static ALTER_CONFIGS_REQUEST: StructDef = StructDef {
+    name: "AlterConfigsRequest",
+    fields: &[
+        field("resources", structs(&ALTER_CONFIGS_RESOURCE), 0, MAX),
+        field("validate_only", BOOL, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static ALTER_CONFIGS_RESOURCE: StructDef = StructDef {
+    name: "AlterConfigsResource",
+    fields: &[
+        field("resource_type", I8, 0, MAX),
+        field("resource_name", STR, 0, MAX),
+        field("configs", structs(&ALTERABLE_CONFIG), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static ALTERABLE_CONFIG: StructDef = StructDef {
+    name: "AlterableConfig",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("value", NSTR, 0, MAX),
+    ],
+    tagged: &[],
+};
+
 // ---- 37 CreatePartitions (kafka-protocol 0.18 knows v0..=v3; Strom checks v0..=v3) ----
 
 static CREATE_PARTITIONS_REQUEST: StructDef = StructDef {
@@ -583,6 +642,37 @@ static DELETE_GROUPS_REQUEST: StructDef = StructDef {
     name: "DeleteGroupsRequest",
     fields: &[
         field("groups_names", STRS, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 44 IncrementalAlterConfigs (kafka-protocol 0.18 knows v0..=v1; Strom checks v0..=v1) ----
+
+static INCREMENTAL_ALTER_CONFIGS_REQUEST: StructDef = StructDef {
+    name: "IncrementalAlterConfigsRequest",
+    fields: &[
+        field("resources", structs(&INCREMENTAL_ALTER_CONFIGS_RESOURCE), 0, MAX),
+        field("validate_only", BOOL, 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static INCREMENTAL_ALTER_CONFIGS_RESOURCE: StructDef = StructDef {
+    name: "AlterConfigsResource",
+    fields: &[
+        field("resource_type", I8, 0, MAX),
+        field("resource_name", STR, 0, MAX),
+        field("configs", structs(&INCREMENTAL_ALTERABLE_CONFIG), 0, MAX),
+    ],
+    tagged: &[],
+};
+
+static INCREMENTAL_ALTERABLE_CONFIG: StructDef = StructDef {
+    name: "AlterableConfig",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("config_operation", I8, 0, MAX),
+        field("value", NSTR, 0, MAX),
     ],
     tagged: &[],
 };
@@ -757,6 +847,14 @@ pub(super) static SCHEMAS: &[Schema] = &[
         body: &DELETE_TOPICS_REQUEST,
     },
     Schema {
+        api_key: 21,
+        name: "DeleteRecords",
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        body: &DELETE_RECORDS_REQUEST,
+    },
+    Schema {
         api_key: 22,
         name: "InitProducerId",
         min_version: 0,
@@ -781,6 +879,14 @@ pub(super) static SCHEMAS: &[Schema] = &[
         body: &DESCRIBE_CONFIGS_REQUEST,
     },
     Schema {
+        api_key: 33,
+        name: "AlterConfigs",
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        body: &ALTER_CONFIGS_REQUEST,
+    },
+    Schema {
         api_key: 37,
         name: "CreatePartitions",
         min_version: 0,
@@ -795,6 +901,14 @@ pub(super) static SCHEMAS: &[Schema] = &[
         max_version: 2,
         flexible_from: 2,
         body: &DELETE_GROUPS_REQUEST,
+    },
+    Schema {
+        api_key: 44,
+        name: "IncrementalAlterConfigs",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 1,
+        body: &INCREMENTAL_ALTER_CONFIGS_REQUEST,
     },
     Schema {
         api_key: 47,

@@ -7,6 +7,9 @@
 
 use super::*;
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::alter_configs_request::{
+    AlterConfigsRequest, AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
@@ -15,6 +18,9 @@ use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::{DeleteTopicState, DeleteTopicsRequest};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use kafka_protocol::messages::describe_configs_request::{
@@ -26,6 +32,7 @@ use kafka_protocol::messages::fetch_request::{
 };
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
 use kafka_protocol::messages::leave_group_request::{LeaveGroupRequest, MemberIdentity};
@@ -76,11 +83,14 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (18, 0, 3),
     (19, 2, 7),
     (20, 1, 6),
+    (21, 0, 2),
     (22, 0, 5),
     (23, 2, 4),
     (32, 1, 4),
+    (33, 0, 2),
     (37, 0, 3),
     (42, 0, 2),
+    (44, 0, 1),
     (47, 0, 0),
     (60, 0, 1),
 ];
@@ -483,6 +493,63 @@ fn describe_configs(v: i16, m: Mode) -> DescribeConfigsRequest {
     )
 }
 
+fn delete_records(v: i16, m: Mode) -> DeleteRecordsRequest {
+    let f = m == Mode::Full;
+    fill!(DeleteRecordsRequest, v;
+        topics = many(f, |_| fill!(DeleteRecordsTopic, v;
+            name = TopicName(st(f, "orders")),
+            partitions = many(f, |p| fill!(DeleteRecordsPartition, v;
+                partition_index = p,
+                offset = 42,
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        timeout_ms = 30_000,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn alter_configs(v: i16, m: Mode) -> AlterConfigsRequest {
+    let f = m == Mode::Full;
+    fill!(AlterConfigsRequest, v;
+        resources = many(f, |_| fill!(AlterConfigsResource, v;
+            resource_type = 2,
+            resource_name = st(f, "orders"),
+            configs = many(f, |_| fill!(AlterableConfig, v;
+                name = st(f, "retention.ms"),
+                value = (m != Mode::Nulls).then(|| st(f, "1000")),
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        validate_only = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+fn incremental_alter_configs(v: i16, m: Mode) -> IncrementalAlterConfigsRequest {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource as IncResource, AlterableConfig as IncConfig,
+    };
+    let f = m == Mode::Full;
+    fill!(IncrementalAlterConfigsRequest, v;
+        resources = many(f, |_| fill!(IncResource, v;
+            resource_type = 2,
+            resource_name = st(f, "orders"),
+            configs = many(f, |_| fill!(IncConfig, v;
+                name = st(f, "retention.ms"),
+                config_operation = 2,
+                value = (m != Mode::Nulls).then(|| st(f, "1000")),
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        validate_only = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
 fn create_partitions(v: i16, m: Mode) -> CreatePartitionsRequest {
     let f = m == Mode::Full;
     fill!(CreatePartitionsRequest, v;
@@ -593,11 +660,14 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         18 => pick!(ApiVersionsRequest, api_versions),
         19 => pick!(CreateTopicsRequest, create_topics),
         20 => pick!(DeleteTopicsRequest, delete_topics),
+        21 => pick!(DeleteRecordsRequest, delete_records),
         22 => pick!(InitProducerIdRequest, init_producer_id),
         23 => pick!(OffsetForLeaderEpochRequest, offset_for_leader_epoch),
         32 => pick!(DescribeConfigsRequest, describe_configs),
+        33 => pick!(AlterConfigsRequest, alter_configs),
         37 => pick!(CreatePartitionsRequest, create_partitions),
         42 => pick!(DeleteGroupsRequest, delete_groups),
+        44 => pick!(IncrementalAlterConfigsRequest, incremental_alter_configs),
         47 => pick!(OffsetDeleteRequest, offset_delete),
         60 => pick!(DescribeClusterRequest, describe_cluster),
         _ => panic!("no builder for api key {api_key}"),
@@ -634,11 +704,14 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         18 => dec!(ApiVersionsRequest),
         19 => dec!(CreateTopicsRequest),
         20 => dec!(DeleteTopicsRequest),
+        21 => dec!(DeleteRecordsRequest),
         22 => dec!(InitProducerIdRequest),
         23 => dec!(OffsetForLeaderEpochRequest),
         32 => dec!(DescribeConfigsRequest),
+        33 => dec!(AlterConfigsRequest),
         37 => dec!(CreatePartitionsRequest),
         42 => dec!(DeleteGroupsRequest),
+        44 => dec!(IncrementalAlterConfigsRequest),
         47 => dec!(OffsetDeleteRequest),
         60 => dec!(DescribeClusterRequest),
         _ => panic!("no decoder for api key {api_key}"),
@@ -701,7 +774,7 @@ fn precheck_version_ranges_are_the_advertised_ones() {
             .map(|&(k, min, max)| (k, (min, max)))
             .collect::<Vec<_>>()
     );
-    for unknown in [-1, 4, 5, 6, 7, 17, 21, 36, 1000, i16::MAX, i16::MIN] {
+    for unknown in [-1, 4, 5, 6, 7, 17, 36, 1000, i16::MAX, i16::MIN] {
         assert_eq!(supported_versions(unknown), None);
         assert!(matches!(
             check_request_body(unknown, 0, &[]),

@@ -141,3 +141,33 @@ fn splits_concatenated_batches() {
         Err(BatchError::BadLength { .. })
     ));
 }
+
+/// LogAppendTime stamping and recompression give a valid batch (new CRC) with the same records:
+/// same offsets, the same timestamps (or the append time for all of them), the same count.
+#[test]
+fn rewrite_stamps_append_time_and_recompresses() {
+    use super::builder::batch_of_records;
+    use crate::records::record_times;
+    let timestamps = [5_000, 4_000, 6_000, 5_500];
+    for from in 0..=3u8 {
+        let original = batch_of_records(&timestamps, from, 0);
+        let want = record_times(&original).unwrap();
+        for to in 0..=4u8 {
+            let out = batch::rewrite(&original, None, Some(to)).unwrap();
+            let header = batch::validate(&out).expect("a valid batch");
+            assert_eq!(header.compression(), to);
+            assert_eq!(record_times(&out).unwrap(), want, "{from} -> {to}");
+        }
+        let stamped = batch::rewrite(&original, Some(9_999), None).unwrap();
+        let header = batch::validate(&stamped).expect("a valid batch");
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 9_999);
+        assert_eq!(header.compression(), from);
+        let times = record_times(&stamped).unwrap();
+        assert!(times.iter().all(|(_, ts)| *ts == 9_999), "{times:?}");
+    }
+    // Records that do not decompress are refused, not stored.
+    let mut garbage = batch_of_records(&timestamps, 0, 0);
+    garbage[21..23].copy_from_slice(&3i16.to_be_bytes()); // claims lz4
+    assert!(batch::rewrite(&garbage, None, Some(1)).is_err());
+}

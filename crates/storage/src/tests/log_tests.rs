@@ -94,7 +94,7 @@ fn timestamps_lookup_matches_brute_force() {
     config.index_interval_bytes = 100;
     let mut log = open(dir.path(), &config);
     assert_eq!(log.max_timestamp().unwrap(), None);
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    assert_eq!(log.offset_for_timestamp(0, 0).unwrap(), None);
     let mut model = Vec::new();
     for i in 0..120i64 {
         // Mostly increasing, with dips and repeats.
@@ -105,7 +105,11 @@ fn timestamps_lookup_matches_brute_force() {
     let check = |log: &Log| {
         for query in (9_800..11_400).step_by(13) {
             let want = model.iter().find(|(_, ts)| *ts >= query).copied();
-            assert_eq!(log.offset_for_timestamp(query).unwrap(), want, "ts {query}");
+            assert_eq!(
+                log.offset_for_timestamp(query, 0).unwrap(),
+                want,
+                "ts {query}"
+            );
         }
         let max = model.iter().map(|(_, ts)| *ts).max().unwrap();
         let want = model.iter().find(|(_, ts)| *ts == max).unwrap();
@@ -429,7 +433,17 @@ fn timestamp_lookups_land_on_the_exact_record() {
     let check = |log: &Log| {
         for query in (9_900..12_500).step_by(7) {
             let want = model.iter().find(|(_, ts)| *ts >= query).copied();
-            assert_eq!(log.offset_for_timestamp(query).unwrap(), want, "ts {query}");
+            assert_eq!(
+                log.offset_for_timestamp(query, 0).unwrap(),
+                want,
+                "ts {query}"
+            );
+            // From an offset inside the log (a DeleteRecords point), earlier records are skipped.
+            for from in [3, 77, 151] {
+                let want = model.iter().find(|(o, ts)| *o >= from && *ts >= query);
+                let got = log.offset_for_timestamp(query, from).unwrap();
+                assert_eq!(got, want.copied(), "ts {query} from {from}");
+            }
         }
         let max = model.iter().map(|(_, ts)| *ts).max().unwrap();
         let want = model.iter().find(|(_, ts)| *ts == max).copied();

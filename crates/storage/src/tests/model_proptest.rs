@@ -130,7 +130,11 @@ fn check_all(log: &Log, model: &Model) {
         .collect();
     for query in [i64::MIN, 0, 2_500, 5_000, 7_500, 9_999, 10_000] {
         let want = timestamps.iter().find(|(_, ts)| *ts >= query).copied();
-        assert_eq!(log.offset_for_timestamp(query).unwrap(), want, "ts {query}");
+        assert_eq!(
+            log.offset_for_timestamp(query, 0).unwrap(),
+            want,
+            "ts {query}"
+        );
     }
     let max = timestamps.iter().map(|(_, ts)| *ts).max();
     let want = max.and_then(|m| timestamps.iter().find(|(_, ts)| *ts == m).copied());

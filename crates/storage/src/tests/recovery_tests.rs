@@ -163,7 +163,7 @@ fn missing_or_garbage_index_files_are_rebuilt() {
             .iter()
             .find(|(_, b)| BatchHeader::parse(b).unwrap().max_timestamp >= 40);
         assert_eq!(
-            log.offset_for_timestamp(40).unwrap().map(|r| r.0),
+            log.offset_for_timestamp(40, 0).unwrap().map(|r| r.0),
             want.map(|w| w.0)
         );
         log.close().unwrap();

@@ -67,7 +67,7 @@ async fn commits_are_durable_and_rebuilt_on_reopen() {
         );
         let offsets = b.topic(OFFSETS_TOPIC).expect("offsets topic");
         assert_eq!(offsets.partition_count(), 8);
-        assert_eq!(offsets.config.retention_ms, -1);
+        assert_eq!(offsets.settings().config.retention_ms, -1);
         let c = fetched(&b, "g", "t", 0).unwrap();
         assert_eq!(
             (c.offset, c.metadata.as_str(), c.leader_epoch),

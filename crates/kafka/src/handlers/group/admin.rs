@@ -87,12 +87,17 @@ pub fn describe(
                     }
                 })
                 .collect();
-            DescribedGroup::default()
+            let described = DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes(d.state.name()))
                 .with_protocol_type(str_bytes(d.protocol_type))
                 .with_protocol_data(str_bytes(d.protocol))
-                .with_members(members)
+                .with_members(members);
+            if version >= 3 && req.include_authorized_operations {
+                described.with_authorized_operations(crate::handlers::authorized::GROUP)
+            } else {
+                described
+            }
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

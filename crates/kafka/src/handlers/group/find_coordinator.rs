@@ -1,6 +1,7 @@
 //! FindCoordinator: a single node coordinates every group; in a cluster, the leader of the
-//! group's `__consumer_offsets` partition does. Transactions do not exist yet, so a transaction
-//! coordinator is not available.
+//! group's `__consumer_offsets` partition does. Transactions do not exist yet: a transaction
+//! coordinator lookup gets an error clients treat as fatal, so `init_transactions()` fails at
+//! once with the message instead of retrying COORDINATOR_NOT_AVAILABLE until its timeout.
 
 use std::sync::Arc;
 
@@ -41,9 +42,11 @@ fn locate(ctx: &Context, key_type: i8, key: &str) -> (i16, Option<String>, i32, 
             ctx.config.advertised_host.clone(),
             ctx.config.advertised_port,
         ),
+        // librdkafka and the Java client both fail the transactional producer for good on
+        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED; the message says the real reason.
         KEY_TYPE_TRANSACTION => (
-            ResponseError::CoordinatorNotAvailable.code(),
-            Some("transactions are not supported".into()),
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            Some("Strom does not support transactions yet; use an idempotent producer".into()),
             -1,
             String::new(),
             -1,
