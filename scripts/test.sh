@@ -12,6 +12,8 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""
@@ -27,6 +29,16 @@ if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard' >
   "$STROM_PYTHON_VENV/bin/pip" install -q -r crates/strom/tests/python/requirements.txt
 fi
 export STROM_PYTHON="$STROM_PYTHON_VENV/bin/python"
+
+# kafkajs for the JavaScript client test, outside the clone, at the version package.json pins.
+node_dir="$HOME/.cache/strom/node"
+js_package=crates/strom/tests/js/package.json
+if ! cmp -s "$js_package" "$node_dir/package.json" || [ ! -d "$node_dir/node_modules/kafkajs" ]; then
+  mkdir -p "$node_dir"
+  cp "$js_package" "$node_dir/package.json"
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent
+fi
+export STROM_NODE_MODULES="$node_dir/node_modules"
 
 # A build directory outside the clone keeps repeated runs fast; override freely.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strom/target}"
