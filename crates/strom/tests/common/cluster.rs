@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -297,5 +299,41 @@ impl TestCluster {
     /// The node index with Kafka node id `id` (ids are 1-based).
     pub fn node(&mut self, id: i32) -> &mut Strom {
         &mut self.nodes[(id - 1) as usize]
+    }
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin")
+}
+
+pub async fn create(bootstrap: &str, topic: &str, partitions: i32, rf: i32) {
+    create_with(bootstrap, topic, partitions, rf, &[]).await;
+}
+
+pub async fn create_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    // The controller may still be electing right after start: retry until it answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = admin(bootstrap);
+    loop {
+        let res = client.create_topics([&t], &opts).await;
+        match res.as_ref().map(|r| r[0].clone()) {
+            Ok(Ok(_)) => return,
+            other if Instant::now() > deadline => panic!("create {topic}: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
     }
 }
