@@ -116,13 +116,7 @@ pub fn decode_any_batch(batch: &Bytes) -> Result<(BatchHeader, Vec<KeyValue>), R
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let mut out = Vec::with_capacity(count.min(end / 7));
     for _ in 0..count {
-        let len = r.varint()?;
-        let start = r.pos;
-        let rec_end = usize::try_from(len)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .filter(|e| *e <= end)
-            .ok_or(RecordsError::Malformed(start))?;
+        let (start, rec_end) = r.record()?;
         let mut rec = Reader {
             buf: &batch[..],
             pos: start,
@@ -173,13 +167,7 @@ pub fn record_times(batch: &[u8]) -> Result<Vec<(i64, i64)>, RecordsError> {
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let mut out = Vec::with_capacity(count.min(records.len() / 7));
     for index in 0..count {
-        let len = r.varint()?;
-        let start = r.pos;
-        let rec_end = usize::try_from(len)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .filter(|e| *e <= r.end)
-            .ok_or(RecordsError::Malformed(start))?;
+        let (start, rec_end) = r.record()?;
         r.skip(1)?; // attributes
         let timestamp_delta = r.varint()?;
         let offset_delta = r.varint()?;
@@ -213,6 +201,18 @@ impl Reader<'_> {
         }
         self.pos += n;
         Ok(())
+    }
+
+    /// A record's length prefix: (where the record starts, where it ends), within bounds.
+    fn record(&mut self) -> Result<(usize, usize), RecordsError> {
+        let len = self.varint()?;
+        let start = self.pos;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= self.end)
+            .ok_or(RecordsError::Malformed(start))?;
+        Ok((start, end))
     }
 
     /// A zigzag varint of at most 10 bytes.
