@@ -302,3 +302,19 @@ fn kafka_python_group_members_and_admin() {
     let stdout = common::run_python("kafka_python_groups.py", &strom.addr());
     assert!(stdout.contains("kafka-python groups ok"), "{stdout}");
 }
+
+/// Issue 21's storm scenario, three rounds: three kafka-python consumers of one group polled in
+/// turn from one thread. The storm was kafka-python 3.0.12 dropping a finished join and making
+/// the leader rejoin (a Kafka coordinator rebalances then, and so does Strom); with that bug
+/// worked around in the script, the group must settle at once every round. A 300 ms initial
+/// delay is the setting under which the unpatched client stormed in every run.
+#[test]
+fn kafka_python_consumers_polled_in_turn_settle() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &["--group-initial-rebalance-delay-ms", "300"]);
+    let stdout = common::run_python("kafka_python_group_storm.py", &strom.addr());
+    assert!(
+        stdout.contains("kafka-python one-thread consumers ok"),
+        "{stdout}"
+    );
+}
