@@ -244,11 +244,15 @@ run_test() { # number phase scenario
     ((rc == 124 || rc == 137)) && why="killed after ${test_timeout}s (SUITE_TEST_TIMEOUT)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$num" "$phase" "$num" CRASHED "$secs" "$why" >>"$out/subtests.tsv"
   else
-    awk -F'|' -v n="$num" -v p="$phase" '{
+    # A sub-test that timed out has no reason in the table; take it from the failure message.
+    local timed_out
+    timed_out=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'timed out (timeout set to [0-9]* seconds)' | tail -1 || true)
+    awk -F'|' -v n="$num" -v p="$phase" -v tmo="$timed_out" '{
         name = $2; state = $3; dur = $4; reason = $5
         for (i = 6; i <= NF; i++) reason = reason "|" $i
         gsub(/^ +| +$/, "", name); gsub(/^ +| +$/, "", state)
         gsub(/^ +|s? +$/, "", dur); gsub(/^ +| +$/, "", reason); gsub(/\t/, " ", reason)
+        if (reason == "" && (state == "FAILED" || state == "RUNNING") && tmo != "") reason = tmo
         printf "%s\t%s\t%s\t%s\t%s\t%s\n", n, p, name, state, dur, reason
       }' <<<"$lines" >>"$out/subtests.tsv"
   fi
