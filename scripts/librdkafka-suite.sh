@@ -29,7 +29,7 @@
 #   SUITE_OUT            directory for test.conf, logs and data [a new /tmp/librdkafka-suite.*]
 #   SUITE_PORT           first Kafka port [19392]; cluster nodes use the next two as well, and
 #                        Raft uses SUITE_PORT+10..+12
-#   SUITE_TEST_TIMEOUT   seconds after which a test-runner process is killed [1200]; the suite's
+#   SUITE_TEST_TIMEOUT   seconds after which a test-runner process is killed [1800]; the suite's
 #                        own per-test timeouts normally fire long before
 #   SUITE_RUNNER_ARGS    arguments for test-runner [-p1]; e.g. "-p1 -Q" for quick mode, "-p1 -P"
 #                        for the idempotent-producer variant
@@ -88,7 +88,7 @@ strom="$(cd "$(dirname "$strom")" && pwd)/$(basename "$strom")"
 # --- Settings -------------------------------------------------------------------------------
 port="${SUITE_PORT:-19392}"
 raft_port=$((port + 10))
-test_timeout="${SUITE_TEST_TIMEOUT:-1200}"
+test_timeout="${SUITE_TEST_TIMEOUT:-1800}"
 read -r -a runner_args <<<"${SUITE_RUNNER_ARGS:--p1}"
 kafka_version="${TEST_KAFKA_VERSION:-3.9.0}"
 out="${SUITE_OUT:-$(mktemp -d /tmp/librdkafka-suite.XXXXXX)}"
