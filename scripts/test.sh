@@ -14,6 +14,9 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# protoc compiles etcd's .proto files (shipped by the etcd-client crate) at build time.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fatal;
 pub mod flusher;
 pub mod group;
+pub mod journal;
 pub mod metadata;
 pub mod partition;
 pub mod producer_ids;

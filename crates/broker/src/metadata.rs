@@ -68,7 +68,7 @@ impl MetadataStore {
         let rec = ClusterRecord {
             cluster_id: uuid::Uuid::new_v4().simple().to_string(),
         };
-        write_atomic(&path, &toml::to_string(&rec).unwrap_or_default())?;
+        write_atomic(&path, toml::to_string(&rec).unwrap_or_default())?;
         Ok(rec.cluster_id)
     }
 
@@ -111,10 +111,12 @@ impl MetadataStore {
     }
 }
 
-pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), BrokerError> {
-    let tmp = path.with_extension("toml.tmp");
+pub(crate) fn write_atomic(path: &Path, data: impl AsRef<[u8]>) -> Result<(), BrokerError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(data.as_ref()).map_err(|e| io_err(&tmp, e))?;
     if let Err(e) = f.sync_all() {
         crate::fatal::fail_stop(format!("fsync {}: {e}", tmp.display()));
     }

@@ -436,7 +436,7 @@ impl Partition {
             return Ok(());
         }
         let path = self.dir.join(DELETED_BELOW_FILE);
-        crate::metadata::write_atomic(&path, &format!("{offset}\n"))?;
+        crate::metadata::write_atomic(&path, format!("{offset}\n"))?;
         self.deleted_below.store(offset, Ordering::Release);
         tracing::info!(partition = ?self, offset, "records below the offset deleted");
         Ok(())

@@ -63,8 +63,10 @@ pub struct ReplicaSpec {
     pub outbox: Arc<dyn Outbox>,
     pub events: Option<mpsc::UnboundedSender<ReplicaEvent>>,
     pub hook: Option<CommitHook>,
-    /// Re-apply every committed entry on open (a state machine kept only in memory).
-    pub replay: bool,
+    /// `Some(i)`: re-apply the committed entries after index `i` on open (a state machine kept
+    /// in memory, restored from a snapshot at `i`, or from nothing at 0). `None`: the log is
+    /// the whole state.
+    pub replay_from: Option<u64>,
 }
 
 pub(crate) fn consensus_error(e: ConsensusError) -> BrokerError {
@@ -137,12 +139,11 @@ impl Partition {
             raft_state::store(p.dir(), &persisted).map_err(consensus_error)?;
         }
         replica.durable.send_replace(p.log_end_offset());
-        let applied = if spec.replay {
-            0
-        } else {
-            persisted.hard.commit.min(p.last_index())
+        let applied = match spec.replay_from {
+            Some(from) => from.min(persisted.hard.commit),
+            None => persisted.hard.commit.min(p.last_index()),
         };
-        if !spec.replay {
+        if spec.replay_from.is_none() {
             // Everything up to the stored commit was committed before; show it at once.
             let log = p.log_ref();
             if let Some(end) = log
@@ -397,6 +398,42 @@ impl Partition {
                     ))
                 })?
         };
+        self.compact_locked(driver, start)
+    }
+
+    /// A journal's log behind a snapshot of its state machine at `index`: the whole segments
+    /// holding only entries up to `index` go.
+    pub(crate) fn compact_journal(&self, index: u64) -> Result<usize, BrokerError> {
+        let replica = self.replica()?;
+        let mut guard = replica.driver_lock();
+        let Some(driver) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let start = {
+            let log = self.log_ref();
+            let Some(idx) = log.entries.as_ref() else {
+                return Ok(0);
+            };
+            let Some(end) = idx.end_offset(index, &log) else {
+                return Ok(0);
+            };
+            let point = log.segment_start_for(end);
+            if point <= log.log_start_offset() {
+                return Ok(0);
+            }
+            let Some(start) = idx.start_at(point, &log) else {
+                return Ok(0);
+            };
+            start
+        };
+        self.compact_locked(driver, start)
+    }
+
+    fn compact_locked(
+        &self,
+        driver: &mut GroupDriver<Partition>,
+        start: LogStart,
+    ) -> Result<usize, BrokerError> {
         driver.compact(start).map_err(consensus_error)?;
         let mut guard = self.log_mut();
         let LogState { log, entries } = &mut *guard;

@@ -444,6 +444,11 @@ impl<L: ReplicaLog> GroupDriver<L> {
             .is_some_and(|at| self.ticks.saturating_sub(*at) < self.config.election_tick as u64)
     }
 
+    /// Every committed entry has been applied (raft-rs refuses to campaign before).
+    pub fn caught_up(&self) -> bool {
+        self.node.raft.raft_log.applied >= self.node.raft.raft_log.committed
+    }
+
     /// A configuration change was proposed and is not applied yet: Raft takes one at a time.
     pub fn has_pending_conf(&self) -> bool {
         self.node.raft.has_pending_conf()

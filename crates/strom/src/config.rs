@@ -74,6 +74,16 @@ settings! {
     /// Delete the committed offsets of a group that has been empty this long, in minutes
     /// (offsets.retention.minutes) [default: 10080].
     offsets_retention_minutes: u64,
+    /// etcd v3 API listener; '' turns it off [default: 127.0.0.1:2379].
+    etcd_addr: String,
+    /// Largest etcd request in bytes (etcd's --max-request-bytes) [default: 1572864].
+    etcd_max_request_bytes: usize,
+    /// etcd space quota in bytes; past it the NOSPACE alarm refuses writes until space is
+    /// freed and the alarm disarmed (etcd's --quota-backend-bytes) [default: 2147483648].
+    etcd_quota_bytes: u64,
+    /// etcd journal entries between snapshots of the key-value state (the log behind a
+    /// snapshot is deleted) [default: 10000].
+    etcd_snapshot_entries: u64,
     /// Cluster mode: the initial voters' Raft addresses, ID@HOST:PORT,... (this node included).
     /// Without it, strom runs as a single node.
     peers: String,
@@ -105,6 +115,8 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// Set when `--peers` is given.
     pub cluster: Option<strom_broker::cluster::ClusterConfig>,
+    /// The etcd API's listener and limits; `None` when turned off.
+    pub etcd: Option<(SocketAddr, strom_etcd::EtcdConfig)>,
 }
 
 impl ServeArgs {
@@ -163,6 +175,7 @@ impl ServeArgs {
             None => (kafka_addr.ip().to_string(), i32::from(kafka_addr.port())),
         };
         let cluster = cluster_config(&args, &advertised_host, advertised_port)?;
+        let etcd = etcd_config(&args)?;
         Ok(Settings {
             broker: BrokerConfig {
                 data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("strom-data")),
@@ -191,8 +204,45 @@ impl ServeArgs {
             kafka_addr,
             log_level: args.log_level,
             cluster,
+            etcd,
         })
     }
+}
+
+fn etcd_config(args: &ServeArgs) -> anyhow::Result<Option<(SocketAddr, strom_etcd::EtcdConfig)>> {
+    let addr = args.etcd_addr.as_deref().unwrap_or("127.0.0.1:2379");
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--etcd-addr {addr:?} is not HOST:PORT ('' turns it off)"))?;
+    let d = strom_etcd::EtcdConfig::default();
+    let max_request_bytes = args.etcd_max_request_bytes.unwrap_or(d.max_request_bytes);
+    if !(1024..=(64 << 20)).contains(&max_request_bytes) {
+        bail!(
+            "--etcd-max-request-bytes must be between 1024 and {}",
+            64 << 20
+        );
+    }
+    let quota_bytes = args.etcd_quota_bytes.unwrap_or(d.quota_bytes);
+    if quota_bytes < 1 << 20 {
+        bail!("--etcd-quota-bytes must be at least 1 MiB");
+    }
+    let snapshot_every = args.etcd_snapshot_entries.unwrap_or(d.snapshot_every);
+    if snapshot_every == 0 {
+        bail!("--etcd-snapshot-entries must be at least 1");
+    }
+    Ok(Some((
+        addr,
+        strom_etcd::EtcdConfig {
+            max_request_bytes,
+            quota_bytes,
+            snapshot_every,
+            client_url: format!("http://{addr}"),
+            ..d
+        },
+    )))
 }
 
 /// The cluster settings, checked: a node must find itself in `--peers` at its `--raft-addr`,

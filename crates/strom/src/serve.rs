@@ -42,11 +42,38 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot start the cluster node (raft {raft})"))?;
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
+        let etcd = match &settings.etcd {
+            None => None,
+            Some(_) if settings.cluster.is_some() => {
+                tracing::warn!("the etcd API runs on single nodes only for now; turn it off with --etcd-addr ''");
+                None
+            }
+            Some((addr, config)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (etcd API; --etcd-addr '' turns it off)"))?;
+                let etcd = strom_etcd::open_single(&broker, config.clone())
+                    .await
+                    .context("cannot open the key-value journal")?;
+                println!("etcd API listening on {}", listener.local_addr()?);
+                Some(tokio::spawn(strom_etcd::serve(listener, etcd)))
+            }
+        };
+        let etcd_failed = async {
+            match etcd {
+                Some(task) => match task.await {
+                    Ok(r) => r.context("etcd listener failed"),
+                    Err(e) => Err(anyhow::anyhow!("etcd listener task failed: {e}")),
+                },
+                None => std::future::pending().await,
+            }
+        };
         tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, "strom is serving");
         println!("strom listening on {local} (data in {})", data_dir.display());
         let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), config: kafka });
         tokio::select! {
             r = strom_kafka::serve(listener, ctx) => r.context("kafka listener failed"),
+            r = etcd_failed => r,
             s = shutdown_signal() => s,
         }
     });

@@ -234,7 +234,7 @@ impl Cluster {
                 outbox: Arc::clone(&transport) as Arc<dyn strom_consensus::driver::Outbox>,
                 events: None,
                 hook: Some(hook),
-                replay: true,
+                replay_from: Some(0),
             },
         )?;
         router.insert(super::state::CONTROLLER_GROUP, Arc::clone(&controller));
@@ -454,7 +454,7 @@ impl Cluster {
                     outbox: Arc::clone(&self.transport) as Arc<dyn strom_consensus::driver::Outbox>,
                     events: Some(events_tx.clone()),
                     hook: None,
-                    replay: false,
+                    replay_from: None,
                 };
                 match Partition::open_replicated(
                     &topic.name,

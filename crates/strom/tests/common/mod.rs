@@ -106,6 +106,10 @@ impl Strom {
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // Brokers run side by side: the etcd API only where a test asks for it, on its port.
+        if !self.extra.iter().any(|a| a == "--etcd-addr") {
+            cmd.args(["--etcd-addr", ""]);
+        }
         if std::env::var_os("RUST_LOG").is_none() && !self.extra.iter().any(|a| a == "--log-level")
         {
             cmd.args(["--log-level", "warn"]);

@@ -1,0 +1,392 @@
+//! The one way Strom keeps replicated state beyond a partition's records: a deterministic
+//! state machine applied from the entries of a Strom log (JournalKeeper's idea).
+//!
+//! The journal is a Raft group whose log is a segment log like any partition's; a single
+//! node runs it as a group of one voter, so both modes share every line of the path. A
+//! proposal is one record batch (key: the proposer's request id, value: the machine's
+//! command); it is acknowledged once committed, which means fsynced on a majority, and
+//! applied: the proposer gets the machine's output for *its* entry through the request id.
+//! Every replica applies every committed entry in order, under the group's lock.
+//!
+//! Snapshots bound the log and the restart time: every `snapshot_every` applied entries the
+//! machine's state is written to `machine.snapshot` (atomically, fsynced), then the whole
+//! segments behind it are deleted. Opening restores the snapshot and applies the log tail.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+pub use strom_consensus::driver::DriverConfig;
+use strom_consensus::driver::{Outbox, ReplicaLog};
+use strom_consensus::raft::eraftpb::{Entry, EntryType, Message};
+use strom_consensus::{GroupId, NodeId};
+use strom_storage::records::{self, KeyValue};
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::replica::ReplicaSpec;
+use crate::{Broker, BrokerError, Partition};
+
+const SNAPSHOT_FILE: &str = "machine.snapshot";
+/// Small segments, so a snapshot lets the log shrink soon after it.
+const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// A deterministic state machine: `apply` depends only on the state and the command (no
+/// clock, no randomness, no iteration over unordered maps).
+pub trait StateMachine: Send + Sync + 'static {
+    type Output: Send + 'static;
+    /// Applies the committed entry at `index`.
+    fn apply(&mut self, index: u64, command: &[u8]) -> Self::Output;
+    /// The index of the last entry applied (part of the snapshot).
+    fn applied(&self) -> u64;
+    fn snapshot(&self) -> Vec<u8>;
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+}
+
+pub struct JournalSpec {
+    /// Directory under `<data>/meta/`.
+    pub name: String,
+    pub group: GroupId,
+    pub node: NodeId,
+    /// Voters of a new group; `[node]` alone on a single node.
+    pub voters: Vec<NodeId>,
+    pub driver: DriverConfig,
+    pub outbox: Arc<dyn Outbox>,
+    pub snapshot_every: u64,
+    /// A journal outside a cluster drives its own Raft clock at this interval.
+    pub tick: Option<Duration>,
+    /// How long a proposal may wait for its commit.
+    pub propose_timeout: Duration,
+}
+
+/// Messages of a group of one go nowhere.
+pub struct NoPeers;
+
+impl Outbox for NoPeers {
+    fn send(&self, _to: NodeId, _group: GroupId, _msg: Message) {}
+}
+
+type Waiters<O> = Arc<Mutex<HashMap<[u8; 16], oneshot::Sender<(u64, O)>>>>;
+
+pub struct Journal<M: StateMachine> {
+    partition: Arc<Partition>,
+    machine: Arc<RwLock<M>>,
+    waiters: Waiters<M::Output>,
+    applied: watch::Sender<u64>,
+    seq: AtomicU64,
+    node: NodeId,
+    propose_timeout: Duration,
+    /// A group of one voter: it need not wait an election timeout to lead.
+    single: bool,
+}
+
+impl<M: StateMachine> Journal<M> {
+    /// Opens (or creates) the journal, restores the snapshot and applies the log after it.
+    pub fn open(
+        broker: &Arc<Broker>,
+        spec: JournalSpec,
+        mut machine: M,
+    ) -> Result<Arc<Journal<M>>, BrokerError> {
+        let dir = broker.config().data_dir.join("meta").join(&spec.name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&snapshot_path) {
+            Ok(bytes) => machine.restore(&bytes).map_err(|e| {
+                BrokerError::InvalidConfig(format!(
+                    "damaged state snapshot {}: {e}",
+                    snapshot_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&snapshot_path, e)),
+        }
+        let replay_from = machine.applied();
+        let machine = Arc::new(RwLock::new(machine));
+        let waiters: Waiters<M::Output> = Arc::default();
+        let (applied, _) = watch::channel(replay_from);
+        let due = Arc::new(Notify::new());
+        let hook = {
+            let machine = Arc::clone(&machine);
+            let waiters = Arc::clone(&waiters);
+            let applied = applied.clone();
+            let due = Arc::clone(&due);
+            let every = spec.snapshot_every.max(1);
+            Box::new(move |entries: &[Entry]| {
+                let mut m = machine.write().unwrap_or_else(|p| p.into_inner());
+                let mut last = None;
+                for e in entries {
+                    last = Some(e.index);
+                    if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                        continue;
+                    }
+                    if e.index <= m.applied() {
+                        continue;
+                    }
+                    let Some((id, command)) = decode_entry(&e.data) else {
+                        tracing::error!(index = e.index, "undecodable journal entry skipped");
+                        continue;
+                    };
+                    let out = m.apply(e.index, &command);
+                    let waiter = id.and_then(|id| {
+                        waiters
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id)
+                    });
+                    if let Some(tx) = waiter {
+                        let _ = tx.send((e.index, out));
+                    }
+                }
+                drop(m);
+                if let Some(index) = last {
+                    let before = *applied.borrow();
+                    applied.send_replace(index);
+                    if index / every != before / every {
+                        due.notify_one();
+                    }
+                }
+            }) as crate::replica::CommitHook
+        };
+        let config = crate::TopicConfig {
+            segment_bytes: SEGMENT_BYTES,
+            ..crate::TopicConfig::default()
+        };
+        let single = spec.voters == [spec.node];
+        let partition = Partition::open_replicated(
+            &format!("__{}", spec.name),
+            0,
+            dir.clone(),
+            &config,
+            broker.flusher(),
+            broker.config().flush,
+            ReplicaSpec {
+                group: spec.group,
+                node: spec.node,
+                bootstrap_voters: spec.voters.clone(),
+                driver: spec.driver,
+                outbox: spec.outbox,
+                events: None,
+                hook: Some(hook),
+                replay_from: Some(replay_from),
+            },
+        )?;
+        let journal = Arc::new(Journal {
+            partition,
+            machine,
+            waiters,
+            applied,
+            seq: AtomicU64::new(0),
+            node: spec.node,
+            propose_timeout: spec.propose_timeout,
+            single,
+        });
+        if let Some(every) = spec.tick {
+            tokio::spawn(tick_loop(
+                Arc::downgrade(&journal),
+                Arc::downgrade(broker),
+                every,
+            ));
+        }
+        tokio::spawn(snapshot_loop(Arc::downgrade(&journal), due, snapshot_path));
+        Ok(journal)
+    }
+
+    /// Appends a command and waits until it is committed and applied; returns the index it
+    /// was applied at and the machine's output for it.
+    pub async fn propose(&self, command: &[u8]) -> Result<(u64, M::Output), BrokerError> {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.node.to_be_bytes());
+        id[8..].copy_from_slice(&self.seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        let (tx, mut rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let forget = || {
+            self.waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        };
+        let batch = records::encode_batch(
+            &[KeyValue {
+                key: Bytes::copy_from_slice(&id),
+                value: Some(Bytes::copy_from_slice(command)),
+            }],
+            crate::now_ms(),
+        );
+        let appended = match self.partition.append(&[batch]) {
+            Ok(r) => r,
+            Err(e) => {
+                forget();
+                return Err(e);
+            }
+        };
+        let outcome = tokio::time::timeout(self.propose_timeout, async {
+            let ack = self.partition.wait_ack(&appended, -1);
+            tokio::pin!(ack);
+            tokio::select! {
+                out = &mut rx => return out.map_err(|_| BrokerError::NotLeader),
+                acked = &mut ack => acked?,
+            }
+            // Committed: the apply runs right after the commit is recorded.
+            rx.await.map_err(|_| BrokerError::NotLeader)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => {
+                forget();
+                Err(e)
+            }
+            Err(_) => {
+                forget();
+                Err(BrokerError::Timeout)
+            }
+        }
+    }
+
+    /// The applied state, for reads. Held briefly: apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, M> {
+        self.machine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index of the last applied entry, watched (watchers wake on it).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// A linearizable read's index (Raft's ReadIndex): this leader's commit index, once it
+    /// has committed an entry of its own term (before that, its commit index may lag what an
+    /// earlier leader acknowledged).
+    pub fn read_index(&self) -> Result<u64, BrokerError> {
+        let status = self
+            .partition
+            .with_driver(|d| d.status())
+            .ok_or(BrokerError::NotLeader)?;
+        if !status.role.is_leader {
+            return Err(BrokerError::NotLeader);
+        }
+        let term = ReplicaLog::term(&*self.partition, status.commit).unwrap_or(0);
+        if term != status.role.term {
+            return Err(BrokerError::LeaderNotAvailable(
+                "the leader has not committed an entry of its term yet".into(),
+            ));
+        }
+        Ok(status.commit)
+    }
+
+    /// Waits until this replica can serve linearizable reads: there is a leader that
+    /// committed in its term, and everything it committed is applied here (on a restart,
+    /// the whole log tail after the snapshot).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let index = loop {
+            match self.read_index() {
+                Ok(index) => break index,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        tokio::time::timeout_at(deadline, self.wait_applied(index))
+            .await
+            .map_err(|_| BrokerError::Timeout)
+    }
+
+    /// Waits until the entry at `index` is applied here.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied.subscribe();
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.partition.ensure_leader().is_ok()
+    }
+
+    /// (leader, term, last index, commit index) as this replica sees them.
+    pub fn raft_status(&self) -> Option<strom_consensus::driver::GroupStatus> {
+        self.partition.with_driver(|d| d.status())
+    }
+
+    /// Bytes of the journal's log on disk.
+    pub fn log_bytes(&self) -> u64 {
+        self.partition.size_bytes()
+    }
+
+    /// Writes a snapshot of the applied state now and compacts the log behind it.
+    pub fn snapshot_now(&self, path: &std::path::Path) -> Result<u64, BrokerError> {
+        let (index, bytes) = {
+            let m = self.read();
+            (m.applied(), m.snapshot())
+        };
+        if index == 0 {
+            return Ok(0);
+        }
+        crate::metadata::write_atomic(path, bytes)?;
+        self.partition.compact_journal(index)?;
+        Ok(index)
+    }
+}
+
+fn decode_entry(data: &Bytes) -> Option<(Option<[u8; 16]>, Bytes)> {
+    let (_, recs) = records::decode_batch(data).ok()?;
+    let rec = recs.into_iter().next()?;
+    let id = <[u8; 16]>::try_from(rec.key.as_ref()).ok();
+    Some((id, rec.value?))
+}
+
+fn io_err(path: &std::path::Path, e: std::io::Error) -> BrokerError {
+    BrokerError::Storage(strom_storage::StorageError::Io {
+        path: PathBuf::from(path),
+        source: e,
+    })
+}
+
+async fn tick_loop<M: StateMachine>(
+    journal: std::sync::Weak<Journal<M>>,
+    broker: std::sync::Weak<Broker>,
+    every: Duration,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let (Some(j), Some(b)) = (journal.upgrade(), broker.upgrade()) else {
+            return;
+        };
+        if b.is_stopping() {
+            return;
+        }
+        let result = j.partition.with_driver(|d| {
+            if j.single && !d.role().is_leader && d.caught_up() {
+                d.campaign()?;
+            }
+            d.tick()
+        });
+        if let Some(Err(e)) = result {
+            tracing::warn!("journal tick failed: {e}");
+        }
+    }
+}
+
+async fn snapshot_loop<M: StateMachine>(
+    journal: std::sync::Weak<Journal<M>>,
+    due: Arc<Notify>,
+    path: PathBuf,
+) {
+    loop {
+        due.notified().await;
+        let Some(j) = journal.upgrade() else {
+            return;
+        };
+        let path = path.clone();
+        let result = tokio::task::spawn_blocking(move || j.snapshot_now(&path)).await;
+        match result {
+            Ok(Ok(index)) => tracing::debug!(index, "journal snapshot written"),
+            Ok(Err(e)) => tracing::error!("journal snapshot failed: {e}"),
+            Err(e) => tracing::error!("journal snapshot task failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The etcd v3 gRPC API on Strom: `etcdctl` and every etcd client library work against it.
+//!
+//! The state is `strom_kv::Store`, a deterministic state machine applied from Strom's journal
+//! (`strom_broker::journal`): a write becomes one journal entry, acknowledged once a majority
+//! fsynced it and it was applied. Reads are served from the applied state after a read
+//! barrier. Watches read the store's history from their next revision whenever the applied
+//! index moves, so a slow watcher costs no memory. Lease expiry is decided by the leader's
+//! clock (`lease::Lessor`) and replicated as a revoke.
+
+mod convert;
+mod kv;
+mod lease;
+mod machine;
+mod maintenance;
+mod service;
+mod status;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::proto::{
+    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
+};
+use strom_broker::journal::{Journal, JournalSpec, NoPeers};
+use strom_broker::Broker;
+
+pub use machine::KvMachine;
+pub use service::Etcd;
+
+/// etcd's own allowance for gRPC framing on top of the request limit.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Largest request (etcd's `--max-request-bytes`, 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// Most operations per transaction branch (etcd's `--max-txn-ops`, 128).
+    pub max_txn_ops: usize,
+    /// Space quota (etcd's `--quota-backend-bytes`, 2 GiB).
+    pub quota_bytes: u64,
+    /// Journal entries between snapshots of the state.
+    pub snapshot_every: u64,
+    /// What MemberList reports as this node's client URL.
+    pub client_url: String,
+    /// Most watchers on one Watch stream.
+    pub max_watchers_per_stream: usize,
+    /// A watcher with no events gets a progress notification this often, if it asked.
+    pub progress_notify_interval: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            max_request_bytes: 3 * 512 * 1024,
+            max_txn_ops: 128,
+            quota_bytes: 2 << 30,
+            snapshot_every: 10_000,
+            client_url: "http://127.0.0.1:2379".into(),
+            max_watchers_per_stream: 10_000,
+            progress_notify_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The journal of the key-value store on a single node: a Raft group of one. Returns once
+/// it leads and has applied its log, so the first request sees the recovered state.
+pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc<Etcd>, EtcdError> {
+    let limits = strom_kv::Limits {
+        quota_bytes: config.quota_bytes,
+        ..strom_kv::Limits::default()
+    };
+    let journal = Journal::open(
+        broker,
+        JournalSpec {
+            name: "kv".into(),
+            group: KV_GROUP,
+            node: 1,
+            voters: vec![1],
+            driver: Default::default(),
+            outbox: Arc::new(NoPeers),
+            snapshot_every: config.snapshot_every,
+            tick: Some(Duration::from_millis(100)),
+            propose_timeout: Duration::from_secs(7),
+        },
+        KvMachine::new(limits),
+    )?;
+    journal.wait_ready(Duration::from_secs(30)).await?;
+    Ok(Etcd::new(journal, config, 1, "strom".into()))
+}
+
+/// The key-value journal's Raft group id: far above the ids the controller hands partitions.
+pub const KV_GROUP: u64 = u64::MAX - 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("{0}")]
+    Broker(#[from] strom_broker::BrokerError),
+    #[error("etcd listener: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the etcd API on `listener` until it fails.
+pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result<(), EtcdError> {
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(addr = ?local, "etcd API listening");
+    let limit = etcd.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
+    lease::spawn_lessor(Arc::clone(&etcd));
+    let svc = service::Svc(etcd);
+    tonic::transport::Server::builder()
+        .add_service(PbKvServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(PbWatchServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(PbLeaseServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(PbMaintenanceServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(PbClusterServer::new(svc).max_decoding_message_size(limit))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await?;
+    Ok(())
+}
