@@ -37,11 +37,16 @@ const SEGMENT_BYTES: u64 = 16 << 20;
 /// clock, no randomness, no iteration over unordered maps).
 pub trait StateMachine: Send + Sync + 'static {
     type Output: Send + 'static;
-    /// Applies the committed entry at `index`.
+    /// Applies one command of the committed entry at `index` (an entry may carry several,
+    /// applied in order, all with the same index).
     fn apply(&mut self, index: u64, command: &[u8]) -> Self::Output;
+    /// A frozen copy of the state, taken under the lock that apply waits for; it is encoded
+    /// after the lock is released, so applying stalls only for the copy.
+    type Frozen: Send + 'static;
     /// The index of the last entry applied (part of the snapshot).
     fn applied(&self) -> u64;
-    fn snapshot(&self) -> Vec<u8>;
+    fn freeze(&self) -> Self::Frozen;
+    fn encode(frozen: Self::Frozen) -> Vec<u8>;
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 }
 
@@ -68,12 +73,14 @@ impl Outbox for NoPeers {
     fn send(&self, _to: NodeId, _group: GroupId, _msg: Message) {}
 }
 
-type Waiters<O> = Arc<Mutex<HashMap<[u8; 16], oneshot::Sender<(u64, O)>>>>;
+type Waiters<O> = Arc<Mutex<HashMap<[u8; 16], oneshot::Sender<Result<(u64, O), BrokerError>>>>>;
 
 pub struct Journal<M: StateMachine> {
     partition: Arc<Partition>,
     machine: Arc<RwLock<M>>,
     waiters: Waiters<M::Output>,
+    /// Proposals waiting to be appended together.
+    queue: Mutex<Vec<([u8; 16], Bytes)>>,
     applied: watch::Sender<u64>,
     seq: AtomicU64,
     node: NodeId,
@@ -124,19 +131,21 @@ impl<M: StateMachine> Journal<M> {
                     if e.index <= m.applied() {
                         continue;
                     }
-                    let Some((id, command)) = decode_entry(&e.data) else {
+                    let Some(commands) = decode_entry(&e.data) else {
                         tracing::error!(index = e.index, "undecodable journal entry skipped");
                         continue;
                     };
-                    let out = m.apply(e.index, &command);
-                    let waiter = id.and_then(|id| {
-                        waiters
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&id)
-                    });
-                    if let Some(tx) = waiter {
-                        let _ = tx.send((e.index, out));
+                    for (id, command) in commands {
+                        let out = m.apply(e.index, &command);
+                        let waiter = id.and_then(|id| {
+                            waiters
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id)
+                        });
+                        if let Some(tx) = waiter {
+                            let _ = tx.send(Ok((e.index, out)));
+                        }
                     }
                 }
                 drop(m);
@@ -176,6 +185,7 @@ impl<M: StateMachine> Journal<M> {
             partition,
             machine,
             waiters,
+            queue: Mutex::new(Vec::new()),
             applied,
             seq: AtomicU64::new(0),
             node: spec.node,
@@ -195,55 +205,75 @@ impl<M: StateMachine> Journal<M> {
 
     /// Appends a command and waits until it is committed and applied; returns the index it
     /// was applied at and the machine's output for it.
-    pub async fn propose(&self, command: &[u8]) -> Result<(u64, M::Output), BrokerError> {
+    ///
+    /// Concurrent proposals share entries: the first to find the queue empty drains it
+    /// (after letting the tasks that are ready run) and appends everything queued as one
+    /// batch of records, so the per-entry costs (Raft step, write, apply wake-up) are paid
+    /// once per batch, not once per request.
+    pub async fn propose(
+        self: &Arc<Self>,
+        command: &[u8],
+    ) -> Result<(u64, M::Output), BrokerError> {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.node.to_be_bytes());
         id[8..].copy_from_slice(&self.seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
-        let forget = || {
-            self.waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push((id, Bytes::copy_from_slice(command)));
+            queue.len() == 1
         };
-        let batch = records::encode_batch(
-            &[KeyValue {
+        if first {
+            tokio::task::yield_now().await;
+            self.append_queued();
+        }
+        match tokio::time::timeout(self.propose_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BrokerError::NotLeader),
+            Err(_) => {
+                self.fail(&[id], BrokerError::Timeout);
+                Err(BrokerError::Timeout)
+            }
+        }
+    }
+
+    fn append_queued(self: &Arc<Self>) {
+        let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if queued.is_empty() {
+            return;
+        }
+        let ids: Vec<[u8; 16]> = queued.iter().map(|(id, _)| *id).collect();
+        let records: Vec<KeyValue> = queued
+            .into_iter()
+            .map(|(id, command)| KeyValue {
                 key: Bytes::copy_from_slice(&id),
-                value: Some(Bytes::copy_from_slice(command)),
-            }],
-            crate::now_ms(),
-        );
+                value: Some(command),
+            })
+            .collect();
+        let batch = records::encode_batch(&records, crate::now_ms());
         let appended = match self.partition.append(&[batch]) {
             Ok(r) => r,
-            Err(e) => {
-                forget();
-                return Err(e);
-            }
+            Err(e) => return self.fail(&ids, e),
         };
-        let outcome = tokio::time::timeout(self.propose_timeout, async {
-            let ack = self.partition.wait_ack(&appended, -1);
-            tokio::pin!(ack);
-            tokio::select! {
-                out = &mut rx => return out.map_err(|_| BrokerError::NotLeader),
-                acked = &mut ack => acked?,
+        // The outputs come from the apply hook; this only fails the waiters of an entry that
+        // lost its place (a deposed leader).
+        let journal = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = journal.partition.wait_ack(&appended, -1).await {
+                journal.fail(&ids, e);
             }
-            // Committed: the apply runs right after the commit is recorded.
-            rx.await.map_err(|_| BrokerError::NotLeader)
-        })
-        .await;
-        match outcome {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(e)) => {
-                forget();
-                Err(e)
-            }
-            Err(_) => {
-                forget();
-                Err(BrokerError::Timeout)
+        });
+    }
+
+    fn fail(&self, ids: &[[u8; 16]], error: BrokerError) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if let Some(tx) = waiters.remove(id) {
+                let _ = tx.send(Err(clone_error(&error)));
             }
         }
     }
@@ -317,24 +347,38 @@ impl<M: StateMachine> Journal<M> {
 
     /// Writes a snapshot of the applied state now and compacts the log behind it.
     pub fn snapshot_now(&self, path: &std::path::Path) -> Result<u64, BrokerError> {
-        let (index, bytes) = {
+        let (index, frozen) = {
             let m = self.read();
-            (m.applied(), m.snapshot())
+            (m.applied(), m.freeze())
         };
         if index == 0 {
             return Ok(0);
         }
-        crate::metadata::write_atomic(path, bytes)?;
+        crate::metadata::write_atomic(path, M::encode(frozen))?;
         self.partition.compact_journal(index)?;
         Ok(index)
     }
 }
 
-fn decode_entry(data: &Bytes) -> Option<(Option<[u8; 16]>, Bytes)> {
+/// The (request id, command) records of an entry.
+fn decode_entry(data: &Bytes) -> Option<Vec<(Option<[u8; 16]>, Bytes)>> {
     let (_, recs) = records::decode_batch(data).ok()?;
-    let rec = recs.into_iter().next()?;
-    let id = <[u8; 16]>::try_from(rec.key.as_ref()).ok();
-    Some((id, rec.value?))
+    Some(
+        recs.into_iter()
+            .filter_map(|r| Some((<[u8; 16]>::try_from(r.key.as_ref()).ok(), r.value?)))
+            .collect(),
+    )
+}
+
+/// Every waiter of a failed batch gets the error; `BrokerError` holds an io::Error and is not
+/// `Clone`, so the ones a journal sees are rebuilt.
+fn clone_error(e: &BrokerError) -> BrokerError {
+    match e {
+        BrokerError::NotLeader => BrokerError::NotLeader,
+        BrokerError::Timeout => BrokerError::Timeout,
+        BrokerError::NotCommitted => BrokerError::NotCommitted,
+        other => BrokerError::LeaderNotAvailable(other.to_string()),
+    }
 }
 
 fn io_err(path: &std::path::Path, e: std::io::Error) -> BrokerError {

@@ -40,7 +40,7 @@ pub struct EtcdConfig {
     pub max_txn_ops: usize,
     /// Space quota (etcd's `--quota-backend-bytes`, 2 GiB).
     pub quota_bytes: u64,
-    /// Journal entries between snapshots of the state.
+    /// Journal entries between snapshots of the state (etcd's `--snapshot-count`).
     pub snapshot_every: u64,
     /// What MemberList reports as this node's client URL.
     pub client_url: String,
@@ -56,7 +56,7 @@ impl Default for EtcdConfig {
             max_request_bytes: 3 * 512 * 1024,
             max_txn_ops: 128,
             quota_bytes: 2 << 30,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             client_url: "http://127.0.0.1:2379".into(),
             max_watchers_per_stream: 10_000,
             progress_notify_interval: Duration::from_secs(600),
@@ -114,7 +114,10 @@ pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result
         .add_service(PbLeaseServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbMaintenanceServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbClusterServer::new(svc).max_decoding_message_size(limit))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(
+            // Without TCP_NODELAY, a small response waits for the client's delayed ACK.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ impl KvMachine {
 
 impl StateMachine for KvMachine {
     type Output = Applied;
+    type Frozen = Store;
 
     fn apply(&mut self, index: u64, command: &[u8]) -> Applied {
         match Command::decode(command) {
@@ -38,8 +39,12 @@ impl StateMachine for KvMachine {
         self.store.applied()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.store.snapshot()
+    fn freeze(&self) -> Store {
+        self.store.clone()
+    }
+
+    fn encode(frozen: Store) -> Vec<u8> {
+        frozen.snapshot()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

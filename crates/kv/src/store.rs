@@ -102,11 +102,11 @@ impl Store {
         self.state.alarms.iter().copied().collect()
     }
 
-    /// Applies one committed journal entry. Deterministic: the result depends on the state
-    /// and the command only. An entry at or below the applied index is ignored (replay after
-    /// a snapshot that already covers it).
+    /// Applies one command of a committed journal entry (an entry may carry several, all
+    /// with its index). Deterministic: the result depends on the state and the command only.
+    /// An entry below the applied index is refused: the journal never replays one twice.
     pub fn apply(&mut self, index: u64, command: &Command) -> Applied {
-        if index != 0 && index <= self.state.applied {
+        if index != 0 && index < self.state.applied {
             return Applied {
                 revision: self.revision(),
                 result: Err(KvError::Corrupt(format!("entry {index} applied twice"))),

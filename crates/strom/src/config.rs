@@ -82,7 +82,7 @@ settings! {
     /// freed and the alarm disarmed (etcd's --quota-backend-bytes) [default: 2147483648].
     etcd_quota_bytes: u64,
     /// etcd journal entries between snapshots of the key-value state (the log behind a
-    /// snapshot is deleted) [default: 10000].
+    /// snapshot is deleted; etcd's --snapshot-count) [default: 100000].
     etcd_snapshot_entries: u64,
     /// Cluster mode: the initial voters' Raft addresses, ID@HOST:PORT,... (this node included).
     /// Without it, strom runs as a single node.

@@ -3,6 +3,7 @@
 
 mod consume;
 mod e2e;
+mod kv;
 mod native;
 mod payload;
 mod plan;
@@ -36,6 +37,8 @@ pub enum BenchCommand {
     Consume(ConsumeBenchArgs),
     /// End-to-end latency: fixed-rate producers and a tailing consumer at the same time.
     E2e(BenchArgs),
+    /// etcd v3 key-value put or linearizable get, against Strom or etcd.
+    Kv(kv::KvBenchArgs),
 }
 
 /// Parameters shared by every benchmark workload.
@@ -136,6 +139,7 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
     let common = match &mut cmd {
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => args,
         BenchCommand::Consume(args) => &mut args.common,
+        BenchCommand::Kv(args) => return kv::run(args.clone()).await,
     };
     // Refuse unsupported settings before anything is created on the broker.
     if common.client == ClientKind::Native {
@@ -145,7 +149,7 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
     // gigabytes a minute, and leftover topics would fill the broker's disk run after run.
     // (`bench consume` reads a topic it is told to use, and leaves it.)
     let generated = match &cmd {
-        BenchCommand::Consume(_) => None,
+        BenchCommand::Consume(_) | BenchCommand::Kv(_) => None,
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => {
             args.topic.is_none().then(|| args.topic_name())
         }
@@ -160,6 +164,7 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
         BenchCommand::E2e(args) => e2e::run(args).await,
+        BenchCommand::Kv(args) => kv::run(args).await,
     };
     if let Some(topic) = generated {
         if let Err(err) = delete_topic(&broker, &topic).await {
@@ -173,6 +178,7 @@ fn common_broker(cmd: &BenchCommand) -> String {
     match cmd {
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => args.broker.broker.clone(),
         BenchCommand::Consume(args) => args.common.broker.broker.clone(),
+        BenchCommand::Kv(args) => args.endpoints.clone(),
     }
 }
 
