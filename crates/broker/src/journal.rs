@@ -60,6 +60,9 @@ pub struct JournalSpec {
     pub driver: DriverConfig,
     pub outbox: Arc<dyn Outbox>,
     pub snapshot_every: u64,
+    /// Delete the log behind each snapshot. Only where no replica can fall behind the log
+    /// start: a Raft snapshot does not carry a machine's state to a follower yet.
+    pub compact: bool,
     /// A journal outside a cluster drives its own Raft clock at this interval.
     pub tick: Option<Duration>,
     /// How long a proposal may wait for its commit.
@@ -199,7 +202,12 @@ impl<M: StateMachine> Journal<M> {
                 every,
             ));
         }
-        tokio::spawn(snapshot_loop(Arc::downgrade(&journal), due, snapshot_path));
+        tokio::spawn(snapshot_loop(
+            Arc::downgrade(&journal),
+            due,
+            snapshot_path,
+            spec.compact,
+        ));
         Ok(journal)
     }
 
@@ -345,8 +353,13 @@ impl<M: StateMachine> Journal<M> {
         self.partition.size_bytes()
     }
 
-    /// Writes a snapshot of the applied state now and compacts the log behind it.
-    pub fn snapshot_now(&self, path: &std::path::Path) -> Result<u64, BrokerError> {
+    /// The journal's replicated partition (its Raft group).
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    /// Writes a snapshot of the applied state now and, if `compact`, deletes the log behind it.
+    pub fn snapshot_now(&self, path: &std::path::Path, compact: bool) -> Result<u64, BrokerError> {
         let (index, frozen) = {
             let m = self.read();
             (m.applied(), m.freeze())
@@ -355,7 +368,9 @@ impl<M: StateMachine> Journal<M> {
             return Ok(0);
         }
         crate::metadata::write_atomic(path, M::encode(frozen))?;
-        self.partition.compact_journal(index)?;
+        if compact {
+            self.partition.compact_journal(index)?;
+        }
         Ok(index)
     }
 }
@@ -419,6 +434,7 @@ async fn snapshot_loop<M: StateMachine>(
     journal: std::sync::Weak<Journal<M>>,
     due: Arc<Notify>,
     path: PathBuf,
+    compact: bool,
 ) {
     loop {
         due.notified().await;
@@ -426,7 +442,7 @@ async fn snapshot_loop<M: StateMachine>(
             return;
         };
         let path = path.clone();
-        let result = tokio::task::spawn_blocking(move || j.snapshot_now(&path)).await;
+        let result = tokio::task::spawn_blocking(move || j.snapshot_now(&path, compact)).await;
         match result {
             Ok(Ok(index)) => tracing::debug!(index, "journal snapshot written"),
             Ok(Err(e)) => tracing::error!("journal snapshot failed: {e}"),

@@ -81,6 +81,7 @@ pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc
             driver: Default::default(),
             outbox: Arc::new(NoPeers),
             snapshot_every: config.snapshot_every,
+            compact: true,
             tick: Some(Duration::from_millis(100)),
             propose_timeout: Duration::from_secs(7),
         },

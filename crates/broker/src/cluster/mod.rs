@@ -7,6 +7,7 @@
 //! - `state` — nodes, topics and partition assignments, the commands and how they apply;
 //! - `placement` — where new replicas go, which node replaces a dead one, the preferred leader.
 
+mod machine;
 pub mod placement;
 pub mod state;
 

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strom_consensus::driver::DriverConfig;
-use strom_consensus::raft::eraftpb::{Entry, EntryType, Message};
+use strom_consensus::raft::eraftpb::Message;
 use strom_consensus::transport::{Inbound, Transport, TransportConfig};
-use strom_storage::records::{self, KeyValue};
 use tokio::sync::{mpsc, watch};
 
+use super::machine::ControllerMachine;
 use super::rpc::{self, Request, Response};
 use super::state::{Applied, ClusterState, Command, GroupId, NodeId, NodeInfo};
+use crate::journal::{Journal, JournalSpec};
 use crate::replica::{ReplicaEvent, ReplicaSpec};
 use crate::{Broker, BrokerError, Partition};
 
@@ -29,6 +30,9 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A forwarded proposal: the controller's leader answers within a commit, or is in trouble.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
+/// Controller entries between snapshots of the cluster state (a restart replays only the
+/// entries after the last one).
+const CONTROLLER_SNAPSHOT_ENTRIES: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -57,6 +61,8 @@ pub struct Cluster {
     config: ClusterConfig,
     broker: std::sync::Weak<Broker>,
     transport: Arc<Transport>,
+    /// The controller's journal (group 0); `controller` is its replicated partition.
+    journal: Arc<Journal<ControllerMachine>>,
     controller: Arc<Partition>,
     state: Arc<RwLock<ClusterState>>,
     /// Bumped after every applied command; waiters (topic creation) watch it.
@@ -190,58 +196,39 @@ impl Cluster {
         let (version, _) = watch::channel(0u64);
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let hook_state = Arc::clone(&state);
-        let hook_version = version.clone();
-        let hook: crate::replica::CommitHook = Box::new(move |entries: &[Entry]| {
-            for e in entries {
-                if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                    continue;
-                }
-                for cmd in decode_commands(&e.data) {
-                    let result = hook_state
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .apply(&cmd);
-                    match result {
-                        Ok(Applied::Nothing) => {}
-                        Ok(applied) => {
-                            let _ = applied_tx.send(applied);
-                        }
-                        Err(err) => {
-                            tracing::debug!(index = e.index, "controller command refused: {err}")
-                        }
-                    }
-                }
-                hook_version.send_modify(|v| *v += 1);
-            }
-        });
-        let controller = Partition::open_replicated(
-            "__cluster",
-            0,
-            broker.config().data_dir.join("meta").join("controller"),
-            &crate::TopicConfig::default(),
-            broker.flusher(),
-            broker.config().flush,
-            ReplicaSpec {
+        let journal = Journal::open(
+            broker,
+            JournalSpec {
+                name: "controller".into(),
                 group: super::state::CONTROLLER_GROUP,
                 node: config.node_id,
-                bootstrap_voters: if config.join {
+                voters: if config.join {
                     Vec::new()
                 } else {
                     config.peers.keys().copied().collect()
                 },
                 driver: config.driver.clone(),
                 outbox: Arc::clone(&transport) as Arc<dyn strom_consensus::driver::Outbox>,
-                events: None,
-                hook: Some(hook),
-                replay_from: Some(0),
+                snapshot_every: CONTROLLER_SNAPSHOT_ENTRIES,
+                compact: false,
+                // The cluster's tick loop drives it, with the partitions.
+                tick: None,
+                propose_timeout: PROPOSE_TIMEOUT,
+            },
+            ControllerMachine {
+                state: Arc::clone(&state),
+                applied_tx,
+                version: version.clone(),
+                index: 0,
             },
         )?;
+        let controller = Arc::clone(journal.partition());
         router.insert(super::state::CONTROLLER_GROUP, Arc::clone(&controller));
         let cluster = Arc::new(Cluster {
             config,
             broker: Arc::downgrade(broker),
             transport,
+            journal,
             controller,
             state,
             version,
@@ -614,17 +601,7 @@ impl Cluster {
     }
 
     async fn propose_local(&self, cmd: &Command) -> Result<(), BrokerError> {
-        let batch = records::encode_batch(
-            &[KeyValue {
-                key: Bytes::from_static(b"cmd"),
-                value: Some(Bytes::from(cmd.encode())),
-            }],
-            crate::now_ms(),
-        );
-        let r = self.controller.append(&[batch])?;
-        tokio::time::timeout(PROPOSE_TIMEOUT, self.controller.wait_ack(&r, -1))
-            .await
-            .map_err(|_| BrokerError::Timeout)?
+        self.journal.propose(&cmd.encode()).await.map(|_| ())
     }
 
     /// Waits until the applied state satisfies `done` (after a proposal, for this node's copy
@@ -812,24 +789,5 @@ fn answer(result: Result<(), BrokerError>) -> Response {
             error: Some(e.to_string()),
             status: None,
         },
-    }
-}
-
-/// The commands in one controller batch (one record each).
-fn decode_commands(batch: &Bytes) -> Vec<Command> {
-    match records::decode_batch(batch) {
-        Ok((_, recs)) => recs
-            .into_iter()
-            .filter_map(|r| {
-                let v = r.value?;
-                Command::decode(&v)
-                    .map_err(|e| tracing::error!("undecodable controller command: {e}"))
-                    .ok()
-            })
-            .collect(),
-        Err(e) => {
-            tracing::error!("undecodable controller batch: {e}");
-            Vec::new()
-        }
     }
 }
