@@ -291,6 +291,11 @@ impl<M: StateMachine> Journal<M> {
         self.machine.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The index of the last entry applied here.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
     /// The index of the last applied entry, watched (watchers wake on it).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()

@@ -15,7 +15,7 @@ use strom_kv::{Command, KvError, Output};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::service::{Etcd, Svc};
-use crate::status;
+use crate::{peer, status};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -32,7 +32,7 @@ pub(crate) struct Lessor {
 }
 
 impl Lessor {
-    fn renew(&self, id: i64, ttl: i64) {
+    pub(crate) fn renew(&self, id: i64, ttl: i64) {
         let at = Instant::now() + Duration::from_secs(ttl.max(0) as u64);
         self.lock().insert(id, at);
     }
@@ -41,7 +41,7 @@ impl Lessor {
         self.lock().remove(&id);
     }
 
-    fn remaining(&self, id: i64) -> Option<Duration> {
+    pub(crate) fn remaining(&self, id: i64) -> Option<Duration> {
         let at = *self.lock().get(&id)?;
         Some(at.saturating_duration_since(Instant::now()))
     }
@@ -176,21 +176,23 @@ impl PbLeaseService for Svc {
             let svc = svc.clone();
             async move {
                 let id = req?.id;
-                if !svc.journal().is_leader() {
-                    return Err(status::journal(strom_broker::BrokerError::NotLeader));
-                }
-                let (granted, revision) = {
-                    let m = svc.machine();
-                    (m.store.lease(id).map(|l| l.ttl), m.store.revision())
-                };
                 // An unknown or expired lease answers TTL 0: the client stops keeping it.
-                let ttl = match granted {
-                    Some(ttl) => {
-                        svc.lessor.renew(id, ttl);
-                        ttl
+                let ttl = if svc.journal().is_leader() || svc.cluster().is_none() {
+                    // Also answers "not leader" when it is not; a new leader answers only
+                    // once it applied every committed grant (else a live lease reads TTL 0).
+                    svc.read_barrier().await?;
+                    svc.keep_alive_local(id)
+                } else {
+                    match peer::ask(&svc, &peer::Call::KeepAlive(id)).await {
+                        Ok(peer::Reply::Ttl(ttl)) => ttl,
+                        Ok(peer::Reply::Unavailable(why)) => return Err(Status::unavailable(why)),
+                        Ok(other) => {
+                            return Err(Status::internal(format!("unexpected reply {other:?}")))
+                        }
+                        Err(e) => return Err(status::journal(e)),
                     }
-                    None => 0,
                 };
+                let revision = svc.machine().store.revision();
                 Ok(PbLeaseKeepAliveResponse {
                     header: Some(svc.header(revision)),
                     id,
@@ -222,11 +224,15 @@ impl PbLeaseService for Svc {
                 keys: Vec::new(),
             }));
         };
-        let remaining = self
-            .lessor
-            .remaining(req.id)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(lease.ttl);
+        let remaining = if self.journal().is_leader() || self.cluster().is_none() {
+            self.remaining_local(req.id)
+        } else {
+            match peer::ask(self, &peer::Call::Remaining(req.id)).await {
+                Ok(peer::Reply::Remaining(r)) => r,
+                _ => None,
+            }
+        }
+        .unwrap_or(lease.ttl);
         Ok(Response::new(PbLeaseTimeToLiveResponse {
             header,
             id: req.id,

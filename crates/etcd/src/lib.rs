@@ -12,6 +12,7 @@ mod kv;
 mod lease;
 mod machine;
 mod maintenance;
+mod peer;
 mod service;
 mod status;
 mod watch;
@@ -88,7 +89,58 @@ pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc
         KvMachine::new(limits),
     )?;
     journal.wait_ready(Duration::from_secs(30)).await?;
-    Ok(Etcd::new(journal, config, 1, "strom".into()))
+    Ok(Etcd::new(journal, None, config, 1, "strom".into()))
+}
+
+/// Cluster mode: the key-value journal is a Raft group of the founding voters; a node that
+/// does not lead it forwards writes, read barriers and lease liveness to the one that does.
+/// A Raft snapshot does not carry the key-value state yet, so the journal's log is kept whole
+/// (snapshots only bound each node's restart).
+pub fn open_cluster(
+    broker: &Arc<Broker>,
+    cluster: &Arc<strom_broker::cluster::Cluster>,
+    config: EtcdConfig,
+) -> Result<Arc<Etcd>, EtcdError> {
+    let voters = cluster.founding_voters();
+    if voters.is_empty() {
+        return Err(EtcdError::Unsupported(
+            "the etcd API runs on the founding nodes (--peers) for now, not on a node that joined later; turn it off here with --etcd-addr ''".into(),
+        ));
+    }
+    let limits = strom_kv::Limits {
+        quota_bytes: config.quota_bytes,
+        ..strom_kv::Limits::default()
+    };
+    let node = cluster.node_id();
+    let journal = Journal::open(
+        broker,
+        JournalSpec {
+            name: "kv".into(),
+            group: KV_GROUP,
+            node,
+            voters,
+            driver: Default::default(),
+            outbox: cluster.outbox(),
+            snapshot_every: config.snapshot_every,
+            compact: false,
+            tick: None,
+            propose_timeout: Duration::from_secs(7),
+        },
+        KvMachine::new(limits),
+    )?;
+    cluster.attach_group(KV_GROUP, Arc::clone(journal.partition()));
+    let etcd = Etcd::new(
+        journal,
+        Some(Arc::clone(cluster)),
+        config,
+        node,
+        format!("strom-{node}"),
+    );
+    cluster.register_service(
+        peer::SERVICE,
+        Arc::new(peer::Service(Arc::downgrade(&etcd))),
+    );
+    Ok(etcd)
 }
 
 /// The key-value journal's Raft group id: far above the ids the controller hands partitions.
@@ -100,6 +152,8 @@ pub enum EtcdError {
     Broker(#[from] strom_broker::BrokerError),
     #[error("etcd listener: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Serves the etcd API on `listener` until it fails.

@@ -82,7 +82,7 @@ impl PbMaintenanceService for Svc {
             leader,
             raft_index: index,
             raft_term: term,
-            raft_applied_index: applied,
+            raft_applied_index: self.journal().applied_index().max(applied),
             errors: alarms
                 .iter()
                 .map(|(m, a)| format!("memberID:{m:x} alarm:{a:?}").to_uppercase())
@@ -204,9 +204,38 @@ impl PbClusterService for Svc {
             client_ur_ls: vec![self.config().client_url.clone()],
             is_learner: false,
         };
+        let mut members = vec![me];
+        if let Some(cluster) = self.cluster() {
+            // The other nodes of the key-value group; their etcd addresses are not shared
+            // between nodes yet, so only their Raft address is listed.
+            let state = cluster.state();
+            let voters = self
+                .journal()
+                .raft_status()
+                .map(|s| s.voters)
+                .unwrap_or_default();
+            for id in voters.into_iter().filter(|id| *id != self.member_id()) {
+                members.push(PbMember {
+                    id,
+                    name: format!("strom-{id}"),
+                    peer_ur_ls: state
+                        .nodes
+                        .get(&id)
+                        .map(|n| vec![format!("http://{}", n.raft_addr)])
+                        .unwrap_or_default(),
+                    client_ur_ls: Vec::new(),
+                    is_learner: false,
+                });
+            }
+            members[0].peer_ur_ls = state
+                .nodes
+                .get(&self.member_id())
+                .map(|n| vec![format!("http://{}", n.raft_addr)])
+                .unwrap_or_default();
+        }
         Ok(Response::new(PbMemberListResponse {
             header: Some(self.header(revision)),
-            members: vec![me],
+            members,
         }))
     }
 }

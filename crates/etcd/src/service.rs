@@ -11,13 +11,15 @@ use tonic::Status;
 
 use crate::lease::Lessor;
 use crate::machine::KvMachine;
-use crate::{status, EtcdConfig};
+use crate::{peer, status, EtcdConfig};
 
 /// How long a read waits for a new leader's first commit before it gives up.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(3);
 
 pub struct Etcd {
     journal: Arc<Journal<KvMachine>>,
+    /// Cluster mode: the node, to reach the journal's leader.
+    cluster: Option<Arc<strom_broker::cluster::Cluster>>,
     config: EtcdConfig,
     member_id: u64,
     cluster_id: u64,
@@ -39,6 +41,7 @@ impl std::ops::Deref for Svc {
 impl Etcd {
     pub fn new(
         journal: Arc<Journal<KvMachine>>,
+        cluster: Option<Arc<strom_broker::cluster::Cluster>>,
         config: EtcdConfig,
         member_id: u64,
         name: String,
@@ -49,6 +52,7 @@ impl Etcd {
         });
         Arc::new(Etcd {
             journal,
+            cluster,
             config,
             member_id,
             cluster_id,
@@ -61,8 +65,12 @@ impl Etcd {
         &self.config
     }
 
-    pub(crate) fn journal(&self) -> &Journal<KvMachine> {
+    pub(crate) fn journal(&self) -> &Arc<Journal<KvMachine>> {
         &self.journal
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<strom_broker::cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub(crate) fn member_id(&self) -> u64 {
@@ -91,22 +99,64 @@ impl Etcd {
         if bytes.len() > self.config.max_request_bytes {
             return Err(status::kv(KvError::RequestTooLarge));
         }
-        let (
-            _,
-            Applied {
-                revision, result, ..
-            },
-        ) = self
-            .journal
-            .propose(&bytes)
-            .await
-            .map_err(status::journal)?;
+        let Applied {
+            revision, result, ..
+        } = if self.journal.is_leader() || self.cluster.is_none() {
+            self.journal
+                .propose(&bytes)
+                .await
+                .map_err(status::journal)?
+                .1
+        } else {
+            // Forwarded to the leader; answered once this node applied it too, so a read
+            // here right after sees it.
+            match peer::ask(self, &peer::Call::Propose(bytes)).await {
+                Ok(peer::Reply::Applied { index, applied }) => {
+                    self.wait_applied(index).await?;
+                    applied
+                }
+                Ok(peer::Reply::Unavailable(why)) => return Err(Status::unavailable(why)),
+                Ok(other) => return Err(Status::internal(format!("unexpected reply {other:?}"))),
+                Err(e) => return Err(status::journal(e)),
+            }
+        };
         result.map(|out| (out, revision)).map_err(status::kv)
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+        tokio::time::timeout(READ_BARRIER_WAIT, self.journal.wait_applied(index))
+            .await
+            .map_err(|_| status::journal(strom_broker::BrokerError::Timeout))
+    }
+
+    /// The leader's side of a KeepAlive: the granted TTL (its deadline moved), or 0.
+    pub(crate) fn keep_alive_local(&self, id: i64) -> i64 {
+        let granted = self.machine().store.lease(id).map(|l| l.ttl);
+        match granted {
+            Some(ttl) => {
+                self.lessor.renew(id, ttl);
+                ttl
+            }
+            None => 0,
+        }
+    }
+
+    /// Seconds left on the leader's clock for a lease.
+    pub(crate) fn remaining_local(&self, id: i64) -> Option<i64> {
+        self.lessor.remaining(id).map(|d| d.as_secs() as i64)
     }
 
     /// A linearizable read sees every write acknowledged before it started: it waits until
     /// this node applied the leader's commit index as of now.
     pub(crate) async fn read_barrier(&self) -> Result<(), Status> {
+        if self.cluster.is_some() && !self.journal.is_leader() {
+            return match peer::ask(self, &peer::Call::ReadIndex).await {
+                Ok(peer::Reply::Index(index)) => self.wait_applied(index).await,
+                Ok(peer::Reply::Unavailable(why)) => Err(Status::unavailable(why)),
+                Ok(other) => Err(Status::internal(format!("unexpected reply {other:?}"))),
+                Err(e) => Err(status::journal(e)),
+            };
+        }
         let deadline = tokio::time::Instant::now() + READ_BARRIER_WAIT;
         let index = loop {
             match self.journal.read_index() {

@@ -1,7 +1,8 @@
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// etcd's errors, with etcd's messages: clients match on them.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum KvError {
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,

@@ -73,7 +73,7 @@ pub struct RangeRequest {
     pub max_create_revision: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     pub more: bool,
@@ -90,7 +90,7 @@ pub struct PutRequest {
     pub ignore_lease: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PutResponse {
     pub prev_kv: Option<KeyValue>,
 }
@@ -102,7 +102,7 @@ pub struct DeleteRangeRequest {
     pub prev_kv: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeleteRangeResponse {
     pub deleted: i64,
     pub prev_kvs: Vec<KeyValue>,
@@ -148,7 +148,7 @@ pub struct TxnRequest {
     pub failure: Vec<Op>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResponse {
     Range(RangeResponse),
     Put(PutResponse),
@@ -156,7 +156,7 @@ pub enum OpResponse {
     Txn(TxnResponse),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TxnResponse {
     pub succeeded: bool,
     pub responses: Vec<OpResponse>,
@@ -212,7 +212,7 @@ impl Command {
 }
 
 /// What applying a command produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
@@ -225,7 +225,7 @@ pub enum Output {
 
 /// The result of one applied command, with the store's revision after it (every response's
 /// header carries it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub revision: i64,
     pub result: Result<Output, crate::KvError>,

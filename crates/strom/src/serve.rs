@@ -44,17 +44,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let etcd = match &settings.etcd {
             None => None,
-            Some(_) if settings.cluster.is_some() => {
-                tracing::warn!("the etcd API runs on single nodes only for now; turn it off with --etcd-addr ''");
-                None
-            }
             Some((addr, config)) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (etcd API; --etcd-addr '' turns it off)"))?;
-                let etcd = strom_etcd::open_single(&broker, config.clone())
-                    .await
-                    .context("cannot open the key-value journal")?;
+                let etcd = match broker.cluster() {
+                    Some(cluster) => strom_etcd::open_cluster(&broker, cluster, config.clone()),
+                    None => strom_etcd::open_single(&broker, config.clone()).await,
+                }
+                .context("cannot open the key-value journal")?;
                 println!("etcd API listening on {}", listener.local_addr()?);
                 Some(tokio::spawn(strom_etcd::serve(listener, etcd)))
             }

@@ -105,7 +105,11 @@ mod tests {
         };
         m.apply(7, &Command::RegisterNode(node).encode());
         m.apply(8, b"not json");
-        assert_eq!(m.applied(), 8, "an undecodable entry still counts as applied");
+        assert_eq!(
+            m.applied(),
+            8,
+            "an undecodable entry still counts as applied"
+        );
         let bytes = ControllerMachine::encode(m.freeze());
         let mut copy = machine();
         copy.restore(&bytes).unwrap();

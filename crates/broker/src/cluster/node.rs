@@ -77,6 +77,12 @@ pub struct Cluster {
 #[derive(Default)]
 struct Router {
     groups: RwLock<HashMap<GroupId, Arc<Partition>>>,
+    /// Services of front ends that talk to their peers on other nodes (the etcd API forwards
+    /// to its journal's leader), by id.
+    services: RwLock<HashMap<u8, Arc<dyn NodeService>>>,
+    /// Groups of journals attached by front ends: not partitions of the controller's
+    /// assignment, so the reconciler leaves them alone.
+    journals: RwLock<std::collections::HashSet<GroupId>>,
     cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
     /// When each peer last sent anything (Raft messages, RPCs): the controller leader's view of
     /// which nodes are alive. Every node replicates the controller (as voter or learner), so
@@ -148,6 +154,20 @@ impl Inbound for Router {
         request: Bytes,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
         self.saw(from);
+        // A front end's service call: a zero byte, the service id, its own payload (the
+        // controller's requests are JSON and never start with a zero byte).
+        if let [0, id, ..] = request[..] {
+            let service = self
+                .services
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned();
+            return match service {
+                Some(svc) => svc.call(from, request.slice(2..)),
+                None => Box::pin(async { Bytes::new() }),
+            };
+        }
         let cluster = self.cluster.get().and_then(std::sync::Weak::upgrade);
         Box::pin(async move {
             let Some(cluster) = cluster else {
@@ -168,7 +188,77 @@ impl Inbound for Router {
     }
 }
 
+/// A front end's handler of calls from its peers on other nodes.
+pub trait NodeService: Send + Sync + 'static {
+    /// Answers a call; an empty answer means the service could not (e.g. not registered yet).
+    fn call(
+        &self,
+        from: NodeId,
+        payload: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
+}
+
 impl Cluster {
+    /// Registers a front end's service under `id` (calls from other nodes reach it).
+    pub fn register_service(&self, id: u8, service: Arc<dyn NodeService>) {
+        self.router
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, service);
+    }
+
+    /// Calls service `id` on `node`.
+    pub async fn call_service(
+        &self,
+        node: NodeId,
+        id: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, BrokerError> {
+        // A node we are not connected to is probably down: fail at once, so the caller
+        // tries the next leader instead of waiting out the timeout.
+        if !self.transport.is_connected(node) {
+            return Err(BrokerError::LeaderNotAvailable(format!(
+                "node {node} is unreachable"
+            )));
+        }
+        let mut frame = Vec::with_capacity(2 + payload.len());
+        frame.extend_from_slice(&[0, id]);
+        frame.extend_from_slice(payload);
+        let answer = self
+            .transport
+            .call(node, Bytes::from(frame), timeout)
+            .await
+            .map_err(|e| BrokerError::LeaderNotAvailable(format!("node {node}: {e}")))?;
+        if answer.is_empty() {
+            return Err(BrokerError::LeaderNotAvailable(format!(
+                "node {node} does not serve this yet"
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// A journal's Raft group joins the node: its messages are routed to it and the node's
+    /// ticker drives its clock.
+    pub fn attach_group(&self, group: GroupId, partition: Arc<Partition>) {
+        self.router
+            .journals
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group);
+        self.router.insert(group, partition);
+    }
+
+    /// The founding voters (`--peers`); empty on a node that joined later.
+    pub fn founding_voters(&self) -> Vec<NodeId> {
+        if self.config.join {
+            Vec::new()
+        } else {
+            self.config.peers.keys().copied().collect()
+        }
+    }
+
     /// Starts the transport and the controller group, then the background loops.
     pub async fn start(
         broker: &Arc<Broker>,
@@ -257,6 +347,11 @@ impl Cluster {
     /// Runs `f` on the applied cluster state without copying it.
     pub fn with_state<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Where Raft messages go (for a journal's group on this node).
+    pub fn outbox(&self) -> Arc<dyn strom_consensus::driver::Outbox> {
+        Arc::clone(&self.transport) as Arc<dyn strom_consensus::driver::Outbox>
     }
 
     pub(super) fn controller(&self) -> &Arc<Partition> {
@@ -466,9 +561,18 @@ impl Cluster {
                 }
             }
         }
+        let journals = self
+            .router
+            .journals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for p in self.router.all() {
             let Some(group) = p.group() else { continue };
-            if group != super::state::CONTROLLER_GROUP && !wanted.contains(&group) {
+            if group != super::state::CONTROLLER_GROUP
+                && !journals.contains(&group)
+                && !wanted.contains(&group)
+            {
                 p.stop_replica();
                 self.router.remove(group);
                 broker.forget_cluster_partition(&p);

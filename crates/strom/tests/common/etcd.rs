@@ -1,0 +1,84 @@
+//! Helpers for the etcd API tests: a broker with the etcd listener on a free port, etcdctl, the
+//! etcd-client library.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+
+use super::{free_port, Strom};
+
+pub struct Etcd {
+    pub strom: Strom,
+    pub endpoint: String,
+}
+
+pub fn start(dir: &std::path::Path, extra: &[&str]) -> Etcd {
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["--etcd-addr", endpoint.as_str()];
+    args.extend_from_slice(extra);
+    let strom = Strom::start(dir, &args);
+    wait_listening(&endpoint);
+    Etcd { strom, endpoint }
+}
+
+pub fn wait_listening(endpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(endpoint).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "etcd API not listening on {endpoint}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs etcdctl (API v3) against `endpoint`: (success, stdout, stderr).
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl (Debian package etcd-client; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("etcdctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+pub fn ctl_ok(endpoint: &str, args: &[&str]) -> String {
+    let (ok, out, err) = etcdctl(endpoint, args, "");
+    assert!(ok, "etcdctl {args:?} failed: {err}");
+    out
+}
+
+pub fn json_field(json: &str, field: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(json).expect("json");
+    v.pointer(field)
+        .and_then(|x| x.as_i64())
+        .unwrap_or_else(|| panic!("{field} missing in {json}"))
+}
+
+pub async fn client(endpoint: &str) -> Client {
+    Client::connect([endpoint], None).await.expect("connect")
+}
+
+pub fn grpc_status(e: etcd_client::Error) -> tonic::Status {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s,
+        other => panic!("expected a gRPC status, got {other:?}"),
+    }
+}
