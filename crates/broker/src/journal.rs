@@ -321,6 +321,23 @@ impl<M: StateMachine> Journal<M> {
         Ok(status.commit)
     }
 
+    /// Raft's ReadIndex, confirmed: the read index once a quorum has acknowledged this
+    /// leader after the read arrived, so a leader deposed without knowing it cannot answer.
+    pub async fn confirmed_read_index(&self) -> Result<u64, BrokerError> {
+        let index = self.read_index()?;
+        let ctx = self.seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.partition
+            .with_driver(|d| d.read_index(ctx, tx))
+            .ok_or(BrokerError::NotLeader)?
+            .map_err(crate::replica::consensus_error)?;
+        let confirmed = tokio::time::timeout(self.propose_timeout, rx)
+            .await
+            .map_err(|_| BrokerError::Timeout)?
+            .map_err(|_| BrokerError::NotLeader)?;
+        Ok(confirmed.max(index))
+    }
+
     /// Waits until this replica can serve linearizable reads: there is a leader that
     /// committed in its term, and everything it committed is applied here (on a restart,
     /// the whole log tail after the snapshot).

@@ -195,6 +195,9 @@ pub struct GroupDriver<L: ReplicaLog> {
     snapshot_conf: Arc<Mutex<(ConfState, u64)>>,
     /// An installed snapshot's index, applied once the entries that came with it are synced.
     snapshot_applied: Option<u64>,
+    /// Linearizable reads waiting for a quorum to confirm this leader (Raft's ReadIndex),
+    /// by request context; dropped (the waiter sees a closed channel) when the role changes.
+    reads: HashMap<u64, tokio::sync::oneshot::Sender<u64>>,
     /// Ticks so far, and the tick at which each peer last answered this node. raft-rs's own
     /// `recent_active` is cleared for every peer at each check-quorum round, which would make
     /// caught-up followers drop out of the ISR for a moment every election timeout.
@@ -268,6 +271,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
             failed: false,
             snapshot_conf,
             snapshot_applied: None,
+            reads: HashMap::new(),
             ticks: 0,
             heard: HashMap::new(),
         };
@@ -371,6 +375,23 @@ impl<L: ReplicaLog> GroupDriver<L> {
 
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), ConsensusError> {
         self.node.transfer_leader(to);
+        self.process()
+    }
+
+    /// Raft's ReadIndex: once a quorum has confirmed this leader (a heartbeat round, or at
+    /// once for a group of one), `done` gets the commit index a linearizable read must wait
+    /// for. Dropped unanswered if leadership changes first.
+    pub fn read_index(
+        &mut self,
+        ctx: u64,
+        done: tokio::sync::oneshot::Sender<u64>,
+    ) -> Result<(), ConsensusError> {
+        self.ensure_ok()?;
+        if self.node.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        self.reads.insert(ctx, done);
+        self.node.read_index(ctx.to_be_bytes().to_vec());
         self.process()
     }
 
@@ -542,6 +563,12 @@ impl<L: ReplicaLog> GroupDriver<L> {
                 self.update_role();
             }
             self.send_all(rd.take_messages());
+            for rs in rd.take_read_states() {
+                let ctx = <[u8; 8]>::try_from(rs.request_ctx.as_slice()).map(u64::from_be_bytes);
+                if let Some(tx) = ctx.ok().and_then(|ctx| self.reads.remove(&ctx)) {
+                    let _ = tx.send(rs.index);
+                }
+            }
             let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
             if let Some(snap) = &snapshot {
                 self.install_snapshot(snap)?;
@@ -641,6 +668,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
             is_leader: raft.state == StateRole::Leader,
         };
         if role != self.role {
+            self.reads.clear();
             tracing::debug!(group = self.group, leader = ?role.leader, term = role.term, "raft role changed");
             self.role = role;
             self.log.on_role(&self.role);

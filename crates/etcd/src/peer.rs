@@ -83,9 +83,9 @@ async fn serve(etcd: &Arc<Etcd>, call: Call) -> Reply {
             Ok((index, applied)) => Reply::Applied { index, applied },
             Err(e) => Reply::Unavailable(e.to_string()),
         },
-        Call::ReadIndex => match journal.read_index() {
+        Call::ReadIndex => match etcd.read_index().await {
             Ok(index) => Reply::Index(index),
-            Err(e) => Reply::Unavailable(e.to_string()),
+            Err(e) => Reply::Unavailable(e.message().to_string()),
         },
         // A new leader may not have applied every committed grant yet: it answers for a
         // lease only once it has (else a live lease would be reported gone, TTL 0).

@@ -157,10 +157,17 @@ impl Etcd {
                 Err(e) => Err(status::journal(e)),
             };
         }
+        let index = self.read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    /// This leader's confirmed read index (a quorum acknowledged it after the call), waiting
+    /// for a fresh leader's first commit in its term if need be.
+    pub(crate) async fn read_index(&self) -> Result<u64, Status> {
         let deadline = tokio::time::Instant::now() + READ_BARRIER_WAIT;
-        let index = loop {
-            match self.journal.read_index() {
-                Ok(index) => break index,
+        loop {
+            match self.journal.confirmed_read_index().await {
+                Ok(index) => return Ok(index),
                 Err(strom_broker::BrokerError::LeaderNotAvailable(_))
                     if tokio::time::Instant::now() < deadline =>
                 {
@@ -168,9 +175,6 @@ impl Etcd {
                 }
                 Err(e) => return Err(status::journal(e)),
             }
-        };
-        tokio::time::timeout(READ_BARRIER_WAIT, self.journal.wait_applied(index))
-            .await
-            .map_err(|_| status::journal(strom_broker::BrokerError::Timeout))
+        }
     }
 }

@@ -195,3 +195,40 @@ async fn every_node_serves_and_a_leader_kill_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_quorum_answers_no_linearizable_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 3);
+    put_until_acked(&nodes[0].etcd, "k", "v1").await;
+    let leader_id = leader(&nodes[0].etcd).expect("a leader");
+    let ep = nodes[leader_id - 1].etcd.clone();
+    let mut c = client(&ep).await;
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value(), b"v1");
+    // Both followers stop: the leader still believes it leads (until check-quorum), but
+    // ReadIndex needs a quorum to confirm it, so a linearizable read must not be answered.
+    let followers: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i + 1 != leader_id)
+        .map(|(_, n)| n)
+        .collect();
+    for f in &followers {
+        f.strom.signal(libc::SIGSTOP);
+    }
+    let read = tokio::time::timeout(Duration::from_secs(3), c.get("k", None)).await;
+    assert!(
+        !matches!(read, Ok(Ok(_))),
+        "a linearizable read was answered without a quorum"
+    );
+    // A serializable read is this node's own state, answered at once.
+    let local = c
+        .get("k", Some(GetOptions::new().with_serializable()))
+        .await
+        .unwrap();
+    assert_eq!(local.kvs()[0].value(), b"v1");
+    for f in &followers {
+        f.strom.signal(libc::SIGCONT);
+    }
+    put_until_acked(&ep, "k", "v2").await;
+}
