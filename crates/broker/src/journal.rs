@@ -46,7 +46,8 @@ pub trait StateMachine: Send + Sync + 'static {
     /// The index of the last entry applied (part of the snapshot).
     fn applied(&self) -> u64;
     fn freeze(&self) -> Self::Frozen;
-    fn encode(frozen: Self::Frozen) -> Vec<u8>;
+    /// Streams the frozen state to `out` (a snapshot file; no second copy in memory).
+    fn encode(frozen: Self::Frozen, out: &mut dyn std::io::Write) -> std::io::Result<()>;
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 }
 
@@ -389,7 +390,7 @@ impl<M: StateMachine> Journal<M> {
         if index == 0 {
             return Ok(0);
         }
-        crate::metadata::write_atomic(path, M::encode(frozen))?;
+        crate::metadata::write_atomic_with(path, |out| M::encode(frozen, out))?;
         if compact {
             self.partition.compact_journal(index)?;
         }

@@ -112,11 +112,21 @@ impl MetadataStore {
 }
 
 pub(crate) fn write_atomic(path: &Path, data: impl AsRef<[u8]>) -> Result<(), BrokerError> {
+    write_atomic_with(path, |out| out.write_all(data.as_ref()))
+}
+
+/// [`write_atomic`] with the content written by `write` (buffered).
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), BrokerError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(data.as_ref()).map_err(|e| io_err(&tmp, e))?;
+    let f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+    write(&mut out).map_err(|e| io_err(&tmp, e))?;
+    let f = out.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
     if let Err(e) = f.sync_all() {
         crate::fatal::fail_stop(format!("fsync {}: {e}", tmp.display()));
     }

@@ -43,8 +43,8 @@ impl StateMachine for KvMachine {
         self.store.clone()
     }
 
-    fn encode(frozen: Store) -> Vec<u8> {
-        frozen.snapshot()
+    fn encode(frozen: Store, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        frozen.write_snapshot(out)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

@@ -1,9 +1,14 @@
 //! Versions of every key and the revision log. A key holds its versions oldest first; a
 //! delete adds a tombstone version. The revision log maps every retained revision to its key,
 //! so watchers replay history in revision order without scanning every key.
+//!
+//! Both are persistent B-trees (`imbl::OrdMap`): a copy shares every node until one side
+//! changes it, so freezing the state for a snapshot costs nothing however large it is, and
+//! applying goes on while the copy is encoded.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
+
+use imbl::OrdMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -26,8 +31,8 @@ pub(crate) struct Version {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Mvcc {
-    pub keys: BTreeMap<Bytes, Vec<Version>>,
-    pub log: BTreeMap<Revision, Bytes>,
+    pub keys: OrdMap<Bytes, Vec<Version>>,
+    pub log: OrdMap<Revision, Bytes>,
     pub current: i64,
     pub compacted: i64,
     /// Bytes held: keys, values and per-version overhead of every retained version.
@@ -45,7 +50,7 @@ pub(crate) fn bounds(key: &Bytes, range_end: &Bytes) -> (Bound<Bytes>, Bound<Byt
     } else if range_end.as_ref() == b"\0" {
         (Bound::Included(key.clone()), Bound::Unbounded)
     } else if key.as_ref() > range_end.as_ref() {
-        // An empty interval; BTreeMap::range panics on start > end.
+        // An empty interval; a range with start > end panics.
         (Bound::Excluded(key.clone()), Bound::Excluded(key.clone()))
     } else {
         (
@@ -149,28 +154,35 @@ impl Mvcc {
     /// Forgets history below `rev`: a key keeps its newest version at or below it (unless that
     /// is a tombstone) and everything after.
     pub fn compact(&mut self, rev: i64) {
-        let mut emptied = Vec::new();
+        let keys: Vec<Bytes> = self.keys.keys().cloned().collect();
         let mut freed = 0u64;
-        for (key, versions) in self.keys.iter_mut() {
+        for key in keys {
+            let Some(versions) = self.keys.get(&key) else {
+                continue;
+            };
             // Index of the newest version at or below `rev`.
             let upto = versions.partition_point(|v| v.rev.main <= rev);
             if upto == 0 {
                 continue;
             }
-            let mut drop = upto - 1;
-            if versions[upto - 1].tombstone {
-                drop = upto;
+            let drop = if versions[upto - 1].tombstone {
+                upto
+            } else {
+                upto - 1
+            };
+            if drop == 0 {
+                continue;
             }
+            let Some(versions) = self.keys.get_mut(&key) else {
+                continue;
+            };
             for v in versions.drain(..drop) {
-                freed += version_cost(key, &v.value);
+                freed += version_cost(&key, &v.value);
                 self.log.remove(&v.rev);
             }
             if versions.is_empty() {
-                emptied.push(key.clone());
+                self.keys.remove(&key);
             }
-        }
-        for key in emptied {
-            self.keys.remove(&key);
         }
         self.size = self.size.saturating_sub(freed);
         self.compacted = rev;

@@ -2,19 +2,46 @@
 //! A snapshot lets the journal drop the entries it covers; restoring it and applying the
 //! entries after it gives the state a full replay would.
 
+use std::io::Write;
+
 use crate::store::{State, Store};
+
+/// Passes bytes on and keeps their CRC-32C.
+struct CrcWriter<'a> {
+    inner: &'a mut dyn Write,
+    crc: u32,
+}
+
+impl Write for CrcWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 use crate::KvError;
 
 const MAGIC: &[u8; 4] = b"SKV1";
 
 impl Store {
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        // Serializing plain data to a Vec cannot fail.
-        out.extend(postcard::to_allocvec(&self.state).unwrap_or_default());
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_snapshot(&mut out);
         out
+    }
+
+    /// The snapshot streamed to `out` (no copy of the whole state in memory).
+    pub fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut w = CrcWriter { inner: out, crc: 0 };
+        w.write_all(MAGIC)?;
+        postcard::to_io(&self.state, &mut w).map_err(std::io::Error::other)?;
+        let crc = w.crc;
+        w.inner.write_all(&crc.to_be_bytes())
     }
 
     /// Replaces the state with a snapshot's; the limits stay.

@@ -63,8 +63,8 @@ impl StateMachine for ControllerMachine {
         }
     }
 
-    fn encode(frozen: Frozen) -> Vec<u8> {
-        serde_json::to_vec(&frozen).unwrap_or_default()
+    fn encode(frozen: Frozen, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(out, &frozen).map_err(std::io::Error::other)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
@@ -110,7 +110,8 @@ mod tests {
             8,
             "an undecodable entry still counts as applied"
         );
-        let bytes = ControllerMachine::encode(m.freeze());
+        let mut bytes = Vec::new();
+        ControllerMachine::encode(m.freeze(), &mut bytes).unwrap();
         let mut copy = machine();
         copy.restore(&bytes).unwrap();
         assert_eq!(copy.applied(), 8);
