@@ -306,20 +306,25 @@ impl<M: StateMachine> Journal<M> {
     /// has committed an entry of its own term (before that, its commit index may lag what an
     /// earlier leader acknowledged).
     pub fn read_index(&self) -> Result<u64, BrokerError> {
-        let status = self
+        let (role, commit) = self
             .partition
-            .with_driver(|d| d.status())
+            .with_driver(|d| (d.role().clone(), d.commit_index()))
             .ok_or(BrokerError::NotLeader)?;
-        if !status.role.is_leader {
+        if !role.is_leader {
             return Err(BrokerError::NotLeader);
         }
-        let term = ReplicaLog::term(&*self.partition, status.commit).unwrap_or(0);
-        if term != status.role.term {
+        let term = ReplicaLog::term(&*self.partition, commit).unwrap_or(0);
+        if term != role.term {
             return Err(BrokerError::LeaderNotAvailable(
                 "the leader has not committed an entry of its term yet".into(),
             ));
         }
-        Ok(status.commit)
+        Ok(commit)
+    }
+
+    /// Leader and term as this replica knows them, without taking the group's lock.
+    pub fn role(&self) -> Option<strom_consensus::driver::RoleState> {
+        self.partition.raft_role()
     }
 
     /// Raft's ReadIndex, confirmed: the read index once a quorum has acknowledged this

@@ -465,6 +465,11 @@ impl<L: ReplicaLog> GroupDriver<L> {
             .is_some_and(|at| self.ticks.saturating_sub(*at) < self.config.election_tick as u64)
     }
 
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
     /// Every committed entry has been applied (raft-rs refuses to campaign before).
     pub fn caught_up(&self) -> bool {
         self.node.raft.raft_log.applied >= self.node.raft.raft_log.committed

@@ -69,9 +69,9 @@ async fn expire_round(etcd: &Etcd) {
     let lessor = &etcd.lessor;
     let term = etcd
         .journal()
-        .raft_status()
-        .filter(|s| s.role.is_leader)
-        .map(|s| s.role.term);
+        .role()
+        .filter(|r| r.is_leader)
+        .map(|r| r.term);
     let leases = etcd.machine().store.leases();
     {
         let mut led = lessor.term.lock().unwrap_or_else(|p| p.into_inner());

@@ -107,8 +107,8 @@ pub async fn ask(etcd: &Etcd, call: &Call) -> Result<Reply, BrokerError> {
         .ok_or_else(|| BrokerError::LeaderNotAvailable("not in a cluster".into()))?;
     let leader = etcd
         .journal()
-        .raft_status()
-        .and_then(|s| s.role.leader)
+        .role()
+        .and_then(|r| r.leader)
         .ok_or_else(|| BrokerError::LeaderNotAvailable("etcdserver: no leader".into()))?;
     let timeout = match call {
         Call::Propose(_) => CALL_TIMEOUT,

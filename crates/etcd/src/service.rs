@@ -82,7 +82,7 @@ impl Etcd {
     }
 
     pub(crate) fn header(&self, revision: i64) -> PbResponseHeader {
-        let raft_term = self.journal.raft_status().map(|s| s.role.term).unwrap_or(0);
+        let raft_term = self.journal.role().map_or(0, |r| r.term);
         PbResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.member_id,

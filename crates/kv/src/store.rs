@@ -127,23 +127,17 @@ impl Store {
         match command {
             Command::Put(req) => {
                 self.check_space(version_cost(&req.key, &req.value))?;
-                let ops = [Op::Put(req.clone())];
-                let mut out = self.write_ops(&ops)?;
-                match out.pop() {
+                match self.write_ops(&[Op::Put(req.clone())])?.pop() {
                     Some(OpResponse::Put(p)) => Ok(Output::Put(p)),
-                    _ => Err(KvError::Corrupt("put produced no response".into())),
+                    other => Err(KvError::Corrupt(format!("put answered {other:?}"))),
                 }
             }
-            Command::DeleteRange(req) => {
-                let ops = [Op::Delete(req.clone())];
-                let mut out = self.write_ops(&ops)?;
-                match out.pop() {
-                    Some(OpResponse::Delete(d)) => Ok(Output::DeleteRange(d)),
-                    _ => Err(KvError::Corrupt("delete produced no response".into())),
-                }
-            }
+            Command::DeleteRange(req) => match self.write_ops(&[Op::Delete(req.clone())])?.pop() {
+                Some(OpResponse::Delete(d)) => Ok(Output::DeleteRange(d)),
+                other => Err(KvError::Corrupt(format!("delete answered {other:?}"))),
+            },
             Command::Txn(req) => {
-                crate::txn::check_shape(req)?;
+                crate::txn::check_intervals_of(req)?;
                 self.check_space(crate::txn::put_cost(req))?;
                 self.txn(req).map(Output::Txn)
             }

@@ -16,9 +16,7 @@ pub fn validate(command: &Command, max_txn_ops: usize) -> Result<(), KvError> {
         Command::DeleteRange(d) if d.key.is_empty() => Err(KvError::EmptyKey),
         Command::Txn(t) => {
             check_ops(t, max_txn_ops)?;
-            check_intervals(&t.success)?;
-            check_intervals(&t.failure)?;
-            Ok(())
+            check_intervals_of(t)
         }
         _ => Ok(()),
     }
@@ -101,7 +99,8 @@ fn check_intervals(ops: &[Op]) -> Result<(Vec<Bytes>, Vec<Interval>), KvError> {
     Ok((puts, dels))
 }
 
-pub(crate) fn check_shape(t: &TxnRequest) -> Result<(), KvError> {
+/// Both branches of `t` pass etcd's duplicate-key rule.
+pub(crate) fn check_intervals_of(t: &TxnRequest) -> Result<(), KvError> {
     check_intervals(&t.success)?;
     check_intervals(&t.failure)?;
     Ok(())

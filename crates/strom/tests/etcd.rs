@@ -220,6 +220,11 @@ fn etcdctl_watch_lease_lock_and_election() {
     );
 }
 
+async fn watch_prefix(c: &mut Client, prefix: &str, from: i64) -> etcd_client::WatchStream {
+    let options = WatchOptions::new().with_prefix().with_start_revision(from);
+    c.watch(prefix, Some(options)).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_sees_exact_revisions_errors_and_watch_streams() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,17 +322,7 @@ async fn client_sees_exact_revisions_errors_and_watch_streams() {
             .unwrap();
     }
     let first_rev = c.get("w/00", None).await.unwrap().kvs()[0].mod_revision();
-    let mut stream = c
-        .watch(
-            "w/",
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(first_rev),
-            ),
-        )
-        .await
-        .unwrap();
+    let mut stream = watch_prefix(&mut c, "w/", first_rev).await;
     let created = stream.message().await.unwrap().unwrap();
     assert!(created.created());
     let mut seen = Vec::new();
@@ -339,17 +334,7 @@ async fn client_sees_exact_revisions_errors_and_watch_streams() {
     }
     drop(stream);
     let last = *seen.last().unwrap();
-    let mut stream = c
-        .watch(
-            "w/",
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(last + 1),
-            ),
-        )
-        .await
-        .unwrap();
+    let mut stream = watch_prefix(&mut c, "w/", last + 1).await;
     assert!(stream.message().await.unwrap().unwrap().created());
     for i in 20..25 {
         c.put(format!("w/{i:02}"), format!("{i}"), None)
@@ -373,17 +358,7 @@ async fn client_sees_exact_revisions_errors_and_watch_streams() {
     // A watch from a compacted revision: created, then canceled with compact_revision.
     let now = c.get("a", None).await.unwrap().header().unwrap().revision();
     c.compact(now, None).await.unwrap();
-    let mut stream = c
-        .watch(
-            "w/",
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(first_rev),
-            ),
-        )
-        .await
-        .unwrap();
+    let mut stream = watch_prefix(&mut c, "w/", first_rev).await;
     let created = stream.message().await.unwrap().unwrap();
     assert!(created.created() && !created.canceled());
     let canceled = stream.message().await.unwrap().unwrap();

@@ -196,14 +196,18 @@ impl Drop for Strom {
 
 /// Runs the `strom` CLI; returns (exit success, stdout, stderr).
 pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    run_with_stdin(Command::new(BIN).args(args), stdin)
+}
+
+/// Runs `cmd` with `stdin` as its input; returns (exit success, stdout, stderr).
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run strom cli");
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     child
         .stdin
         .take()
