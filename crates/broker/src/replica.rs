@@ -140,7 +140,12 @@ impl Partition {
         }
         replica.durable.send_replace(p.log_end_offset());
         let applied = match spec.replay_from {
-            Some(from) => from.min(persisted.hard.commit),
+            // A machine behind the log start (its replica installed a Raft snapshot) cannot be
+            // replayed from the log: Raft starts at the log start and the journal fetches the
+            // machine's state from a peer (see `journal::catch_up`).
+            Some(from) => from
+                .max(ReplicaLog::log_start(&*p).first_index.saturating_sub(1))
+                .min(persisted.hard.commit),
             None => persisted.hard.commit.min(p.last_index()),
         };
         if spec.replay_from.is_none() {
@@ -409,6 +414,8 @@ impl Partition {
         let Some(driver) = guard.as_mut() else {
             return Ok(0);
         };
+        // A machine restored from a peer's snapshot may be ahead of what this log applied.
+        let index = index.min(driver.applied_index());
         let start = {
             let log = self.log_ref();
             let Some(idx) = log.entries.as_ref() else {

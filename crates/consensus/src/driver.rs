@@ -466,6 +466,11 @@ impl<L: ReplicaLog> GroupDriver<L> {
     }
 
     /// The highest index known committed.
+    /// The index of the last entry handed to the log's `apply`.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed
     }

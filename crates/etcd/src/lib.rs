@@ -83,6 +83,7 @@ pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc
             outbox: Arc::new(NoPeers),
             snapshot_every: config.snapshot_every,
             compact: true,
+            source: None,
             tick: Some(Duration::from_millis(100)),
             propose_timeout: Duration::from_secs(7),
         },
@@ -94,8 +95,8 @@ pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc
 
 /// Cluster mode: the key-value journal is a Raft group of the founding voters; a node that
 /// does not lead it forwards writes, read barriers and lease liveness to the one that does.
-/// A Raft snapshot does not carry the key-value state yet, so the journal's log is kept whole
-/// (snapshots only bound each node's restart).
+/// Each node compacts its log behind its own snapshots; a node behind the leader's log start
+/// fetches a peer's snapshot.
 pub fn open_cluster(
     broker: &Arc<Broker>,
     cluster: &Arc<strom_broker::cluster::Cluster>,
@@ -122,13 +123,15 @@ pub fn open_cluster(
             driver: Default::default(),
             outbox: cluster.outbox(),
             snapshot_every: config.snapshot_every,
-            compact: false,
+            compact: true,
+            source: Some(cluster.snapshot_source()),
             tick: None,
             propose_timeout: Duration::from_secs(7),
         },
         KvMachine::new(limits),
     )?;
     cluster.attach_group(KV_GROUP, Arc::clone(journal.partition()));
+    cluster.share_snapshots("kv", Arc::downgrade(&journal) as _);
     let etcd = Etcd::new(
         journal,
         Some(Arc::clone(cluster)),

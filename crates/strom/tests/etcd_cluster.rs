@@ -17,6 +17,10 @@ struct Node {
 }
 
 fn start_cluster(root: &std::path::Path, n: usize) -> Vec<Node> {
+    start_cluster_with(root, n, &[])
+}
+
+fn start_cluster_with(root: &std::path::Path, n: usize, extra: &[&str]) -> Vec<Node> {
     let ports = free_ports(3 * n);
     let peers = (0..n)
         .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i]))
@@ -27,7 +31,7 @@ fn start_cluster(root: &std::path::Path, n: usize) -> Vec<Node> {
             let id = (i + 1).to_string();
             let raft = format!("127.0.0.1:{}", ports[i]);
             let etcd = format!("127.0.0.1:{}", ports[2 * n + i]);
-            let args = [
+            let mut args = vec![
                 "--node-id",
                 &id,
                 "--raft-addr",
@@ -39,6 +43,7 @@ fn start_cluster(root: &std::path::Path, n: usize) -> Vec<Node> {
                 "--etcd-addr",
                 &etcd,
             ];
+            args.extend_from_slice(extra);
             let strom = Strom::start_on(&root.join(format!("node{id}")), ports[n + i], &args, &[]);
             Node { strom, etcd }
         })
@@ -231,4 +236,110 @@ async fn a_leader_without_a_quorum_answers_no_linearizable_read() {
         f.strom.signal(libc::SIGCONT);
     }
     put_until_acked(&ep, "k", "v2").await;
+}
+
+/// The base offset of the first segment of node `id`'s key-value journal log.
+fn journal_log_start(root: &std::path::Path, id: usize) -> u64 {
+    std::fs::read_dir(root.join(format!("node{id}/meta/kv")))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse::<u64>().ok()
+        })
+        .min()
+        .expect("a segment")
+}
+
+/// Serializable reads of `key` on `endpoint` until one shows `want`.
+async fn wait_local_value(endpoint: &str, key: &str, want: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = etcd_client::Client::connect([endpoint], None).await {
+            let got = c
+                .get(key, Some(GetOptions::new().with_serializable()))
+                .await;
+            if matches!(&got, Ok(r) if r.kvs().first().map(|kv| kv.value()) == Some(want)) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{endpoint} never showed {key}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A follower down while the others compact the journal behind their snapshots comes back
+/// behind every log start: no peer has the entries it lacks, so it can only catch up by
+/// installing a Raft snapshot and fetching the key-value state from a peer's snapshot file.
+/// It keeps that state across a restart, and every replica hashes the same at a revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_log_start_catches_up_from_a_peer_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster_with(dir.path(), 3, &["--etcd-snapshot-entries", "8"]);
+    put_until_acked(&nodes[0].etcd, "early", "e").await;
+    let leader_id = leader(&nodes[0].etcd).expect("a leader");
+    let lagging = (1..=3).find(|id| *id != leader_id).unwrap();
+    let lep = nodes[lagging - 1].etcd.clone();
+    wait_local_value(&lep, "early", b"e").await;
+    nodes[lagging - 1].strom.kill9();
+
+    // 40 MiB through the leader: the journal's 16 MiB segments roll, and compaction (of the
+    // key space, then of the log behind each snapshot) leaves a short log.
+    let mut c = client(&nodes[leader_id - 1].etcd).await;
+    let big = "x".repeat(1 << 20);
+    for i in 0..40 {
+        let rev = c
+            .put("big", format!("{i:02}{big}"), None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        if i % 8 == 7 {
+            c.compact(
+                rev,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let last = c
+        .put("late", "l", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    for id in (1..=3).filter(|id| *id != lagging) {
+        assert!(
+            journal_log_start(dir.path(), id) > 0,
+            "node {id}'s journal log was not compacted"
+        );
+    }
+    assert_eq!(journal_log_start(dir.path(), lagging), 0);
+
+    nodes[lagging - 1].strom.restart();
+    wait_listening(&lep);
+    wait_local_value(&lep, "late", b"l").await;
+    let mut lc = client(&lep).await;
+    let got = lc
+        .get("big", Some(GetOptions::new().with_serializable()))
+        .await
+        .unwrap();
+    assert_eq!(&got.kvs()[0].value()[..2], b"39");
+    assert!(
+        journal_log_start(dir.path(), lagging) > 0,
+        "the lagging node's log should restart at the leader's log start"
+    );
+    let want = c.hash_kv(last).await.unwrap().hash();
+    assert_eq!(lc.hash_kv(last).await.unwrap().hash(), want);
+
+    // Restarted, it recovers from the snapshot it fetched plus its own log.
+    nodes[lagging - 1].strom.kill9();
+    nodes[lagging - 1].strom.restart();
+    wait_listening(&lep);
+    wait_local_value(&lep, "late", b"l").await;
+    wait_local_value(&lep, "early", b"e").await;
+    let mut lc = client(&lep).await;
+    assert_eq!(lc.hash_kv(last).await.unwrap().hash(), want);
 }

@@ -27,6 +27,7 @@ use crate::{Broker, BrokerError, Partition};
 pub use services::NodeService;
 
 mod services;
+mod snapshots;
 
 /// How long a proposal to the controller may take before the caller gets an error.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +87,7 @@ struct Router {
     /// Groups of journals attached by front ends: not partitions of the controller's
     /// assignment, so the reconciler leaves them alone.
     journals: RwLock<std::collections::HashSet<GroupId>>,
+    snapshots: Arc<snapshots::SnapshotShare>,
     cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
     /// When each peer last sent anything (Raft messages, RPCs): the controller leader's view of
     /// which nodes are alive. Every node replicates the controller (as voter or learner), so
@@ -198,6 +200,7 @@ impl Cluster {
         config: ClusterConfig,
     ) -> Result<Arc<Cluster>, BrokerError> {
         let router = Arc::new(Router::default());
+        router.register_builtin_services();
         let transport = Transport::start(
             TransportConfig {
                 node_id: config.node_id,
@@ -234,6 +237,7 @@ impl Cluster {
                 outbox: Arc::clone(&transport) as Arc<dyn strom_consensus::driver::Outbox>,
                 snapshot_every: CONTROLLER_SNAPSHOT_ENTRIES,
                 compact: false,
+                source: None,
                 // The cluster's tick loop drives it, with the partitions.
                 tick: None,
                 propose_timeout: PROPOSE_TIMEOUT,

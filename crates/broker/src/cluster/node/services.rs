@@ -20,6 +20,17 @@ pub trait NodeService: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
 }
 
+impl super::Router {
+    /// The node's own services: journal snapshots for peers behind a journal's log start.
+    pub(super) fn register_builtin_services(&self) {
+        let snapshots = Arc::clone(&self.snapshots) as Arc<dyn NodeService>;
+        self.services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(super::snapshots::SERVICE, snapshots);
+    }
+}
+
 impl Cluster {
     /// Registers a front end's service under `id` (calls from other nodes reach it).
     pub fn register_service(&self, id: u8, service: Arc<dyn NodeService>) {

@@ -11,6 +11,9 @@
 //! Snapshots bound the log and the restart time: every `snapshot_every` applied entries the
 //! machine's state is written to `machine.snapshot` (atomically, fsynced), then the whole
 //! segments behind it are deleted. Opening restores the snapshot and applies the log tail.
+//! A replica that falls behind the log start fetches a peer's snapshot ([`catch_up`]).
+
+mod catch_up;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,12 +29,21 @@ use strom_consensus::{GroupId, NodeId};
 use strom_storage::records::{self, KeyValue};
 use tokio::sync::{oneshot, watch, Notify};
 
+use catch_up::Gap;
+pub use catch_up::{SharedSnapshot, SnapshotSource};
+
 use crate::replica::ReplicaSpec;
 use crate::{Broker, BrokerError, Partition};
 
 const SNAPSHOT_FILE: &str = "machine.snapshot";
 /// Small segments, so a snapshot lets the log shrink soon after it.
 const SEGMENT_BYTES: u64 = 16 << 20;
+/// Queued proposals are cut into entries of about this size: an entry travels to followers
+/// in one message, and a few large commands must not make one huge.
+const ENTRY_BYTES: usize = 4 << 20;
+/// The journal's own bound on one entry (a single command may exceed `ENTRY_BYTES`; front
+/// ends bound their requests well below this).
+const MAX_ENTRY_BYTES: u32 = 64 << 20;
 
 /// A deterministic state machine: `apply` depends only on the state and the command (no
 /// clock, no randomness, no iteration over unordered maps).
@@ -61,9 +73,11 @@ pub struct JournalSpec {
     pub driver: DriverConfig,
     pub outbox: Arc<dyn Outbox>,
     pub snapshot_every: u64,
-    /// Delete the log behind each snapshot. Only where no replica can fall behind the log
-    /// start: a Raft snapshot does not carry a machine's state to a follower yet.
+    /// Delete the log behind each snapshot. With peers, only with a `source`: a replica that
+    /// falls behind the log start needs a peer's snapshot.
     pub compact: bool,
+    /// Where a replica behind its log start fetches a peer's snapshot (cluster mode).
+    pub source: Option<Arc<dyn SnapshotSource>>,
     /// A journal outside a cluster drives its own Raft clock at this interval.
     pub tick: Option<Duration>,
     /// How long a proposal may wait for its commit.
@@ -80,6 +94,7 @@ impl Outbox for NoPeers {
 type Waiters<O> = Arc<Mutex<HashMap<[u8; 16], oneshot::Sender<Result<(u64, O), BrokerError>>>>>;
 
 pub struct Journal<M: StateMachine> {
+    name: String,
     partition: Arc<Partition>,
     machine: Arc<RwLock<M>>,
     waiters: Waiters<M::Output>,
@@ -91,6 +106,13 @@ pub struct Journal<M: StateMachine> {
     propose_timeout: Duration,
     /// A group of one voter: it need not wait an election timeout to lead.
     single: bool,
+    /// Set while the machine is behind the log start (see [`catch_up`]).
+    gap: Arc<Mutex<Option<Gap>>>,
+    snapshot_path: PathBuf,
+    /// The index of the snapshot file (a lower bound: it is raised after the file is renamed).
+    snapshot_index: AtomicU64,
+    /// Held while a snapshot is taken and written, so the file never moves back.
+    snapshot_lock: Mutex<()>,
 }
 
 impl<M: StateMachine> Journal<M> {
@@ -118,55 +140,54 @@ impl<M: StateMachine> Journal<M> {
         let waiters: Waiters<M::Output> = Arc::default();
         let (applied, _) = watch::channel(replay_from);
         let due = Arc::new(Notify::new());
+        let behind = Arc::new(Notify::new());
+        let gap: Arc<Mutex<Option<Gap>>> = Arc::default();
         let hook = {
             let machine = Arc::clone(&machine);
             let waiters = Arc::clone(&waiters);
             let applied = applied.clone();
             let due = Arc::clone(&due);
+            let behind = Arc::clone(&behind);
+            let gap = Arc::clone(&gap);
             let every = spec.snapshot_every.max(1);
             Box::new(move |entries: &[Entry]| {
+                let Some(last) = entries.last().map(|e| e.index) else {
+                    return;
+                };
                 let mut m = machine.write().unwrap_or_else(|p| p.into_inner());
-                let mut last = None;
-                for e in entries {
-                    last = Some(e.index);
-                    if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                        continue;
+                let before = *applied.borrow();
+                {
+                    let mut gap = gap.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(g) = gap.as_mut() {
+                        g.skipped_to = g.skipped_to.max(last);
+                        return;
                     }
-                    if e.index <= m.applied() {
-                        continue;
-                    }
-                    let Some(commands) = decode_entry(&e.data) else {
-                        tracing::error!(index = e.index, "undecodable journal entry skipped");
-                        continue;
-                    };
-                    for (id, command) in commands {
-                        let out = m.apply(e.index, &command);
-                        let waiter = id.and_then(|id| {
-                            waiters
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&id)
+                    let first_new = entries.iter().map(|e| e.index).find(|i| *i > before);
+                    if let Some(first) = first_new.filter(|i| *i > before + 1) {
+                        tracing::warn!(applied = before, first, "journal behind its log start");
+                        *gap = Some(Gap {
+                            need: first - 1,
+                            skipped_to: last,
                         });
-                        if let Some(tx) = waiter {
-                            let _ = tx.send(Ok((e.index, out)));
-                        }
+                        behind.notify_one();
+                        return;
                     }
                 }
+                apply_entries(&mut *m, entries, &waiters);
                 drop(m);
-                if let Some(index) = last {
-                    let before = *applied.borrow();
-                    applied.send_replace(index);
-                    if index / every != before / every {
-                        due.notify_one();
-                    }
+                applied.send_replace(last.max(before));
+                if last / every != before / every {
+                    due.notify_one();
                 }
             }) as crate::replica::CommitHook
         };
         let config = crate::TopicConfig {
             segment_bytes: SEGMENT_BYTES,
+            max_message_bytes: MAX_ENTRY_BYTES,
             ..crate::TopicConfig::default()
         };
         let single = spec.voters == [spec.node];
+        let source = spec.source.clone();
         let partition = Partition::open_replicated(
             &format!("__{}", spec.name),
             0,
@@ -185,7 +206,19 @@ impl<M: StateMachine> Journal<M> {
                 replay_from: Some(replay_from),
             },
         )?;
+        // Restarted behind the log start (a Raft snapshot installed, the state not yet fetched).
+        let log_start = ReplicaLog::log_start(&*partition).first_index;
+        if log_start > replay_from + 1 {
+            let need = log_start - 1;
+            let mut gap = gap.lock().unwrap_or_else(|p| p.into_inner());
+            gap.get_or_insert(Gap {
+                need,
+                skipped_to: need,
+            });
+            behind.notify_one();
+        }
         let journal = Arc::new(Journal {
+            name: spec.name.clone(),
             partition,
             machine,
             waiters,
@@ -195,7 +228,18 @@ impl<M: StateMachine> Journal<M> {
             node: spec.node,
             propose_timeout: spec.propose_timeout,
             single,
+            gap,
+            snapshot_path: snapshot_path.clone(),
+            snapshot_index: AtomicU64::new(replay_from),
+            snapshot_lock: Mutex::new(()),
         });
+        if let Some(source) = source {
+            tokio::spawn(catch_up::catch_up_loop(
+                Arc::downgrade(&journal),
+                behind,
+                source,
+            ));
+        }
         if let Some(every) = spec.tick {
             tokio::spawn(tick_loop(
                 Arc::downgrade(&journal),
@@ -203,12 +247,7 @@ impl<M: StateMachine> Journal<M> {
                 every,
             ));
         }
-        tokio::spawn(snapshot_loop(
-            Arc::downgrade(&journal),
-            due,
-            snapshot_path,
-            spec.compact,
-        ));
+        tokio::spawn(snapshot_loop(Arc::downgrade(&journal), due, spec.compact));
         Ok(journal)
     }
 
@@ -251,10 +290,24 @@ impl<M: StateMachine> Journal<M> {
     }
 
     fn append_queued(self: &Arc<Self>) {
-        let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        if queued.is_empty() {
-            return;
+        let mut queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        while !queued.is_empty() {
+            let mut bytes = 0;
+            let take = queued
+                .iter()
+                .take_while(|(_, c)| {
+                    bytes += c.len();
+                    bytes <= ENTRY_BYTES
+                })
+                .count()
+                .max(1);
+            let rest = queued.split_off(take);
+            self.append_entry(queued);
+            queued = rest;
         }
+    }
+
+    fn append_entry(self: &Arc<Self>, queued: Vec<([u8; 16], Bytes)>) {
         let ids: Vec<[u8; 16]> = queued.iter().map(|(id, _)| *id).collect();
         let records: Vec<KeyValue> = queued
             .into_iter()
@@ -387,19 +440,78 @@ impl<M: StateMachine> Journal<M> {
     }
 
     /// Writes a snapshot of the applied state now and, if `compact`, deletes the log behind it.
-    pub fn snapshot_now(&self, path: &std::path::Path, compact: bool) -> Result<u64, BrokerError> {
+    pub fn snapshot_now(&self, compact: bool) -> Result<u64, BrokerError> {
+        let _writing = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (index, frozen) = {
             let m = self.read();
+            if self.gap.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                return Ok(0);
+            }
             (m.applied(), m.freeze())
         };
         if index == 0 {
             return Ok(0);
         }
-        crate::metadata::write_atomic_with(path, |out| M::encode(frozen, out))?;
+        self.write_snapshot_locked(index, |out| M::encode(frozen, out))?;
+        drop(_writing);
         if compact {
             self.partition.compact_journal(index)?;
         }
         Ok(index)
+    }
+}
+
+impl<M: StateMachine> Journal<M> {
+    /// Replaces the snapshot file with the state at `index`, unless it holds a later one
+    /// already: the file only moves forward, which is what peers fetching it rely on.
+    fn write_snapshot(
+        &self,
+        index: u64,
+        encode: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), BrokerError> {
+        let _writing = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_snapshot_locked(index, encode)
+    }
+
+    fn write_snapshot_locked(
+        &self,
+        index: u64,
+        encode: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), BrokerError> {
+        if index <= self.snapshot_index.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        crate::metadata::write_atomic_with(&self.snapshot_path, encode)?;
+        self.snapshot_index.fetch_max(index, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// Applies committed entries the machine has not applied yet, answering their proposers.
+fn apply_entries<M: StateMachine>(m: &mut M, entries: &[Entry], waiters: &Waiters<M::Output>) {
+    for e in entries {
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            continue;
+        }
+        if e.index <= m.applied() {
+            continue;
+        }
+        let Some(commands) = decode_entry(&e.data) else {
+            tracing::error!(index = e.index, "undecodable journal entry skipped");
+            continue;
+        };
+        for (id, command) in commands {
+            let out = m.apply(e.index, &command);
+            let waiter = id.and_then(|id| {
+                waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id)
+            });
+            if let Some(tx) = waiter {
+                let _ = tx.send(Ok((e.index, out)));
+            }
+        }
     }
 }
 
@@ -461,7 +573,6 @@ async fn tick_loop<M: StateMachine>(
 async fn snapshot_loop<M: StateMachine>(
     journal: std::sync::Weak<Journal<M>>,
     due: Arc<Notify>,
-    path: PathBuf,
     compact: bool,
 ) {
     loop {
@@ -469,8 +580,7 @@ async fn snapshot_loop<M: StateMachine>(
         let Some(j) = journal.upgrade() else {
             return;
         };
-        let path = path.clone();
-        let result = tokio::task::spawn_blocking(move || j.snapshot_now(&path, compact)).await;
+        let result = tokio::task::spawn_blocking(move || j.snapshot_now(compact)).await;
         match result {
             Ok(Ok(index)) => tracing::debug!(index, "journal snapshot written"),
             Ok(Err(e)) => tracing::error!("journal snapshot failed: {e}"),

@@ -1,0 +1,513 @@
+//! Linearizability checker for a single-key register: the Wing & Gong / Lowe
+//! ("WGL") depth-first search with memoization, as used by Porcupine and Knossos.
+//!
+//! Tests record a per-key history of concurrent client calls against the KV
+//! store; `check` decides whether some total order of those calls, consistent
+//! with real time, explains every observed result.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+/// `None` means the key is absent, so reads and CAS can observe deletions.
+pub type Value = Option<String>;
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    Put(String),
+    Delete,
+    Get,
+    /// `expect: None` means "only if absent", matching an etcd create-revision == 0 compare.
+    Cas { expect: Value, new: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Put,
+    Delete,
+    Get(Value),
+    Cas(bool),
+    /// Timed out / connection error: the op may have taken effect at any point
+    /// after its call, or never, so the checker must allow both.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub client: usize,
+    pub op: Op,
+    /// Monotonic nanoseconds; only the order relative to other calls matters.
+    pub call: u64,
+    /// `u64::MAX` when `Outcome::Unknown`: the op never observably returned.
+    pub ret: u64,
+    pub outcome: Outcome,
+}
+
+/// Keeps a pathological history from hanging the test suite.
+const STEP_BUDGET: u64 = 50_000_000;
+/// How many ops the failure report lists, so huge histories stay readable.
+const REPORT_LIMIT: usize = 20;
+const NIL: usize = usize::MAX;
+const HEAD: usize = 0;
+
+/// Returns `Ok(())` iff the history is linearizable with respect to a register
+/// that starts absent.
+pub fn check(history: &[Call]) -> Result<(), String> {
+    check_with_budget(history, STEP_BUDGET)
+}
+
+/// An op reduced to its effect on interned values (0 = absent), so that a
+/// search step compares integers and the memo key is one flat `[u64]`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Effect {
+    Write(u64),
+    Read(u64),
+    Swap { expect: u64, new: u64 },
+    Refuse { expect: u64 },
+}
+
+impl Effect {
+    fn apply(self, state: u64) -> Option<u64> {
+        match self {
+            Effect::Write(v) => Some(v),
+            Effect::Read(v) => (v == state).then_some(state),
+            Effect::Swap { expect, new } => (expect == state).then_some(new),
+            Effect::Refuse { expect } => (expect != state).then_some(state),
+        }
+    }
+}
+
+fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
+    for (i, c) in history.iter().enumerate() {
+        if !outcome_fits(&c.op, &c.outcome) {
+            return Err(format!("malformed history: outcome does not match op in {}", describe(i, c)));
+        }
+        if c.outcome != Outcome::Unknown && c.ret < c.call {
+            return Err(format!("malformed history: returns before its call in {}", describe(i, c)));
+        }
+    }
+    let mut names: Vec<Value> = vec![None];
+    let mut ids: HashMap<Value, u64> = HashMap::from([(None, 0)]);
+    let mut id = |v: Value| {
+        *ids.entry(v).or_insert_with_key(|v| {
+            names.push(v.clone());
+            names.len() as u64 - 1
+        })
+    };
+    let ops: Vec<(usize, &Call, Effect)> = history
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let effect = match (&c.op, &c.outcome) {
+                (Op::Get, Outcome::Get(v)) => Effect::Read(id(v.clone())),
+                // An unknown read observed nothing and changed nothing.
+                (Op::Get, _) => return None,
+                (Op::Put(v), _) => Effect::Write(id(Some(v.clone()))),
+                (Op::Delete, _) => Effect::Write(0),
+                (Op::Cas { expect, .. }, Outcome::Cas(false)) => Effect::Refuse { expect: id(expect.clone()) },
+                // An unknown CAS that failed is the same as one that never happened.
+                (Op::Cas { expect, new }, _) => {
+                    Effect::Swap { expect: id(expect.clone()), new: id(Some(new.clone())) }
+                }
+            };
+            Some((i, c, effect))
+        })
+        .collect();
+    let n = ops.len();
+    let known = |i: usize| ops[i].1.outcome != Outcome::Unknown;
+
+    // Sort key: unknown returns last of all (return at +infinity), then time;
+    // at equal times calls precede returns, since coarse clocks can't order them.
+    let mut events: Vec<(bool, u64, bool, usize)> = Vec::with_capacity(2 * n);
+    for (i, (_, c, _)) in ops.iter().enumerate() {
+        events.push((false, c.call, false, i));
+        events.push((!known(i), if known(i) { c.ret } else { u64::MAX }, true, i));
+    }
+    events.sort_unstable();
+
+    // Node 0 is the list head; node k + 1 is events[k].
+    let len = events.len();
+    let mut list = List {
+        next: (0..=len).map(|k| if k < len { k + 1 } else { NIL }).collect(),
+        prev: (0..=len).map(|k| k.checked_sub(1).unwrap_or(NIL)).collect(),
+        partner: vec![NIL; len + 1],
+    };
+    let mut op_of = vec![NIL; len + 1];
+    let mut call_node = vec![NIL; n];
+    for (k, &(_, _, is_ret, op)) in events.iter().enumerate() {
+        op_of[k + 1] = op;
+        if is_ret {
+            list.partner[call_node[op]] = k + 1;
+        } else {
+            call_node[op] = k + 1;
+        }
+    }
+
+    // Identical unknown ops are interchangeable, so only the earliest-called
+    // unplaced one is a candidate; otherwise k of them would add 2^k states.
+    let mut twin = vec![NIL; n];
+    let mut latest: HashMap<Effect, usize> = HashMap::new();
+    for &(_, _, _, op) in events.iter().filter(|e| !e.2 && !known(e.3)) {
+        twin[op] = latest.insert(ops[op].2, op).unwrap_or(NIL);
+    }
+
+    // Memo key: the bitset of linearized ops, then the state. The same key always
+    // leads to the same verdict, which is what makes WGL tractable.
+    let words = n.div_ceil(64);
+    let mut key = vec![0u64; words + 1];
+    let placed = |key: &[u64], op: usize| key[op / 64] & (1 << (op % 64)) != 0;
+    let mut seen: HashSet<Vec<u64>> = HashSet::new();
+    let mut state = 0u64;
+    let mut stack: Vec<(usize, u64)> = Vec::new();
+    let mut best: (Vec<usize>, u64) = (Vec::new(), 0);
+    let mut cursor = list.next[HEAD];
+    for _ in 0..budget {
+        if cursor == NIL {
+            return Ok(()); // list empty: every op placed
+        }
+        let op = op_of[cursor];
+        if list.partner[cursor] != NIL {
+            let held_back = twin[op] != NIL && !placed(&key, twin[op]);
+            if let Some(next_state) = ops[op].2.apply(state).filter(|_| !held_back) {
+                key[op / 64] ^= 1 << (op % 64);
+                key[words] = next_state;
+                if !seen.contains(key.as_slice()) {
+                    seen.insert(key.clone());
+                    stack.push((cursor, state));
+                    state = next_state;
+                    list.lift(cursor);
+                    if stack.len() > best.0.len() {
+                        best = (stack.iter().map(|&(node, _)| op_of[node]).collect(), state);
+                    }
+                    cursor = list.next[HEAD];
+                    continue;
+                }
+                key[op / 64] ^= 1 << (op % 64);
+            }
+            cursor = list.next[cursor];
+        } else if !known(op) {
+            // Unknown returns sort last, so every known op has been placed;
+            // the remaining unknown ops are taken to have never happened.
+            return Ok(());
+        } else {
+            // This return is a deadline no candidate could meet: undo the last choice.
+            let Some((node, prev_state)) = stack.pop() else {
+                return Err(report(&ops, &best.0, &names[best.1 as usize]));
+            };
+            state = prev_state;
+            key[op_of[node] / 64] ^= 1 << (op_of[node] % 64);
+            list.unlift(node);
+            cursor = list.next[node];
+        }
+    }
+    Err(format!("checker gave up after {budget} steps ({n} ops)"))
+}
+
+/// Doubly linked list of call/return events; lifting a linearized op and
+/// restoring it on backtrack are O(1), which keeps the search loop cheap.
+struct List {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Return node for a call node, `NIL` for return nodes and the head.
+    partner: Vec<usize>,
+}
+
+impl List {
+    fn lift(&mut self, call: usize) {
+        let ret = self.partner[call];
+        // A call's return always follows it, so `next[call]` is never NIL.
+        self.next[self.prev[call]] = self.next[call];
+        self.prev[self.next[call]] = self.prev[call];
+        self.next[self.prev[ret]] = self.next[ret];
+        if self.next[ret] != NIL {
+            self.prev[self.next[ret]] = self.prev[ret];
+        }
+    }
+
+    /// Must mirror `lift` in reverse (LIFO), relying on the removed nodes' stale links.
+    fn unlift(&mut self, call: usize) {
+        let ret = self.partner[call];
+        self.next[self.prev[ret]] = ret;
+        if self.next[ret] != NIL {
+            self.prev[self.next[ret]] = ret;
+        }
+        self.next[self.prev[call]] = call;
+        self.prev[self.next[call]] = call;
+    }
+}
+
+fn outcome_fits(op: &Op, outcome: &Outcome) -> bool {
+    matches!(
+        (op, outcome),
+        (_, Outcome::Unknown)
+            | (Op::Put(_), Outcome::Put)
+            | (Op::Delete, Outcome::Delete)
+            | (Op::Get, Outcome::Get(_))
+            | (Op::Cas { .. }, Outcome::Cas(_))
+    )
+}
+
+fn describe(index: usize, c: &Call) -> String {
+    let ret = if c.outcome == Outcome::Unknown { "never".to_string() } else { c.ret.to_string() };
+    format!("#{index} client {}: {:?} -> {:?} [call {}, ret {ret}]", c.client, c.op, c.outcome, c.call)
+}
+
+/// Explains the deepest point the search reached: what was placed last and
+/// which ops were competing for the next slot when every choice failed.
+fn report(ops: &[(usize, &Call, Effect)], placed: &[usize], state: &Value) -> String {
+    let total_known = ops.iter().filter(|(_, c, _)| c.outcome != Outcome::Unknown).count();
+    let mut msg = format!(
+        "history is not linearizable: longest linearizable prefix places {} of {} ops \
+         ({total_known} with known outcomes); register after it: {state:?}\n",
+        placed.len(),
+        ops.len()
+    );
+    let tail = placed.len().saturating_sub(5);
+    if !placed.is_empty() {
+        msg.push_str("last ops of that prefix, in linearization order:\n");
+        for &i in &placed[tail..] {
+            let _ = writeln!(msg, "  {}", describe(ops[i].0, ops[i].1));
+        }
+    }
+    let mut done = vec![false; ops.len()];
+    for &i in placed {
+        done[i] = true;
+    }
+    let pending = |i: &usize| !done[*i];
+    let deadline = (0..ops.len())
+        .filter(pending)
+        .filter(|&i| ops[i].1.outcome != Outcome::Unknown)
+        .map(|i| ops[i].1.ret)
+        .min()
+        .unwrap_or(u64::MAX);
+    let stuck: Vec<usize> = (0..ops.len()).filter(pending).filter(|&i| ops[i].1.call <= deadline).collect();
+    let _ = writeln!(msg, "ops that could not be placed next (first pending return at {deadline}):");
+    for &i in stuck.iter().take(REPORT_LIMIT) {
+        let _ = writeln!(msg, "  {}", describe(ops[i].0, ops[i].1));
+    }
+    if stuck.len() > REPORT_LIMIT {
+        let _ = writeln!(msg, "  ... and {} more", stuck.len() - REPORT_LIMIT);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn call(client: usize, op: Op, call: u64, ret: u64, outcome: Outcome) -> Call {
+        Call { client, op, call, ret, outcome }
+    }
+    fn put(client: usize, v: &str, t: (u64, u64)) -> Call {
+        call(client, Op::Put(v.into()), t.0, t.1, Outcome::Put)
+    }
+    fn get(client: usize, v: Option<&str>, t: (u64, u64)) -> Call {
+        call(client, Op::Get, t.0, t.1, Outcome::Get(v.map(Into::into)))
+    }
+    fn cas(client: usize, expect: Option<&str>, new: &str, t: (u64, u64), ok: bool) -> Call {
+        let op = Op::Cas { expect: expect.map(Into::into), new: new.into() };
+        call(client, op, t.0, t.1, Outcome::Cas(ok))
+    }
+    fn unknown(client: usize, op: Op, at: u64) -> Call {
+        call(client, op, at, u64::MAX, Outcome::Unknown)
+    }
+
+    #[test]
+    fn sequential_history_is_linearizable() {
+        let h = vec![
+            get(0, None, (0, 1)),
+            put(0, "a", (2, 3)),
+            get(1, Some("a"), (4, 5)),
+            cas(0, Some("a"), "b", (6, 7), true),
+            get(1, Some("b"), (8, 9)),
+            call(0, Op::Delete, 10, 11, Outcome::Delete),
+            get(1, None, (12, 13)),
+            cas(1, None, "c", (14, 15), true),
+            get(0, Some("c"), (16, 17)),
+        ];
+        assert_eq!(check(&h), Ok(()));
+        assert_eq!(check(&[]), Ok(()));
+    }
+
+    #[test]
+    fn stale_read_after_completed_put_fails() {
+        let h = vec![put(0, "a", (0, 1)), put(0, "b", (2, 3)), get(1, Some("a"), (4, 5))];
+        let err = check(&h).unwrap_err();
+        assert!(err.contains("could not be placed") && err.contains("#2 client 1"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_put_and_get_allow_either_order() {
+        assert_eq!(check(&[put(0, "a", (0, 10)), get(1, None, (1, 5))]), Ok(()));
+        assert_eq!(check(&[put(0, "a", (0, 10)), get(1, Some("a"), (1, 5))]), Ok(()));
+        // Touching intervals count as concurrent.
+        assert_eq!(check(&[put(0, "a", (0, 5)), get(1, None, (5, 6))]), Ok(()));
+    }
+
+    #[test]
+    fn cas_success_and_failure() {
+        let ok = vec![
+            put(0, "a", (0, 1)),
+            cas(0, Some("a"), "b", (2, 3), true),
+            cas(1, Some("a"), "c", (4, 5), false),
+            get(1, Some("b"), (6, 7)),
+        ];
+        assert_eq!(check(&ok), Ok(()));
+        // Concurrent with the put, the "create if absent" CAS may go first.
+        assert_eq!(check(&[put(0, "a", (0, 10)), cas(1, None, "b", (1, 5), true)]), Ok(()));
+        assert!(check(&[put(0, "a", (0, 1)), cas(0, Some("a"), "b", (2, 3), false)]).is_err());
+        assert!(check(&[put(0, "a", (0, 1)), cas(0, None, "b", (2, 3), true)]).is_err());
+        assert!(check(&[cas(0, Some("a"), "b", (0, 1), true)]).is_err());
+    }
+
+    #[test]
+    fn unknown_put_that_must_have_happened() {
+        let mut h = vec![put(0, "a", (0, 1)), unknown(1, Op::Put("b".into()), 2), get(0, Some("b"), (5, 6))];
+        assert_eq!(check(&h), Ok(()));
+        // Once observed, it cannot be un-happened.
+        h.push(get(0, Some("a"), (7, 8)));
+        assert!(check(&h).is_err());
+    }
+
+    #[test]
+    fn unknown_ops_never_seen() {
+        let h = vec![
+            put(0, "a", (0, 1)),
+            unknown(1, Op::Put("b".into()), 2),
+            unknown(2, Op::Delete, 2),
+            unknown(3, Op::Get, 3),
+            get(0, Some("a"), (5, 6)),
+            get(0, Some("a"), (7, 8)),
+        ];
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn read_of_value_never_written_fails() {
+        assert!(check(&[put(0, "a", (0, 1)), get(1, Some("x"), (0, 3))]).is_err());
+        assert!(check(&[get(0, Some("x"), (0, 1))]).is_err());
+    }
+
+    #[test]
+    fn malformed_history_and_budget() {
+        let err = check(&[call(0, Op::Get, 0, 1, Outcome::Put)]).unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
+        let h = random_history(7, 200, 5, u64::MAX, 0);
+        let err = check_with_budget(&h, 10).unwrap_err();
+        assert!(err.contains("gave up after 10 steps"), "{err}");
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// Runs `n_ops` random ops from `clients` concurrent clients against a real
+    /// register, each taking effect at some instant between its call and return.
+    /// Written values are `v{k % pool}`; `unknown_one_in` (0 = never) makes
+    /// writes time out, either after applying or without ever applying.
+    fn random_history(seed: u64, n_ops: usize, clients: usize, pool: u64, unknown_one_in: u64) -> Vec<Call> {
+        let mut rng = XorShift(seed);
+        let (mut reg, mut written, mut started, mut t): (Value, u64, usize, u64) = (None, 0, 0, 0);
+        let mut inflight: Vec<Option<(Call, bool)>> = vec![None; clients];
+        let mut history = Vec::new();
+        let times_out = |rng: &mut XorShift, c: &Call| {
+            !matches!(c.op, Op::Get) && unknown_one_in > 0 && rng.below(unknown_one_in) == 0
+        };
+        while started < n_ops || inflight.iter().any(Option::is_some) {
+            t += 1 + rng.below(10);
+            let client = rng.below(clients as u64) as usize;
+            match inflight[client].take() {
+                None if started < n_ops => {
+                    started += 1;
+                    written += 1;
+                    let fresh = format!("v{}", written % pool);
+                    let op = match rng.below(10) {
+                        0..=3 => Op::Get,
+                        4 | 5 => Op::Put(fresh),
+                        6 => Op::Delete,
+                        _ if rng.below(2) == 0 => Op::Cas { expect: reg.clone(), new: fresh },
+                        _ => Op::Cas { expect: Some(format!("v{}", rng.below(written) % pool)), new: fresh },
+                    };
+                    inflight[client] = Some((call(client, op, t, 0, Outcome::Unknown), false));
+                }
+                None => {}
+                Some((mut c, false)) if times_out(&mut rng, &c) => {
+                    c.ret = u64::MAX; // lost before taking effect
+                    history.push(c);
+                }
+                Some((mut c, false)) => {
+                    c.outcome = match &c.op {
+                        Op::Get => Outcome::Get(reg.clone()),
+                        Op::Put(v) => {
+                            reg = Some(v.clone());
+                            Outcome::Put
+                        }
+                        Op::Delete => {
+                            reg = None;
+                            Outcome::Delete
+                        }
+                        Op::Cas { expect, new } => {
+                            let ok = *expect == reg;
+                            if ok {
+                                reg = Some(new.clone());
+                            }
+                            Outcome::Cas(ok)
+                        }
+                    };
+                    inflight[client] = Some((c, true));
+                }
+                Some((mut c, true)) => {
+                    if times_out(&mut rng, &c) {
+                        c.outcome = Outcome::Unknown; // applied, but the reply was lost
+                        c.ret = u64::MAX;
+                    } else {
+                        c.ret = t;
+                    }
+                    history.push(c);
+                }
+            }
+        }
+        history
+    }
+
+    #[test]
+    fn random_real_histories_pass_quickly() {
+        for (seed, pool, unknown_one_in) in [(1, u64::MAX, 0), (2, 3, 0), (3, u64::MAX, 150), (4, 4, 300)] {
+            let h = random_history(seed, 2_000, 5, pool, unknown_one_in);
+            assert_eq!(h.len(), 2_000);
+            let start = Instant::now();
+            assert_eq!(check(&h), Ok(()), "seed {seed}");
+            println!("seed {seed}: 2000 ops checked in {:?}", start.elapsed());
+        }
+    }
+
+    #[test]
+    fn random_history_with_one_stale_read_fails() {
+        // Unique values make a read of an overwritten value provably stale.
+        let mut h = random_history(5, 2_000, 5, u64::MAX, 0);
+        let overwrites = |c: &Call| matches!(c.outcome, Outcome::Put | Outcome::Delete | Outcome::Cas(true));
+        let value_of = |c: &Call| match (&c.op, &c.outcome) {
+            (Op::Put(v), Outcome::Put) | (Op::Cas { new: v, .. }, Outcome::Cas(true)) => Some(v.clone()),
+            _ => None,
+        };
+        let (g, stale) = (h.len() / 2..h.len())
+            .filter(|&g| matches!(h[g].op, Op::Get))
+            .find_map(|g| {
+                let mut ws = h.iter().filter(|w| overwrites(w) && w.ret < h[g].call);
+                ws.find_map(|w| h.iter().filter(|p| p.ret < w.call).find_map(value_of))
+                    .map(|v| (g, Some(v)))
+            })
+            .expect("history has a provably stale candidate");
+        h[g].outcome = Outcome::Get(stale);
+        let start = Instant::now();
+        let err = check(&h).unwrap_err();
+        println!("rejected in {:?}:\n{err}", start.elapsed());
+        assert!(err.contains("not linearizable"), "{err}");
+    }
+}
