@@ -7,11 +7,15 @@
 //! index moves, so a slow watcher costs no memory. Lease expiry is decided by the leader's
 //! clock (`lease::Lessor`) and replicated as a revoke.
 
+mod concurrency;
 mod convert;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod machine;
 mod maintenance;
+mod pb;
 mod peer;
 mod service;
 mod status;
@@ -24,6 +28,8 @@ use std::time::Duration;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use pb::v3electionpb::election_server::ElectionServer;
+use pb::v3lockpb::lock_server::LockServer;
 use strom_broker::journal::{Journal, JournalSpec, NoPeers};
 use strom_broker::Broker;
 
@@ -171,7 +177,9 @@ pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result
         .add_service(PbWatchServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbMaintenanceServer::new(svc.clone()).max_decoding_message_size(limit))
-        .add_service(PbClusterServer::new(svc).max_decoding_message_size(limit))
+        .add_service(PbClusterServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(LockServer::new(svc.clone()).max_decoding_message_size(limit))
+        .add_service(ElectionServer::new(svc).max_decoding_message_size(limit))
         .serve_with_incoming(
             // Without TCP_NODELAY, a small response waits for the client's delayed ACK.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
