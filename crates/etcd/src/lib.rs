@@ -99,8 +99,9 @@ pub async fn open_single(broker: &Arc<Broker>, config: EtcdConfig) -> Result<Arc
     Ok(Etcd::new(journal, None, config, 1, "strom".into()))
 }
 
-/// Cluster mode: the key-value journal is a Raft group of the founding voters; a node that
-/// does not lead it forwards writes, read barriers and lease liveness to the one that does.
+/// Cluster mode: the key-value journal is a Raft group of the founding voters, and nodes that
+/// joined later replicate it as learners (its leader adds them); a node that does not lead
+/// it forwards writes, read barriers and lease liveness to the one that does.
 /// Each node compacts its log behind its own snapshots; a node behind the leader's log start
 /// fetches a peer's snapshot.
 pub fn open_cluster(
@@ -108,12 +109,8 @@ pub fn open_cluster(
     cluster: &Arc<strom_broker::cluster::Cluster>,
     config: EtcdConfig,
 ) -> Result<Arc<Etcd>, EtcdError> {
+    // Empty on a node that joined later: it learns the group's configuration from its leader.
     let voters = cluster.founding_voters();
-    if voters.is_empty() {
-        return Err(EtcdError::Unsupported(
-            "the etcd API runs on the founding nodes (--peers) for now, not on a node that joined later; turn it off here with --etcd-addr ''".into(),
-        ));
-    }
     let limits = strom_kv::Limits {
         quota_bytes: config.quota_bytes,
         ..strom_kv::Limits::default()
@@ -161,8 +158,6 @@ pub enum EtcdError {
     Broker(#[from] strom_broker::BrokerError),
     #[error("etcd listener: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// Serves the etcd API on `listener` until it fails.

@@ -206,32 +206,34 @@ impl PbClusterService for Svc {
         };
         let mut members = vec![me];
         if let Some(cluster) = self.cluster() {
-            // The other nodes of the key-value group; their etcd addresses are not shared
-            // between nodes yet, so only their Raft address is listed.
+            // The other voters of the key-value group, with the addresses they registered
+            // with the controller.
             let state = cluster.state();
-            let voters = self
+            let (voters, learners) = self
                 .journal()
                 .raft_status()
-                .map(|s| s.voters)
+                .map(|s| (s.voters, s.learners))
                 .unwrap_or_default();
-            for id in voters.into_iter().filter(|id| *id != self.member_id()) {
+            let urls = |id: u64| {
+                let node = state.nodes.get(&id);
+                let peer = node.map(|n| vec![format!("http://{}", n.raft_addr)]);
+                let client = node.and_then(|n| n.endpoints.get("etcd")).cloned();
+                (peer.unwrap_or_default(), client.into_iter().collect())
+            };
+            members[0].is_learner = learners.contains(&self.member_id());
+            let others = voters.iter().map(|id| (*id, false));
+            let others = others.chain(learners.iter().map(|id| (*id, true)));
+            for (id, is_learner) in others.filter(|(id, _)| *id != self.member_id()) {
+                let (peer_ur_ls, client_ur_ls) = urls(id);
                 members.push(PbMember {
                     id,
                     name: format!("strom-{id}"),
-                    peer_ur_ls: state
-                        .nodes
-                        .get(&id)
-                        .map(|n| vec![format!("http://{}", n.raft_addr)])
-                        .unwrap_or_default(),
-                    client_ur_ls: Vec::new(),
-                    is_learner: false,
+                    peer_ur_ls,
+                    client_ur_ls,
+                    is_learner,
                 });
             }
-            members[0].peer_ur_ls = state
-                .nodes
-                .get(&self.member_id())
-                .map(|n| vec![format!("http://{}", n.raft_addr)])
-                .unwrap_or_default();
+            members[0].peer_ur_ls = urls(self.member_id()).0;
         }
         Ok(Response::new(PbMemberListResponse {
             header: Some(self.header(revision)),

@@ -174,8 +174,11 @@ impl ServeArgs {
             Some(a) => parse_host_port(a)?,
             None => (kafka_addr.ip().to_string(), i32::from(kafka_addr.port())),
         };
-        let cluster = cluster_config(&args, &advertised_host, advertised_port)?;
+        let mut cluster = cluster_config(&args, &advertised_host, advertised_port)?;
         let etcd = etcd_config(&args)?;
+        if let (Some(c), Some((_, e))) = (cluster.as_mut(), etcd.as_ref()) {
+            c.endpoints.insert("etcd".into(), e.client_url.clone());
+        }
         Ok(Settings {
             broker: BrokerConfig {
                 data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("strom-data")),
@@ -321,6 +324,7 @@ fn cluster_config(
         secret,
         tick_ms,
         driver: Default::default(),
+        endpoints: Default::default(),
     }))
 }
 

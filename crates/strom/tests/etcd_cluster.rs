@@ -14,6 +14,7 @@ use etcd_client::{GetOptions, PutOptions, WatchOptions};
 struct Node {
     strom: Strom,
     etcd: String,
+    raft: String,
 }
 
 fn start_cluster(root: &std::path::Path, n: usize) -> Vec<Node> {
@@ -45,7 +46,7 @@ fn start_cluster_with(root: &std::path::Path, n: usize, extra: &[&str]) -> Vec<N
             ];
             args.extend_from_slice(extra);
             let strom = Strom::start_on(&root.join(format!("node{id}")), ports[n + i], &args, &[]);
-            Node { strom, etcd }
+            Node { strom, etcd, raft }
         })
         .collect();
     for node in &nodes {
@@ -102,8 +103,28 @@ async fn every_node_serves_and_a_leader_kill_loses_nothing() {
             node.etcd
         );
     }
-    let members = ctl_ok(&nodes[1].etcd, &["member", "list"]);
-    assert_eq!(members.lines().count(), 3, "{members}");
+    // Every member is listed with its own etcd client URL (shared through the controller
+    // once each node registered).
+    let mut want: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.etcd)).collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = ctl_ok(&nodes[1].etcd, &["member", "list", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut urls: Vec<String> = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["clientURLs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect();
+        urls.sort();
+        if urls == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "member list: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let leader_id = leader(&nodes[0].etcd).expect("a leader");
     let follower = (1..=3).find(|id| *id != leader_id).unwrap();
@@ -238,6 +259,37 @@ async fn a_leader_without_a_quorum_answers_no_linearizable_read() {
     put_until_acked(&ep, "k", "v2").await;
 }
 
+/// Starts one more node that joins the running cluster (`--join`), serving the etcd API.
+fn join_node(root: &std::path::Path, nodes: &[Node]) -> Node {
+    let peers = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{}@{}", i + 1, n.raft))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ports = free_ports(3);
+    let id = (nodes.len() + 1).to_string();
+    let raft = format!("127.0.0.1:{}", ports[0]);
+    let etcd = format!("127.0.0.1:{}", ports[2]);
+    let args = [
+        "--node-id",
+        &id,
+        "--raft-addr",
+        &raft,
+        "--peers",
+        &peers,
+        "--join",
+        "true",
+        "--cluster-secret",
+        SECRET,
+        "--etcd-addr",
+        &etcd,
+    ];
+    let strom = Strom::start_on(&root.join(format!("node{id}")), ports[1], &args, &[]);
+    wait_listening(&etcd);
+    Node { strom, etcd, raft }
+}
+
 /// The base offset of the first segment of node `id`'s key-value journal log.
 fn journal_log_start(root: &std::path::Path, id: usize) -> u64 {
     std::fs::read_dir(root.join(format!("node{id}/meta/kv")))
@@ -271,6 +323,8 @@ async fn wait_local_value(endpoint: &str, key: &str, want: &[u8]) {
 /// behind every log start: no peer has the entries it lacks, so it can only catch up by
 /// installing a Raft snapshot and fetching the key-value state from a peer's snapshot file.
 /// It keeps that state across a restart, and every replica hashes the same at a revision.
+/// A node that joins the cluster later replicates the journal as a learner the same way and
+/// serves the etcd API too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_the_log_start_catches_up_from_a_peer_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,4 +396,23 @@ async fn a_follower_behind_the_log_start_catches_up_from_a_peer_snapshot() {
     wait_local_value(&lep, "early", b"e").await;
     let mut lc = client(&lep).await;
     assert_eq!(lc.hash_kv(last).await.unwrap().hash(), want);
+
+    let joined = join_node(dir.path(), &nodes);
+    wait_local_value(&joined.etcd, "late", b"l").await;
+    let mut jc = client(&joined.etcd).await;
+    assert_eq!(jc.hash_kv(last).await.unwrap().hash(), want);
+    let put = put_until_acked(&joined.etcd, "from-4", "x").await;
+    assert!(put > last);
+    let got = jc.get("from-4", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"x");
+    let out = ctl_ok(&joined.etcd, &["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let me = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["clientURLs"][0] == format!("http://{}", joined.etcd))
+        .unwrap_or_else(|| panic!("the joined node is not listed: {out}"));
+    assert_eq!(me["isLearner"], true, "{out}");
+    assert_eq!(v["members"].as_array().unwrap().len(), 4, "{out}");
 }

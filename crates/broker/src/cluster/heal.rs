@@ -54,7 +54,7 @@ pub(super) fn conf_change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
 
 /// Proposes `cc` on `p`'s group unless a change is already in flight (Raft takes one at a time,
 /// and raft-rs would turn a second one into an empty entry).
-fn propose_conf(p: &Partition, cc: ConfChangeV2, why: &str) {
+pub(super) fn propose_conf(p: &Partition, cc: ConfChangeV2, why: &str) {
     let result = p.with_driver(|d| {
         if d.has_pending_conf() {
             return Ok(());
@@ -161,10 +161,10 @@ pub(super) fn drive_reassignment(
     None
 }
 
-/// The controller group's own membership: registered nodes join as learners, removed ones
-/// leave, a left-behind joint configuration is left. Voters are added only on request
-/// (`strom cluster add-node`).
-fn controller_membership(
+/// The membership of a journal's group (the controller's, a front end's): registered nodes
+/// join as learners, removed ones leave, a left-behind joint configuration is left. Voters
+/// are added only on request (`strom cluster add-node`).
+pub(super) fn journal_membership(
     state: &ClusterState,
     conf: &ConfState,
     me: NodeId,
@@ -235,7 +235,7 @@ impl Cluster {
         };
         let state = self.state();
         if !pending {
-            if let Some(cc) = controller_membership(&state, &conf, me) {
+            if let Some(cc) = journal_membership(&state, &conf, me) {
                 propose_conf(self.controller(), cc, "controller membership");
             }
         }
@@ -388,6 +388,7 @@ mod tests {
             kafka_port: 1,
             raft_addr: "h:2".to_string(),
             registered_ms: 0,
+            endpoints: Default::default(),
         }))
         .unwrap();
     }
@@ -423,20 +424,20 @@ mod tests {
     #[test]
     fn a_registered_node_joins_the_controller_as_a_learner() {
         let s = state(&[1, 2, 3, 4], &[]);
-        let cc = controller_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
         assert_eq!(only(cc), vec![(ConfChangeType::AddLearnerNode, 4)]);
-        assert!(controller_membership(&s, &conf(&[1, 2, 3], &[4], &[]), 1).is_none());
+        assert!(journal_membership(&s, &conf(&[1, 2, 3], &[4], &[]), 1).is_none());
     }
 
     #[test]
     fn a_removed_node_leaves_the_controller_but_never_the_last_voter_or_the_leader() {
         let s = state(&[1, 2, 3], &[3]);
-        let cc = controller_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
         assert_eq!(only(cc), vec![(ConfChangeType::RemoveNode, 3)]);
         let s = state(&[1, 2], &[1]);
-        assert!(controller_membership(&s, &conf(&[1, 2], &[], &[]), 1).is_none());
+        assert!(journal_membership(&s, &conf(&[1, 2], &[], &[]), 1).is_none());
         let s = state(&[1], &[1]);
-        assert!(controller_membership(&s, &conf(&[1], &[], &[]), 2).is_none());
+        assert!(journal_membership(&s, &conf(&[1], &[], &[]), 2).is_none());
     }
 
     #[test]
@@ -552,7 +553,7 @@ mod tests {
     #[test]
     fn a_joint_configuration_is_left_first() {
         let s = state(&[1, 2, 3, 4], &[]);
-        let cc = controller_membership(&s, &conf(&[1, 2, 4], &[], &[1, 2, 3]), 1).expect("leave");
+        let cc = journal_membership(&s, &conf(&[1, 2, 4], &[], &[1, 2, 3]), 1).expect("leave");
         assert!(
             cc.changes.is_empty(),
             "an empty change leaves the joint configuration"

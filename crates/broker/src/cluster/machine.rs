@@ -102,6 +102,7 @@ mod tests {
             kafka_port: 9092,
             raft_addr: "127.0.0.1:9101".into(),
             registered_ms: 1,
+            endpoints: Default::default(),
         };
         m.apply(7, &Command::RegisterNode(node).encode());
         m.apply(8, b"not json");

@@ -59,6 +59,8 @@ pub struct ClusterConfig {
     pub join: bool,
     /// A node unheard of for this long has its replicas rebuilt elsewhere.
     pub dead_node_timeout: Duration,
+    /// The front ends' client URLs, shared through the controller (see `NodeInfo`).
+    pub endpoints: BTreeMap<String, String>,
 }
 
 pub struct Cluster {
@@ -367,6 +369,7 @@ impl Cluster {
             self.learn_addresses();
             self.open_assigned_replicas(&events_tx);
             self.report().await;
+            self.journal_duties();
             if self.controller_leader() == Some(self.config.node_id) {
                 self.controller_duties().await;
             } else {
@@ -522,6 +525,7 @@ impl Cluster {
             kafka_port: self.config.kafka_port,
             raft_addr: self.config.raft_addr.to_string(),
             registered_ms: 0,
+            endpoints: self.config.endpoints.clone(),
         };
         let mut commands = Vec::new();
         self.with_state(|s| {
@@ -529,7 +533,8 @@ impl Cluster {
                 Some(n)
                     if n.kafka_host == info.kafka_host
                         && n.kafka_port == info.kafka_port
-                        && n.raft_addr == info.raft_addr => {}
+                        && n.raft_addr == info.raft_addr
+                        && n.endpoints == info.endpoints => {}
                 _ => commands.push(Command::RegisterNode(NodeInfo {
                     registered_ms: crate::now_ms(),
                     ..info.clone()

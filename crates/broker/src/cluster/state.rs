@@ -37,6 +37,9 @@ pub struct NodeInfo {
     pub raft_addr: String,
     /// When the node last registered (the proposer's clock; milliseconds since the UNIX epoch).
     pub registered_ms: i64,
+    /// Its front ends' client URLs by name (`etcd`: what etcd's MemberList lists).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub endpoints: std::collections::BTreeMap<String, String>,
 }
 
 /// One partition: its Raft group and where its replicas live.
@@ -752,6 +755,7 @@ mod tests {
             kafka_port: 9092,
             raft_addr: format!("host{id}:7000"),
             registered_ms: 1000 + id as i64,
+            endpoints: Default::default(),
         }
     }
 

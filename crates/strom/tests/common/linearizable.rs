@@ -76,6 +76,34 @@ impl Effect {
     }
 }
 
+/// Where the search stands: the register value, and `owed` = 1 + the value
+/// before an unknown write that no later op has depended on yet (0: none).
+#[derive(Clone, Copy)]
+struct Search {
+    value: u64,
+    owed: u64,
+}
+
+impl Search {
+    /// Unknown ops are only placed where they matter: a minimal explanation
+    /// never needs an unknown op that changes nothing, nor one overwritten
+    /// before anything read it, so pruning those keeps k unknowns from
+    /// multiplying the search space by 2^k.
+    fn advance(self, effect: Effect, known: bool) -> Option<Search> {
+        let value = effect.apply(self.value)?;
+        if !known && value == self.value {
+            return None;
+        }
+        let owed = match effect {
+            Effect::Write(_) if self.owed != 0 => return None,
+            // A failed CAS only depends on the unknown write if it expected the old value.
+            Effect::Refuse { expect } if self.owed != expect + 1 => self.owed,
+            _ => 0,
+        };
+        Some(Search { value, owed: if known { owed } else { self.value + 1 } })
+    }
+}
+
 fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
     for (i, c) in history.iter().enumerate() {
         if !outcome_fits(&c.op, &c.outcome) {
@@ -85,13 +113,26 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
             return Err(format!("malformed history: returns before its call in {}", describe(i, c)));
         }
     }
-    let mut names: Vec<Value> = vec![None];
-    let mut ids: HashMap<Value, u64> = HashMap::from([(None, 0)]);
-    let mut id = |v: Value| {
-        *ids.entry(v).or_insert_with_key(|v| {
-            names.push(v.clone());
-            names.len() as u64 - 1
+    // Values that no op reads or compares against behave identically in every
+    // future, so they share one id: that collapses the 2^k subsets of k unknown
+    // writes nobody saw (common with unique values) into a single twin class.
+    let observed: HashSet<&Value> = history
+        .iter()
+        .filter_map(|c| match (&c.op, &c.outcome) {
+            (_, Outcome::Get(v)) | (Op::Cas { expect: v, .. }, _) => Some(v),
+            _ => None,
         })
+        .collect();
+    let mut names = vec!["None".to_string(), "<a value no op observes>".to_string()];
+    let mut ids: HashMap<Value, u64> = HashMap::from([(None, 0)]);
+    let mut id = |v: Value| match ids.get(&v) {
+        Some(&id) => id,
+        None if !observed.contains(&v) => 1,
+        None => {
+            names.push(format!("{v:?}"));
+            ids.insert(v, names.len() as u64 - 1);
+            names.len() as u64 - 1
+        }
     };
     let ops: Vec<(usize, &Call, Effect)> = history
         .iter()
@@ -150,14 +191,14 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
         twin[op] = latest.insert(ops[op].2, op).unwrap_or(NIL);
     }
 
-    // Memo key: the bitset of linearized ops, then the state. The same key always
-    // leads to the same verdict, which is what makes WGL tractable.
+    // Memo key: the bitset of linearized ops, then the search state. The same
+    // key always leads to the same verdict, which is what makes WGL tractable.
     let words = n.div_ceil(64);
-    let mut key = vec![0u64; words + 1];
+    let mut key = vec![0u64; words + 2];
     let placed = |key: &[u64], op: usize| key[op / 64] & (1 << (op % 64)) != 0;
     let mut seen: HashSet<Vec<u64>> = HashSet::new();
-    let mut state = 0u64;
-    let mut stack: Vec<(usize, u64)> = Vec::new();
+    let mut state = Search { value: 0, owed: 0 };
+    let mut stack: Vec<(usize, Search)> = Vec::new();
     let mut best: (Vec<usize>, u64) = (Vec::new(), 0);
     let mut cursor = list.next[HEAD];
     for _ in 0..budget {
@@ -167,16 +208,15 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
         let op = op_of[cursor];
         if list.partner[cursor] != NIL {
             let held_back = twin[op] != NIL && !placed(&key, twin[op]);
-            if let Some(next_state) = ops[op].2.apply(state).filter(|_| !held_back) {
+            if let Some(next) = state.advance(ops[op].2, known(op)).filter(|_| !held_back) {
                 key[op / 64] ^= 1 << (op % 64);
-                key[words] = next_state;
+                (key[words], key[words + 1]) = (next.value, next.owed);
                 if !seen.contains(key.as_slice()) {
                     seen.insert(key.clone());
-                    stack.push((cursor, state));
-                    state = next_state;
+                    stack.push((cursor, std::mem::replace(&mut state, next)));
                     list.lift(cursor);
                     if stack.len() > best.0.len() {
-                        best = (stack.iter().map(|&(node, _)| op_of[node]).collect(), state);
+                        best = (stack.iter().map(|&(node, _)| op_of[node]).collect(), state.value);
                     }
                     cursor = list.next[HEAD];
                     continue;
@@ -190,10 +230,10 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
             return Ok(());
         } else {
             // This return is a deadline no candidate could meet: undo the last choice.
-            let Some((node, prev_state)) = stack.pop() else {
+            let Some((node, prev)) = stack.pop() else {
                 return Err(report(&ops, &best.0, &names[best.1 as usize]));
             };
-            state = prev_state;
+            state = prev;
             key[op_of[node] / 64] ^= 1 << (op_of[node] % 64);
             list.unlift(node);
             cursor = list.next[node];
@@ -253,11 +293,11 @@ fn describe(index: usize, c: &Call) -> String {
 
 /// Explains the deepest point the search reached: what was placed last and
 /// which ops were competing for the next slot when every choice failed.
-fn report(ops: &[(usize, &Call, Effect)], placed: &[usize], state: &Value) -> String {
+fn report(ops: &[(usize, &Call, Effect)], placed: &[usize], state: &str) -> String {
     let total_known = ops.iter().filter(|(_, c, _)| c.outcome != Outcome::Unknown).count();
     let mut msg = format!(
         "history is not linearizable: longest linearizable prefix places {} of {} ops \
-         ({total_known} with known outcomes); register after it: {state:?}\n",
+         ({total_known} with known outcomes); register after it: {state}\n",
         placed.len(),
         ops.len()
     );

@@ -83,6 +83,32 @@ impl Cluster {
         self.router.insert(group, partition);
     }
 
+    /// The front ends' journals this node leads: every registered node replicates them
+    /// (nodes that joined later as learners), so each can serve their front end's reads.
+    pub(in crate::cluster) fn journal_duties(&self) {
+        let state = self.state();
+        let me = self.node_id();
+        let groups: Vec<GroupId> = self
+            .router
+            .journals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        for p in groups.into_iter().filter_map(|g| self.router.get(g)) {
+            let change = p.with_driver(|d| {
+                let leads = d.role().is_leader && !d.has_pending_conf();
+                leads
+                    .then(|| crate::cluster::heal::journal_membership(&state, &d.conf_state(), me))
+                    .flatten()
+            });
+            if let Some(Some(cc)) = change {
+                crate::cluster::heal::propose_conf(&p, cc, "journal membership");
+            }
+        }
+    }
+
     /// The founding voters (`--peers`); empty on a node that joined later.
     pub fn founding_voters(&self) -> Vec<NodeId> {
         if self.config.join {
