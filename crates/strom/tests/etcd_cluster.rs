@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::SECRET;
-use common::etcd::{client, ctl_ok, wait_listening};
+use common::etcd::{client, ctl_ok, leader, put_until_acked, wait_listening};
 use common::{free_ports, Strom};
 use etcd_client::{GetOptions, PutOptions, WatchOptions};
 
@@ -53,34 +53,6 @@ fn start_cluster_with(root: &std::path::Path, n: usize, extra: &[&str]) -> Vec<N
         wait_listening(&node.etcd);
     }
     nodes
-}
-
-/// The member id of the key-value journal's leader, as `endpoint` sees it.
-fn leader(endpoint: &str) -> Option<usize> {
-    let (ok, out, _) = common::etcd::etcdctl(endpoint, &["endpoint", "status", "-w", "json"], "");
-    if !ok {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    let id = v.pointer("/0/Status/leader")?.as_u64()?;
-    (id > 0).then_some(id as usize)
-}
-
-/// Retries a put until one is acknowledged (an election may be under way); its revision.
-async fn put_until_acked(endpoint: &str, key: &str, value: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut c) = etcd_client::Client::connect([endpoint], None).await {
-            if let Ok(r) = c.put(key, value, None).await {
-                return r.header().unwrap().revision();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no put acknowledged via {endpoint}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

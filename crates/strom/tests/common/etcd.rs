@@ -68,3 +68,31 @@ pub fn grpc_status(e: etcd_client::Error) -> tonic::Status {
         other => panic!("expected a gRPC status, got {other:?}"),
     }
 }
+
+/// The member id of the key-value journal's leader, as `endpoint` sees it.
+pub fn leader(endpoint: &str) -> Option<usize> {
+    let (ok, out, _) = etcdctl(endpoint, &["endpoint", "status", "-w", "json"], "");
+    if !ok {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let id = v.pointer("/0/Status/leader")?.as_u64()?;
+    (id > 0).then_some(id as usize)
+}
+
+/// Retries a put until one is acknowledged (an election may be under way); its revision.
+pub async fn put_until_acked(endpoint: &str, key: &str, value: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = etcd_client::Client::connect([endpoint], None).await {
+            if let Ok(r) = c.put(key, value, None).await {
+                return r.header().unwrap().revision();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no put acknowledged via {endpoint}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -17,7 +17,10 @@ pub enum Op {
     Delete,
     Get,
     /// `expect: None` means "only if absent", matching an etcd create-revision == 0 compare.
-    Cas { expect: Value, new: String },
+    Cas {
+        expect: Value,
+        new: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,17 +103,26 @@ impl Search {
             Effect::Refuse { expect } if self.owed != expect + 1 => self.owed,
             _ => 0,
         };
-        Some(Search { value, owed: if known { owed } else { self.value + 1 } })
+        Some(Search {
+            value,
+            owed: if known { owed } else { self.value + 1 },
+        })
     }
 }
 
 fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
     for (i, c) in history.iter().enumerate() {
         if !outcome_fits(&c.op, &c.outcome) {
-            return Err(format!("malformed history: outcome does not match op in {}", describe(i, c)));
+            return Err(format!(
+                "malformed history: outcome does not match op in {}",
+                describe(i, c)
+            ));
         }
         if c.outcome != Outcome::Unknown && c.ret < c.call {
-            return Err(format!("malformed history: returns before its call in {}", describe(i, c)));
+            return Err(format!(
+                "malformed history: returns before its call in {}",
+                describe(i, c)
+            ));
         }
     }
     // Values that no op reads or compares against behave identically in every
@@ -134,7 +146,7 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
             names.len() as u64 - 1
         }
     };
-    let ops: Vec<(usize, &Call, Effect)> = history
+    let mut ops: Vec<(usize, &Call, Effect)> = history
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
@@ -144,17 +156,23 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
                 (Op::Get, _) => return None,
                 (Op::Put(v), _) => Effect::Write(id(Some(v.clone()))),
                 (Op::Delete, _) => Effect::Write(0),
-                (Op::Cas { expect, .. }, Outcome::Cas(false)) => Effect::Refuse { expect: id(expect.clone()) },
+                (Op::Cas { expect, .. }, Outcome::Cas(false)) => Effect::Refuse {
+                    expect: id(expect.clone()),
+                },
                 // An unknown CAS that failed is the same as one that never happened.
-                (Op::Cas { expect, new }, _) => {
-                    Effect::Swap { expect: id(expect.clone()), new: id(Some(new.clone())) }
-                }
+                (Op::Cas { expect, new }, _) => Effect::Swap {
+                    expect: id(expect.clone()),
+                    new: id(Some(new.clone())),
+                },
             };
             Some((i, c, effect))
         })
         .collect();
+    // Known ops first, so the memo key can split into a known and an unknown bitset.
+    ops.sort_by_key(|(_, c, _)| c.outcome == Outcome::Unknown);
     let n = ops.len();
-    let known = |i: usize| ops[i].1.outcome != Outcome::Unknown;
+    let n_known = ops.partition_point(|(_, c, _)| c.outcome != Outcome::Unknown);
+    let known = |i: usize| i < n_known;
 
     // Sort key: unknown returns last of all (return at +infinity), then time;
     // at equal times calls precede returns, since coarse clocks can't order them.
@@ -168,7 +186,9 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
     // Node 0 is the list head; node k + 1 is events[k].
     let len = events.len();
     let mut list = List {
-        next: (0..=len).map(|k| if k < len { k + 1 } else { NIL }).collect(),
+        next: (0..=len)
+            .map(|k| if k < len { k + 1 } else { NIL })
+            .collect(),
         prev: (0..=len).map(|k| k.checked_sub(1).unwrap_or(NIL)).collect(),
         partner: vec![NIL; len + 1],
     };
@@ -191,12 +211,23 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
         twin[op] = latest.insert(ops[op].2, op).unwrap_or(NIL);
     }
 
-    // Memo key: the bitset of linearized ops, then the search state. The same
-    // key always leads to the same verdict, which is what makes WGL tractable.
-    let words = n.div_ceil(64);
-    let mut key = vec![0u64; words + 2];
-    let placed = |key: &[u64], op: usize| key[op / 64] & (1 << (op % 64)) != 0;
-    let mut seen: HashSet<Vec<u64>> = HashSet::new();
+    // Memo key: [known-op bitset, value, owed, unknown-op bitset]. A state whose
+    // subtree failed fails again from anywhere with the same prefix and a superset
+    // of placed unknown ops (it only has fewer options), which is what keeps WGL
+    // with unknown ops tractable; with none, this is the usual exact memo.
+    let prefix = n_known.div_ceil(64) + 2;
+    let mut key = vec![0u64; prefix + (n - n_known).div_ceil(64)];
+    let bit = |op: usize| match op.checked_sub(n_known) {
+        None => (op / 64, 1u64 << (op % 64)),
+        Some(u) => (prefix + u / 64, 1u64 << (u % 64)),
+    };
+    let mut failed: HashMap<Vec<u64>, Vec<Vec<u64>>> = HashMap::new();
+    let dominated = |failed: &HashMap<Vec<u64>, Vec<Vec<u64>>>, key: &[u64]| {
+        failed.get(&key[..prefix]).is_some_and(|done| {
+            done.iter()
+                .any(|u| u.iter().zip(&key[prefix..]).all(|(a, b)| a & !b == 0))
+        })
+    };
     let mut state = Search { value: 0, owed: 0 };
     let mut stack: Vec<(usize, Search)> = Vec::new();
     let mut best: (Vec<usize>, u64) = (Vec::new(), 0);
@@ -207,21 +238,24 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
         }
         let op = op_of[cursor];
         if list.partner[cursor] != NIL {
-            let held_back = twin[op] != NIL && !placed(&key, twin[op]);
+            let held_back = twin[op] != NIL && key[bit(twin[op]).0] & bit(twin[op]).1 == 0;
             if let Some(next) = state.advance(ops[op].2, known(op)).filter(|_| !held_back) {
-                key[op / 64] ^= 1 << (op % 64);
-                (key[words], key[words + 1]) = (next.value, next.owed);
-                if !seen.contains(key.as_slice()) {
-                    seen.insert(key.clone());
+                let (word, mask) = bit(op);
+                key[word] ^= mask;
+                (key[prefix - 2], key[prefix - 1]) = (next.value, next.owed);
+                if !dominated(&failed, &key) {
                     stack.push((cursor, std::mem::replace(&mut state, next)));
                     list.lift(cursor);
                     if stack.len() > best.0.len() {
-                        best = (stack.iter().map(|&(node, _)| op_of[node]).collect(), state.value);
+                        best = (
+                            stack.iter().map(|&(node, _)| op_of[node]).collect(),
+                            state.value,
+                        );
                     }
                     cursor = list.next[HEAD];
                     continue;
                 }
-                key[op / 64] ^= 1 << (op % 64);
+                key[word] ^= mask;
             }
             cursor = list.next[cursor];
         } else if !known(op) {
@@ -233,8 +267,14 @@ fn check_with_budget(history: &[Call], budget: u64) -> Result<(), String> {
             let Some((node, prev)) = stack.pop() else {
                 return Err(report(&ops, &best.0, &names[best.1 as usize]));
             };
+            (key[prefix - 2], key[prefix - 1]) = (state.value, state.owed);
+            failed
+                .entry(key[..prefix].to_vec())
+                .or_default()
+                .push(key[prefix..].to_vec());
             state = prev;
-            key[op_of[node] / 64] ^= 1 << (op_of[node] % 64);
+            let (word, mask) = bit(op_of[node]);
+            key[word] ^= mask;
             list.unlift(node);
             cursor = list.next[node];
         }
@@ -287,14 +327,24 @@ fn outcome_fits(op: &Op, outcome: &Outcome) -> bool {
 }
 
 fn describe(index: usize, c: &Call) -> String {
-    let ret = if c.outcome == Outcome::Unknown { "never".to_string() } else { c.ret.to_string() };
-    format!("#{index} client {}: {:?} -> {:?} [call {}, ret {ret}]", c.client, c.op, c.outcome, c.call)
+    let ret = if c.outcome == Outcome::Unknown {
+        "never".to_string()
+    } else {
+        c.ret.to_string()
+    };
+    format!(
+        "#{index} client {}: {:?} -> {:?} [call {}, ret {ret}]",
+        c.client, c.op, c.outcome, c.call
+    )
 }
 
 /// Explains the deepest point the search reached: what was placed last and
 /// which ops were competing for the next slot when every choice failed.
 fn report(ops: &[(usize, &Call, Effect)], placed: &[usize], state: &str) -> String {
-    let total_known = ops.iter().filter(|(_, c, _)| c.outcome != Outcome::Unknown).count();
+    let total_known = ops
+        .iter()
+        .filter(|(_, c, _)| c.outcome != Outcome::Unknown)
+        .count();
     let mut msg = format!(
         "history is not linearizable: longest linearizable prefix places {} of {} ops \
          ({total_known} with known outcomes); register after it: {state}\n",
@@ -319,8 +369,14 @@ fn report(ops: &[(usize, &Call, Effect)], placed: &[usize], state: &str) -> Stri
         .map(|i| ops[i].1.ret)
         .min()
         .unwrap_or(u64::MAX);
-    let stuck: Vec<usize> = (0..ops.len()).filter(pending).filter(|&i| ops[i].1.call <= deadline).collect();
-    let _ = writeln!(msg, "ops that could not be placed next (first pending return at {deadline}):");
+    let stuck: Vec<usize> = (0..ops.len())
+        .filter(pending)
+        .filter(|&i| ops[i].1.call <= deadline)
+        .collect();
+    let _ = writeln!(
+        msg,
+        "ops that could not be placed next (first pending return at {deadline}):"
+    );
     for &i in stuck.iter().take(REPORT_LIMIT) {
         let _ = writeln!(msg, "  {}", describe(ops[i].0, ops[i].1));
     }
@@ -336,7 +392,13 @@ mod tests {
     use std::time::Instant;
 
     fn call(client: usize, op: Op, call: u64, ret: u64, outcome: Outcome) -> Call {
-        Call { client, op, call, ret, outcome }
+        Call {
+            client,
+            op,
+            call,
+            ret,
+            outcome,
+        }
     }
     fn put(client: usize, v: &str, t: (u64, u64)) -> Call {
         call(client, Op::Put(v.into()), t.0, t.1, Outcome::Put)
@@ -345,7 +407,10 @@ mod tests {
         call(client, Op::Get, t.0, t.1, Outcome::Get(v.map(Into::into)))
     }
     fn cas(client: usize, expect: Option<&str>, new: &str, t: (u64, u64), ok: bool) -> Call {
-        let op = Op::Cas { expect: expect.map(Into::into), new: new.into() };
+        let op = Op::Cas {
+            expect: expect.map(Into::into),
+            new: new.into(),
+        };
         call(client, op, t.0, t.1, Outcome::Cas(ok))
     }
     fn unknown(client: usize, op: Op, at: u64) -> Call {
@@ -371,15 +436,25 @@ mod tests {
 
     #[test]
     fn stale_read_after_completed_put_fails() {
-        let h = vec![put(0, "a", (0, 1)), put(0, "b", (2, 3)), get(1, Some("a"), (4, 5))];
+        let h = vec![
+            put(0, "a", (0, 1)),
+            put(0, "b", (2, 3)),
+            get(1, Some("a"), (4, 5)),
+        ];
         let err = check(&h).unwrap_err();
-        assert!(err.contains("could not be placed") && err.contains("#2 client 1"), "{err}");
+        assert!(
+            err.contains("could not be placed") && err.contains("#2 client 1"),
+            "{err}"
+        );
     }
 
     #[test]
     fn concurrent_put_and_get_allow_either_order() {
         assert_eq!(check(&[put(0, "a", (0, 10)), get(1, None, (1, 5))]), Ok(()));
-        assert_eq!(check(&[put(0, "a", (0, 10)), get(1, Some("a"), (1, 5))]), Ok(()));
+        assert_eq!(
+            check(&[put(0, "a", (0, 10)), get(1, Some("a"), (1, 5))]),
+            Ok(())
+        );
         // Touching intervals count as concurrent.
         assert_eq!(check(&[put(0, "a", (0, 5)), get(1, None, (5, 6))]), Ok(()));
     }
@@ -394,7 +469,10 @@ mod tests {
         ];
         assert_eq!(check(&ok), Ok(()));
         // Concurrent with the put, the "create if absent" CAS may go first.
-        assert_eq!(check(&[put(0, "a", (0, 10)), cas(1, None, "b", (1, 5), true)]), Ok(()));
+        assert_eq!(
+            check(&[put(0, "a", (0, 10)), cas(1, None, "b", (1, 5), true)]),
+            Ok(())
+        );
         assert!(check(&[put(0, "a", (0, 1)), cas(0, Some("a"), "b", (2, 3), false)]).is_err());
         assert!(check(&[put(0, "a", (0, 1)), cas(0, None, "b", (2, 3), true)]).is_err());
         assert!(check(&[cas(0, Some("a"), "b", (0, 1), true)]).is_err());
@@ -402,7 +480,11 @@ mod tests {
 
     #[test]
     fn unknown_put_that_must_have_happened() {
-        let mut h = vec![put(0, "a", (0, 1)), unknown(1, Op::Put("b".into()), 2), get(0, Some("b"), (5, 6))];
+        let mut h = vec![
+            put(0, "a", (0, 1)),
+            unknown(1, Op::Put("b".into()), 2),
+            get(0, Some("b"), (5, 6)),
+        ];
         assert_eq!(check(&h), Ok(()));
         // Once observed, it cannot be un-happened.
         h.push(get(0, Some("a"), (7, 8)));
@@ -451,7 +533,13 @@ mod tests {
     /// register, each taking effect at some instant between its call and return.
     /// Written values are `v{k % pool}`; `unknown_one_in` (0 = never) makes
     /// writes time out, either after applying or without ever applying.
-    fn random_history(seed: u64, n_ops: usize, clients: usize, pool: u64, unknown_one_in: u64) -> Vec<Call> {
+    fn random_history(
+        seed: u64,
+        n_ops: usize,
+        clients: usize,
+        pool: u64,
+        unknown_one_in: u64,
+    ) -> Vec<Call> {
         let mut rng = XorShift(seed);
         let (mut reg, mut written, mut started, mut t): (Value, u64, usize, u64) = (None, 0, 0, 0);
         let mut inflight: Vec<Option<(Call, bool)>> = vec![None; clients];
@@ -471,8 +559,14 @@ mod tests {
                         0..=3 => Op::Get,
                         4 | 5 => Op::Put(fresh),
                         6 => Op::Delete,
-                        _ if rng.below(2) == 0 => Op::Cas { expect: reg.clone(), new: fresh },
-                        _ => Op::Cas { expect: Some(format!("v{}", rng.below(written) % pool)), new: fresh },
+                        _ if rng.below(2) == 0 => Op::Cas {
+                            expect: reg.clone(),
+                            new: fresh,
+                        },
+                        _ => Op::Cas {
+                            expect: Some(format!("v{}", rng.below(written) % pool)),
+                            new: fresh,
+                        },
                     };
                     inflight[client] = Some((call(client, op, t, 0, Outcome::Unknown), false));
                 }
@@ -518,7 +612,9 @@ mod tests {
 
     #[test]
     fn random_real_histories_pass_quickly() {
-        for (seed, pool, unknown_one_in) in [(1, u64::MAX, 0), (2, 3, 0), (3, u64::MAX, 150), (4, 4, 300)] {
+        for (seed, pool, unknown_one_in) in
+            [(1, u64::MAX, 0), (2, 3, 0), (3, u64::MAX, 150), (4, 4, 300)]
+        {
             let h = random_history(seed, 2_000, 5, pool, unknown_one_in);
             assert_eq!(h.len(), 2_000);
             let start = Instant::now();
@@ -531,9 +627,16 @@ mod tests {
     fn random_history_with_one_stale_read_fails() {
         // Unique values make a read of an overwritten value provably stale.
         let mut h = random_history(5, 2_000, 5, u64::MAX, 0);
-        let overwrites = |c: &Call| matches!(c.outcome, Outcome::Put | Outcome::Delete | Outcome::Cas(true));
+        let overwrites = |c: &Call| {
+            matches!(
+                c.outcome,
+                Outcome::Put | Outcome::Delete | Outcome::Cas(true)
+            )
+        };
         let value_of = |c: &Call| match (&c.op, &c.outcome) {
-            (Op::Put(v), Outcome::Put) | (Op::Cas { new: v, .. }, Outcome::Cas(true)) => Some(v.clone()),
+            (Op::Put(v), Outcome::Put) | (Op::Cas { new: v, .. }, Outcome::Cas(true)) => {
+                Some(v.clone())
+            }
             _ => None,
         };
         let (g, stale) = (h.len() / 2..h.len())
