@@ -7,27 +7,28 @@
 //!   and reports the leader and the caught-up replicas (ISR) of every partition it leads, so
 //!   Metadata on any node can tell clients where to go.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use strom_consensus::driver::DriverConfig;
-use strom_consensus::raft::eraftpb::Message;
 use strom_consensus::transport::{Inbound, Transport, TransportConfig};
 use tokio::sync::{mpsc, watch};
 
 use super::machine::ControllerMachine;
 use super::rpc::{self, Request, Response};
-use super::state::{Applied, ClusterState, Command, GroupId, NodeId, NodeInfo};
+use super::state::{Applied, ClusterState, Command, NodeId, NodeInfo};
 use crate::journal::{Journal, JournalSpec};
 use crate::replica::{ReplicaEvent, ReplicaSpec};
 use crate::{Broker, BrokerError, Partition};
 pub use services::NodeService;
 
+mod router;
 mod services;
 mod snapshots;
+
+use router::Router;
 
 /// How long a proposal to the controller may take before the caller gets an error.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,122 +78,6 @@ pub struct Cluster {
     /// When this node last became the controller's leader (term, instant): a node is only
     /// declared dead after a full timeout of this leader's own observation.
     pub(super) leading_since: std::sync::Mutex<Option<(u64, Instant)>>,
-}
-
-/// Delivers inbound Raft messages to the group they are for.
-#[derive(Default)]
-struct Router {
-    groups: RwLock<HashMap<GroupId, Arc<Partition>>>,
-    /// Services of front ends that talk to their peers on other nodes (the etcd API forwards
-    /// to its journal's leader), by id.
-    services: RwLock<HashMap<u8, Arc<dyn NodeService>>>,
-    /// Groups of journals attached by front ends: not partitions of the controller's
-    /// assignment, so the reconciler leaves them alone.
-    journals: RwLock<std::collections::HashSet<GroupId>>,
-    snapshots: Arc<snapshots::SnapshotShare>,
-    cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
-    /// When each peer last sent anything (Raft messages, RPCs): the controller leader's view of
-    /// which nodes are alive. Every node replicates the controller (as voter or learner), so
-    /// its heartbeat responses keep it fresh here.
-    seen: std::sync::Mutex<HashMap<NodeId, Instant>>,
-}
-
-impl Router {
-    fn get(&self, group: GroupId) -> Option<Arc<Partition>> {
-        self.groups.read().ok()?.get(&group).cloned()
-    }
-
-    fn all(&self) -> Vec<Arc<Partition>> {
-        self.groups
-            .read()
-            .map(|g| g.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn insert(&self, group: GroupId, p: Arc<Partition>) {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(group, p);
-    }
-
-    fn saw(&self, node: NodeId) {
-        if node != 0 {
-            self.seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(node, Instant::now());
-        }
-    }
-
-    pub(super) fn last_seen(&self, node: NodeId) -> Option<Instant> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .copied()
-    }
-
-    fn remove(&self, group: GroupId) -> Option<Arc<Partition>> {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&group)
-    }
-}
-
-impl Inbound for Router {
-    fn on_raft(&self, from: NodeId, messages: Vec<(GroupId, Message)>) {
-        self.saw(from);
-        for (group, msg) in messages {
-            let Some(p) = self.get(group) else {
-                // Not opened here yet (the assignment is still on its way): Raft retransmits.
-                continue;
-            };
-            if let Some(Err(e)) = p.with_driver(|d| d.step(msg)) {
-                tracing::warn!(group, "raft step failed: {e}");
-            }
-        }
-    }
-
-    fn on_rpc(
-        &self,
-        from: NodeId,
-        request: Bytes,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
-        self.saw(from);
-        // A front end's service call: a zero byte, the service id, its own payload (the
-        // controller's requests are JSON and never start with a zero byte).
-        if let [0, id, ..] = request[..] {
-            let service = self
-                .services
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&id)
-                .cloned();
-            return match service {
-                Some(svc) => svc.call(from, request.slice(2..)),
-                None => Box::pin(async { Bytes::new() }),
-            };
-        }
-        let cluster = self.cluster.get().and_then(std::sync::Weak::upgrade);
-        Box::pin(async move {
-            let Some(cluster) = cluster else {
-                return rpc::encode(&Response {
-                    error: Some("node is starting".into()),
-                    status: None,
-                });
-            };
-            let response = match rpc::decode::<Request>(&request) {
-                Err(e) => Response {
-                    error: Some(format!("bad request: {e}")),
-                    status: None,
-                },
-                Ok(req) => cluster.serve_rpc(from, req).await,
-            };
-            rpc::encode(&response)
-        })
-    }
 }
 
 impl Cluster {
