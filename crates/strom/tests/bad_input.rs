@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::wire::{raw_request, Conn};
+use common::wire::{control_batch, raw_request, Conn};
 use common::Strom;
 
 use kafka_protocol::messages::{
@@ -125,6 +125,12 @@ fn malformed_input_is_refused_and_others_carry_on() {
         client.produce("bad/name", 0, batch(10)).0,
         ResponseError::InvalidTopicException.code()
     );
+    // Commit and abort markers are the broker's to write.
+    assert_eq!(
+        client.produce("events", 0, control_batch()).0,
+        ResponseError::InvalidRecord.code()
+    );
+    assert_eq!(client.produce("events", 0, batch(10)).0, 0);
     match client.request(
         ApiKey::Metadata,
         12,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{create, create_with, TestCluster, SECRET};
 use common::rdk;
-use common::wire::{idempotent_batch, init_producer_id, Conn};
+use common::wire::{control_batch, idempotent_batch, init_producer_id, record_batch, Conn};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -104,6 +104,14 @@ async fn acknowledged_writes_survive_a_leader_kill_and_the_node_rejoins() {
         3000,
         "every record acknowledged before any fault"
     );
+    // A client's control batch is refused before it reaches the replicated log (which would
+    // refuse it at its own append and stop the partition's group on the leader).
+    let mut wire = Conn::connect(&cluster.nodes[leaders[0] as usize - 1].addr());
+    let (code, _) = wire.produce("orders", 0, control_batch());
+    assert_eq!(code, kafka_protocol::ResponseError::InvalidRecord.code());
+    let (code, offset) = wire.produce("orders", 0, record_batch(None, "after a marker".into()));
+    assert_eq!(code, 0, "the partition still takes writes");
+    acked.insert("after a marker".into(), (0, offset));
 
     // Kill the leader of partition 0 and keep producing: a new leader must take over.
     let victim = leaders[0];

@@ -123,6 +123,18 @@ fn append(
             Some("no record batch".into()),
         ));
     }
+    // Commit and abort markers are the brokers' to write, as in Kafka (its LogValidator).
+    // Taken as data, a control batch would also be refused by the replicated log at its own
+    // append, stopping the partition's Raft group on the leader.
+    if batches
+        .iter()
+        .any(|b| batch::BatchHeader::parse(b).is_ok_and(|h| h.is_control()))
+    {
+        return Err((
+            ResponseError::InvalidRecord,
+            Some("clients may not write control batches".into()),
+        ));
+    }
     match p.append(&batches) {
         Ok(r) => Ok((p, r)),
         Err(e) => {

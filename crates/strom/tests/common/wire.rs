@@ -164,9 +164,24 @@ pub fn record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
 
 /// [`record_batch`] with the record's timestamp.
 pub fn record_batch_at(key: Option<Bytes>, value: Bytes, timestamp_ms: i64) -> Bytes {
+    batch_of(key, value, timestamp_ms, false)
+}
+
+/// A control batch, as only brokers may write them (a commit marker's shape).
+pub fn control_batch() -> Bytes {
+    let marker_key = Bytes::from_static(&[0, 0, 0, 1]);
+    batch_of(
+        Some(marker_key),
+        Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
+        1_700_000_000_000,
+        true,
+    )
+}
+
+fn batch_of(key: Option<Bytes>, value: Bytes, timestamp_ms: i64, control: bool) -> Bytes {
     let record = Record {
-        transactional: false,
-        control: false,
+        transactional: control,
+        control,
         partition_leader_epoch: 0,
         producer_id: -1,
         producer_epoch: -1,
