@@ -2,7 +2,9 @@
 //! duplicating, reordering network, partitions, crashes that lose unsynced writes and tear the
 //! last batch, delayed group-commit fsyncs, leadership transfers, membership changes, and
 //! retention compacting logs (a crash sometimes cutting it short), so followers behind a
-//! leader's log start catch up through snapshots.
+//! leader's log start catch up through snapshots; and a journal-style group whose members apply
+//! it to a state machine that snapshots, compacts behind its snapshot, restarts from it and,
+//! behind its log start, catches up from a peer's machine snapshot.
 //!
 //! `STROM_SIM_SEED=<n>` runs one seed (a failure prints the seed to replay; replayed alone, it
 //! also prints the last actions before the failure), `STROM_SIM_STEPS` overrides the steps per
@@ -100,6 +102,26 @@ fn seeded_cluster_simulation() {
     assert!(
         total.snapshots > 0,
         "no follower installed a snapshot: {total:?}"
+    );
+    assert!(
+        total.machine_snapshots > n,
+        "too few machine snapshots: {total:?}"
+    );
+    assert!(
+        total.machine_gaps > 0 && total.machine_reopened_behind > 0,
+        "no machine fell behind its log start both ways: {total:?}"
+    );
+    assert!(
+        total.machine_catch_ups > 0,
+        "no machine caught up from a peer's snapshot: {total:?}"
+    );
+    assert!(
+        total.machine_fetch_retries > 0,
+        "no snapshot fetch had to be retried: {total:?}"
+    );
+    assert!(
+        total.machines_replayed > 0,
+        "no settled machine was checked against a replay from the first entry: {total:?}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The invariants, checked incrementally as the drivers report events, so a violation fails at
 //! the step that caused it rather than at the end.
 
+use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 
 use strom_consensus::driver::RoleState;
@@ -9,6 +10,7 @@ use strom_consensus::raft_state::LogStart;
 use strom_consensus::{GroupId, NodeId};
 use strom_storage::records;
 
+use super::machine::{self, State};
 use super::storage::{Appended, Content, Inner};
 
 /// What the run did, summed over seeds to prove the faults really happened.
@@ -38,6 +40,19 @@ pub struct Stats {
     pub interrupted_compactions: u64,
     /// Snapshots a follower installed because its leader had compacted what it needed.
     pub snapshots: u64,
+    /// Machine snapshots the journal group's members wrote.
+    pub machine_snapshots: u64,
+    /// Times a member's commit hook found its machine behind (after a Raft snapshot).
+    pub machine_gaps: u64,
+    /// Restarts of a member whose log starts after its machine snapshot.
+    pub machine_reopened_behind: u64,
+    /// Gaps filled from a peer's machine snapshot.
+    pub machine_catch_ups: u64,
+    /// Fetches that found no peer with a recent enough snapshot, or a log that no longer held
+    /// the skipped entries, and were tried again.
+    pub machine_fetch_retries: u64,
+    /// Seeds whose settled machines were checked against a replay from entry 1.
+    pub machines_replayed: u64,
     /// Order-sensitive hash of everything observable, to prove a seed replays identically.
     pub digest: u64,
 }
@@ -63,6 +78,12 @@ impl Stats {
         self.segments_removed += o.segments_removed;
         self.interrupted_compactions += o.interrupted_compactions;
         self.snapshots += o.snapshots;
+        self.machine_snapshots += o.machine_snapshots;
+        self.machine_gaps += o.machine_gaps;
+        self.machine_reopened_behind += o.machine_reopened_behind;
+        self.machine_catch_ups += o.machine_catch_ups;
+        self.machine_fetch_retries += o.machine_fetch_retries;
+        self.machines_replayed += o.machines_replayed;
         self.digest = mix(self.digest, o.digest);
     }
 
@@ -114,7 +135,22 @@ pub struct Checker {
     proposals: BTreeMap<GroupId, Vec<Proposal>>,
     /// Write id -> (group, index), for every acknowledged write.
     pub acked: BTreeMap<u64, (GroupId, u64)>,
+    /// The journal group's machines: the first hash any of them had at each index.
+    machine_hashes: BTreeMap<u64, u64>,
+    /// Each node's machine index as last seen, across its crashes.
+    machine_index: BTreeMap<NodeId, u64>,
     pub stats: Stats,
+}
+
+/// How a journal machine got to a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// It applied a committed data entry.
+    Applied,
+    /// It restored a peer's snapshot to fill a gap.
+    Restored,
+    /// Its node restarted and it restored its own snapshot.
+    Reopened,
 }
 
 /// The client write id a data entry carries (see `Sim::propose`).
@@ -627,5 +663,56 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// A journal machine's new state: every machine has the same hash at the same index, and
+    /// a machine's index never goes back, except to its own snapshot across a restart (which
+    /// cannot be ahead of what the machine had applied).
+    pub fn on_machine(&mut self, node: NodeId, state: State, how: Move) -> Result<(), String> {
+        let g = machine::GROUP;
+        self.stats.observe(&[node, state.index, state.hash, 31]);
+        match self.machine_hashes.entry(state.index) {
+            Slot::Occupied(first) if *first.get() != state.hash => {
+                return Err(format!(
+                    "node {node} group {g}: its machine has hash {:#x} at index {} ({how:?}); \
+                     another machine had {:#x} there",
+                    state.hash,
+                    state.index,
+                    first.get()
+                ));
+            }
+            Slot::Occupied(_) => {}
+            Slot::Vacant(slot) => {
+                slot.insert(state.hash);
+            }
+        }
+        let before = self.machine_index.insert(node, state.index).unwrap_or(0);
+        match how {
+            Move::Applied | Move::Restored if state.index < before => Err(format!(
+                "node {node} group {g}: its machine went back from index {before} to {} without \
+                 a restart ({how:?})",
+                state.index
+            )),
+            Move::Reopened if state.index > before => Err(format!(
+                "node {node} group {g}: reopened with a machine snapshot at {}, ahead of the {before} \
+                 its machine had applied",
+                state.index
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The machine state that applying every entry reported committed in `1..=upto` makes, if
+    /// the run saw each of them reported.
+    pub fn replay_committed(&self, group: GroupId, upto: u64) -> Option<State> {
+        let map = self.committed.get(&group)?;
+        let mut state = State::default();
+        for index in 1..=upto {
+            let c = map.get(&index)?;
+            if c.content.kind == EntryType::EntryNormal && !c.content.body.is_empty() {
+                state.apply_data(index, &c.content.body);
+            }
+        }
+        Some(state)
     }
 }

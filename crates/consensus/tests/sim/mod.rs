@@ -8,12 +8,15 @@
 //! last step the faults stop, the cluster must converge and then stay quiet, and the final logs
 //! are checked whole. Retention cuts each replica's log independently, so followers behind a
 //! leader's log start catch up through (record-less) snapshots, and the checks compare logs on
-//! the range they still share.
+//! the range they still share. One group is a journal ([`machine`]): its members apply it to a
+//! state machine that snapshots, compacts behind its snapshots and, behind its log start,
+//! catches up from a peer's snapshot; the machines must agree at every index.
 //!
 //! The files are real (segment logs, state files) and so are the fsyncs, but durability is the
 //! simulator's: a crash keeps what the completed sync points covered, plus maybe some of the rest.
 
 pub mod check;
+pub mod machine;
 pub mod net;
 pub mod rng;
 pub mod storage;
@@ -105,6 +108,7 @@ impl Params {
                 conf_changes: five,
             });
         }
+        groups.push(machine::spec(nodes));
         let per_msg: u64 = *r.pick(&[1 << 10, 4 << 10, 64 << 10]);
         let driver = DriverConfig {
             election_tick: 10,
@@ -260,6 +264,8 @@ pub struct Sim {
     partition: Option<Partition>,
     syncs: Vec<PendingSync>,
     checker: Checker,
+    /// The journal group's machines.
+    journal: machine::Journals,
     next_write: u64,
     /// Off while settling: no drops, duplicates, crashes, partitions or long delays.
     faults: bool,
@@ -307,6 +313,7 @@ impl Sim {
             partition: None,
             syncs: Vec::new(),
             checker: Checker::default(),
+            journal: machine::Journals::new(seed),
             next_write: 1,
             faults: true,
         };
@@ -336,7 +343,9 @@ impl Sim {
             }
         }
         self.settle()?;
+        let machines = self.check_machines_converged()?;
         self.final_check()?;
+        self.check_machines_replay(machines)?;
         Ok(self.checker.stats.clone())
     }
 
@@ -352,7 +361,8 @@ impl Sim {
             self.partition = None;
             self.note(|| "heal".into());
         }
-        self.deliver_due()
+        self.deliver_due()?;
+        self.poll_journal()
     }
 
     fn random_action(&mut self) -> Result<(), String> {
@@ -676,16 +686,22 @@ impl Sim {
         self.drain(node)
     }
 
-    /// Retention on one replica, as the broker's `apply_replicated_retention` does it: a cut at
-    /// a segment boundary at or below the end of what this replica applied (all of it, or a
-    /// random part), recorded by the driver first, then the segments deleted and the index
-    /// compacted under the log's lock. Sometimes the node crashes right after the driver
-    /// recorded it, with none or only some of the segments gone: the reopen must finish it.
     fn compact(&mut self) -> Result<(), String> {
         let Some(node) = self.random_up_node() else {
             return Ok(());
         };
         let group = self.random_group().id;
+        self.compact_replica(node, group)
+    }
+
+    /// Retention on one replica, as the broker's `apply_replicated_retention` does it: a cut at
+    /// a segment boundary at or below the end of what this replica applied (all of it, or a
+    /// random part), recorded by the driver first, then the segments deleted and the index
+    /// compacted under the log's lock. Sometimes the node crashes right after the driver
+    /// recorded it, with none or only some of the segments gone: the reopen must finish it.
+    /// A journal's log is cut only behind its machine snapshot, as `compact_journal` does.
+    fn compact_replica(&mut self, node: NodeId, group: GroupId) -> Result<(), String> {
+        let cap = self.journal.compaction_cap(node, group);
         let part = if self.rng.per_mille(500) {
             1000
         } else {
@@ -702,9 +718,13 @@ impl Sim {
             let log_start = inner.log.log_start_offset();
             // Everything this incarnation reported committed is applied (the driver applies
             // what it reports); the driver refuses a cut above that.
+            let upto = cap.map_or(r.commit, |cap| cap.min(r.commit));
+            if upto + 1 < inner.index.first_index() {
+                return Ok(());
+            }
             let applied_end = inner
-                .end_offset(r.commit)
-                .ok_or_else(|| format!("{ctx}: applied index {} is not in the log", r.commit))?;
+                .end_offset(upto)
+                .ok_or_else(|| format!("{ctx}: applied index {upto} is not in the log"))?;
             let limit = log_start + (applied_end - log_start) * part / 1000;
             let point = inner.log.retention_point(i64::MAX, limit);
             if point <= log_start {
@@ -725,6 +745,13 @@ impl Sim {
             return Err(format!(
                 "{ctx}: cut {start:?} is above the applied index {}",
                 r.commit
+            ));
+        }
+        // The cut the log chose, not the limit asked for: entries past the machine snapshot
+        // are what a restart of the machine replays.
+        if let Some(cap) = cap.filter(|cap| start.first_index - 1 > *cap) {
+            return Err(format!(
+                "{ctx}: cut {start:?} goes past the machine snapshot at {cap}"
             ));
         }
         r.driver
@@ -804,6 +831,7 @@ impl Sim {
         };
         self.nodes[idx].outbox.take();
         self.syncs.retain(|s| s.node != node);
+        self.journal.stop(node);
         self.checker.stats.crashes += 1;
         self.note(|| format!("crash {node} until {until}"));
         for (group, r) in groups {
@@ -902,11 +930,24 @@ impl Sim {
                 (inner.index.first_index(), inner.index.last_index())
             };
             // What the owner says it applied: the stored commit (as the broker passes), the
-            // driver's own applied mark, or nothing (an owner that replays everything).
-            let applied = match self.rng.below(3) {
-                0 => persisted.hard.commit.min(last),
-                1 => persisted.applied,
-                _ => 0,
+            // driver's own applied mark, or nothing (an owner that replays everything); a
+            // journal, what its machine snapshot covers.
+            let applied = if spec.id == machine::GROUP {
+                let now = self.now();
+                self.journal.open(
+                    node,
+                    first,
+                    persisted.hard.commit,
+                    now,
+                    &mut self.rng,
+                    &mut self.checker,
+                )?
+            } else {
+                match self.rng.below(3) {
+                    0 => persisted.hard.commit.min(last),
+                    1 => persisted.applied,
+                    _ => 0,
+                }
             };
             // The driver clamps the same way; entries above this must be reported again.
             let floor = first - 1;
@@ -1021,6 +1062,7 @@ impl Sim {
             params,
             nodes,
             checker,
+            journal,
             syncs,
             rng,
             rec,
@@ -1051,6 +1093,7 @@ impl Sim {
                         checker.on_committed(node, group, &entries)?;
                         r.commit = index;
                         checker.resolve(node, group, index, &r.log.lock())?;
+                        journal.on_commit(node, group, &entries, now, rng, checker)?;
                     }
                     Event::Role(role) => {
                         rec.note(format!(
@@ -1086,6 +1129,7 @@ impl Sim {
                             r.commit
                         ));
                         checker.on_snapshot(node, group, &start, r.commit)?;
+                        journal.on_raft_snapshot(node, group, &start)?;
                         // The snapshot's index is committed (Raft takes only such snapshots) and
                         // applied: the next commit report continues after it. Proposals up to
                         // there are decided now, by what was reported committed.
@@ -1202,13 +1246,14 @@ impl Sim {
                     }
                 }
             }
-            if done {
+            if done && self.journal_settled() {
                 return self.stay_quiet(&groups);
             }
         }
         Err(format!(
-            "the cluster did not converge within {SETTLE_BUDGET} fault-free steps: {}",
-            self.describe()
+            "the cluster did not converge within {SETTLE_BUDGET} fault-free steps: {}{}",
+            self.describe(),
+            self.journal.describe()
         ))
     }
 
