@@ -120,18 +120,85 @@ pub(crate) fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), BrokerError> {
+    write_atomic_paced(path, Pace::NONE, write)
+}
+
+/// How fast a large file goes to disk (see [`write_atomic_paced`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Synced every this many bytes (0: only at the end).
+    pub chunk: u64,
+    pub bytes_per_sec: u64,
+}
+
+impl Pace {
+    const NONE: Pace = Pace {
+        chunk: 0,
+        bytes_per_sec: u64::MAX,
+    };
+}
+
+/// [`write_atomic_with`] for large files written beside a latency-sensitive log: the data
+/// reaches the disk in synced chunks at a bounded rate, so the device never holds a large
+/// backlog that the log's own small fsyncs would queue behind.
+pub(crate) fn write_atomic_paced(
+    path: &Path,
+    pace: Pace,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), BrokerError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+    let paced = Paced {
+        file: f,
+        pace,
+        pending: 0,
+        written: 0,
+        start: std::time::Instant::now(),
+        path: &tmp,
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, paced);
     write(&mut out).map_err(|e| io_err(&tmp, e))?;
-    let f = out.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
-    if let Err(e) = f.sync_all() {
+    let paced = out.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
+    if let Err(e) = paced.file.sync_all() {
         crate::fatal::fail_stop(format!("fsync {}: {e}", tmp.display()));
     }
     fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+struct Paced<'a> {
+    file: fs::File,
+    pace: Pace,
+    /// Written since the last sync.
+    pending: u64,
+    written: u64,
+    start: std::time::Instant,
+    path: &'a Path,
+}
+
+impl Write for Paced<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.pending += n as u64;
+        if self.pace.chunk > 0 && self.pending >= self.pace.chunk {
+            if let Err(e) = self.file.sync_data() {
+                crate::fatal::fail_stop(format!("fsync {}: {e}", self.path.display()));
+            }
+            self.written += std::mem::take(&mut self.pending);
+            let due = self.written as f64 / self.pace.bytes_per_sec as f64;
+            let due = std::time::Duration::from_secs_f64(due);
+            if let Some(lead) = due.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(lead);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), BrokerError> {

@@ -66,12 +66,21 @@ impl<M: StateMachine> SharedSnapshot for Journal<M> {
 
 impl<M: StateMachine> Journal<M> {
     /// Restores a fetched snapshot and applies the skipped entries after it. Returns false
-    /// if the snapshot is older than needed (a peer's file moved back: it was replaced).
+    /// if the snapshot does not reach the log start (another Raft snapshot moved it on).
     fn fill_gap(&self, snapshot: &[u8]) -> Result<bool, BrokerError> {
         let mut m = self.machine.write().unwrap_or_else(|p| p.into_inner());
         let Some(gap) = *self.gap.lock().unwrap_or_else(|p| p.into_inner()) else {
             return Ok(true);
         };
+        // The log may have restarted further on meanwhile (another Raft snapshot): then this
+        // snapshot may not reach it, and the next fetch must ask for more.
+        let start = ReplicaLog::log_start(&*self.partition).first_index;
+        if start > gap.need + 1 {
+            if let Some(g) = self.gap.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                g.need = g.need.max(start - 1);
+            }
+            return Ok(false);
+        }
         m.restore(snapshot)
             .map_err(|e| BrokerError::LeaderNotAvailable(format!("fetched snapshot: {e}")))?;
         let restored = m.applied();

@@ -45,6 +45,15 @@ const ENTRY_BYTES: usize = 4 << 20;
 /// ends bound their requests well below this).
 const MAX_ENTRY_BYTES: u32 = 64 << 20;
 
+/// Snapshot files go to disk in synced 4 MiB steps at up to 64 MiB/s. Written at full speed,
+/// tens of megabytes queue on the device ahead of the log's small fsyncs: with a 55 MB
+/// snapshot every 20 s, the p99.9 of 1,000 puts/s was 67–142 ms, paced 13–33 ms
+/// (docs/benchmarks.md).
+const SNAPSHOT_PACE: crate::metadata::Pace = crate::metadata::Pace {
+    chunk: 4 << 20,
+    bytes_per_sec: 64 << 20,
+};
+
 /// A deterministic state machine: `apply` depends only on the state and the command (no
 /// clock, no randomness, no iteration over unordered maps).
 pub trait StateMachine: Send + Sync + 'static {
@@ -159,6 +168,11 @@ impl<M: StateMachine> Journal<M> {
                 {
                     let mut gap = gap.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(g) = gap.as_mut() {
+                        // Another Raft snapshot moved the log start on: the state needed too.
+                        let first = entries.first().map_or(last, |e| e.index);
+                        if first > g.skipped_to + 1 {
+                            g.need = g.need.max(first - 1);
+                        }
                         g.skipped_to = g.skipped_to.max(last);
                         return;
                     }
@@ -481,7 +495,7 @@ impl<M: StateMachine> Journal<M> {
         if index <= self.snapshot_index.load(Ordering::Acquire) {
             return Ok(());
         }
-        crate::metadata::write_atomic_with(&self.snapshot_path, encode)?;
+        crate::metadata::write_atomic_paced(&self.snapshot_path, SNAPSHOT_PACE, encode)?;
         self.snapshot_index.fetch_max(index, Ordering::AcqRel);
         Ok(())
     }
