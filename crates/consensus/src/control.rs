@@ -33,7 +33,7 @@ pub fn encode(entry_type: EntryType, data: &[u8], timestamp_ms: i64) -> Bytes {
 
 /// The entry a stored batch stands for: `None` for a data batch (the batch itself is the entry's
 /// data), otherwise the control entry's type and data. A control batch that is not Strom's
-/// (none is ever written today) is also `None`, so it replicates as opaque data.
+/// (a transaction marker) is also `None`: it replicates as data.
 pub fn decode(batch: &Bytes) -> Option<(EntryType, Bytes)> {
     let header = strom_storage::batch::BatchHeader::parse(batch).ok()?;
     if !header.is_control() || header.records_count != 1 {

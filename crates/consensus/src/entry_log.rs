@@ -466,16 +466,20 @@ fn storage_err(e: StorageError) -> raft::Error {
 fn stored_batch(e: &Entry, now_ms: i64) -> Result<Bytes, ConsensusError> {
     match e.get_entry_type() {
         EntryType::EntryNormal if !e.data.is_empty() => {
-            // Data entries are client batches the leader validated; check the framing again
-            // so a bad entry from a peer is refused, never half-written.
+            // Data entries are client batches the leader validated, or the transaction markers
+            // a partition leader writes (Kafka's control batches); check the framing again so
+            // a bad entry from a peer is refused, never half-written. A batch that would read
+            // back as one of Strom's own control entries is refused too.
             let h = BatchHeader::parse(&e.data).map_err(|err| ConsensusError::BadEntry {
                 index: e.index,
                 reason: err.to_string(),
             })?;
-            if h.total_len() != e.data.len() || h.is_control() {
+            if h.total_len() != e.data.len()
+                || (h.is_control() && control::decode(&e.data).is_some())
+            {
                 return Err(ConsensusError::BadEntry {
                     index: e.index,
-                    reason: "length mismatch or a control batch as data".into(),
+                    reason: "length mismatch or a Strom control batch as data".into(),
                 });
             }
             Ok(e.data.clone())

@@ -359,6 +359,39 @@ fn append_refuses_gaps_and_the_committed_prefix() {
 }
 
 #[test]
+fn a_transaction_marker_is_a_data_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut index, _) = filled(dir.path());
+    let marker = strom_storage::markers::Marker {
+        producer_id: 9,
+        producer_epoch: 1,
+        commit: true,
+        coordinator_epoch: 2,
+    };
+    let entry = Entry {
+        index: 7,
+        term: 4,
+        data: strom_storage::markers::encode(&marker, 5_000),
+        ..Entry::default()
+    };
+    index
+        .append(&mut log, std::slice::from_ref(&entry), 0, 0)
+        .unwrap();
+    index.release_applied(7);
+    let back = index.entries(&log, 7, 8, None).unwrap();
+    assert_entries(&back, &[entry]);
+    assert_eq!(back[0].get_entry_type(), EntryType::EntryNormal);
+    assert_eq!(strom_storage::markers::decode(&back[0].data), Some(marker));
+    // And after a reopen, rebuilt from the batch headers.
+    drop((index, log));
+    let mut log = open(dir.path());
+    let reopened = EntryIndex::open(&mut log, LogStart::default()).unwrap();
+    assert_eq!(reopened.last_index(), 7);
+    let again = reopened.entries(&log, 7, 8, None).unwrap();
+    assert_eq!(strom_storage::markers::decode(&again[0].data), Some(marker));
+}
+
+#[test]
 fn truncate_from_removes_entries_terms_and_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut index, entries) = filled(dir.path());

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod markers;
 pub mod records;
 pub mod segment;
 

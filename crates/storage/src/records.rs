@@ -48,8 +48,38 @@ pub fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Bytes {
     encode_batch_with(0, records, timestamp_ms)
 }
 
+/// Batch attribute bit 4: a transaction's data or marker.
+pub const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+
+/// The producer fields of a batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// Not idempotent, not transactional.
+    pub const NONE: ProducerFields = ProducerFields {
+        id: -1,
+        epoch: -1,
+        base_sequence: -1,
+    };
+}
+
 /// [`encode_batch`] with the given batch attributes (e.g. [`ATTR_CONTROL`]).
 pub fn encode_batch_with(attributes: i16, records: &[KeyValue], timestamp_ms: i64) -> Bytes {
+    encode_batch_as(attributes, ProducerFields::NONE, records, timestamp_ms)
+}
+
+/// [`encode_batch_with`] on behalf of a producer (a transaction marker carries its id).
+pub fn encode_batch_as(
+    attributes: i16,
+    producer: ProducerFields,
+    records: &[KeyValue],
+    timestamp_ms: i64,
+) -> Bytes {
     let mut body = BytesMut::new();
     for (i, r) in records.iter().enumerate() {
         let mut rec = BytesMut::new();
@@ -80,9 +110,9 @@ pub fn encode_batch_with(attributes: i16, records: &[KeyValue], timestamp_ms: i6
     b.put_i32(count - 1);
     b.put_i64(timestamp_ms);
     b.put_i64(timestamp_ms);
-    b.put_i64(-1); // producerId: not idempotent
-    b.put_i16(-1);
-    b.put_i32(-1);
+    b.put_i64(producer.id);
+    b.put_i16(producer.epoch);
+    b.put_i32(producer.base_sequence);
     b.put_i32(count);
     b.put_slice(&body);
     let crc = crc32c::crc32c(&b[CRC_START..]);
