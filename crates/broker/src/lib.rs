@@ -22,6 +22,7 @@ pub mod replica;
 pub mod retention;
 pub mod topic;
 pub mod topic_config;
+pub mod txn_index;
 
 mod batch_rules;
 mod broker;
