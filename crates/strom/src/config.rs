@@ -76,6 +76,8 @@ settings! {
     offsets_retention_minutes: u64,
     /// etcd v3 API listener; '' turns it off [default: 127.0.0.1:2379].
     etcd_addr: String,
+    /// etcd client address other nodes and MemberList name, HOST:PORT [default: the listen address].
+    advertised_etcd_addr: String,
     /// Largest etcd request in bytes (etcd's --max-request-bytes) [default: 1572864].
     etcd_max_request_bytes: usize,
     /// etcd space quota in bytes; past it the NOSPACE alarm refuses writes until space is
@@ -242,7 +244,14 @@ fn etcd_config(args: &ServeArgs) -> anyhow::Result<Option<(SocketAddr, strom_etc
             max_request_bytes,
             quota_bytes,
             snapshot_every,
-            client_url: format!("http://{addr}"),
+            client_url: match &args.advertised_etcd_addr {
+                Some(a) => {
+                    let (host, port) = parse_host_port(a)
+                        .with_context(|| format!("--advertised-etcd-addr {a:?}"))?;
+                    format!("http://{host}:{port}")
+                }
+                None => format!("http://{addr}"),
+            },
             ..d
         },
     )))

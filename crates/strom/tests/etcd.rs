@@ -533,3 +533,18 @@ fn space_quota_raises_nospace_until_freed_and_disarmed() {
     assert_eq!(ctl_ok(ep, &["alarm", "list"]), "");
     assert_eq!(ctl_ok(ep, &["put", "small", "1"]).trim(), "OK");
 }
+
+#[test]
+fn member_list_names_the_advertised_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(
+        dir.path(),
+        &["--advertised-etcd-addr", "etcd.example.net:2379"],
+    );
+    let members = ctl_ok(&e.endpoint, &["member", "list"]);
+    assert!(
+        members.contains("http://etcd.example.net:2379"),
+        "{members}"
+    );
+    assert!(!members.contains(&e.endpoint), "{members}");
+}
