@@ -471,6 +471,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
         self.applied
     }
 
+    /// The highest index known committed.
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed
     }

@@ -144,14 +144,17 @@ fn guarded(key: &Bytes, revision: i64, op: Op) -> TxnRequest {
 /// The first key created under `name` (the lock's holder, the election's leader), in this
 /// node's applied state, with the revision it was read at.
 pub fn first_waiter(etcd: &Etcd, name: &[u8]) -> Result<(Option<KeyValue>, i64), Status> {
-    first_below(etcd, name, None)
+    waiter(etcd, name, None, SortOrder::Ascend, false)
 }
 
-/// The first key created under `name` (before `revision`, if given).
-fn first_below(
+/// The first (`Ascend`) or last (`Descend`) key created under `name`, before `revision` if
+/// given (a key's create revision is at least 2, and 0 means no bound).
+fn waiter(
     etcd: &Etcd,
     name: &[u8],
-    revision: Option<i64>,
+    before: Option<i64>,
+    order: SortOrder,
+    keys_only: bool,
 ) -> Result<(Option<KeyValue>, i64), Status> {
     let prefix = name_prefix(name);
     let machine = etcd.machine();
@@ -161,18 +164,36 @@ fn first_below(
             range_end: prefix_end(&prefix),
             key: prefix,
             limit: 1,
-            sort_order: SortOrder::Ascend,
+            sort_order: order,
             sort_target: SortTarget::Create,
-            // 0 is no bound; a key's create revision is at least 2.
-            max_create_revision: revision.map_or(0, |r| (r - 1).max(1)),
+            max_create_revision: before.map_or(0, |r| (r - 1).max(1)),
+            keys_only,
             ..RangeRequest::default()
         })
         .map_err(crate::status::kv)?;
     Ok((r.kvs.into_iter().next(), machine.store.revision()))
 }
 
+/// The revisions `key` was created and last modified at, if it exists.
+pub fn revisions_of(etcd: &Etcd, key: &Bytes) -> Result<Option<(i64, i64)>, Status> {
+    let machine = etcd.machine();
+    let r = machine
+        .store
+        .range(&RangeRequest {
+            key: key.clone(),
+            keys_only: true,
+            ..RangeRequest::default()
+        })
+        .map_err(crate::status::kv)?;
+    Ok(r.kvs
+        .first()
+        .map(|kv| (kv.create_revision, kv.mod_revision)))
+}
+
 /// Waits until no key under `name` was created before `revision`, the waiter's own key
-/// (`key`, created at `revision`) still standing; the revision it was seen at.
+/// (`key`, created at `revision`) still standing; the revision it was seen at. Like etcd's
+/// `waitDeletes`, it waits for the key just ahead in line to go, then looks again: each
+/// applied change costs a waiter two point lookups, not a range.
 pub async fn wait_turn(
     etcd: &Etcd,
     name: &[u8],
@@ -180,29 +201,27 @@ pub async fn wait_turn(
     revision: i64,
 ) -> Result<i64, Status> {
     let mut applied = etcd.journal().subscribe();
+    let mine = |etcd: &Etcd| -> Result<(), Status> {
+        match revisions_of(etcd, key)? {
+            Some((created, _)) if created == revision => Ok(()),
+            _ => Err(Status::unknown(SESSION_EXPIRED)),
+        }
+    };
     loop {
-        let (ahead, now) = first_below(etcd, name, Some(revision))?;
-        let mine = {
-            let machine = etcd.machine();
-            machine
-                .store
-                .range(&RangeRequest {
-                    key: key.clone(),
-                    ..RangeRequest::default()
-                })
-                .map_err(crate::status::kv)?
-                .kvs
-                .into_iter()
-                .next()
-        };
-        if mine.map(|kv| kv.create_revision) != Some(revision) {
-            return Err(Status::unknown(SESSION_EXPIRED));
-        }
-        if ahead.is_none() {
+        let (ahead, now) = waiter(etcd, name, Some(revision), SortOrder::Descend, true)?;
+        mine(etcd)?;
+        let Some(ahead) = ahead else {
             return Ok(now);
-        }
-        if applied.changed().await.is_err() {
-            return Err(Status::unavailable("etcdserver: server stopped"));
+        };
+        loop {
+            if applied.changed().await.is_err() {
+                return Err(Status::unavailable("etcdserver: server stopped"));
+            }
+            let still = revisions_of(etcd, &ahead.key)?.map(|(created, _)| created);
+            if still != Some(ahead.create_revision) {
+                break;
+            }
+            mine(etcd)?;
         }
     }
 }

@@ -97,19 +97,32 @@ impl Election for Svc {
             let mut applied = etcd.journal().subscribe();
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                let answer = match concurrency::first_waiter(&etcd, &name) {
-                    Ok((Some(kv), revision)) => {
-                        let seen = (kv.key.to_vec(), kv.mod_revision);
-                        (last.as_ref() != Some(&seen)).then(|| {
-                            last = Some(seen);
-                            Ok(LeaderResponse {
-                                header: Some(etcd.header(revision)),
-                                kv: Some(convert::kv_out(kv)),
-                            })
-                        })
+                // While the leader's key stands unchanged, no one else can lead (later keys
+                // are later in line): one point lookup per applied change.
+                let unchanged = match &last {
+                    Some((key, modified)) => {
+                        let key = bytes::Bytes::from(key.clone());
+                        matches!(concurrency::revisions_of(&etcd, &key), Ok(Some((_, m))) if m == *modified)
                     }
-                    Ok((None, _)) => None,
-                    Err(e) => Some(Err(e)),
+                    None => false,
+                };
+                let answer = if unchanged {
+                    None
+                } else {
+                    match concurrency::first_waiter(&etcd, &name) {
+                        Ok((Some(kv), revision)) => {
+                            let seen = (kv.key.to_vec(), kv.mod_revision);
+                            (last.as_ref() != Some(&seen)).then(|| {
+                                last = Some(seen);
+                                Ok(LeaderResponse {
+                                    header: Some(etcd.header(revision)),
+                                    kv: Some(convert::kv_out(kv)),
+                                })
+                            })
+                        }
+                        Ok((None, _)) => None,
+                        Err(e) => Some(Err(e)),
+                    }
                 };
                 if let Some(answer) = answer {
                     let failed = answer.is_err();

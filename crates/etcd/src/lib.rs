@@ -133,7 +133,7 @@ pub fn open_cluster(
         },
         KvMachine::new(limits),
     )?;
-    cluster.attach_group(KV_GROUP, Arc::clone(journal.partition()));
+    cluster.attach_group(KV_GROUP, Arc::clone(journal.partition()), "etcd");
     cluster.share_snapshots("kv", Arc::downgrade(&journal) as _);
     let etcd = Etcd::new(
         journal,

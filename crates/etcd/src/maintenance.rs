@@ -206,8 +206,8 @@ impl PbClusterService for Svc {
         };
         let mut members = vec![me];
         if let Some(cluster) = self.cluster() {
-            // The other voters of the key-value group, with the addresses they registered
-            // with the controller.
+            // The other members of the key-value group (voters and learners), with the
+            // addresses they registered with the controller.
             let state = cluster.state();
             let (voters, learners) = self
                 .journal()

@@ -76,7 +76,8 @@ settings! {
     offsets_retention_minutes: u64,
     /// etcd v3 API listener; '' turns it off [default: 127.0.0.1:2379].
     etcd_addr: String,
-    /// etcd client address other nodes and MemberList name, HOST:PORT [default: the listen address].
+    /// etcd client address MemberList names, HOST:PORT [default: the listen address, or with
+    /// 0.0.0.0 the --advertised-kafka-addr host and the etcd port].
     advertised_etcd_addr: String,
     /// Largest etcd request in bytes (etcd's --max-request-bytes) [default: 1572864].
     etcd_max_request_bytes: usize,
@@ -250,7 +251,14 @@ fn etcd_config(args: &ServeArgs) -> anyhow::Result<Option<(SocketAddr, strom_etc
                         .with_context(|| format!("--advertised-etcd-addr {a:?}"))?;
                     format!("http://{host}:{port}")
                 }
-                None => format!("http://{addr}"),
+                // Listening on every address: the host clients reach for Kafka, if given.
+                None => match &args.advertised_kafka_addr {
+                    Some(a) if addr.ip().is_unspecified() => {
+                        let (host, _) = parse_host_port(a)?;
+                        format!("http://{host}:{}", addr.port())
+                    }
+                    _ => format!("http://{addr}"),
+                },
             },
             ..d
         },

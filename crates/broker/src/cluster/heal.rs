@@ -168,12 +168,14 @@ pub(super) fn journal_membership(
     state: &ClusterState,
     conf: &ConfState,
     me: NodeId,
+    eligible: &dyn Fn(NodeId) -> bool,
 ) -> Option<ConfChangeV2> {
     if !conf.voters_outgoing.is_empty() {
         return Some(conf_change(Vec::new()));
     }
     let member = |n: &NodeId| conf.voters.contains(n) || conf.learners.contains(n);
-    if let Some(&n) = state.live_nodes().iter().find(|n| !member(n)) {
+    let joins = |n: &&NodeId| !member(n) && eligible(**n);
+    if let Some(&n) = state.live_nodes().iter().find(joins) {
         return Some(conf_change(vec![change(ConfChangeType::AddLearnerNode, n)]));
     }
     let removed = state
@@ -235,7 +237,7 @@ impl Cluster {
         };
         let state = self.state();
         if !pending {
-            if let Some(cc) = journal_membership(&state, &conf, me) {
+            if let Some(cc) = journal_membership(&state, &conf, me, &|_| true) {
                 propose_conf(self.controller(), cc, "controller membership");
             }
         }
@@ -424,20 +426,29 @@ mod tests {
     #[test]
     fn a_registered_node_joins_the_controller_as_a_learner() {
         let s = state(&[1, 2, 3, 4], &[]);
-        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1, &|_| true);
         assert_eq!(only(cc), vec![(ConfChangeType::AddLearnerNode, 4)]);
-        assert!(journal_membership(&s, &conf(&[1, 2, 3], &[4], &[]), 1).is_none());
+        assert!(journal_membership(&s, &conf(&[1, 2, 3], &[4], &[]), 1, &|_| true).is_none());
+    }
+
+    #[test]
+    fn a_front_end_journal_adds_only_nodes_that_serve_it() {
+        let s = state(&[1, 2, 3, 4, 5], &[]);
+        let serves = |n: NodeId| n != 4;
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1, &serves);
+        assert_eq!(only(cc), vec![(ConfChangeType::AddLearnerNode, 5)]);
+        assert!(journal_membership(&s, &conf(&[1, 2, 3], &[5], &[]), 1, &serves).is_none());
     }
 
     #[test]
     fn a_removed_node_leaves_the_controller_but_never_the_last_voter_or_the_leader() {
         let s = state(&[1, 2, 3], &[3]);
-        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1);
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1, &|_| true);
         assert_eq!(only(cc), vec![(ConfChangeType::RemoveNode, 3)]);
         let s = state(&[1, 2], &[1]);
-        assert!(journal_membership(&s, &conf(&[1, 2], &[], &[]), 1).is_none());
+        assert!(journal_membership(&s, &conf(&[1, 2], &[], &[]), 1, &|_| true).is_none());
         let s = state(&[1], &[1]);
-        assert!(journal_membership(&s, &conf(&[1], &[], &[]), 2).is_none());
+        assert!(journal_membership(&s, &conf(&[1], &[], &[]), 2, &|_| true).is_none());
     }
 
     #[test]
@@ -553,7 +564,8 @@ mod tests {
     #[test]
     fn a_joint_configuration_is_left_first() {
         let s = state(&[1, 2, 3, 4], &[]);
-        let cc = journal_membership(&s, &conf(&[1, 2, 4], &[], &[1, 2, 3]), 1).expect("leave");
+        let cc = journal_membership(&s, &conf(&[1, 2, 4], &[], &[1, 2, 3]), 1, &|_| true)
+            .expect("leave");
         assert!(
             cc.changes.is_empty(),
             "an empty change leaves the joint configuration"

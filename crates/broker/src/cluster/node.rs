@@ -390,7 +390,7 @@ impl Cluster {
         for p in self.router.all() {
             let Some(group) = p.group() else { continue };
             if group != super::state::CONTROLLER_GROUP
-                && !journals.contains(&group)
+                && !journals.contains_key(&group)
                 && !wanted.contains(&group)
             {
                 p.stop_replica();

@@ -95,7 +95,9 @@ impl<M: StateMachine> Journal<M> {
                     BrokerError::LeaderNotAvailable(format!("reading the journal: {e}"))
                 })?;
             let Some(last) = entries.last().map(|e| e.index) else {
-                break;
+                return Err(BrokerError::LeaderNotAvailable(format!(
+                    "the journal holds no entry at {next}"
+                )));
             };
             apply_entries(&mut *m, &entries, &self.waiters);
             next = last + 1;
@@ -130,6 +132,9 @@ pub(super) async fn catch_up_loop<M: StateMachine>(
             let Some(gap) = *j.gap.lock().unwrap_or_else(|p| p.into_inner()) else {
                 break;
             };
+            // After a failed attempt the machine may be past `need` already (restored, some
+            // entries applied): never restore anything older than what it shows.
+            let need = gap.need.max(j.read().applied());
             let leader = j.role().and_then(|r| r.leader);
             let mut nodes: Vec<NodeId> = leader.into_iter().collect();
             if let Some(status) = j.raft_status() {
@@ -137,8 +142,8 @@ pub(super) async fn catch_up_loop<M: StateMachine>(
             }
             let mut seen = std::collections::HashSet::from([j.node]);
             nodes.retain(|n| seen.insert(*n));
-            tracing::info!(journal = %j.name, need = gap.need, ?nodes, "journal behind its log start: fetching a snapshot");
-            let result = match source.fetch(&j.name, gap.need, nodes).await {
+            tracing::info!(journal = %j.name, need, ?nodes, "journal behind its log start: fetching a snapshot");
+            let result = match source.fetch(&j.name, need, nodes).await {
                 Ok(bytes) => {
                     let j = Arc::clone(&j);
                     tokio::task::spawn_blocking(move || j.fill_gap(&bytes))

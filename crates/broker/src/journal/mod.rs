@@ -6,7 +6,8 @@
 //! proposal is one record batch (key: the proposer's request id, value: the machine's
 //! command); it is acknowledged once committed, which means fsynced on a majority, and
 //! applied: the proposer gets the machine's output for *its* entry through the request id.
-//! Every replica applies every committed entry in order, under the group's lock.
+//! Every replica applies every committed entry in order, under the machine's lock (from the
+//! commit hook, under the group's lock too, or when catching up after a snapshot).
 //!
 //! Snapshots bound the log and the restart time: every `snapshot_every` applied entries the
 //! machine's state is written to `machine.snapshot` (atomically, fsynced), then the whole
@@ -455,7 +456,7 @@ impl<M: StateMachine> Journal<M> {
 
     /// Writes a snapshot of the applied state now and, if `compact`, deletes the log behind it.
     pub fn snapshot_now(&self, compact: bool) -> Result<u64, BrokerError> {
-        let _writing = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let writing = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (index, frozen) = {
             let m = self.read();
             if self.gap.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
@@ -467,7 +468,7 @@ impl<M: StateMachine> Journal<M> {
             return Ok(0);
         }
         self.write_snapshot_locked(index, |out| M::encode(frozen, out))?;
-        drop(_writing);
+        drop(writing);
         if compact {
             self.partition.compact_journal(index)?;
         }

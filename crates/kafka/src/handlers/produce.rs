@@ -123,9 +123,8 @@ fn append(
             Some("no record batch".into()),
         ));
     }
-    // Commit and abort markers are the brokers' to write, as in Kafka (its LogValidator).
-    // Taken as data, a control batch would also be refused by the replicated log at its own
-    // append, stopping the partition's Raft group on the leader.
+    // Commit and abort markers are the brokers' to write, as in Kafka (its LogValidator): a
+    // client must not end transactions, nor pass off Strom's own control entries as data.
     if batches
         .iter()
         .any(|b| batch::BatchHeader::parse(b).is_ok_and(|h| h.is_control()))

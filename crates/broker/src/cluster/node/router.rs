@@ -23,7 +23,8 @@ pub(super) struct Router {
     pub(super) services: RwLock<HashMap<u8, Arc<dyn NodeService>>>,
     /// Groups of journals attached by front ends: not partitions of the controller's
     /// assignment, so the reconciler leaves them alone.
-    pub(super) journals: RwLock<std::collections::HashSet<GroupId>>,
+    /// By group, the front end whose endpoint a node registers to replicate it.
+    pub(super) journals: RwLock<HashMap<GroupId, String>>,
     pub(super) snapshots: Arc<snapshots::SnapshotShare>,
     pub(super) cluster: std::sync::OnceLock<std::sync::Weak<Cluster>>,
     /// When each peer last sent anything (Raft messages, RPCs): the controller leader's view of

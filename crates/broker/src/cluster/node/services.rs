@@ -73,34 +73,51 @@ impl Cluster {
     }
 
     /// A journal's Raft group joins the node: its messages are routed to it and the node's
-    /// ticker drives its clock.
-    pub fn attach_group(&self, group: GroupId, partition: Arc<Partition>) {
+    /// ticker drives its clock. Nodes that register an endpoint named `front_end` (see
+    /// `NodeInfo::endpoints`) replicate it.
+    pub fn attach_group(&self, group: GroupId, partition: Arc<Partition>, front_end: &str) {
         self.router
             .journals
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(group);
+            .insert(group, front_end.to_string());
         self.router.insert(group, partition);
     }
 
-    /// The front ends' journals this node leads: every registered node replicates them
-    /// (nodes that joined later as learners), so each can serve their front end's reads.
+    /// The front ends' journals this node leads: every registered node that serves the front
+    /// end replicates them (nodes that joined later as learners), so each can serve its reads.
     pub(in crate::cluster) fn journal_duties(&self) {
         let state = self.state();
         let me = self.node_id();
-        let groups: Vec<GroupId> = self
+        let groups: Vec<(GroupId, String)> = self
             .router
             .journals
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .copied()
+            .map(|(g, f)| (*g, f.clone()))
             .collect();
-        for p in groups.into_iter().filter_map(|g| self.router.get(g)) {
+        for (group, front_end) in groups {
+            let Some(p) = self.router.get(group) else {
+                continue;
+            };
+            let serves = |n: NodeId| {
+                state
+                    .nodes
+                    .get(&n)
+                    .is_some_and(|i| i.endpoints.contains_key(&front_end))
+            };
             let change = p.with_driver(|d| {
                 let leads = d.role().is_leader && !d.has_pending_conf();
                 leads
-                    .then(|| crate::cluster::heal::journal_membership(&state, &d.conf_state(), me))
+                    .then(|| {
+                        crate::cluster::heal::journal_membership(
+                            &state,
+                            &d.conf_state(),
+                            me,
+                            &serves,
+                        )
+                    })
                     .flatten()
             });
             if let Some(Some(cc)) = change {

@@ -1,10 +1,11 @@
 //! Journal snapshot files, served to peers behind a journal's log start and fetched from
 //! them (see `journal::catch_up`), in chunks over the node transport.
 //!
-//! Peers ask for a chunk at an offset; the answer names the file (its inode) so a fetch that
-//! sees the file replaced by a newer snapshot halfway starts over rather than mixing two.
-//! Request: offset (u64), journal name. Answer: `0`, index (a lower bound), inode, total
-//! length (u64 each), data; or `1` and a message. Big-endian.
+//! Peers ask for a chunk at an offset; the answer names the file (inode, modification time
+//! and length, hashed) so a fetch that sees the file replaced by a newer snapshot halfway
+//! starts over rather than mixing two. Request: offset (u64), journal name. Answer: `0`,
+//! index (a lower bound), file identity, total length (u64 each), data; or `1` and a message.
+//! Big-endian.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +27,8 @@ pub const SERVICE: u8 = 2;
 const CHUNK_BYTES: u64 = 4 << 20;
 /// More than any machine's state should be (the etcd quota tops out far below).
 const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+/// A file replaced this often during one fetch is being rewritten faster than it can be read.
+const MAX_RESTARTS: u32 = 8;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER: usize = 1 + 8 * 3;
 
@@ -63,12 +66,27 @@ fn read_chunk(offset: u64, index: u64, path: &std::path::Path) -> Result<Bytes, 
     let mut out = BytesMut::with_capacity(HEADER + len as usize);
     out.put_u8(0);
     out.put_u64(index);
-    out.put_u64(meta.ino());
+    out.put_u64(identity(&meta));
     out.put_u64(meta.len());
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     out.resize(HEADER + len as usize, 0);
     file.read_exact(&mut out[HEADER..]).map_err(io)?;
     Ok(out.freeze())
+}
+
+/// Which file this is: an inode number alone may be reused once the old file is gone.
+fn identity(meta: &std::fs::Metadata) -> u64 {
+    [
+        meta.ino(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.len(),
+    ]
+    .iter()
+    .flat_map(|v| v.to_be_bytes())
+    .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl NodeService for SnapshotShare {
@@ -96,7 +114,7 @@ impl NodeService for SnapshotShare {
 /// One chunk of a peer's snapshot file.
 struct Chunk {
     index: u64,
-    inode: u64,
+    identity: u64,
     total: u64,
     data: Bytes,
 }
@@ -111,7 +129,7 @@ fn decode(answer: Bytes) -> Result<Chunk, String> {
             };
             Ok(Chunk {
                 index: u64_at(1),
-                inode: u64_at(9),
+                identity: u64_at(9),
                 total: u64_at(17),
                 data: answer.slice(HEADER..),
             })
@@ -132,10 +150,12 @@ impl Fetcher {
         min_index: u64,
     ) -> Result<Vec<u8>, String> {
         let mut file: Vec<u8> = Vec::new();
-        let mut inode = None;
+        let mut identity = None;
+        let mut restarts = 0;
         loop {
+            let offset = file.len() as u64;
             let mut request = Vec::with_capacity(8 + name.len());
-            request.extend_from_slice(&(file.len() as u64).to_be_bytes());
+            request.extend_from_slice(&offset.to_be_bytes());
             request.extend_from_slice(name.as_bytes());
             let answer = cluster
                 .call_service(node, SERVICE, &request, CALL_TIMEOUT)
@@ -151,16 +171,30 @@ impl Fetcher {
             if chunk.total > MAX_SNAPSHOT_BYTES {
                 return Err(format!("a snapshot of {} bytes", chunk.total));
             }
-            if inode.is_some_and(|i| i != chunk.inode) {
-                // Replaced by a newer snapshot while we read: start over.
-                file.clear();
+            if identity.is_some_and(|i| i != chunk.identity) {
+                // Replaced by a newer snapshot while we read: start over from its beginning.
+                restarts += 1;
+                if restarts > MAX_RESTARTS {
+                    return Err("the snapshot keeps being replaced".into());
+                }
+                file = Vec::new();
+                identity = None;
+                continue;
             }
-            inode = Some(chunk.inode);
-            if chunk.data.is_empty() && (file.len() as u64) < chunk.total {
-                return Err("snapshot chunk came back empty".into());
+            identity = Some(chunk.identity);
+            let expected = CHUNK_BYTES.min(chunk.total.saturating_sub(offset));
+            if chunk.data.len() as u64 != expected {
+                return Err(format!(
+                    "a chunk of {} bytes at {offset} of {}",
+                    chunk.data.len(),
+                    chunk.total
+                ));
+            }
+            if file.is_empty() {
+                file.reserve_exact(usize::try_from(chunk.total).map_err(|e| e.to_string())?);
             }
             file.extend_from_slice(&chunk.data);
-            if file.len() as u64 >= chunk.total {
+            if file.len() as u64 == chunk.total {
                 return Ok(file);
             }
         }
