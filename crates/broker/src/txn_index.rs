@@ -29,9 +29,13 @@ pub struct TxnIndex {
     open: BTreeMap<i64, u64>,
     /// The same, by first offset (the earliest bounds the last stable offset).
     open_by_first: BTreeSet<(u64, i64)>,
-    /// Every ended transaction whose marker the log still holds; the aborted ones are what
-    /// fetches report, the ones at or above the high watermark are still unstable.
+    /// Ended transactions whose marker is at or above the last high watermark seen: a log
+    /// cut may still remove their markers, and they are unstable until the high watermark
+    /// passes them.
     ended: Ended,
+    /// Aborted transactions whose marker is below it, for fetches to list until the log start
+    /// passes them. (Committed ones below it are stable for good and forgotten.)
+    aborted: Ended,
 }
 
 impl TxnIndex {
@@ -82,11 +86,21 @@ impl TxnIndex {
         self.open.len()
     }
 
+    /// The high watermark reached `high_watermark`: Raft never cuts the log below it, so the
+    /// transactions ended before it are settled; only the aborted ones are kept.
+    pub fn on_high_watermark(&mut self, high_watermark: u64) {
+        let unsettled = self.ended.split_off(&(high_watermark, i64::MIN));
+        let settled = std::mem::replace(&mut self.ended, unsettled);
+        self.aborted
+            .extend(settled.into_iter().filter(|(_, (_, aborted))| *aborted));
+    }
+
     /// The aborted transactions a fetch of `[from, to)` must list: those with records in it
     /// (first offset below `to`) whose marker is not before it. Ordered by marker offset.
     pub fn aborted_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
-        self.ended
+        self.aborted
             .range((from, i64::MIN)..)
+            .chain(self.ended.range((from, i64::MIN)..))
             .filter(|(_, (first, aborted))| *aborted && *first < to)
             .map(|((last, pid), (first, _))| AbortedTxn {
                 producer_id: *pid,
@@ -96,8 +110,8 @@ impl TxnIndex {
             .collect()
     }
 
-    /// The log now ends before `offset`: what began there is forgotten, and a transaction
-    /// whose marker is gone is open again.
+    /// The log now ends before `offset` (never below a high watermark already reported):
+    /// what began there is forgotten, and a transaction whose marker is gone is open again.
     pub fn truncate_from(&mut self, offset: u64) {
         // Transactions that began at or after the cut first: a producer's transaction whose
         // marker is cut is its latest one, so it reopens without a clash.
@@ -124,6 +138,7 @@ impl TxnIndex {
     /// last stable offset, clamped to the log start by the caller.
     pub fn remove_below(&mut self, log_start: u64) {
         self.ended = self.ended.split_off(&(log_start, i64::MIN));
+        self.aborted = self.aborted.split_off(&(log_start, i64::MIN));
     }
 }
 
@@ -188,16 +203,17 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
-        /// Built incrementally with cuts in between, the index equals a replay of the log
-        /// that results, and its answers match the definitions.
+        /// Built incrementally with cuts and high watermarks in between, the index answers
+        /// as a replay of the log that results, and its answers match the definitions.
         #[test]
         fn incremental_equals_replay(
-            steps in prop::collection::vec((prop::collection::vec(item(), 0..12), 0usize..16), 1..8),
+            steps in prop::collection::vec((prop::collection::vec(item(), 0..12), 0usize..16, 0usize..12), 1..8),
             hw_back in 0u64..10,
         ) {
             let mut log: Vec<Item> = Vec::new();
             let mut t = TxnIndex::default();
-            for (items, cut_back) in steps {
+            let mut hw = 0usize;
+            for (items, cut_back, hw_lag) in steps {
                 for item in items {
                     let offset = log.len() as u64;
                     match item {
@@ -207,12 +223,17 @@ mod tests {
                     }
                     log.push(item);
                 }
-                let cut = log.len().saturating_sub(cut_back);
+                // A cut never goes below the high watermark, which never goes back.
+                let cut = log.len().saturating_sub(cut_back).max(hw);
                 log.truncate(cut);
                 t.truncate_from(cut as u64);
-                prop_assert_eq!(&t, &replay(&log));
+                hw = hw.max(log.len().saturating_sub(hw_lag));
+                t.on_high_watermark(hw as u64);
+                let r = replay(&log);
+                prop_assert_eq!(&t.open, &r.open);
+                prop_assert_eq!(t.last_stable_offset(hw as u64), r.last_stable_offset(hw as u64));
             }
-            let hw = (log.len() as u64).saturating_sub(hw_back);
+            let hw = (log.len() as u64).saturating_sub(hw_back).max(hw as u64);
             prop_assert_eq!(t.last_stable_offset(hw), model_lso(&log, hw));
             // Every aborted transaction overlapping a range is listed, and nothing else.
             for from in 0..=log.len() as u64 {
