@@ -359,6 +359,13 @@ impl Partition {
         self.producers_mut().state.get(producer_id).cloned()
     }
 
+    /// Every producer the partition tracks, by id.
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        let tracking = self.producers_mut();
+        let sorted = tracking.state.sorted();
+        sorted.into_iter().map(|(id, e)| (id, e.clone())).collect()
+    }
+
     pub(crate) fn raise_high_watermark(&self, end: u64) {
         raise(&self.high_watermark, end);
     }

@@ -245,6 +245,22 @@ fn exchange(conn: &mut Conn, api: ApiKey, v: i16, partitions: &mut i32) -> Vec<i
                 r => panic!("{r:?}"),
             }
         }
+        ApiKey::DescribeProducers => {
+            let t = describe_producers_request::TopicRequest::default()
+                .with_name(name("conf"))
+                .with_partition_indexes(vec![0]);
+            match ask(
+                conn,
+                &DescribeProducersRequest::default().with_topics(vec![t]),
+            ) {
+                ResponseKind::DescribeProducers(r) => r.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| p.error_code)
+                    .collect(),
+                r => panic!("{r:?}"),
+            }
+        }
         group_api if group_cases::ORDER.contains(&group_api) => {
             group_cases::exchange(conn, group_api, v)
         }
@@ -292,6 +308,7 @@ fn every_advertised_version_answers() {
         ApiKey::DeleteRecords,
         ApiKey::CreatePartitions,
         ApiKey::InitProducerId,
+        ApiKey::DescribeProducers,
     ];
     // The group APIs need the topic the cases above created.
     order.extend(group_cases::ORDER);

@@ -5,6 +5,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod delete_records;
+pub mod describe_producers;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;
@@ -69,6 +70,7 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
         RequestKind::DescribeConfigs(r) => Reply::Now(Box::new(configs::describe(ctx, r).into())),
         RequestKind::AlterConfigs(r) => configs::alter(ctx, r),
         RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r),
+        RequestKind::DescribeProducers(r) => now(describe_producers::handle(ctx, r).into()),
         RequestKind::IncrementalAlterConfigs(r) => configs::incremental(ctx, r),
         RequestKind::InitProducerId(r) => {
             Reply::Now(Box::new(init_producer_id::handle(ctx, r, version).into()))

@@ -16,6 +16,9 @@
 
 use super::{Elem, Field, Schema, StructDef, TaggedField, Ty};
 
+mod groups;
+use groups::*;
+
 /// Open upper bound of a field's version range.
 const MAX: i16 = i16::MAX;
 /// `flexible_from` for apis without any flexible version.
@@ -207,203 +210,6 @@ static METADATA_REQUEST_TOPIC: StructDef = StructDef {
     fields: &[
         field("topic_id", UUID, 10, MAX),
         field("name", NSTR, 0, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 8 OffsetCommit (kafka-protocol 0.18 knows v2..=v9; Strom checks v2..=v9) ----
-
-static OFFSET_COMMIT_REQUEST: StructDef = StructDef {
-    name: "OffsetCommitRequest",
-    fields: &[
-        field("group_id", STR, 2, MAX),
-        field("generation_id_or_member_epoch", I32, 2, MAX),
-        field("member_id", STR, 2, MAX),
-        field("group_instance_id", NSTR, 7, MAX),
-        field("retention_time_ms", I64, 2, 4),
-        field("topics", structs(&OFFSET_COMMIT_REQUEST_TOPIC), 2, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_COMMIT_REQUEST_TOPIC: StructDef = StructDef {
-    name: "OffsetCommitRequestTopic",
-    fields: &[
-        field("name", STR, 2, MAX),
-        field("partitions", structs(&OFFSET_COMMIT_REQUEST_PARTITION), 2, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_COMMIT_REQUEST_PARTITION: StructDef = StructDef {
-    name: "OffsetCommitRequestPartition",
-    fields: &[
-        field("partition_index", I32, 2, MAX),
-        field("committed_offset", I64, 2, MAX),
-        field("committed_leader_epoch", I32, 6, MAX),
-        field("committed_metadata", NSTR, 2, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 9 OffsetFetch (kafka-protocol 0.18 knows v1..=v9; Strom checks v1..=v9) ----
-
-static OFFSET_FETCH_REQUEST: StructDef = StructDef {
-    name: "OffsetFetchRequest",
-    fields: &[
-        field("group_id", STR, 1, 7),
-        field("topics", nullable_structs(&OFFSET_FETCH_REQUEST_TOPIC), 1, 7),
-        field("groups", structs(&OFFSET_FETCH_REQUEST_GROUP), 8, MAX),
-        field("require_stable", BOOL, 7, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_FETCH_REQUEST_GROUP: StructDef = StructDef {
-    name: "OffsetFetchRequestGroup",
-    fields: &[
-        field("group_id", STR, 8, MAX),
-        field("member_id", NSTR, 9, MAX),
-        field("member_epoch", I32, 9, MAX),
-        field("topics", nullable_structs(&OFFSET_FETCH_REQUEST_TOPICS), 8, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_FETCH_REQUEST_TOPICS: StructDef = StructDef {
-    name: "OffsetFetchRequestTopics",
-    fields: &[
-        field("name", STR, 8, MAX),
-        field("partition_indexes", I32S, 8, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_FETCH_REQUEST_TOPIC: StructDef = StructDef {
-    name: "OffsetFetchRequestTopic",
-    fields: &[
-        field("name", STR, 1, 7),
-        field("partition_indexes", I32S, 1, 7),
-    ],
-    tagged: &[],
-};
-
-// ---- 10 FindCoordinator (kafka-protocol 0.18 knows v0..=v6; Strom checks v0..=v4) ----
-
-static FIND_COORDINATOR_REQUEST: StructDef = StructDef {
-    name: "FindCoordinatorRequest",
-    fields: &[
-        field("key", STR, 0, 3),
-        field("key_type", I8, 1, MAX),
-        field("coordinator_keys", STRS, 4, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 11 JoinGroup (kafka-protocol 0.18 knows v0..=v9; Strom checks v0..=v9) ----
-
-static JOIN_GROUP_REQUEST: StructDef = StructDef {
-    name: "JoinGroupRequest",
-    fields: &[
-        field("group_id", STR, 0, MAX),
-        field("session_timeout_ms", I32, 0, MAX),
-        field("rebalance_timeout_ms", I32, 1, MAX),
-        field("member_id", STR, 0, MAX),
-        field("group_instance_id", NSTR, 5, MAX),
-        field("protocol_type", STR, 0, MAX),
-        field("protocols", structs(&JOIN_GROUP_REQUEST_PROTOCOL), 0, MAX),
-        field("reason", NSTR, 8, MAX),
-    ],
-    tagged: &[],
-};
-
-static JOIN_GROUP_REQUEST_PROTOCOL: StructDef = StructDef {
-    name: "JoinGroupRequestProtocol",
-    fields: &[
-        field("name", STR, 0, MAX),
-        field("metadata", BYTES, 0, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 12 Heartbeat (kafka-protocol 0.18 knows v0..=v4; Strom checks v0..=v4) ----
-
-static HEARTBEAT_REQUEST: StructDef = StructDef {
-    name: "HeartbeatRequest",
-    fields: &[
-        field("group_id", STR, 0, MAX),
-        field("generation_id", I32, 0, MAX),
-        field("member_id", STR, 0, MAX),
-        field("group_instance_id", NSTR, 3, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 13 LeaveGroup (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
-
-static LEAVE_GROUP_REQUEST: StructDef = StructDef {
-    name: "LeaveGroupRequest",
-    fields: &[
-        field("group_id", STR, 0, MAX),
-        field("member_id", STR, 0, 2),
-        field("members", structs(&MEMBER_IDENTITY), 3, MAX),
-    ],
-    tagged: &[],
-};
-
-static MEMBER_IDENTITY: StructDef = StructDef {
-    name: "MemberIdentity",
-    fields: &[
-        field("member_id", STR, 3, MAX),
-        field("group_instance_id", NSTR, 3, MAX),
-        field("reason", NSTR, 5, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 14 SyncGroup (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
-
-static SYNC_GROUP_REQUEST: StructDef = StructDef {
-    name: "SyncGroupRequest",
-    fields: &[
-        field("group_id", STR, 0, MAX),
-        field("generation_id", I32, 0, MAX),
-        field("member_id", STR, 0, MAX),
-        field("group_instance_id", NSTR, 3, MAX),
-        field("protocol_type", NSTR, 5, MAX),
-        field("protocol_name", NSTR, 5, MAX),
-        field("assignments", structs(&SYNC_GROUP_REQUEST_ASSIGNMENT), 0, MAX),
-    ],
-    tagged: &[],
-};
-
-static SYNC_GROUP_REQUEST_ASSIGNMENT: StructDef = StructDef {
-    name: "SyncGroupRequestAssignment",
-    fields: &[
-        field("member_id", STR, 0, MAX),
-        field("assignment", BYTES, 0, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 15 DescribeGroups (kafka-protocol 0.18 knows v0..=v6; Strom checks v0..=v5) ----
-
-static DESCRIBE_GROUPS_REQUEST: StructDef = StructDef {
-    name: "DescribeGroupsRequest",
-    fields: &[
-        field("groups", STRS, 0, MAX),
-        field("include_authorized_operations", BOOL, 3, MAX),
-    ],
-    tagged: &[],
-};
-
-// ---- 16 ListGroups (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
-
-static LIST_GROUPS_REQUEST: StructDef = StructDef {
-    name: "ListGroupsRequest",
-    fields: &[
-        field("states_filter", STRS, 4, MAX),
-        field("types_filter", STRS, 5, MAX),
     ],
     tagged: &[],
 };
@@ -636,16 +442,6 @@ static CREATE_PARTITIONS_ASSIGNMENT: StructDef = StructDef {
     tagged: &[],
 };
 
-// ---- 42 DeleteGroups (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v2) ----
-
-static DELETE_GROUPS_REQUEST: StructDef = StructDef {
-    name: "DeleteGroupsRequest",
-    fields: &[
-        field("groups_names", STRS, 0, MAX),
-    ],
-    tagged: &[],
-};
-
 // ---- 44 IncrementalAlterConfigs (kafka-protocol 0.18 knows v0..=v1; Strom checks v0..=v1) ----
 
 static INCREMENTAL_ALTER_CONFIGS_REQUEST: StructDef = StructDef {
@@ -677,34 +473,6 @@ static INCREMENTAL_ALTERABLE_CONFIG: StructDef = StructDef {
     tagged: &[],
 };
 
-// ---- 47 OffsetDelete (kafka-protocol 0.18 knows v0..=v0; Strom checks v0..=v0) ----
-
-static OFFSET_DELETE_REQUEST: StructDef = StructDef {
-    name: "OffsetDeleteRequest",
-    fields: &[
-        field("group_id", STR, 0, MAX),
-        field("topics", structs(&OFFSET_DELETE_REQUEST_TOPIC), 0, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_DELETE_REQUEST_TOPIC: StructDef = StructDef {
-    name: "OffsetDeleteRequestTopic",
-    fields: &[
-        field("name", STR, 0, MAX),
-        field("partitions", structs(&OFFSET_DELETE_REQUEST_PARTITION), 0, MAX),
-    ],
-    tagged: &[],
-};
-
-static OFFSET_DELETE_REQUEST_PARTITION: StructDef = StructDef {
-    name: "OffsetDeleteRequestPartition",
-    fields: &[
-        field("partition_index", I32, 0, MAX),
-    ],
-    tagged: &[],
-};
-
 // ---- 60 DescribeCluster (kafka-protocol 0.18 knows v0..=v2; Strom checks v0..=v1) ----
 
 static DESCRIBE_CLUSTER_REQUEST: StructDef = StructDef {
@@ -712,6 +480,23 @@ static DESCRIBE_CLUSTER_REQUEST: StructDef = StructDef {
     fields: &[
         field("include_cluster_authorized_operations", BOOL, 0, MAX),
         field("endpoint_type", I8, 1, MAX),
+    ],
+    tagged: &[],
+};
+
+// ---- 61 DescribeProducers (kafka-protocol 0.18 knows v0..=v0; Strom checks v0..=v0) ----
+
+static DESCRIBE_PRODUCERS_REQUEST: StructDef = StructDef {
+    name: "DescribeProducersRequest",
+    fields: &[field("topics", structs(&DESCRIBE_PRODUCERS_TOPIC), 0, MAX)],
+    tagged: &[],
+};
+
+static DESCRIBE_PRODUCERS_TOPIC: StructDef = StructDef {
+    name: "TopicRequest",
+    fields: &[
+        field("name", STR, 0, MAX),
+        field("partition_indexes", I32S, 0, MAX),
     ],
     tagged: &[],
 };
@@ -925,5 +710,13 @@ pub(super) static SCHEMAS: &[Schema] = &[
         max_version: 1,
         flexible_from: 0,
         body: &DESCRIBE_CLUSTER_REQUEST,
+    },
+    Schema {
+        api_key: 61,
+        name: "DescribeProducers",
+        min_version: 0,
+        max_version: 0,
+        flexible_from: 0,
+        body: &DESCRIBE_PRODUCERS_REQUEST,
     },
 ];

@@ -27,6 +27,9 @@ use kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
 };
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::describe_producers_request::{
+    DescribeProducersRequest, TopicRequest,
+};
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
@@ -93,6 +96,7 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (44, 0, 1),
     (47, 0, 0),
     (60, 0, 1),
+    (61, 0, 0),
 ];
 
 // ---------------------------------------------------------------------------
@@ -598,6 +602,18 @@ fn describe_cluster(v: i16, m: Mode) -> DescribeClusterRequest {
     )
 }
 
+fn describe_producers(v: i16, m: Mode) -> DescribeProducersRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeProducersRequest, v;
+        topics = many(f, |_| fill!(TopicRequest, v;
+            name = TopicName(st(f, "orders")),
+            partition_indexes = many(f, |p| p),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
 /// How a builder fills a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -670,6 +686,7 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         44 => pick!(IncrementalAlterConfigsRequest, incremental_alter_configs),
         47 => pick!(OffsetDeleteRequest, offset_delete),
         60 => pick!(DescribeClusterRequest, describe_cluster),
+        61 => pick!(DescribeProducersRequest, describe_producers),
         _ => panic!("no builder for api key {api_key}"),
     }
 }
@@ -714,6 +731,7 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         44 => dec!(IncrementalAlterConfigsRequest),
         47 => dec!(OffsetDeleteRequest),
         60 => dec!(DescribeClusterRequest),
+        61 => dec!(DescribeProducersRequest),
         _ => panic!("no decoder for api key {api_key}"),
     };
     result.map(|()| buf.remaining())

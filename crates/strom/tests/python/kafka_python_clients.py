@@ -1,6 +1,7 @@
 """kafka-python (a pure-Python, independent implementation of the Kafka protocol) against Strom:
-admin (create, list, describe configs, add partitions, delete), producing with every compression,
-acks=all, keys and headers, and consuming everything back byte-identical and in order."""
+admin (create, list, describe configs, describe producers, add partitions, delete), producing with
+every compression, acks=all, keys and headers, and consuming everything back byte-identical and in
+order."""
 
 import sys
 
@@ -79,6 +80,19 @@ for msg in consumer:
         break
 consumer.close()
 assert seen == len(CODECS) * PER_CODEC, f"consumed {seen} of {len(CODECS) * PER_CODEC}"
+
+# DescribeProducers: each idempotent producer above (one per codec) on every partition, with
+# the epoch and the last sequence number the partition holds for it (sequences count from 0 per
+# partition; producer i sent record i to partition i % PARTITIONS).
+states = admin.describe_producers([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
+for p in range(PARTITIONS):
+    active = states[TopicPartition(TOPIC, p)].active_producers
+    assert len(active) == len(CODECS), (p, active)
+    assert len({s.producer_id for s in active}) == len(CODECS), active
+    sent = len(range(p, PER_CODEC, PARTITIONS))
+    for s in active:
+        assert s.producer_epoch == 0 and s.last_sequence == sent - 1, (p, s)
+        assert s.current_transaction_start_offset == -1 and s.last_timestamp > 0, (p, s)
 
 admin.create_partitions({TOPIC: NewPartitions(PARTITIONS + 2)})
 meta = KafkaConsumer(bootstrap_servers=bootstrap)

@@ -1,0 +1,58 @@
+//! DescribeProducers (`kafka-transactions.sh describe-producers`, AdminClient
+//! `describeProducers`): the idempotent producers a partition's leader tracks, with the epoch
+//! and last sequence its duplicate detection holds for each. No transaction is ever open yet
+//! (`current_txn_start_offset` -1, `coordinator_epoch` -1).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+
+use crate::Context;
+
+pub fn handle(ctx: &Arc<Context>, req: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = ctx.broker.topic(&t.name.0);
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let partition = topic
+                        .as_ref()
+                        .and_then(|topic| topic.partition(index))
+                        .ok_or_else(|| super::cluster::missing_partition(ctx, &t.name.0, index))
+                        .and_then(|p| super::cluster::check_serving(&p, -1).map(|_| p));
+                    let result = PartitionResponse::default().with_partition_index(index);
+                    match partition {
+                        Err(e) => result.with_error_code(e.code()),
+                        Ok(p) => result.with_active_producers(
+                            p.producers()
+                                .into_iter()
+                                .map(|(id, e)| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(id))
+                                        .with_producer_epoch(i32::from(e.epoch))
+                                        .with_last_sequence(
+                                            e.batches.back().map_or(-1, |b| b.last_seq),
+                                        )
+                                        .with_last_timestamp(e.last_timestamp_ms)
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
