@@ -212,7 +212,7 @@ async fn a_leader_without_a_quorum_answers_no_linearizable_read() {
         .map(|(_, n)| n)
         .collect();
     for f in &followers {
-        f.strom.signal(libc::SIGSTOP);
+        f.strom.pause();
     }
     let read = tokio::time::timeout(Duration::from_secs(3), c.get("k", None)).await;
     assert!(
