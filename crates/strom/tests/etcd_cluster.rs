@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::SECRET;
-use common::etcd::{client, ctl_ok, leader, put_until_acked, wait_listening};
+use common::etcd::{client, ctl_ok, leader, put_until_acked, start_node, wait_listening};
 use common::{free_ports, Strom};
 use etcd_client::{GetOptions, PutOptions, WatchOptions};
 
@@ -29,23 +28,9 @@ fn start_cluster_with(root: &std::path::Path, n: usize, extra: &[&str]) -> Vec<N
         .join(",");
     let nodes: Vec<Node> = (0..n)
         .map(|i| {
-            let id = (i + 1).to_string();
             let raft = format!("127.0.0.1:{}", ports[i]);
             let etcd = format!("127.0.0.1:{}", ports[2 * n + i]);
-            let mut args = vec![
-                "--node-id",
-                &id,
-                "--raft-addr",
-                &raft,
-                "--peers",
-                &peers,
-                "--cluster-secret",
-                SECRET,
-                "--etcd-addr",
-                &etcd,
-            ];
-            args.extend_from_slice(extra);
-            let strom = Strom::start_on(&root.join(format!("node{id}")), ports[n + i], &args, &[]);
+            let strom = start_node(root, i + 1, &raft, ports[n + i], &peers, &etcd, extra);
             Node { strom, etcd, raft }
         })
         .collect();
@@ -240,24 +225,11 @@ fn join_node(root: &std::path::Path, nodes: &[Node]) -> Node {
         .collect::<Vec<_>>()
         .join(",");
     let ports = free_ports(3);
-    let id = (nodes.len() + 1).to_string();
     let raft = format!("127.0.0.1:{}", ports[0]);
     let etcd = format!("127.0.0.1:{}", ports[2]);
-    let args = [
-        "--node-id",
-        &id,
-        "--raft-addr",
-        &raft,
-        "--peers",
-        &peers,
-        "--join",
-        "true",
-        "--cluster-secret",
-        SECRET,
-        "--etcd-addr",
-        &etcd,
-    ];
-    let strom = Strom::start_on(&root.join(format!("node{id}")), ports[1], &args, &[]);
+    let id = nodes.len() + 1;
+    let join = ["--join", "true"];
+    let strom = start_node(root, id, &raft, ports[1], &peers, &etcd, &join);
     wait_listening(&etcd);
     Node { strom, etcd, raft }
 }

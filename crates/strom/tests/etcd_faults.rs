@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::SECRET;
-use common::etcd::{leader, put_until_acked, wait_listening};
+use common::etcd::{leader, put_until_acked, start_node, wait_listening};
 use common::proxy::Mesh;
 use common::{free_ports, Strom};
 use etcd_client::{Client, Compare, CompareOp, EventType, Txn, TxnOp, WatchOptions};
@@ -45,30 +44,11 @@ fn start(root: &std::path::Path) -> Cluster {
         .collect();
     let nodes = (0..NODES)
         .map(|i| {
-            let id = (i + 1).to_string();
             let raft = format!("127.0.0.1:{}", raft_ports[i]);
             let peers = mesh.peers_of(i, raft_ports);
-            let args = [
-                "--node-id",
-                &id,
-                "--raft-addr",
-                &raft,
-                "--peers",
-                &peers,
-                "--cluster-secret",
-                SECRET,
-                // Each node's --peers names proxies of its own, so the id cannot come from it.
-                "--cluster-id",
-                "etcd-faults",
-                "--etcd-addr",
-                &etcd[i],
-            ];
-            Strom::start_on(
-                &root.join(format!("node{id}")),
-                ports[NODES + i],
-                &args,
-                &[],
-            )
+            // Each node's --peers names proxies of its own, so the id cannot come from it.
+            let id = ["--cluster-id", "etcd-faults"];
+            start_node(root, i + 1, &raft, ports[NODES + i], &peers, &etcd[i], &id)
         })
         .collect();
     for e in &etcd {

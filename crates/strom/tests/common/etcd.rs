@@ -96,3 +96,31 @@ pub async fn put_until_acked(endpoint: &str, key: &str, value: &str) -> i64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Starts node `id` of a cluster with the etcd API on `etcd`: Raft on `raft`, Kafka on
+/// `kafka_port`, the given `--peers`, and `extra` flags (`--join`, `--cluster-id`, ...).
+pub fn start_node(
+    root: &std::path::Path,
+    id: usize,
+    raft: &str,
+    kafka_port: u16,
+    peers: &str,
+    etcd: &str,
+    extra: &[&str],
+) -> Strom {
+    let id_arg = id.to_string();
+    let mut args = vec![
+        "--node-id",
+        &id_arg,
+        "--raft-addr",
+        raft,
+        "--peers",
+        peers,
+        "--cluster-secret",
+        super::cluster::SECRET,
+        "--etcd-addr",
+        etcd,
+    ];
+    args.extend_from_slice(extra);
+    Strom::start_on(&root.join(format!("node{id}")), kafka_port, &args, &[])
+}
