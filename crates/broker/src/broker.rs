@@ -84,6 +84,10 @@ impl Broker {
     ) -> Result<Arc<crate::cluster::Cluster>, BrokerError> {
         self.groups.enable_cluster_mode();
         let cluster = crate::cluster::Cluster::start(self, config).await?;
+        cluster.register_coordinator(
+            crate::group::OFFSETS_TOPIC,
+            Arc::new(crate::group::GroupsOnOffsets(Arc::downgrade(self))),
+        );
         let _ = self.cluster.set(Arc::clone(&cluster));
         Ok(cluster)
     }
@@ -190,9 +194,9 @@ impl Broker {
         if let Some(t) = self.topic(name) {
             return Ok(Some(t));
         }
-        if name == crate::group::OFFSETS_TOPIC {
+        if crate::internal::is_internal_topic(name) {
             // Created with its own settings (no time retention), never with the defaults.
-            return crate::group::offsets_topic(self).map(Some);
+            return crate::internal::ensure(self, name).map(Some);
         }
         if !self.config.auto_create_topics {
             return Ok(None);
@@ -286,10 +290,10 @@ impl Broker {
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         let current = topic.partition_count() as i32;
-        if name == crate::group::OFFSETS_TOPIC {
-            // A group's offsets live in the partition its id hashes to among all partitions.
+        if crate::internal::is_internal_topic(name) {
+            // A coordinator's key lives in the partition it hashes to among all partitions.
             return Err(BrokerError::InvalidPartitions(format!(
-                "{name} cannot grow: groups would lose track of their offsets"
+                "{name} cannot grow: its coordinator would lose track of its state"
             )));
         }
         if count <= current {

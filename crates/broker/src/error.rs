@@ -48,6 +48,13 @@ pub enum BrokerError {
     /// Cluster mode: the partition or the controller has no leader right now.
     #[error("no leader is available right now: {0}")]
     LeaderNotAvailable(String),
+    /// A batch Strom refuses to store (Kafka's INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A transactional write or request out of step with its transaction (Kafka's
+    /// INVALID_TXN_STATE).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     /// Cluster mode: the write lost its place in the log (leadership changed before it committed).
     #[error("the write was not committed: leadership changed")]
     NotCommitted,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fatal;
 pub mod flusher;
 pub mod group;
+pub mod internal;
 pub mod journal;
 pub mod metadata;
 pub mod partition;
@@ -27,6 +28,7 @@ pub mod txn_index;
 mod batch_rules;
 mod broker;
 mod producer_snapshot;
+mod txn_markers;
 
 pub use broker::{Broker, PARTITIONS_MAX};
 pub use config::{BrokerConfig, FlushPolicy};

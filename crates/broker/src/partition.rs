@@ -1,11 +1,13 @@
 //! A partition: one log, one writer at a time, and a high watermark that only moves to durable offsets.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use strom_storage::batch::BatchHeader;
 use strom_storage::{FirstBatch, Log, StorageError};
 use tokio::sync::watch;
 
@@ -14,6 +16,7 @@ use crate::fatal::fail_stop;
 use crate::flusher::Flusher;
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerEntry, ProducerStateMap, Verdict, PRODUCER_EXPIRATION_MS};
+use crate::txn_index::TxnIndex;
 use crate::{BrokerError, FlushPolicy};
 
 /// The Kafka leader epoch a single node writes with. Replication makes this the Raft term.
@@ -68,7 +71,18 @@ fn read_deleted_below(dir: &std::path::Path) -> u64 {
 pub struct FetchData {
     pub records: Bytes,
     pub high_watermark: u64,
+    pub last_stable_offset: u64,
     pub log_start_offset: u64,
+    /// read_committed: the aborted transactions with records in what was read.
+    pub aborted: Vec<crate::txn_index::AbortedTxn>,
+}
+
+/// What a fetch may see: everything below the high watermark, or only below the last
+/// stable offset (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
 }
 
 pub struct Partition {
@@ -121,7 +135,81 @@ impl DerefMut for LogState {
 
 pub(crate) struct ProducerTracking {
     pub(crate) state: ProducerStateMap,
+    /// Open and aborted transactions, derived from the same batches as `state`.
+    pub(crate) txns: TxnIndex,
+    /// Producers whose coordinator added this partition to their transaction, with the
+    /// epoch (leader only, in memory; cleared by the transaction's marker).
+    pub(crate) allowed: HashMap<i64, i16>,
     pub(crate) bytes_since_snapshot: u64,
+}
+
+/// Transactions one partition keeps open at once; more are refused at AddPartitionsToTxn.
+pub const MAX_OPEN_TRANSACTIONS: usize = 10_000;
+
+impl ProducerTracking {
+    fn new(state: ProducerStateMap, txns: TxnIndex) -> ProducerTracking {
+        ProducerTracking {
+            state,
+            txns,
+            allowed: HashMap::new(),
+            bytes_since_snapshot: 0,
+        }
+    }
+
+    /// The state a restore rebuilt from the log (after a cut or a Raft snapshot). Permissions
+    /// to start transactions survive: they are the leader's, not the log's.
+    pub(crate) fn reset(&mut self, restored: producer_snapshot::Restored) {
+        self.state = restored.state;
+        self.txns = restored.txns;
+    }
+
+    /// A client's transactional batches must belong to a transaction open here, or one the
+    /// coordinator added this partition to, in the same epoch (KIP-890's verification):
+    /// a late batch of an ended transaction cannot start a new one on its own.
+    pub(crate) fn check_transactions(&self, headers: &[BatchHeader]) -> Result<(), BrokerError> {
+        for h in headers
+            .iter()
+            .filter(|h| h.is_transactional() && !h.is_control())
+        {
+            let pid = h.producer_id;
+            if self.txns.is_open(pid) {
+                continue;
+            }
+            match self.allowed.get(&pid) {
+                Some(epoch) if *epoch == h.producer_epoch => {}
+                _ => {
+                    return Err(BrokerError::InvalidTxnState(format!(
+                        "producer {pid} epoch {} has no transaction including this partition",
+                        h.producer_epoch
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored batch at `base_offset`: transactional data opens its producer's transaction,
+    /// a marker ends it.
+    pub(crate) fn track_transaction(&mut self, h: &BatchHeader, base_offset: u64, batch: &[u8]) {
+        if !h.is_transactional() || h.producer_id < 0 {
+            return;
+        }
+        if !h.is_control() {
+            self.txns.on_data(h.producer_id, base_offset);
+            return;
+        }
+        let marker = Bytes::copy_from_slice(batch);
+        match strom_storage::markers::decode(&marker) {
+            Some(m) => {
+                self.txns.on_marker(h.producer_id, base_offset, m.commit);
+                self.allowed.remove(&h.producer_id);
+            }
+            None => tracing::warn!(
+                offset = base_offset,
+                "a transactional control batch that is no marker"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Partition {
@@ -201,10 +289,7 @@ impl Partition {
             deleted_below_writer: Mutex::new(()),
             snapshot_due: AtomicBool::new(replayed),
             snapshot_written: Mutex::new(restored.snapshot_offset),
-            producers: Mutex::new(ProducerTracking {
-                state: restored.state,
-                bytes_since_snapshot: 0,
-            }),
+            producers: Mutex::new(ProducerTracking::new(restored.state, restored.txns)),
             replica,
         }))
     }
@@ -222,20 +307,57 @@ impl Partition {
     ///
     /// Idempotent batches are checked against the producer state under the write lock, atomically
     /// with the append (see [`crate::producer_state`]). A retry of a recently appended batch
-    /// appends nothing and returns the original batch's offsets.
+    /// appends nothing and returns the original batch's offsets. A transactional batch is taken
+    /// only in a transaction its coordinator added this partition to ([`Partition::allow_transaction`]).
     pub fn append(self: &Arc<Self>, batches: &[Bytes]) -> Result<AppendResult, BrokerError> {
         let now = crate::now_ms();
         let rules = *self.rules.read().unwrap_or_else(|p| p.into_inner());
         let (batches, headers) = rules.apply(batches, now)?;
-        let batches = &batches[..];
+        for h in &headers {
+            if h.is_transactional() && (h.producer_id < 0 || h.base_sequence < 0) {
+                return Err(BrokerError::InvalidRecord(
+                    "a transactional batch needs a producer id and a sequence".into(),
+                ));
+            }
+        }
+        self.append_checked(&batches, &headers, true)
+    }
+
+    /// The broker's own writes: transaction markers and transactional offset commits. No
+    /// topic rules (a marker is a control batch) and no transaction check: the coordinator
+    /// checked the producer.
+    pub(crate) fn append_internal(
+        self: &Arc<Self>,
+        batches: &[Bytes],
+    ) -> Result<AppendResult, BrokerError> {
+        let headers = batches
+            .iter()
+            .map(|b| strom_storage::batch::validate(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_checked(batches, &headers, false)
+    }
+
+    fn append_checked(
+        self: &Arc<Self>,
+        batches: &[Bytes],
+        headers: &[BatchHeader],
+        client: bool,
+    ) -> Result<AppendResult, BrokerError> {
+        let now = crate::now_ms();
         if let Some(replica) = &self.replica {
-            return self.append_replicated(replica, batches, &headers);
+            return self.append_replicated(replica, batches, headers, client);
         }
         let log = self.log_mut();
         let producers = self.producers_mut();
         let base_offset = log.next_offset();
-        let pending = match producers.state.check(&headers, base_offset, now)? {
-            Verdict::Append(pending) => pending,
+        // The producer's epoch first: a fenced producer hears that it is fenced.
+        let pending = match producers.state.check(headers, base_offset, now)? {
+            Verdict::Append(pending) => {
+                if client {
+                    producers.check_transactions(headers)?;
+                }
+                pending
+            }
             Verdict::Duplicate {
                 base_offset,
                 last_offset,
@@ -250,7 +372,54 @@ impl Partition {
                 });
             }
         };
-        self.append_local(log, producers, batches, pending, base_offset, now)
+        self.append_local(log, producers, batches, headers, pending, base_offset, now)
+    }
+
+    /// The transaction coordinator added this partition to `producer_id`'s transaction in
+    /// `epoch`: its transactional batches are taken until a marker ends the transaction.
+    /// Only the leader holds this (a new leader refuses the transaction's first batch, and the
+    /// producer aborts and retries).
+    pub fn allow_transaction(&self, producer_id: i64, epoch: i16) -> Result<(), BrokerError> {
+        self.ensure_leader()?;
+        let mut producers = self.producers_mut();
+        if !producers.allowed.contains_key(&producer_id)
+            && producers.allowed.len() >= MAX_OPEN_TRANSACTIONS
+        {
+            return Err(BrokerError::InvalidTxnState(format!(
+                "{MAX_OPEN_TRANSACTIONS} transactions are open on this partition already"
+            )));
+        }
+        producers.allowed.insert(producer_id, epoch);
+        Ok(())
+    }
+
+    /// Writes a commit or abort marker for `marker.producer_id` (the coordinator's
+    /// WriteTxnMarkers); wait for it with [`Partition::wait_ack`] (acks=all).
+    pub fn write_marker(
+        self: &Arc<Self>,
+        marker: &strom_storage::markers::Marker,
+    ) -> Result<AppendResult, BrokerError> {
+        self.ensure_leader()?;
+        let batch = strom_storage::markers::encode(marker, crate::now_ms());
+        self.append_internal(&[batch])
+    }
+
+    /// The last stable offset: read_committed consumers read below it (never above the high
+    /// watermark, never below the log start).
+    pub fn last_stable_offset(&self) -> u64 {
+        let hw = self.high_watermark();
+        let lso = self.producers_mut().txns.last_stable_offset(hw);
+        lso.max(self.log_start_offset()).min(hw)
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, to)` must list.
+    pub fn aborted_transactions(&self, from: u64, to: u64) -> Vec<crate::txn_index::AbortedTxn> {
+        self.producers_mut().txns.aborted_between(from, to)
+    }
+
+    /// Transactions open on this partition: (producer id, first offset).
+    pub fn open_transactions(&self) -> Vec<(i64, u64)> {
+        self.producers_mut().txns.open_list()
     }
 
     /// Takes a topic's new configuration: batch rules for the next produce, segment and
@@ -260,11 +429,13 @@ impl Partition {
         self.log_mut().set_config(config.log_config());
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn append_local(
         self: &Arc<Self>,
         mut log: RwLockWriteGuard<'_, LogState>,
         mut producers: MutexGuard<'_, ProducerTracking>,
         batches: &[Bytes],
+        headers: &[BatchHeader],
         pending: crate::producer_state::Pending,
         base_offset: u64,
         now: i64,
@@ -282,6 +453,11 @@ impl Partition {
             }
         }
         producers.state.commit(pending);
+        let mut offset = base_offset;
+        for (h, b) in headers.iter().zip(batches) {
+            producers.track_transaction(h, offset, b);
+            offset += u64::try_from(h.last_offset_delta).unwrap_or(0) + 1;
+        }
         producers.bytes_since_snapshot += batches.iter().map(|b| b.len() as u64).sum::<u64>();
         if log.segment_count() != segments_before
             || producers.bytes_since_snapshot >= SNAPSHOT_INTERVAL_BYTES
@@ -336,7 +512,10 @@ impl Partition {
             let log = self.log_ref();
             let producers = self.producers_mut();
             let offset = log.next_offset();
-            (offset, producer_snapshot::encode(offset, &producers.state))
+            (
+                offset,
+                producer_snapshot::encode(offset, &producers.state, &producers.txns),
+            )
         };
         let mut written = self
             .snapshot_written
@@ -367,6 +546,10 @@ impl Partition {
     }
 
     pub(crate) fn raise_high_watermark(&self, end: u64) {
+        if end > self.high_watermark() {
+            // Transactions ended below it are settled (Raft never cuts below it).
+            self.producers_mut().txns.on_high_watermark(end);
+        }
         raise(&self.high_watermark, end);
     }
 
@@ -460,9 +643,24 @@ impl Partition {
         max_bytes: usize,
         first: FirstBatch,
     ) -> Result<FetchData, BrokerError> {
+        self.read_isolated(offset, max_bytes, first, Isolation::ReadUncommitted)
+    }
+
+    /// Whole batches from `offset`, never past the high watermark, and for read_committed
+    /// never past the last stable offset.
+    pub fn read_isolated(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        first: FirstBatch,
+        isolation: Isolation,
+    ) -> Result<FetchData, BrokerError> {
         let log = self.log_ref();
         let high_watermark = self.high_watermark();
+        let last_stable_offset = self.producers_mut().txns.last_stable_offset(high_watermark);
         let deleted_below = self.deleted_below.load(Ordering::Acquire);
+        let log_start_offset = log.log_start_offset().max(deleted_below);
+        let last_stable_offset = last_stable_offset.max(log_start_offset).min(high_watermark);
         if offset < deleted_below {
             return Err(BrokerError::OffsetOutOfRange {
                 offset,
@@ -470,18 +668,33 @@ impl Partition {
                 end: log.next_offset(),
             });
         }
+        let bound = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
         let read = log
-            .read_with(offset, max_bytes, high_watermark, first)
+            .read_with(offset, max_bytes, bound, first)
             .map_err(|e| {
                 if let StorageError::Corrupt { .. } = e {
                     tracing::error!(partition = ?self, "refusing to serve corrupt data: {e}");
                 }
                 BrokerError::from(e)
             })?;
+        drop(log);
+        let aborted = match isolation {
+            Isolation::ReadCommitted if !read.bytes.is_empty() => {
+                // Up to the bound, not the end of what was read: an extra entry is harmless
+                // (a client only applies one when it meets that producer's batches).
+                self.aborted_transactions(offset, bound)
+            }
+            _ => Vec::new(),
+        };
         Ok(FetchData {
             records: read.bytes,
             high_watermark,
-            log_start_offset: log.log_start_offset().max(deleted_below),
+            last_stable_offset,
+            log_start_offset,
+            aborted,
         })
     }
 
@@ -524,6 +737,9 @@ impl Partition {
         } else {
             0
         };
+        if removed > 0 {
+            producers.txns.remove_below(log_start);
+        }
         let expired = producers.state.expire(now_ms, PRODUCER_EXPIRATION_MS);
         if evicted + expired > 0 {
             tracing::debug!(partition = ?self, evicted, expired, "forgot producers");

@@ -138,7 +138,7 @@ fn state_survives_a_clean_close_through_the_snapshot() {
     p.close().unwrap();
     let expected = (p.producer_entry(1), p.producer_entry(2));
     drop(p);
-    let (offset, _) = producer_snapshot::read(dir.path()).unwrap().unwrap();
+    let (offset, _, _) = producer_snapshot::read(dir.path()).unwrap().unwrap();
     assert_eq!(offset, 7);
 
     let log = Log::open(dir.path(), TopicConfig::default().log_config()).unwrap();
@@ -219,7 +219,11 @@ fn a_snapshot_beyond_the_log_end_is_discarded_and_deleted() {
         h.base_offset = offset;
         ghost.replay(&h, crate::now_ms());
     }
-    producer_snapshot::write(dir.path(), &producer_snapshot::encode(30, &ghost)).unwrap();
+    producer_snapshot::write(
+        dir.path(),
+        &producer_snapshot::encode(30, &ghost, &crate::txn_index::TxnIndex::default()),
+    )
+    .unwrap();
     let p = open(dir.path());
     assert!(!producer_snapshot::path(dir.path()).exists());
     assert!(p.producer_entry(3).is_none());
@@ -240,7 +244,7 @@ fn a_segment_roll_makes_the_flusher_write_a_snapshot() {
         seq += 1;
     }
     p.flush();
-    let (offset, state) = producer_snapshot::read(dir.path()).unwrap().unwrap();
+    let (offset, state, _) = producer_snapshot::read(dir.path()).unwrap().unwrap();
     assert_eq!(offset, 20);
     assert_eq!(state.get(1), p.producer_entry(1).as_ref());
     // A crash now replays nothing before offset 20.

@@ -8,7 +8,7 @@
 //! ```text
 //! offset  size  field
 //!  0      4     magic          b"SPST"
-//!  4      1     version        1
+//!  4      1     version        2 (1: no transaction section; still read)
 //!  5      8     offset         u64  the state covers every batch below this log offset
 //! 13      4     count          u32  number of producer entries that follow
 //! 17      ...   count entries, ordered by producer id:
@@ -21,6 +21,15 @@
 //!                         4  4  last_seq     i32
 //!                         8  8  base_offset  u64
 //!                        16  8  last_offset  u64  < snapshot offset
+//! (version 2) the partition's transactions (`txn_index`):
+//!         4     open_count     u32, then open transactions ordered by producer id:
+//!                 0   8   producer_id        i64
+//!                 8   8   first_offset       u64  < snapshot offset
+//!         4     ended_count    u32, then transactions ended by a marker, ordered by marker:
+//!                 0   8   marker_offset      u64  < snapshot offset
+//!                 8   8   producer_id        i64
+//!                16   8   first_offset       u64  <= marker_offset
+//!                24   1   aborted            u8   0 or 1
 //! end-4   4     crc            u32  CRC-32C of every byte before it
 //! ```
 //!
@@ -42,11 +51,12 @@ use strom_storage::{Log, StorageError};
 use crate::producer_state::{
     BatchMeta, ProducerEntry, ProducerStateMap, BATCH_WINDOW, PRODUCER_EXPIRATION_MS,
 };
+use crate::txn_index::{EndedTxn, TxnIndex};
 
 pub(crate) const FILE_NAME: &str = "producer-state.snapshot";
 const TEMP_NAME: &str = "producer-state.snapshot.tmp";
 const MAGIC: &[u8; 4] = b"SPST";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 17;
 const CRC_LEN: usize = 4;
 const ENTRY_FIXED_LEN: usize = 19;
@@ -60,7 +70,7 @@ pub(crate) fn temp_path(dir: &Path) -> PathBuf {
     dir.join(TEMP_NAME)
 }
 
-pub(crate) fn encode(offset: u64, state: &ProducerStateMap) -> Vec<u8> {
+pub(crate) fn encode(offset: u64, state: &ProducerStateMap, txns: &TxnIndex) -> Vec<u8> {
     let entries = state.sorted();
     let mut out = Vec::with_capacity(
         HEADER_LEN + CRC_LEN + entries.len() * (ENTRY_FIXED_LEN + BATCH_WINDOW * BATCH_LEN),
@@ -83,6 +93,20 @@ pub(crate) fn encode(offset: u64, state: &ProducerStateMap) -> Vec<u8> {
             out.extend_from_slice(&b.base_offset.to_be_bytes());
             out.extend_from_slice(&b.last_offset.to_be_bytes());
         }
+    }
+    let open = txns.open_list();
+    out.extend_from_slice(&(open.len() as u32).to_be_bytes());
+    for (pid, first) in open {
+        out.extend_from_slice(&pid.to_be_bytes());
+        out.extend_from_slice(&first.to_be_bytes());
+    }
+    let ended = txns.ended_list();
+    out.extend_from_slice(&(ended.len() as u32).to_be_bytes());
+    for e in ended {
+        out.extend_from_slice(&e.marker_offset.to_be_bytes());
+        out.extend_from_slice(&e.producer_id.to_be_bytes());
+        out.extend_from_slice(&e.first_offset.to_be_bytes());
+        out.push(u8::from(e.aborted));
     }
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_be_bytes());
@@ -131,7 +155,10 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses and checks a snapshot; `Err` says why it is unusable.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, ProducerStateMap), String> {
+/// What a snapshot holds: its offset, the producers, the transactions.
+pub(crate) type Decoded = (u64, ProducerStateMap, TxnIndex);
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     if bytes.len() < HEADER_LEN + CRC_LEN {
         return Err(format!("{} bytes is shorter than a header", bytes.len()));
     }
@@ -148,7 +175,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, ProducerStateMap), String> {
         return Err("bad magic".into());
     }
     let version = c.u8()?;
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(format!("unknown version {version}"));
     }
     let offset = c.u64()?;
@@ -199,14 +226,59 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, ProducerStateMap), String> {
             },
         ));
     }
+    let txns = if version >= 2 {
+        decode_txns(&mut c, offset)?
+    } else {
+        TxnIndex::default()
+    };
     if c.remaining() != 0 {
         return Err(format!("{} trailing bytes", c.remaining()));
     }
-    Ok((offset, ProducerStateMap::from_entries(entries)))
+    Ok((offset, ProducerStateMap::from_entries(entries), txns))
+}
+
+fn decode_txns(c: &mut Cursor<'_>, offset: u64) -> Result<TxnIndex, String> {
+    let open_count = c.u32()? as usize;
+    if open_count > c.remaining() / 16 {
+        return Err(format!("{open_count} open transactions cannot fit"));
+    }
+    let mut open = Vec::with_capacity(open_count);
+    for _ in 0..open_count {
+        let (pid, first) = (c.i64()?, c.u64()?);
+        if first >= offset || open.last().is_some_and(|(p, _)| *p >= pid) {
+            return Err(format!("implausible open transaction of producer {pid}"));
+        }
+        open.push((pid, first));
+    }
+    let ended_count = c.u32()? as usize;
+    if ended_count > c.remaining() / 25 {
+        return Err(format!("{ended_count} ended transactions cannot fit"));
+    }
+    let mut ended = Vec::with_capacity(ended_count);
+    for _ in 0..ended_count {
+        let e = EndedTxn {
+            marker_offset: c.u64()?,
+            producer_id: c.i64()?,
+            first_offset: c.u64()?,
+            aborted: match c.u8()? {
+                0 => false,
+                1 => true,
+                other => return Err(format!("bad aborted flag {other}")),
+            },
+        };
+        if e.marker_offset >= offset || e.first_offset > e.marker_offset {
+            return Err(format!(
+                "implausible ended transaction of producer {}",
+                e.producer_id
+            ));
+        }
+        ended.push(e);
+    }
+    Ok(TxnIndex::from_lists(open, ended))
 }
 
 /// The stored snapshot. `Ok(None)` when there is none; `Err` (to be logged) when it is unusable.
-pub(crate) fn read(dir: &Path) -> Result<Option<(u64, ProducerStateMap)>, String> {
+pub(crate) fn read(dir: &Path) -> Result<Option<Decoded>, String> {
     let path = path(dir);
     match fs::read(&path) {
         Ok(bytes) => decode(&bytes).map(Some),
@@ -234,6 +306,7 @@ pub(crate) fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The producer state of a freshly opened log.
 pub(crate) struct Restored {
     pub state: ProducerStateMap,
+    pub txns: TxnIndex,
     /// The offset of the snapshot used, if one was.
     pub snapshot_offset: Option<u64>,
     /// Batches from here to the log end were replayed.
@@ -252,7 +325,7 @@ fn discard(dir: &Path, reason: &str) -> Result<(), StorageError> {
 /// beyond it describes batches that are gone, even once the log grows past it again.
 pub(crate) fn discard_beyond(dir: &Path, offset: u64) -> Result<(), StorageError> {
     match read(dir) {
-        Ok(Some((at, _))) if at > offset => discard(
+        Ok(Some((at, _, _))) if at > offset => discard(
             dir,
             &format!("it covers up to offset {at}, beyond a cut at {offset}"),
         ),
@@ -274,27 +347,53 @@ pub(crate) fn restore(dir: &Path, log: &Log, now_ms: i64) -> Result<Restored, St
     }
     let end = log.next_offset();
     let unusable = |reason: String| discard(dir, &reason);
-    let (mut state, snapshot_offset) = match read(dir) {
-        Ok(Some((offset, state))) if offset <= end => (state, Some(offset)),
-        Ok(Some((offset, _))) => {
+    let (mut state, mut txns, snapshot_offset) = match read(dir) {
+        Ok(Some((offset, state, txns))) if offset <= end => (state, txns, Some(offset)),
+        Ok(Some((offset, _, _))) => {
             unusable(format!(
                 "it covers up to offset {offset}, beyond the log end {end}"
             ))?;
-            (ProducerStateMap::default(), None)
+            Default::default()
         }
-        Ok(None) => (ProducerStateMap::default(), None),
+        Ok(None) => Default::default(),
         Err(reason) => {
             unusable(reason)?;
-            (ProducerStateMap::default(), None)
+            Default::default()
         }
     };
     // Retention may have removed segments since the snapshot was written.
     state.evict_below(log.log_start_offset());
+    txns.remove_below(log.log_start_offset());
     let scanned_from = snapshot_offset.unwrap_or(0).max(log.log_start_offset());
-    log.scan_headers(scanned_from, |h| state.replay(h, now_ms))?;
+    // Transactional batches in log order; a marker's kind (commit or abort) is in its record,
+    // read once the scan is done.
+    let mut txn_batches: Vec<(i64, u64, bool)> = Vec::new();
+    log.scan_headers(scanned_from, |h| {
+        state.replay(h, now_ms);
+        if h.is_transactional() && h.producer_id >= 0 && h.base_offset >= 0 {
+            txn_batches.push((h.producer_id, h.base_offset as u64, h.is_control()));
+        }
+    })?;
+    for (pid, offset, control) in txn_batches {
+        if !control {
+            txns.on_data(pid, offset);
+            continue;
+        }
+        let read = log.read_with(offset, 1, end, strom_storage::FirstBatch::Whole)?;
+        let marker = strom_storage::batch::split(&read.bytes)
+            .ok()
+            .and_then(|b| b.first().and_then(strom_storage::markers::decode));
+        match marker {
+            Some(m) => txns.on_marker(pid, offset, m.commit),
+            None => {
+                tracing::warn!(dir = %dir.display(), offset, "skipping a transactional control batch that is no marker")
+            }
+        }
+    }
     state.expire(now_ms, PRODUCER_EXPIRATION_MS);
     Ok(Restored {
         state,
+        txns,
         snapshot_offset,
         scanned_from,
     })
@@ -332,19 +431,44 @@ mod tests {
         map
     }
 
+    fn sample_txns() -> TxnIndex {
+        let mut t = TxnIndex::default();
+        t.on_data(4, 2);
+        t.on_data(1, 5);
+        t.on_marker(4, 9, false);
+        t.on_data(900, 11);
+        t.on_marker(900, 12, true);
+        t.on_high_watermark(10);
+        t
+    }
+
+    #[test]
+    fn round_trips_transactions() {
+        let (map, txns) = (sample(), sample_txns());
+        let bytes = encode(20, &map, &txns);
+        let (offset, back, restored) = decode(&bytes).unwrap();
+        assert_eq!((offset, &back), (20, &map));
+        assert_eq!(restored.last_stable_offset(20), txns.last_stable_offset(20));
+        assert_eq!(restored.aborted_between(0, 20), txns.aborted_between(0, 20));
+        assert_eq!(restored.open_list(), txns.open_list());
+    }
+
     #[test]
     fn round_trips() {
         let map = sample();
-        let bytes = encode(20, &map);
-        assert_eq!(decode(&bytes), Ok((20, map)));
-        let empty = encode(0, &ProducerStateMap::default());
-        assert_eq!(empty.len(), HEADER_LEN + CRC_LEN);
-        assert_eq!(decode(&empty), Ok((0, ProducerStateMap::default())));
+        let bytes = encode(20, &map, &TxnIndex::default());
+        assert_eq!(decode(&bytes), Ok((20, map, TxnIndex::default())));
+        let empty = encode(0, &ProducerStateMap::default(), &TxnIndex::default());
+        assert_eq!(empty.len(), HEADER_LEN + 8 + CRC_LEN);
+        assert_eq!(
+            decode(&empty),
+            Ok((0, ProducerStateMap::default(), TxnIndex::default()))
+        );
     }
 
     #[test]
     fn rejects_every_damage() {
-        let bytes = encode(20, &sample());
+        let bytes = encode(20, &sample(), &sample_txns());
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[i] ^= 0x10;
@@ -367,7 +491,7 @@ mod tests {
 
     #[test]
     fn rejects_implausible_contents_with_a_valid_crc() {
-        let good = encode(20, &sample());
+        let good = encode(20, &sample(), &sample_txns());
         let body = &good[..good.len() - CRC_LEN];
         // Snapshot offset below the batches it holds.
         let mut low = body.to_vec();
@@ -382,7 +506,7 @@ mod tests {
         many[HEADER_LEN + 18] = 6;
         assert!(decode(&sealed(many)).is_err());
         let mut version = body.to_vec();
-        version[4] = 2;
+        version[4] = 3;
         assert!(decode(&sealed(version)).is_err());
     }
 
@@ -391,9 +515,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()), Ok(None));
         let map = sample();
-        write(dir.path(), &encode(20, &map)).unwrap();
-        write(dir.path(), &encode(24, &map)).unwrap();
-        assert_eq!(read(dir.path()), Ok(Some((24, map))));
+        write(dir.path(), &encode(20, &map, &TxnIndex::default())).unwrap();
+        write(dir.path(), &encode(24, &map, &TxnIndex::default())).unwrap();
+        assert_eq!(read(dir.path()), Ok(Some((24, map, TxnIndex::default()))));
         assert!(!temp_path(dir.path()).exists());
         fs::write(path(dir.path()), b"junk").unwrap();
         assert!(read(dir.path()).is_err());
@@ -403,11 +527,11 @@ mod tests {
     fn a_cut_below_the_snapshot_discards_it() {
         let dir = tempfile::tempdir().unwrap();
         let map = sample();
-        write(dir.path(), &encode(24, &map)).unwrap();
+        write(dir.path(), &encode(24, &map, &TxnIndex::default())).unwrap();
         discard_beyond(dir.path(), 24).unwrap();
         assert_eq!(
             read(dir.path()),
-            Ok(Some((24, map))),
+            Ok(Some((24, map, TxnIndex::default()))),
             "a cut at its end keeps it"
         );
         discard_beyond(dir.path(), 23).unwrap();

@@ -67,6 +67,16 @@ impl ProducerEntry {
         self.batches.back().map(|b| b.last_offset)
     }
 
+    /// A marker at `epoch`: a newer epoch forgets the old epoch's batches (its first batch
+    /// starts at sequence 0).
+    fn bump(&mut self, epoch: i16, now_ms: i64) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+        self.last_timestamp_ms = now_ms;
+    }
+
     /// Records a batch; a new epoch forgets the old epoch's batches.
     fn push(&mut self, epoch: i16, batch: BatchMeta, now_ms: i64) {
         if epoch != self.epoch {
@@ -106,6 +116,17 @@ pub fn seq_add(seq: i32, delta: i32) -> i32 {
     let wrapped = (i64::from(seq) + i64::from(delta)).rem_euclid(i64::from(i32::MAX) + 1);
     // rem_euclid keeps it within 0..=i32::MAX.
     wrapped as i32
+}
+
+/// A transaction marker (a control batch of a transactional producer).
+pub fn is_marker(h: &BatchHeader) -> bool {
+    h.producer_id >= 0 && h.is_control() && h.is_transactional()
+}
+
+/// A transactional batch without a sequence: a coordinator writes it for the producer
+/// (transactional offset commits); clients' transactional batches always carry one.
+fn is_coordinator_write(h: &BatchHeader) -> bool {
+    h.producer_id >= 0 && h.is_transactional() && !h.is_control() && h.base_sequence < 0
 }
 
 fn is_idempotent(h: &BatchHeader) -> bool {
@@ -212,6 +233,29 @@ impl ProducerStateMap {
             let base_offset = offset;
             let last_offset = base_offset + u64::try_from(h.last_offset_delta).unwrap_or(0);
             offset = last_offset + 1;
+            if is_marker(h) || is_coordinator_write(h) {
+                // A transaction marker moves its producer to the marker's epoch (the coordinator
+                // bumps it when it fences a producer); one from an older epoch is stale. So does
+                // a coordinator's write on the producer's behalf (TxnOffsetCommit), which
+                // carries no sequence.
+                let current = pending
+                    .updated
+                    .get(&h.producer_id)
+                    .or_else(|| self.producers.get(&h.producer_id));
+                if let Some(c) = current.filter(|c| c.epoch > h.producer_epoch) {
+                    return Err(BrokerError::InvalidProducerEpoch(format!(
+                        "marker of producer {} has epoch {}, older than the current {}",
+                        h.producer_id, h.producer_epoch, c.epoch
+                    )));
+                }
+                let mut entry = current
+                    .cloned()
+                    .unwrap_or_else(|| ProducerEntry::new(h.producer_epoch));
+                entry.bump(h.producer_epoch, now_ms);
+                pending.updated.insert(h.producer_id, entry);
+                appended += 1;
+                continue;
+            }
             if !is_idempotent(h) {
                 appended += 1;
                 continue;
@@ -263,6 +307,13 @@ impl ProducerStateMap {
     /// Records a batch read back from the log, without checks: the log is the truth.
     /// `now_ms` stands in for its append time, so a restart never expires a producer early.
     pub fn replay(&mut self, h: &BatchHeader, now_ms: i64) {
+        if is_marker(h) || is_coordinator_write(h) {
+            self.producers
+                .entry(h.producer_id)
+                .or_insert_with(|| ProducerEntry::new(h.producer_epoch))
+                .bump(h.producer_epoch, now_ms);
+            return;
+        }
         if !is_idempotent(h) || h.base_offset < 0 {
             return;
         }

@@ -285,6 +285,7 @@ impl Partition {
         replica: &Replica,
         batches: &[Bytes],
         headers: &[BatchHeader],
+        client: bool,
     ) -> Result<AppendResult, BrokerError> {
         let mut guard = replica.driver_lock();
         let driver = guard.as_mut().ok_or(BrokerError::NotLeader)?;
@@ -296,9 +297,13 @@ impl Partition {
         {
             let log = self.log_ref();
             let producers = self.producers_mut();
+            // The producer's epoch first: a fenced producer hears that it is fenced.
             let verdict = producers
                 .state
                 .check(headers, log.next_offset(), crate::now_ms())?;
+            if client && matches!(verdict, Verdict::Append(_)) {
+                producers.check_transactions(headers)?;
+            }
             if let Verdict::Duplicate {
                 base_offset,
                 last_offset,
@@ -519,7 +524,8 @@ impl ReplicaLog for Partition {
         if let Some(idx) = idx.as_mut() {
             *idx = EntryIndex::empty(start);
         }
-        self.producers_mut().state = producer_snapshot::restore(self.dir(), log, now)?.state;
+        let restored = producer_snapshot::restore(self.dir(), log, now)?;
+        self.producers_mut().reset(restored);
         drop(guard);
         self.raise_high_watermark(start.start_offset);
         if let Some(replica) = &self.replica {
@@ -547,10 +553,13 @@ impl ReplicaLog for Partition {
             // Entries this replica had are gone: rebuild the producer state from the log, and
             // not from a snapshot that still counts them.
             producer_snapshot::discard_beyond(self.dir(), cut)?;
-            producers.state = producer_snapshot::restore(self.dir(), log, now)?.state;
+            producers.reset(producer_snapshot::restore(self.dir(), log, now)?);
         } else {
-            for h in &headers {
+            for (h, e) in headers.iter().zip(entries) {
                 producers.state.replay(h, now);
+                if h.base_offset >= 0 {
+                    producers.track_transaction(h, h.base_offset as u64, &e.data);
+                }
             }
         }
         producers.bytes_since_snapshot += headers.iter().map(|h| h.total_len() as u64).sum::<u64>();

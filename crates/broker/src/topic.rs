@@ -9,11 +9,7 @@ use crate::partition::Partition;
 pub use crate::topic_config::TopicConfig;
 use crate::BrokerError;
 
-/// Topics the broker writes itself. Clients may read them but never produce to or delete them:
-/// a stray record or a deletion would corrupt committed offsets.
-pub fn is_internal_topic(name: &str) -> bool {
-    name == crate::group::OFFSETS_TOPIC
-}
+pub use crate::internal::is_internal_topic;
 
 /// Kafka's limit: a topic name becomes a directory name plus a partition suffix.
 pub const TOPIC_NAME_MAX_LEN: usize = 249;

@@ -20,6 +20,15 @@ pub struct AbortedTxn {
     pub last_offset: u64,
 }
 
+/// A transaction ended by a marker, as a snapshot stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedTxn {
+    pub marker_offset: u64,
+    pub producer_id: i64,
+    pub first_offset: u64,
+    pub aborted: bool,
+}
+
 /// Transactions ended by a marker: (marker offset, producer id) → (first offset, aborted).
 type Ended = BTreeMap<(u64, i64), (u64, bool)>;
 
@@ -39,6 +48,45 @@ pub struct TxnIndex {
 }
 
 impl TxnIndex {
+    /// Open transactions as (producer id, first offset), by producer id.
+    pub fn open_list(&self) -> Vec<(i64, u64)> {
+        self.open.iter().map(|(p, f)| (*p, *f)).collect()
+    }
+
+    /// Every ended transaction still remembered (settled aborts and unsettled ends), by
+    /// marker offset.
+    pub fn ended_list(&self) -> Vec<EndedTxn> {
+        let mut all: Vec<EndedTxn> = self
+            .aborted
+            .iter()
+            .chain(self.ended.iter())
+            .map(|((marker, pid), (first, aborted))| EndedTxn {
+                marker_offset: *marker,
+                producer_id: *pid,
+                first_offset: *first,
+                aborted: *aborted,
+            })
+            .collect();
+        all.sort_by_key(|e| (e.marker_offset, e.producer_id));
+        all
+    }
+
+    /// The index a snapshot describes. Every ended transaction counts as unsettled until the
+    /// next [`TxnIndex::on_high_watermark`]: the high watermark at snapshot time is unknown.
+    pub fn from_lists(open: Vec<(i64, u64)>, ended: Vec<EndedTxn>) -> TxnIndex {
+        let mut t = TxnIndex::default();
+        for (pid, first) in open {
+            t.on_data(pid, first);
+        }
+        for e in ended {
+            t.ended.insert(
+                (e.marker_offset, e.producer_id),
+                (e.first_offset, e.aborted),
+            );
+        }
+        t
+    }
+
     /// A transactional data batch of `producer_id` at `base_offset`.
     pub fn on_data(&mut self, producer_id: i64, base_offset: u64) {
         if let std::collections::btree_map::Entry::Vacant(v) = self.open.entry(producer_id) {

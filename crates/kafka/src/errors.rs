@@ -27,5 +27,27 @@ pub fn kafka_error(err: &BrokerError) -> ResponseError {
         BrokerError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
         BrokerError::NotLeader | BrokerError::NotCommitted => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
+        BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+    }
+}
+
+/// Transaction coordinator errors as Kafka error codes.
+pub fn txn_error(err: &strom_txn::TxnError) -> ResponseError {
+    use strom_txn::TxnError;
+    match err {
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
+        TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
     }
 }

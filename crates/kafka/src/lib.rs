@@ -44,5 +44,7 @@ impl Default for KafkaConfig {
 /// What every handler can reach.
 pub struct Context {
     pub broker: Arc<strom_broker::Broker>,
+    /// The transaction coordinator (ids whose `__transaction_state` partition is led here).
+    pub txn: Arc<strom_txn::TxnCoordinator>,
     pub config: KafkaConfig,
 }

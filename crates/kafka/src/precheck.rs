@@ -163,6 +163,7 @@ enum Ty {
 #[derive(Debug, Clone, Copy)]
 enum Elem {
     I32,
+    I64,
     /// Non-nullable string.
     Str,
     Struct(&'static StructDef),
@@ -348,6 +349,7 @@ impl Walker<'_> {
         for _ in 0..n {
             match elem {
                 Elem::I32 => self.skip(4)?,
+                Elem::I64 => self.skip(8)?,
                 Elem::Str => self.blob(false, false)?,
                 Elem::Struct(def) => self.walk_struct(def)?,
             }
@@ -423,6 +425,7 @@ impl Walker<'_> {
     fn min_elem_size(&self, elem: Elem) -> usize {
         match elem {
             Elem::I32 => 4,
+            Elem::I64 => 8,
             Elem::Str => self.min_size(Ty::Str { nullable: false }),
             Elem::Struct(def) => {
                 let fields: usize = def

@@ -68,7 +68,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, "strom is serving");
         println!("strom listening on {local} (data in {})", data_dir.display());
-        let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), config: kafka });
+        let txn = strom_txn::TxnCoordinator::start(&broker, strom_txn::TxnConfig::default())
+            .context("cannot load the transaction coordinator's state")?;
+        let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), txn, config: kafka });
         tokio::select! {
             r = strom_kafka::serve(listener, ctx) => r.context("kafka listener failed"),
             r = etcd_failed => r,

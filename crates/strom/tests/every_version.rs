@@ -1,10 +1,14 @@
 //! Every API at every version Strom advertises gets a well-formed answer from the real broker:
 //! a response the client library decodes, with no error for a valid request. (A field set in a
 //! response version that cannot carry it makes the encoder fail, and the client would hang.)
+//! The transaction cases mostly ask about ids nobody initialised; they check those errors
+//! themselves (`conformance/txn.rs`).
 
 mod common;
 #[path = "conformance/groups.rs"]
 mod group_cases;
+#[path = "conformance/txn.rs"]
+mod txn_cases;
 
 use bytes::Bytes;
 use common::wire::Conn;
@@ -264,6 +268,7 @@ fn exchange(conn: &mut Conn, api: ApiKey, v: i16, partitions: &mut i32) -> Vec<i
         group_api if group_cases::ORDER.contains(&group_api) => {
             group_cases::exchange(conn, group_api, v)
         }
+        txn_api if txn_cases::ORDER.contains(&txn_api) => txn_cases::exchange(conn, txn_api, v),
         other => panic!("no conformance case for {other:?}: add one"),
     }
 }
@@ -312,6 +317,7 @@ fn every_advertised_version_answers() {
     ];
     // The group APIs need the topic the cases above created.
     order.extend(group_cases::ORDER);
+    order.extend(txn_cases::ORDER);
     assert_eq!(
         order.len(),
         SUPPORTED.len(),

@@ -20,6 +20,7 @@ use rdkafka::producer::FutureRecord;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_REQUEST: i16 = 42;
+const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -102,19 +103,31 @@ fn raw_wire_sequences_epochs_and_restarts() {
     );
     assert_eq!(log_end(&mut conn, t), 6);
 
-    // Transactions are not supported; a half-given id/epoch pair is malformed.
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
-        .with_transaction_timeout_ms(60_000);
-    match conn.request(ApiKey::InitProducerId, 4, &req) {
-        ResponseKind::InitProducerId(r) => assert_eq!(r.error_code, INVALID_REQUEST),
-        r => panic!("{r:?}"),
-    }
+    // A transactional id gets its producer id from the transaction coordinator, epoch 0 the
+    // first time and the next epoch after; a timeout beyond transaction.max.timeout.ms (15
+    // minutes) is refused. A half-given id/epoch pair is malformed.
+    let txn_init = |conn: &mut Conn, timeout_ms: i32| {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(timeout_ms);
+        match conn.request(ApiKey::InitProducerId, 4, &req) {
+            ResponseKind::InitProducerId(r) => (r.error_code, r.producer_id.0, r.producer_epoch),
+            r => panic!("{r:?}"),
+        }
+    };
+    let (err, txn_pid, epoch) = txn_init(&mut conn, 60_000);
+    assert_eq!((err, epoch), (0, 0));
+    assert!(txn_pid > other, "{txn_pid} after {other}");
+    assert_eq!(txn_init(&mut conn, 60_000), (0, txn_pid, 1));
+    assert_eq!(
+        txn_init(&mut conn, 15 * 60 * 1000 + 1).0,
+        INVALID_TRANSACTION_TIMEOUT
+    );
     let (err, _, _) = init_producer_id(&mut conn, 4, Some((pid, -1)));
     assert_eq!(err, INVALID_REQUEST);
     // Ids stay unique across restarts.
     let (_, after, _) = init_producer_id(&mut conn, 4, None);
-    assert!(after > other, "{after} after {other}");
+    assert!(after > txn_pid, "{after} after {txn_pid}");
 }
 
 const PARTITIONS: i32 = 3;
@@ -255,39 +268,4 @@ async fn rdkafka_idempotent_producer_through_two_sigkills() {
     let missing: Vec<_> = acked.iter().filter(|n| !seen.contains(n)).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     rdk::by_partition(&recs);
-}
-
-/// Until transactions exist, a transactional producer fails at once with a fatal error that
-/// says why, instead of retrying an unavailable coordinator until `init_transactions` times out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn init_transactions_fails_at_once_with_a_clear_fatal_error() {
-    use rdkafka::producer::{BaseProducer, Producer};
-    let dir = tempfile::tempdir().unwrap();
-    let strom = Strom::start(dir.path(), &[]);
-    let addr = strom.addr();
-    let (elapsed, err) = tokio::task::spawn_blocking(move || {
-        let producer: BaseProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &addr)
-            .set("transactional.id", "txn-app")
-            .create()
-            .expect("producer");
-        let start = Instant::now();
-        let result = producer.init_transactions(Duration::from_secs(30));
-        (
-            start.elapsed(),
-            result.expect_err("transactions are refused"),
-        )
-    })
-    .await
-    .unwrap();
-    let rdkafka::error::KafkaError::Transaction(e) = &err else {
-        panic!("not a transaction error: {err:?}")
-    };
-    assert!(e.is_fatal(), "{err:?}");
-    assert!(
-        err.to_string().contains("does not support transactions"),
-        "{err}"
-    );
-    // Not the 30 s timeout: a coordinator that is merely unavailable would be retried until then.
-    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
 }

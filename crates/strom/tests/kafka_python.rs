@@ -14,3 +14,13 @@ fn kafka_python_admin_produce_consume() {
     let stdout = common::run_python("kafka_python_clients.py", &strom.addr());
     assert!(stdout.contains("kafka-python ok: 2000 records"), "{stdout}");
 }
+
+/// kafka-python's transactional producer (commit, abort, send_offsets_to_transaction, fencing),
+/// read_committed consumers and end offsets (the LSO), and the transaction admin APIs.
+#[test]
+fn kafka_python_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &["--group-initial-rebalance-delay-ms", "0"]);
+    let stdout = common::run_python("kafka_python_transactions.py", &strom.addr());
+    assert!(stdout.contains("kafka-python transactions ok"), "{stdout}");
+}

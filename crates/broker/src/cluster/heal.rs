@@ -190,27 +190,29 @@ pub(super) fn journal_membership(
 }
 
 impl Cluster {
-    /// `__consumer_offsets`, replicated like any topic, created as soon as enough nodes have
-    /// registered for its replication factor (the founding voters' count, at most 3).
-    async fn create_offsets_topic(&self, state: &ClusterState) {
-        use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
-        if state.topics.contains_key(OFFSETS_TOPIC) {
-            return;
-        }
+    /// The internal topics (`__consumer_offsets`, `__transaction_state`), replicated like any
+    /// topic, created as soon as enough nodes have registered for their replication factor
+    /// (the founding voters' count, at most 3).
+    async fn create_internal_topics(&self, state: &ClusterState) {
         let rf = self.config().peers.len().clamp(1, 3);
         if state.live_nodes().len() < rf {
             return;
         }
-        let cmd = Command::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            id: uuid::Uuid::new_v4(),
-            partitions: OFFSETS_PARTITIONS as u32,
-            replication_factor: rf as u32,
-            config: crate::group::offsets_topic_overrides(),
-            now_ms: crate::now_ms(),
-        };
-        if let Err(e) = self.propose(cmd).await {
-            tracing::debug!("{OFFSETS_TOPIC} not created yet: {e}");
+        for topic in crate::internal::INTERNAL_TOPICS {
+            if state.topics.contains_key(topic.name) {
+                continue;
+            }
+            let cmd = Command::CreateTopic {
+                name: topic.name.to_string(),
+                id: uuid::Uuid::new_v4(),
+                partitions: topic.partitions as u32,
+                replication_factor: rf as u32,
+                config: crate::internal::overrides(),
+                now_ms: crate::now_ms(),
+            };
+            if let Err(e) = self.propose(cmd).await {
+                tracing::debug!("{} not created yet: {e}", topic.name);
+            }
         }
     }
 
@@ -250,7 +252,7 @@ impl Cluster {
                 let _ = self.controller().with_driver(|d| d.transfer_leader(next));
             }
         }
-        self.create_offsets_topic(&state).await;
+        self.create_internal_topics(&state).await;
         let timeout = self.config().dead_node_timeout;
         let gone = |n: NodeId| {
             state.removed_nodes.contains(&n)

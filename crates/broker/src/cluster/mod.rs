@@ -20,6 +20,6 @@ mod heal;
 pub mod node;
 pub mod rpc;
 
-pub use node::{Cluster, ClusterConfig, NodeService};
+pub use node::{Cluster, ClusterConfig, NodeService, PartitionCoordinator};
 /// A replica's own view of its group's leadership.
 pub use strom_consensus::driver::RoleState;

@@ -22,8 +22,10 @@ use super::state::{Applied, ClusterState, Command, NodeId, NodeInfo};
 use crate::journal::{Journal, JournalSpec};
 use crate::replica::{ReplicaEvent, ReplicaSpec};
 use crate::{Broker, BrokerError, Partition};
+pub use leadership::PartitionCoordinator;
 pub use services::NodeService;
 
+mod leadership;
 mod router;
 mod services;
 mod snapshots;
@@ -78,6 +80,8 @@ pub struct Cluster {
     /// When this node last became the controller's leader (term, instant): a node is only
     /// declared dead after a full timeout of this leader's own observation.
     pub(super) leading_since: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// Coordinators served by the leaders of an internal topic's partitions, by topic.
+    coordinators: RwLock<BTreeMap<String, Arc<dyn PartitionCoordinator>>>,
 }
 
 impl Cluster {
@@ -148,6 +152,7 @@ impl Cluster {
             version,
             router: Arc::clone(&router),
             leading_since: std::sync::Mutex::new(None),
+            coordinators: RwLock::new(BTreeMap::new()),
         });
         let _ = router.cluster.set(Arc::downgrade(&cluster));
         tokio::spawn(Arc::clone(&cluster).tick_loop());
@@ -261,54 +266,6 @@ impl Cluster {
                 *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
-    }
-
-    /// A partition's leadership changed: for `__consumer_offsets`, this node takes over or gives
-    /// up coordinating the groups stored there.
-    fn on_replica_event(&self, event: ReplicaEvent) {
-        let ReplicaEvent::Role { group, role } = event else {
-            return;
-        };
-        let index = self.with_state(|s| {
-            s.partition_by_group(group)
-                .filter(|(topic, _, _)| *topic == crate::group::OFFSETS_TOPIC)
-                .map(|(_, index, _)| index as usize)
-        });
-        let (Some(index), Some(broker)) = (index, self.broker.upgrade()) else {
-            return;
-        };
-        if !role.is_leader {
-            broker.groups().give_up(index);
-            return;
-        }
-        let Some(p) = self.router.get(group) else {
-            return;
-        };
-        let epoch = i32::try_from(role.term).unwrap_or(i32::MAX);
-        tokio::spawn(async move {
-            // Entries of earlier terms are committed once this leader's first entry is:
-            // everything in the log now.
-            let end = p.log_end_offset();
-            let mut hw = p.watch_high_watermark();
-            loop {
-                if p.leader_epoch() != epoch || p.ensure_leader().is_err() {
-                    return;
-                }
-                if *hw.borrow_and_update() >= end {
-                    break;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(200), hw.changed()).await;
-            }
-            let result =
-                tokio::task::spawn_blocking(move || broker.groups().take_over(index, p, epoch))
-                    .await;
-            if let Ok(Err(e)) = result {
-                tracing::error!(
-                    index,
-                    "could not load the groups of an offsets partition: {e}"
-                );
-            }
-        });
     }
 
     /// Opens every replica the controller assigns here that is not open yet, and stops those

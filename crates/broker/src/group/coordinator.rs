@@ -1,7 +1,7 @@
 //! The coordinator: every group of this node, each behind its own lock, and the timer task
 //! that enforces their deadlines. Offsets and their log live in `store.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -46,6 +46,9 @@ impl Default for CoordinatorConfig {
 pub(crate) struct GroupEntry {
     pub group: Group,
     pub offsets: OffsetCache,
+    /// Transactional commits (TxnOffsetCommit) by producer id, in log order: applied when the
+    /// producer's commit marker reaches the offsets partition, dropped at its abort marker.
+    pub txn_offsets: BTreeMap<i64, Vec<(super::offsets::TopicPartition, super::CommittedOffset)>>,
     /// Wall-clock ms when the group last became Empty; 0 when unknown (rebuilt from the log).
     pub empty_since_ms: i64,
     was_empty: bool,
@@ -56,6 +59,7 @@ impl GroupEntry {
         GroupEntry {
             group,
             offsets: OffsetCache::default(),
+            txn_offsets: BTreeMap::new(),
             empty_since_ms: now_ms,
             was_empty: true,
         }

@@ -23,6 +23,7 @@ mod ownership;
 mod replay;
 mod state;
 mod store;
+mod txn_offsets;
 mod types;
 mod view;
 
@@ -31,20 +32,18 @@ mod tests;
 
 pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use ownership::offsets_partition;
+pub(crate) use ownership::GroupsOnOffsets;
 pub use state::{Group, GroupConfig};
-pub use store::{
-    offsets_topic, offsets_topic_overrides, Durable, FetchedOffsets, PartitionResults,
-};
+pub use store::{offsets_topic, Durable, FetchedOffsets, PartitionResults};
+pub use txn_offsets::TxnCommitter;
 pub use types::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, GroupState, JoinRequest,
     JoinResponse, JoinedMember, MemberDescription, MemberIdentity, OffsetCommit, Pending, Protocol,
     SyncRequest, SyncResponse,
 };
 
-/// The internal topic holding committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Its partition count when the coordinator creates it (Kafka's default is 50; a single node
-/// gains nothing from more files).
-pub const OFFSETS_PARTITIONS: i32 = 8;
+pub use crate::internal::OFFSETS_TOPIC;
+/// Its partition count when it is created.
+pub const OFFSETS_PARTITIONS: i32 = crate::internal::INTERNAL_TOPICS[0].partitions;
 /// `offset.metadata.max.bytes`: the longest metadata string stored with an offset.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;

@@ -121,14 +121,7 @@ pub(crate) fn take_str16(b: &mut &[u8]) -> Option<String> {
 }
 
 /// FNV-1a, so a group's partition never depends on the process (unlike `DefaultHasher`).
-pub(crate) fn partition_for(group: &str, partitions: usize) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in group.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h as usize % partitions.max(1)
-}
+pub(crate) use crate::internal::partition_for;
 
 /// Changes appended to the log but not yet durable: applied once the partition's high
 /// watermark passes `end_offset`, in log order.

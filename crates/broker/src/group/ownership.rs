@@ -130,3 +130,21 @@ impl Coordinator {
         }
     }
 }
+
+/// The group coordinator as the cluster sees it: served where `__consumer_offsets` is led.
+pub(crate) struct GroupsOnOffsets(pub(crate) std::sync::Weak<crate::Broker>);
+
+impl crate::cluster::PartitionCoordinator for GroupsOnOffsets {
+    fn take_over(&self, index: usize, p: Arc<Partition>, epoch: i32) -> Result<(), BrokerError> {
+        match self.0.upgrade() {
+            Some(broker) => broker.groups().take_over(index, p, epoch),
+            None => Ok(()),
+        }
+    }
+
+    fn give_up(&self, index: usize) {
+        if let Some(broker) = self.0.upgrade() {
+            broker.groups().give_up(index);
+        }
+    }
+}

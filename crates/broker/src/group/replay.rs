@@ -46,7 +46,7 @@ pub(super) fn register_loaded(
     groups: BTreeMap<String, GroupEntry>,
 ) {
     for (id, mut e) in groups {
-        if !e.offsets.is_empty() || !e.group.is_idle() {
+        if !e.offsets.is_empty() || !e.group.is_idle() || !e.txn_offsets.is_empty() {
             e.empty_since_ms = 0;
             registry.insert(id, Arc::new(Mutex::new(e)));
         }
@@ -82,10 +82,23 @@ pub(super) fn replay_partition(
         };
         offset = strom_storage::batch::BatchHeader::parse(last)?.last_offset() as u64 + 1;
         for b in &batches {
-            // A replicated partition's log also holds Raft's own entries (control batches).
-            if strom_storage::batch::BatchHeader::parse(b).is_ok_and(|h| h.is_control()) {
+            let Ok(header) = strom_storage::batch::BatchHeader::parse(b) else {
+                continue;
+            };
+            if header.is_control() {
+                // A transaction's marker ends its offsets; Raft's own entries are skipped.
+                if let Some(m) = strom_storage::markers::decode(b) {
+                    super::txn_offsets::replay_marker(
+                        groups,
+                        p.index as usize,
+                        m.producer_id,
+                        m.commit,
+                    );
+                }
                 continue;
             }
+            let txn = (header.is_transactional() && header.producer_id >= 0)
+                .then_some(header.producer_id);
             let kvs = match records::decode_batch(b) {
                 Ok((_, kvs)) => kvs,
                 Err(e) => {
@@ -127,7 +140,15 @@ pub(super) fn replay_partition(
                 let entry = groups
                     .entry(key.group.clone())
                     .or_insert_with(|| GroupEntry::new(Group::new(&key.group, config), 0));
-                entry.offsets.apply((key.topic, key.partition), value);
+                match (txn, value) {
+                    (Some(pid), Some(c)) => entry
+                        .txn_offsets
+                        .entry(pid)
+                        .or_default()
+                        .push(((key.topic, key.partition), c)),
+                    (Some(_), None) => {}
+                    (None, value) => entry.offsets.apply((key.topic, key.partition), value),
+                }
                 applied += 1;
             }
         }

@@ -15,7 +15,7 @@ use super::coordinator::{lock, Coordinator, EntryRef, GroupEntry};
 use super::metadata_record::{self, StoredGroup};
 use super::offsets::{self, TopicPartition};
 use super::types::{CommittedOffset, GroupError, OffsetCommit};
-use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
+use super::{OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
 use crate::partition::{AppendResult, Partition};
 use crate::{Broker, BrokerError, Topic};
 use strom_storage::records::{self, KeyValue};
@@ -31,50 +31,13 @@ pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 /// Records per batch are capped so a batch stays well under the topic's `max.message.bytes`.
 const BATCH_BYTES_TARGET: usize = 512 * 1024;
-/// Kafka's default; a batch is at most `BATCH_BYTES_TARGET` plus one record (a key of at most
-/// 64 KiB and 4 KiB of metadata).
-const OFFSETS_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 /// How long a commit waits for its records to be committed in a cluster (Kafka's
 /// `offsets.commit.timeout.ms`).
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `__consumer_offsets`, created on first use with retention disabled: without compaction
-/// (not built yet) time retention would delete live commits. Its batch limit is its own, not the
-/// broker default, so a small `--max-message-bytes` cannot make large commits fail.
+/// `__consumer_offsets`, created on first use (see [`crate::internal`]).
 pub fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, BrokerError> {
-    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
-        return Ok(t);
-    }
-    if broker.cluster().is_some() {
-        // The controller creates it (replicated) once enough nodes have registered.
-        return Err(BrokerError::LeaderNotAvailable(format!(
-            "{OFFSETS_TOPIC} does not exist yet"
-        )));
-    }
-    match broker.create_topic(
-        OFFSETS_TOPIC,
-        OFFSETS_PARTITIONS,
-        -1,
-        offsets_topic_overrides(),
-        false,
-    ) {
-        Ok(t) => Ok(t),
-        Err(BrokerError::TopicExists(_)) => broker
-            .topic(OFFSETS_TOPIC)
-            .ok_or(BrokerError::UnknownTopicOrPartition),
-        Err(e) => Err(e),
-    }
-}
-
-/// The offsets topic's config: no time retention, its own batch limit.
-pub fn offsets_topic_overrides() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "max.message.bytes".to_string(),
-            OFFSETS_MAX_MESSAGE_BYTES.to_string(),
-        ),
-    ])
+    crate::internal::ensure(broker, OFFSETS_TOPIC)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> GroupError {
@@ -88,6 +51,17 @@ fn append(
     group_id: &str,
     records: &[KeyValue],
 ) -> Result<(Arc<Partition>, AppendResult), GroupError> {
+    append_as(broker, group_id, records, None)
+}
+
+/// [`append`]; with `txn` = (producer id, epoch), as that producer's transactional batch
+/// (TxnOffsetCommit: visible once its commit marker is written).
+pub(super) fn append_as(
+    broker: &Broker,
+    group_id: &str,
+    records: &[KeyValue],
+    txn: Option<(i64, i16)>,
+) -> Result<(Arc<Partition>, AppendResult), GroupError> {
     let topic = offsets_topic(broker).map_err(unavailable)?;
     let index = offsets::partition_for(group_id, topic.partition_count());
     let p = topic
@@ -100,15 +74,32 @@ fn append(
     for (i, r) in records.iter().enumerate() {
         size += r.key.len() + r.value.as_ref().map_or(0, Bytes::len) + 32;
         if size >= BATCH_BYTES_TARGET || i + 1 == records.len() {
-            batches.push(records::encode_batch(&records[start..=i], now));
+            batches.push(match txn {
+                None => records::encode_batch(&records[start..=i], now),
+                Some((id, epoch)) => records::encode_batch_as(
+                    records::ATTR_TRANSACTIONAL,
+                    records::ProducerFields {
+                        id,
+                        epoch,
+                        base_sequence: -1,
+                    },
+                    &records[start..=i],
+                    now,
+                ),
+            });
             start = i + 1;
             size = 0;
         }
     }
-    let r = p.append(&batches).map_err(|e| {
+    let appended = match txn {
+        None => p.append(&batches),
+        Some(_) => p.append_internal(&batches),
+    };
+    let r = appended.map_err(|e| {
         tracing::warn!(group = group_id, partition = ?p, "offsets append failed: {e}");
         match e {
             BrokerError::NotLeader => GroupError::NotCoordinator,
+            BrokerError::InvalidProducerEpoch(why) => GroupError::ProducerFenced(why),
             e => unavailable(e),
         }
     })?;
@@ -169,7 +160,7 @@ fn write_changes_with(
 
 /// Resolves once an append to the offsets topic is durable: fsynced here, or in a cluster
 /// committed by a majority while this node still leads in the term it appended in.
-fn durable(p: Arc<Partition>, r: AppendResult) -> Durable<Result<(), GroupError>> {
+pub(super) fn durable(p: Arc<Partition>, r: AppendResult) -> Durable<Result<(), GroupError>> {
     // From now, not from the first poll (replies are awaited in request order).
     let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
     Box::pin(async move {

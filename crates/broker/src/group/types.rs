@@ -82,6 +82,9 @@ pub enum GroupError {
     /// Cluster mode: another node leads the group's offsets partition.
     #[error("not the group's coordinator")]
     NotCoordinator,
+    /// TxnOffsetCommit from an older epoch than the producer's current one.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
     /// Cluster mode: this node just took the group over and is still reading its offsets.
     #[error("the group's offsets are being loaded")]
     LoadInProgress,

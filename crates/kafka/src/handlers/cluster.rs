@@ -315,14 +315,16 @@ pub(crate) async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result
     }
 }
 
-/// The group coordinator: the leader of the `__consumer_offsets` partition holding the group's
-/// offsets, as in Kafka. `None` while that topic or partition has no leader yet.
-pub(crate) fn coordinator_for(cluster: &Cluster, key: &str) -> Option<(i32, String, i32)> {
+/// A coordinator: the leader of the internal topic's partition holding the key (a group's
+/// offsets, a transactional id's state), as in Kafka. `None` while that topic or partition
+/// has no leader yet.
+pub(crate) fn coordinator_for(
+    cluster: &Cluster,
+    topic: &str,
+    partition: usize,
+) -> Option<(i32, String, i32)> {
     cluster.with_state(|s| {
-        let offsets = s.topics.get(strom_broker::group::OFFSETS_TOPIC)?;
-        let partition = offsets
-            .partitions
-            .get(strom_broker::group::offsets_partition(key))?;
+        let partition = s.topics.get(topic)?.partitions.get(partition)?;
         let node = partition.leader?;
         let info = s.nodes.get(&node)?;
         Some((

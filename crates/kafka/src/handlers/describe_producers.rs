@@ -1,7 +1,8 @@
 //! DescribeProducers (`kafka-transactions.sh describe-producers`, AdminClient
 //! `describeProducers`): the idempotent producers a partition's leader tracks, with the epoch
-//! and last sequence its duplicate detection holds for each. No transaction is ever open yet
-//! (`current_txn_start_offset` -1, `coordinator_epoch` -1).
+//! and last sequence its duplicate detection holds for each, and the first offset of its open
+//! transaction there (`current_txn_start_offset`, -1 when none is open; `coordinator_epoch`
+//! is not tracked per producer: -1).
 
 use std::sync::Arc;
 
@@ -30,22 +31,28 @@ pub fn handle(ctx: &Arc<Context>, req: DescribeProducersRequest) -> DescribeProd
                     let result = PartitionResponse::default().with_partition_index(index);
                     match partition {
                         Err(e) => result.with_error_code(e.code()),
-                        Ok(p) => result.with_active_producers(
-                            p.producers()
-                                .into_iter()
-                                .map(|(id, e)| {
-                                    ProducerState::default()
-                                        .with_producer_id(ProducerId(id))
-                                        .with_producer_epoch(i32::from(e.epoch))
-                                        .with_last_sequence(
-                                            e.batches.back().map_or(-1, |b| b.last_seq),
-                                        )
-                                        .with_last_timestamp(e.last_timestamp_ms)
-                                        .with_coordinator_epoch(-1)
-                                        .with_current_txn_start_offset(-1)
-                                })
-                                .collect(),
-                        ),
+                        Ok(p) => {
+                            let open: std::collections::HashMap<i64, u64> =
+                                p.open_transactions().into_iter().collect();
+                            result.with_active_producers(
+                                p.producers()
+                                    .into_iter()
+                                    .map(|(id, e)| {
+                                        ProducerState::default()
+                                            .with_producer_id(ProducerId(id))
+                                            .with_producer_epoch(i32::from(e.epoch))
+                                            .with_last_sequence(
+                                                e.batches.back().map_or(-1, |b| b.last_seq),
+                                            )
+                                            .with_last_timestamp(e.last_timestamp_ms)
+                                            .with_coordinator_epoch(-1)
+                                            .with_current_txn_start_offset(
+                                                open.get(&id).map_or(-1, |o| *o as i64),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                        }
                     }
                 })
                 .collect();

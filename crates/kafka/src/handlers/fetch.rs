@@ -1,12 +1,16 @@
-//! Fetch: read whole batches below the high watermark; if fewer than `min_bytes` are ready, wait
+//! Fetch: read whole batches below the high watermark (read_committed: below the last stable
+//! offset, with the aborted transactions in the range listed); if fewer than `min_bytes` are ready, wait
 //! for any requested partition's high watermark to move, up to `max_wait_ms`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
+use strom_broker::partition::Isolation;
 use strom_broker::Partition;
 use strom_storage::FirstBatch;
 
@@ -63,6 +67,11 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
             }
         })
         .collect();
+    let isolation = if req.isolation_level == super::list_offsets::READ_COMMITTED {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_bytes = if req.max_bytes <= 0 {
@@ -79,7 +88,7 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
                 .flat_map(|t| t.partitions.iter())
                 .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
                 .collect();
-            let (response, bytes, errors) = read_all(&wants, max_bytes);
+            let (response, bytes, errors) = read_all(&wants, max_bytes, isolation);
             if bytes >= min_bytes
                 || errors
                 || watches.is_empty()
@@ -90,7 +99,7 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
             let any_moved =
                 futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
             if tokio::time::timeout_at(deadline, any_moved).await.is_err() {
-                return Some(read_all(&wants, max_bytes).0.into());
+                return Some(read_all(&wants, max_bytes, isolation).0.into());
             }
         }
     }))
@@ -100,7 +109,11 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
 /// bytes in it and whether any partition carries an error (which is answered at once).
 /// As in Kafka (KIP-74), only the response's first batch may exceed a limit: once any partition
 /// returned data, later partitions get only batches that fit what is left.
-fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn read_all(
+    wants: &[TopicWants],
+    max_bytes: usize,
+    isolation: Isolation,
+) -> (FetchResponse, usize, bool) {
     let mut budget = max_bytes;
     let mut total = 0;
     let mut any_error = false;
@@ -116,7 +129,7 @@ fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bo
                     } else {
                         FirstBatch::WithinLimit
                     };
-                    let data = read_one(w, budget, first);
+                    let data = read_one(w, budget, first, isolation);
                     if data.error_code != 0 {
                         any_error = true;
                     }
@@ -139,7 +152,7 @@ fn read_all(wants: &[TopicWants], max_bytes: usize) -> (FetchResponse, usize, bo
     )
 }
 
-fn read_one(w: &Want, budget: usize, first: FirstBatch) -> PartitionData {
+fn read_one(w: &Want, budget: usize, first: FirstBatch, isolation: Isolation) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(w.partition_index)
         .with_preferred_read_replica(BrokerId(-1))
@@ -150,28 +163,47 @@ fn read_one(w: &Want, budget: usize, first: FirstBatch) -> PartitionData {
         Ok(p) => p,
         Err(e) => return base.with_error_code(e.code()),
     };
-    let with_offsets = |d: PartitionData, hw: u64, start: u64| {
+    let with_offsets = |d: PartitionData, hw: u64, lso: u64, start: u64| {
         d.with_high_watermark(hw as i64)
-            .with_last_stable_offset(hw as i64)
+            .with_last_stable_offset(lso as i64)
             .with_log_start_offset(start as i64)
     };
+    let now = |d: PartitionData| {
+        with_offsets(
+            d,
+            p.high_watermark(),
+            p.last_stable_offset(),
+            p.log_start_offset(),
+        )
+    };
     let Ok(offset) = u64::try_from(w.fetch_offset) else {
-        let hw = p.high_watermark();
-        return with_offsets(base, hw, p.log_start_offset())
-            .with_error_code(ResponseError::OffsetOutOfRange.code());
+        return now(base).with_error_code(ResponseError::OffsetOutOfRange.code());
     };
     let limit = w.max_bytes.min(budget);
     if limit == 0 {
-        return with_offsets(base, p.high_watermark(), p.log_start_offset())
-            .with_records(Some(Default::default()));
+        return now(base).with_records(Some(Default::default()));
     }
-    match p.read(offset, limit, first) {
+    match p.read_isolated(offset, limit, first, isolation) {
         Ok(d) => {
-            with_offsets(base, d.high_watermark, d.log_start_offset).with_records(Some(d.records))
+            let aborted = (isolation == Isolation::ReadCommitted).then(|| {
+                d.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset as i64)
+                    })
+                    .collect()
+            });
+            with_offsets(
+                base,
+                d.high_watermark,
+                d.last_stable_offset,
+                d.log_start_offset,
+            )
+            .with_aborted_transactions(aborted)
+            .with_records(Some(d.records))
         }
-        Err(e) => {
-            let hw = p.high_watermark();
-            with_offsets(base, hw, p.log_start_offset()).with_error_code(crate::errors::code(&e))
-        }
+        Err(e) => now(base).with_error_code(crate::errors::code(&e)),
     }
 }

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest (the high watermark), max timestamp, or by timestamp.
+//! ListOffsets: earliest, latest (the high watermark; for read_committed the last stable
+//! offset), max timestamp, or by timestamp.
 
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// `isolation_level` of a read_committed consumer.
+pub(crate) const READ_COMMITTED: i8 = 1;
 
 pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Responses before v4 have no leader epoch; the encoder refuses a value there.
@@ -25,6 +28,7 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> List
             -1
         }
     };
+    let committed = req.isolation_level == READ_COMMITTED;
     let topics = req
         .topics
         .into_iter()
@@ -45,7 +49,7 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> List
                     if let Err(err) = super::cluster::check_serving(&p, lp.current_leader_epoch) {
                         return resp.with_error_code(err.code());
                     }
-                    match lookup(&p, lp.timestamp) {
+                    match lookup(&p, lp.timestamp, committed) {
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
@@ -63,8 +67,13 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> List
 }
 
 /// (offset, timestamp) as Kafka answers them; -1 where there is no such offset.
-fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), strom_broker::BrokerError> {
+fn lookup(
+    p: &Partition,
+    timestamp: i64,
+    committed: bool,
+) -> Result<(i64, i64), strom_broker::BrokerError> {
     Ok(match timestamp {
+        LATEST if committed => (p.last_stable_offset() as i64, -1),
         LATEST => (p.high_watermark() as i64, -1),
         EARLIEST | EARLIEST_LOCAL => (p.log_start_offset() as i64, -1),
         LATEST_TIERED => (-1, -1),

@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,9 +73,13 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
         RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r),
         RequestKind::DescribeProducers(r) => now(describe_producers::handle(ctx, r).into()),
         RequestKind::IncrementalAlterConfigs(r) => configs::incremental(ctx, r),
-        RequestKind::InitProducerId(r) => {
-            Reply::Now(Box::new(init_producer_id::handle(ctx, r, version).into()))
-        }
+        RequestKind::InitProducerId(r) => init_producer_id::handle(ctx, r, version),
+        RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(ctx, r, version),
+        RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(ctx, r),
+        RequestKind::EndTxn(r) => txn::end_txn(ctx, r),
+        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(ctx, r),
+        RequestKind::DescribeTransactions(r) => txn::describe(ctx, r),
+        RequestKind::ListTransactions(r) => txn::list(ctx, r),
         RequestKind::FindCoordinator(r) => now(find_coordinator::handle(ctx, r, version).into()),
         RequestKind::JoinGroup(r) => membership::join(ctx, r, version, client),
         RequestKind::SyncGroup(r) => membership::sync(ctx, r, version),

@@ -18,6 +18,8 @@ use super::{Elem, Field, Schema, StructDef, TaggedField, Ty};
 
 mod groups;
 use groups::*;
+mod txn;
+use txn::*;
 
 /// Open upper bound of a field's version range.
 const MAX: i16 = i16::MAX;
@@ -37,6 +39,10 @@ const NBYTES: Ty = Ty::Bytes { nullable: true };
 
 const I32S: Ty = Ty::Array {
     elem: Elem::I32,
+    nullable: false,
+};
+const I64S: Ty = Ty::Array {
+    elem: Elem::I64,
     nullable: false,
 };
 const STRS: Ty = Ty::Array {
@@ -656,6 +662,38 @@ pub(super) static SCHEMAS: &[Schema] = &[
         body: &OFFSET_FOR_LEADER_EPOCH_REQUEST,
     },
     Schema {
+        api_key: 24,
+        name: "AddPartitionsToTxn",
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 3,
+        body: &ADD_PARTITIONS_TO_TXN_REQUEST,
+    },
+    Schema {
+        api_key: 25,
+        name: "AddOffsetsToTxn",
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 3,
+        body: &ADD_OFFSETS_TO_TXN_REQUEST,
+    },
+    Schema {
+        api_key: 26,
+        name: "EndTxn",
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 3,
+        body: &END_TXN_REQUEST,
+    },
+    Schema {
+        api_key: 28,
+        name: "TxnOffsetCommit",
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 3,
+        body: &TXN_OFFSET_COMMIT_REQUEST,
+    },
+    Schema {
         api_key: 32,
         name: "DescribeConfigs",
         min_version: 1,
@@ -718,5 +756,21 @@ pub(super) static SCHEMAS: &[Schema] = &[
         max_version: 0,
         flexible_from: 0,
         body: &DESCRIBE_PRODUCERS_REQUEST,
+    },
+    Schema {
+        api_key: 65,
+        name: "DescribeTransactions",
+        min_version: 0,
+        max_version: 0,
+        flexible_from: 0,
+        body: &DESCRIBE_TRANSACTIONS_REQUEST,
+    },
+    Schema {
+        api_key: 66,
+        name: "ListTransactions",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 0,
+        body: &LIST_TRANSACTIONS_REQUEST,
     },
 ];

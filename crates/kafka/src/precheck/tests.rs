@@ -7,6 +7,10 @@
 
 use super::*;
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsRequest, AlterConfigsResource, AlterableConfig,
 };
@@ -30,6 +34,8 @@ use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kafka_protocol::messages::describe_producers_request::{
     DescribeProducersRequest, TopicRequest,
 };
+use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
@@ -43,6 +49,7 @@ use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
+use kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -60,6 +67,9 @@ use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
 use kafka_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{BrokerId, GroupId, ProducerId, TopicName, TransactionalId};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use proptest::prelude::*;
@@ -89,6 +99,10 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (21, 0, 2),
     (22, 0, 5),
     (23, 2, 4),
+    (24, 0, 5),
+    (25, 0, 4),
+    (26, 0, 4),
+    (28, 0, 4),
     (32, 1, 4),
     (33, 0, 2),
     (37, 0, 3),
@@ -97,6 +111,8 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (47, 0, 0),
     (60, 0, 1),
     (61, 0, 0),
+    (65, 0, 0),
+    (66, 0, 1),
 ];
 
 // ---------------------------------------------------------------------------
@@ -158,6 +174,10 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         21 => pick!(DeleteRecordsRequest, delete_records),
         22 => pick!(InitProducerIdRequest, init_producer_id),
         23 => pick!(OffsetForLeaderEpochRequest, offset_for_leader_epoch),
+        24 => pick!(AddPartitionsToTxnRequest, add_partitions_to_txn),
+        25 => pick!(AddOffsetsToTxnRequest, add_offsets_to_txn),
+        26 => pick!(EndTxnRequest, end_txn),
+        28 => pick!(TxnOffsetCommitRequest, txn_offset_commit),
         32 => pick!(DescribeConfigsRequest, describe_configs),
         33 => pick!(AlterConfigsRequest, alter_configs),
         37 => pick!(CreatePartitionsRequest, create_partitions),
@@ -166,6 +186,8 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         47 => pick!(OffsetDeleteRequest, offset_delete),
         60 => pick!(DescribeClusterRequest, describe_cluster),
         61 => pick!(DescribeProducersRequest, describe_producers),
+        65 => pick!(DescribeTransactionsRequest, describe_transactions),
+        66 => pick!(ListTransactionsRequest, list_transactions),
         _ => panic!("no builder for api key {api_key}"),
     }
 }
@@ -203,6 +225,10 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         21 => dec!(DeleteRecordsRequest),
         22 => dec!(InitProducerIdRequest),
         23 => dec!(OffsetForLeaderEpochRequest),
+        24 => dec!(AddPartitionsToTxnRequest),
+        25 => dec!(AddOffsetsToTxnRequest),
+        26 => dec!(EndTxnRequest),
+        28 => dec!(TxnOffsetCommitRequest),
         32 => dec!(DescribeConfigsRequest),
         33 => dec!(AlterConfigsRequest),
         37 => dec!(CreatePartitionsRequest),
@@ -211,6 +237,8 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         47 => dec!(OffsetDeleteRequest),
         60 => dec!(DescribeClusterRequest),
         61 => dec!(DescribeProducersRequest),
+        65 => dec!(DescribeTransactionsRequest),
+        66 => dec!(ListTransactionsRequest),
         _ => panic!("no decoder for api key {api_key}"),
     };
     result.map(|()| buf.remaining())
@@ -586,6 +614,37 @@ fn precheck_rejects_huge_compact_counts() {
             at: 4,
             declared: 0x3fff,
             remaining: 1,
+        })
+    );
+}
+
+#[test]
+fn precheck_bounds_i64_arrays_by_eight_bytes_per_element() {
+    // ListTransactions v1: state_filters [], producer_id_filters, duration_filter, no tags.
+    let with_count = |count: u8| {
+        let mut body = vec![0x01, count];
+        for id in [7i64, 8, 9] {
+            body.extend(id.to_be_bytes());
+        }
+        body.extend(60_000i64.to_be_bytes());
+        body.push(0x00);
+        body
+    };
+    let ok = with_count(0x04); // three ids
+    assert_eq!(check_request_body(66, 1, &ok), Ok(0));
+    assert_eq!(lib_decode(66, 1, &ok), Ok(0));
+    // Four ids fit in the 33 bytes after the count, so the count passes and the walk runs out.
+    assert_eq!(
+        check_request_body(66, 1, &with_count(0x05)),
+        Err(PrecheckError::Truncated { at: 34 })
+    );
+    // Five do not.
+    assert_eq!(
+        check_request_body(66, 1, &with_count(0x06)),
+        Err(PrecheckError::LengthTooLarge {
+            at: 1,
+            declared: 5,
+            remaining: 4,
         })
     );
 }

@@ -1,7 +1,6 @@
-//! FindCoordinator: a single node coordinates every group; in a cluster, the leader of the
-//! group's `__consumer_offsets` partition does. Transactions do not exist yet: a transaction
-//! coordinator lookup gets an error clients treat as fatal, so `init_transactions()` fails at
-//! once with the message instead of retrying COORDINATOR_NOT_AVAILABLE until its timeout.
+//! FindCoordinator: a single node coordinates every group and transactional id; in a cluster,
+//! the leader of the key's partition of `__consumer_offsets` (groups) or `__transaction_state`
+//! (transactional ids) does.
 
 use std::sync::Arc;
 
@@ -19,38 +18,64 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// (error code, message, node id, host, port) for one key.
 fn locate(ctx: &Context, key_type: i8, key: &str) -> (i16, Option<String>, i32, String, i32) {
     match key_type {
-        KEY_TYPE_GROUP if ctx.broker.cluster().is_some() => {
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION if ctx.broker.cluster().is_some() => {
+            let (topic, partition) = if key_type == KEY_TYPE_GROUP {
+                (
+                    strom_broker::internal::OFFSETS_TOPIC,
+                    strom_broker::group::offsets_partition(key),
+                )
+            } else {
+                (
+                    strom_broker::internal::TXN_STATE_TOPIC,
+                    strom_txn::TxnCoordinator::partition_of(key),
+                )
+            };
             match ctx
                 .broker
                 .cluster()
-                .and_then(|c| crate::handlers::cluster::coordinator_for(c, key))
+                .and_then(|c| crate::handlers::cluster::coordinator_for(c, topic, partition))
             {
                 Some((node, host, port)) => (0, None, node, host, port),
                 None => (
                     ResponseError::CoordinatorNotAvailable.code(),
-                    Some("the group's offsets partition has no leader yet".into()),
+                    Some(format!("{topic} has no leader for this key yet")),
                     -1,
                     String::new(),
                     -1,
                 ),
             }
         }
-        KEY_TYPE_GROUP => (
-            0,
-            None,
-            ctx.broker.node_id(),
-            ctx.config.advertised_host.clone(),
-            ctx.config.advertised_port,
-        ),
-        // librdkafka and the Java client both fail the transactional producer for good on
-        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED; the message says the real reason.
-        KEY_TYPE_TRANSACTION => (
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-            Some("Strom does not support transactions yet; use an idempotent producer".into()),
+        KEY_TYPE_TRANSACTION if key.is_empty() => (
+            ResponseError::InvalidRequest.code(),
+            Some("empty transactional id".into()),
             -1,
             String::new(),
             -1,
         ),
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => {
+            // On first use, so the coordinator's state has somewhere to go.
+            if key_type == KEY_TYPE_TRANSACTION {
+                if let Err(e) = strom_broker::internal::ensure(
+                    &ctx.broker,
+                    strom_broker::internal::TXN_STATE_TOPIC,
+                ) {
+                    return (
+                        ResponseError::CoordinatorNotAvailable.code(),
+                        Some(e.to_string()),
+                        -1,
+                        String::new(),
+                        -1,
+                    );
+                }
+            }
+            (
+                0,
+                None,
+                ctx.broker.node_id(),
+                ctx.config.advertised_host.clone(),
+                ctx.config.advertised_port,
+            )
+        }
         other => (
             ResponseError::InvalidRequest.code(),
             Some(format!("unknown coordinator key type {other}")),

@@ -33,6 +33,7 @@ pub(crate) fn kafka_error(err: &GroupError) -> ResponseError {
         GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::ProducerFenced(_) => ResponseError::ProducerFenced,
     }
 }
 

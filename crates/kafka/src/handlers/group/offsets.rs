@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::ResponseError;
+
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -104,8 +106,11 @@ pub fn fetch(ctx: &Arc<Context>, req: OffsetFetchRequest, version: i16) -> Offse
                         let partitions = parts
                             .into_iter()
                             .map(|(index, c)| {
+                                let unstable =
+                                    unstable(ctx, req.require_stable, &g.group_id.0, &topic, index);
                                 let (offset, epoch, metadata) = reported(c);
                                 OffsetFetchResponsePartitions::default()
+                                    .with_error_code(unstable)
                                     .with_partition_index(index)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
@@ -140,8 +145,11 @@ pub fn fetch(ctx: &Arc<Context>, req: OffsetFetchRequest, version: i16) -> Offse
             let partitions = parts
                 .into_iter()
                 .map(|(index, c)| {
+                    let unstable =
+                        unstable(ctx, req.require_stable, &req.group_id.0, &topic, index);
                     let (offset, epoch, metadata) = reported(c);
                     let p = OffsetFetchResponsePartition::default()
+                        .with_error_code(unstable)
                         .with_partition_index(index)
                         .with_committed_offset(offset)
                         .with_metadata(Some(str_bytes(metadata)));
@@ -158,6 +166,22 @@ pub fn fetch(ctx: &Arc<Context>, req: OffsetFetchRequest, version: i16) -> Offse
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// UNSTABLE_OFFSET_COMMIT when a read_committed consumer (`require_stable`, v7+) asks for an
+/// offset a transaction has committed but not yet ended: it retries until the transaction
+/// commits or aborts, so it never starts from an offset that may vanish.
+fn unstable(ctx: &Context, require_stable: bool, group: &str, topic: &str, partition: i32) -> i16 {
+    if require_stable
+        && ctx
+            .broker
+            .groups()
+            .has_unstable_offset(group, topic, partition)
+    {
+        ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
 }
 
 pub fn delete(ctx: &Arc<Context>, req: OffsetDeleteRequest) -> Reply {

@@ -1,0 +1,301 @@
+//! The transaction coordinator's requests. Each takes the id's lock, checks the request
+//! against the stored state (`state`), stores the new state and only then changes memory and
+//! answers.
+
+use std::sync::Arc;
+
+use strom_broker::internal::OFFSETS_TOPIC;
+
+use crate::state::{End, Init, TopicPartition, TxnMetadata, TxnState};
+use crate::{TxnCoordinator, TxnError};
+
+/// DescribeTransactions' answer for one id.
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub txn_id: String,
+    pub result: Result<TxnMetadata, TxnError>,
+}
+
+/// ListTransactions' answer for one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnListing {
+    pub txn_id: String,
+    pub producer_id: i64,
+    pub state: TxnState,
+    /// When the ongoing transaction began; -1 when none is.
+    pub txn_start_ms: i64,
+}
+
+/// Per partition of AddPartitionsToTxn, in request order.
+pub type AddResults = Vec<(TopicPartition, Result<(), TxnError>)>;
+
+impl TxnCoordinator {
+    /// InitProducerId with a transactional id: the id's producer id and a new epoch, fencing
+    /// every older one. An ongoing transaction is aborted first (CONCURRENT_TRANSACTIONS: the
+    /// client retries once the markers are written).
+    pub async fn init_producer_id(
+        self: &Arc<Self>,
+        txn_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
+        if txn_id.is_empty() {
+            return Err(TxnError::InvalidRequest("empty transactional id".into()));
+        }
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(TxnError::InvalidTransactionTimeout(timeout_ms));
+        }
+        self.check_owner(txn_id)?;
+        let slot = self.slot_or_create(txn_id)?;
+        let mut guard = slot.lock().await;
+        self.check_owner(txn_id)?;
+        let broker = self.broker()?;
+        let fresh_id = || {
+            broker
+                .init_producer_id(None)
+                .map(|(id, _)| id)
+                .map_err(crate::coordinator::unavailable)
+        };
+        let now = strom_broker::now_ms();
+        let (next, abort_first) = match guard.as_ref() {
+            None => (TxnMetadata::new(fresh_id()?, timeout_ms, now), false),
+            Some(m) => match m.init(timeout_ms, expected, fresh_id, now)? {
+                Init::Ready(next) => (next, false),
+                Init::AbortFirst(next) => (next, true),
+            },
+        };
+        self.persist(txn_id, &next).await?;
+        let answer = (next.producer_id, next.producer_epoch);
+        tracing::debug!(
+            txn_id,
+            producer_id = answer.0,
+            epoch = answer.1,
+            abort_first,
+            "InitProducerId"
+        );
+        *guard = Some(next);
+        drop(guard);
+        if abort_first {
+            crate::markers::spawn_completion(self, txn_id.to_string());
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        Ok(answer)
+    }
+
+    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting it), and
+    /// each partition's leader learns it may take the producer's transactional batches.
+    pub async fn add_partitions(
+        self: &Arc<Self>,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> AddResults {
+        let all = |e: TxnError, parts: Vec<TopicPartition>| -> AddResults {
+            parts.into_iter().map(|p| (p, Err(e.clone()))).collect()
+        };
+        if let Err(e) = self.check_owner(txn_id) {
+            return all(e, partitions);
+        }
+        let Some(slot) = self.slot(txn_id) else {
+            return all(TxnError::InvalidProducerIdMapping, partitions);
+        };
+        let mut guard = slot.lock().await;
+        let Some(meta) = guard.clone() else {
+            return all(TxnError::InvalidProducerIdMapping, partitions);
+        };
+        if let Err(e) = self.check_owner(txn_id) {
+            return all(e, partitions);
+        }
+        let broker = match self.broker() {
+            Ok(b) => b,
+            Err(e) => return all(e, partitions),
+        };
+        let unknown: Vec<bool> = partitions
+            .iter()
+            .map(|(t, p)| broker.topic(t).and_then(|t| t.partition(*p)).is_none())
+            .collect();
+        if unknown.iter().any(|u| *u) {
+            // As Kafka: the unknown ones fail, the others were not attempted.
+            return partitions
+                .into_iter()
+                .zip(unknown)
+                .map(|(p, u)| {
+                    let e = if u {
+                        TxnError::UnknownTopicOrPartition
+                    } else {
+                        TxnError::OperationNotAttempted
+                    };
+                    (p, Err(e))
+                })
+                .collect();
+        }
+        let now = strom_broker::now_ms();
+        let next = match meta.add_partitions(
+            producer_id,
+            epoch,
+            &partitions,
+            self.config.max_partitions,
+            now,
+        ) {
+            Ok(None) => return partitions.into_iter().map(|p| (p, Ok(()))).collect(),
+            Ok(Some(next)) => next,
+            Err(e) => return all(e, partitions),
+        };
+        // The leaders first: a batch may arrive as soon as the client has its answer.
+        let new: Vec<&TopicPartition> = partitions
+            .iter()
+            .filter(|p| meta.state != TxnState::Ongoing || !meta.partitions.contains(*p))
+            .collect();
+        let allowed =
+            futures::future::join_all(new.iter().map(|tp| self.allow(tp, producer_id, epoch)))
+                .await;
+        if let Some(e) = allowed.iter().find_map(|r| r.as_ref().err()) {
+            tracing::debug!(
+                txn_id,
+                "a partition leader cannot take the transaction yet: {e}"
+            );
+            // Retriable for the client: the partition's leader is moving or not known yet.
+            return all(TxnError::UnknownTopicOrPartition, partitions);
+        }
+        if let Err(e) = self.persist(txn_id, &next).await {
+            return all(e, partitions);
+        }
+        *guard = Some(next);
+        partitions.into_iter().map(|p| (p, Ok(()))).collect()
+    }
+
+    /// AddPartitionsToTxn v4+ with `verify_only` (KIP-890): whether each partition is in the
+    /// producer's ongoing transaction, changing nothing.
+    pub async fn verify_partitions(
+        &self,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> AddResults {
+        let meta = match self.check_owner(txn_id) {
+            Err(e) => Err(e),
+            Ok(()) => match self.slot(txn_id) {
+                None => Err(TxnError::InvalidProducerIdMapping),
+                Some(slot) => slot
+                    .lock()
+                    .await
+                    .clone()
+                    .ok_or(TxnError::InvalidProducerIdMapping),
+            },
+        };
+        let meta = meta.and_then(|m| m.check_producer(producer_id, epoch).map(|()| m));
+        partitions
+            .into_iter()
+            .map(|p| {
+                let r = match &meta {
+                    Err(e) => Err(e.clone()),
+                    Ok(m) if m.state == TxnState::Ongoing && m.partitions.contains(&p) => Ok(()),
+                    Ok(_) => Err(TxnError::InvalidTxnState(
+                        "the partition is not in the ongoing transaction".into(),
+                    )),
+                };
+                (p, r)
+            })
+            .collect()
+    }
+
+    /// AddOffsetsToTxn: the group's partition of `__consumer_offsets` joins the transaction,
+    /// so its commit marker makes the group's transactional offsets visible.
+    pub async fn add_offsets(
+        self: &Arc<Self>,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<(), TxnError> {
+        let broker = self.broker()?;
+        strom_broker::group::offsets_topic(&broker).map_err(crate::coordinator::unavailable)?;
+        let tp = (
+            OFFSETS_TOPIC.to_string(),
+            strom_broker::group::offsets_partition(group_id) as i32,
+        );
+        let results = self
+            .add_partitions(txn_id, producer_id, epoch, vec![tp])
+            .await;
+        results.into_iter().next().map_or(
+            Err(TxnError::InvalidTxnState("no partition".into())),
+            |(_, r)| r,
+        )
+    }
+
+    /// EndTxn: the transaction is prepared (stored) before the answer; its markers follow.
+    pub async fn end_txn(
+        self: &Arc<Self>,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), TxnError> {
+        self.check_owner(txn_id)?;
+        let slot = self
+            .slot(txn_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let mut guard = slot.lock().await;
+        let meta = guard.clone().ok_or(TxnError::InvalidProducerIdMapping)?;
+        self.check_owner(txn_id)?;
+        match meta.end(producer_id, epoch, commit, strom_broker::now_ms())? {
+            End::Done => Ok(()),
+            End::Prepare(next) => {
+                self.persist(txn_id, &next).await?;
+                *guard = Some(next);
+                drop(guard);
+                crate::markers::spawn_completion(self, txn_id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// DescribeTransactions.
+    pub async fn describe(&self, ids: &[String]) -> Vec<TxnDescription> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let result = match self.check_owner(id) {
+                Err(e) => Err(e),
+                Ok(()) => match self.slot(id) {
+                    None => Err(TxnError::TransactionalIdNotFound),
+                    Some(slot) => slot
+                        .lock()
+                        .await
+                        .clone()
+                        .ok_or(TxnError::TransactionalIdNotFound),
+                },
+            };
+            out.push(TxnDescription {
+                txn_id: id.clone(),
+                result,
+            });
+        }
+        out
+    }
+
+    /// ListTransactions: the ids this node coordinates, filtered by state names and producer
+    /// ids (an empty filter passes everything).
+    pub async fn list(&self, states: &[String], producer_ids: &[i64]) -> Vec<TxnListing> {
+        let mut out = Vec::new();
+        for (id, slot) in self.slots() {
+            let Some(meta) = slot.lock().await.clone() else {
+                continue;
+            };
+            if !states.is_empty() && !states.iter().any(|s| s == meta.state.name()) {
+                continue;
+            }
+            if !producer_ids.is_empty() && !producer_ids.contains(&meta.producer_id) {
+                continue;
+            }
+            out.push(TxnListing {
+                txn_id: id,
+                producer_id: meta.producer_id,
+                state: meta.state,
+                txn_start_ms: meta.txn_start_ms,
+            });
+        }
+        out
+    }
+}
