@@ -55,6 +55,9 @@ pub enum BrokerError {
     /// INVALID_TXN_STATE).
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    /// A transaction marker from a deposed coordinator (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error("transaction coordinator fenced: {0}")]
+    CoordinatorFenced(String),
     /// Cluster mode: the write lost its place in the log (leadership changed before it committed).
     #[error("the write was not committed: leadership changed")]
     NotCommitted,

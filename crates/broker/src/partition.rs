@@ -1,6 +1,5 @@
 //! A partition: one log, one writer at a time, and a high watermark that only moves to durable offsets.
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,8 +14,7 @@ use crate::batch_rules::BatchRules;
 use crate::fatal::fail_stop;
 use crate::flusher::Flusher;
 use crate::producer_snapshot;
-use crate::producer_state::{ProducerEntry, ProducerStateMap, Verdict, PRODUCER_EXPIRATION_MS};
-use crate::txn_index::TxnIndex;
+use crate::producer_state::{ProducerEntry, Verdict, PRODUCER_EXPIRATION_MS};
 use crate::{BrokerError, FlushPolicy};
 
 /// The Kafka leader epoch a single node writes with. Replication makes this the Raft term.
@@ -133,85 +131,6 @@ impl DerefMut for LogState {
     }
 }
 
-pub(crate) struct ProducerTracking {
-    pub(crate) state: ProducerStateMap,
-    /// Open and aborted transactions, derived from the same batches as `state`.
-    pub(crate) txns: TxnIndex,
-    /// Producers whose coordinator added this partition to their transaction, with the
-    /// epoch (leader only, in memory; cleared by the transaction's marker).
-    pub(crate) allowed: HashMap<i64, i16>,
-    pub(crate) bytes_since_snapshot: u64,
-}
-
-/// Transactions one partition keeps open at once; more are refused at AddPartitionsToTxn.
-pub const MAX_OPEN_TRANSACTIONS: usize = 10_000;
-
-impl ProducerTracking {
-    fn new(state: ProducerStateMap, txns: TxnIndex) -> ProducerTracking {
-        ProducerTracking {
-            state,
-            txns,
-            allowed: HashMap::new(),
-            bytes_since_snapshot: 0,
-        }
-    }
-
-    /// The state a restore rebuilt from the log (after a cut or a Raft snapshot). Permissions
-    /// to start transactions survive: they are the leader's, not the log's.
-    pub(crate) fn reset(&mut self, restored: producer_snapshot::Restored) {
-        self.state = restored.state;
-        self.txns = restored.txns;
-    }
-
-    /// A client's transactional batches must belong to a transaction open here, or one the
-    /// coordinator added this partition to, in the same epoch (KIP-890's verification):
-    /// a late batch of an ended transaction cannot start a new one on its own.
-    pub(crate) fn check_transactions(&self, headers: &[BatchHeader]) -> Result<(), BrokerError> {
-        for h in headers
-            .iter()
-            .filter(|h| h.is_transactional() && !h.is_control())
-        {
-            let pid = h.producer_id;
-            if self.txns.is_open(pid) {
-                continue;
-            }
-            match self.allowed.get(&pid) {
-                Some(epoch) if *epoch == h.producer_epoch => {}
-                _ => {
-                    return Err(BrokerError::InvalidTxnState(format!(
-                        "producer {pid} epoch {} has no transaction including this partition",
-                        h.producer_epoch
-                    )))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A stored batch at `base_offset`: transactional data opens its producer's transaction,
-    /// a marker ends it.
-    pub(crate) fn track_transaction(&mut self, h: &BatchHeader, base_offset: u64, batch: &[u8]) {
-        if !h.is_transactional() || h.producer_id < 0 {
-            return;
-        }
-        if !h.is_control() {
-            self.txns.on_data(h.producer_id, base_offset);
-            return;
-        }
-        let marker = Bytes::copy_from_slice(batch);
-        match strom_storage::markers::decode(&marker) {
-            Some(m) => {
-                self.txns.on_marker(h.producer_id, base_offset, m.commit);
-                self.allowed.remove(&h.producer_id);
-            }
-            None => tracing::warn!(
-                offset = base_offset,
-                "a transactional control batch that is no marker"
-            ),
-        }
-    }
-}
-
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Partition({}-{})", self.topic, self.index)
@@ -320,7 +239,7 @@ impl Partition {
                 ));
             }
         }
-        self.append_checked(&batches, &headers, true)
+        self.append_checked(&batches, &headers, Writer::Client)
     }
 
     /// The broker's own writes: transaction markers and transactional offset commits. No
@@ -329,23 +248,24 @@ impl Partition {
     pub(crate) fn append_internal(
         self: &Arc<Self>,
         batches: &[Bytes],
+        writer: Writer<'_>,
     ) -> Result<AppendResult, BrokerError> {
         let headers = batches
             .iter()
             .map(|b| strom_storage::batch::validate(b))
             .collect::<Result<Vec<_>, _>>()?;
-        self.append_checked(batches, &headers, false)
+        self.append_checked(batches, &headers, writer)
     }
 
     fn append_checked(
         self: &Arc<Self>,
         batches: &[Bytes],
         headers: &[BatchHeader],
-        client: bool,
+        writer: Writer<'_>,
     ) -> Result<AppendResult, BrokerError> {
         let now = crate::now_ms();
         if let Some(replica) = &self.replica {
-            return self.append_replicated(replica, batches, headers, client);
+            return self.append_replicated(replica, batches, headers, writer);
         }
         let log = self.log_mut();
         let producers = self.producers_mut();
@@ -353,9 +273,7 @@ impl Partition {
         // The producer's epoch first: a fenced producer hears that it is fenced.
         let pending = match producers.state.check(headers, base_offset, now)? {
             Verdict::Append(pending) => {
-                if client {
-                    producers.check_transactions(headers)?;
-                }
+                producers.check_writer(writer, headers)?;
                 pending
             }
             Verdict::Duplicate {
@@ -373,53 +291,6 @@ impl Partition {
             }
         };
         self.append_local(log, producers, batches, headers, pending, base_offset, now)
-    }
-
-    /// The transaction coordinator added this partition to `producer_id`'s transaction in
-    /// `epoch`: its transactional batches are taken until a marker ends the transaction.
-    /// Only the leader holds this (a new leader refuses the transaction's first batch, and the
-    /// producer aborts and retries).
-    pub fn allow_transaction(&self, producer_id: i64, epoch: i16) -> Result<(), BrokerError> {
-        self.ensure_leader()?;
-        let mut producers = self.producers_mut();
-        if !producers.allowed.contains_key(&producer_id)
-            && producers.allowed.len() >= MAX_OPEN_TRANSACTIONS
-        {
-            return Err(BrokerError::InvalidTxnState(format!(
-                "{MAX_OPEN_TRANSACTIONS} transactions are open on this partition already"
-            )));
-        }
-        producers.allowed.insert(producer_id, epoch);
-        Ok(())
-    }
-
-    /// Writes a commit or abort marker for `marker.producer_id` (the coordinator's
-    /// WriteTxnMarkers); wait for it with [`Partition::wait_ack`] (acks=all).
-    pub fn write_marker(
-        self: &Arc<Self>,
-        marker: &strom_storage::markers::Marker,
-    ) -> Result<AppendResult, BrokerError> {
-        self.ensure_leader()?;
-        let batch = strom_storage::markers::encode(marker, crate::now_ms());
-        self.append_internal(&[batch])
-    }
-
-    /// The last stable offset: read_committed consumers read below it (never above the high
-    /// watermark, never below the log start).
-    pub fn last_stable_offset(&self) -> u64 {
-        let hw = self.high_watermark();
-        let lso = self.producers_mut().txns.last_stable_offset(hw);
-        lso.max(self.log_start_offset()).min(hw)
-    }
-
-    /// The aborted transactions a read_committed fetch of `[from, to)` must list.
-    pub fn aborted_transactions(&self, from: u64, to: u64) -> Vec<crate::txn_index::AbortedTxn> {
-        self.producers_mut().txns.aborted_between(from, to)
-    }
-
-    /// Transactions open on this partition: (producer id, first offset).
-    pub fn open_transactions(&self) -> Vec<(i64, u64)> {
-        self.producers_mut().txns.open_list()
     }
 
     /// Takes a topic's new configuration: batch rules for the next produce, segment and
@@ -787,6 +658,11 @@ pub(crate) fn fail_on_fatal(err: &StorageError) {
 #[cfg(test)]
 #[path = "partition_tests.rs"]
 mod tests;
+
+#[path = "partition_txns.rs"]
+mod txns;
+pub use txns::MAX_OPEN_TRANSACTIONS;
+pub(crate) use txns::{ProducerTracking, Writer};
 
 /// Raises a watched offset that only ever grows; waiters wake only when it moved.
 pub(crate) fn raise(offset: &watch::Sender<u64>, to: u64) {

@@ -15,8 +15,9 @@
 //!                 0   8   producer_id        i64  >= 0
 //!                 8   2   epoch              i16  >= 0
 //!                10   8   last_timestamp_ms  i64  broker time of the last append
-//!                18   1   batch_count        u8   0..=5
-//!                19  24×n batches, oldest first:
+//!                18   4   coordinator_epoch  i32  of its last marker, -1 none (version 2)
+//!                22   1   batch_count        u8   0..=5
+//!                23  24×n batches, oldest first:
 //!                         0  4  first_seq    i32
 //!                         4  4  last_seq     i32
 //!                         8  8  base_offset  u64
@@ -59,7 +60,8 @@ const MAGIC: &[u8; 4] = b"SPST";
 const VERSION: u8 = 2;
 const HEADER_LEN: usize = 17;
 const CRC_LEN: usize = 4;
-const ENTRY_FIXED_LEN: usize = 19;
+const ENTRY_FIXED_LEN: usize = 23;
+const ENTRY_FIXED_LEN_V1: usize = 19;
 const BATCH_LEN: usize = 24;
 
 pub(crate) fn path(dir: &Path) -> PathBuf {
@@ -85,6 +87,7 @@ pub(crate) fn encode(offset: u64, state: &ProducerStateMap, txns: &TxnIndex) -> 
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&entry.epoch.to_be_bytes());
         out.extend_from_slice(&entry.last_timestamp_ms.to_be_bytes());
+        out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
         let batches: Vec<&BatchMeta> = entry.batches.iter().take(BATCH_WINDOW).collect();
         out.push(batches.len() as u8);
         for b in batches {
@@ -181,7 +184,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     let offset = c.u64()?;
     let count = c.u32()? as usize;
     // Checked before allocating anything sized by `count`.
-    if count > c.remaining() / ENTRY_FIXED_LEN {
+    let entry_len = if version == 1 {
+        ENTRY_FIXED_LEN_V1
+    } else {
+        ENTRY_FIXED_LEN
+    };
+    if count > c.remaining() / entry_len {
         return Err(format!(
             "{count} entries cannot fit in {} bytes",
             c.remaining()
@@ -193,6 +201,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         let id = c.i64()?;
         let epoch = c.i16()?;
         let last_timestamp_ms = c.i64()?;
+        let coordinator_epoch = if version == 1 { -1 } else { c.i32()? };
         let n = c.u8()? as usize;
         if id <= previous_id || epoch < 0 || n > BATCH_WINDOW {
             return Err(format!("implausible entry for producer {id}"));
@@ -223,6 +232,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, String> {
                 epoch,
                 batches,
                 last_timestamp_ms,
+                coordinator_epoch,
             },
         ));
     }
@@ -384,7 +394,10 @@ pub(crate) fn restore(dir: &Path, log: &Log, now_ms: i64) -> Result<Restored, St
             .ok()
             .and_then(|b| b.first().and_then(strom_storage::markers::decode));
         match marker {
-            Some(m) => txns.on_marker(pid, offset, m.commit),
+            Some(m) => {
+                txns.on_marker(pid, offset, m.commit);
+                state.note_coordinator_epoch(pid, m.coordinator_epoch);
+            }
             None => {
                 tracing::warn!(dir = %dir.display(), offset, "skipping a transactional control batch that is no marker")
             }
@@ -503,7 +516,7 @@ mod tests {
         assert!(decode(&sealed(huge)).is_err());
         // Too many batches for one producer.
         let mut many = body.to_vec();
-        many[HEADER_LEN + 18] = 6;
+        many[HEADER_LEN + 22] = 6;
         assert!(decode(&sealed(many)).is_err());
         let mut version = body.to_vec();
         version[4] = 3;

@@ -52,6 +52,9 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Broker time (ms) of the last append, for expiry.
     pub last_timestamp_ms: i64,
+    /// The coordinator epoch of the producer's last marker here (-1: none): a marker from an
+    /// older coordinator (one deposed while it was still writing markers) is refused.
+    pub coordinator_epoch: i32,
 }
 
 impl ProducerEntry {
@@ -60,6 +63,7 @@ impl ProducerEntry {
             epoch,
             batches: VecDeque::with_capacity(BATCH_WINDOW),
             last_timestamp_ms: 0,
+            coordinator_epoch: -1,
         }
     }
 
@@ -330,6 +334,13 @@ impl ProducerStateMap {
             .push(h.producer_epoch, meta, now_ms);
     }
 
+    /// A marker of `producer_id` from coordinator epoch `epoch` is in the log.
+    pub fn note_coordinator_epoch(&mut self, producer_id: i64, epoch: i32) {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            e.coordinator_epoch = e.coordinator_epoch.max(epoch);
+        }
+    }
+
     /// Forgets producers idle for longer than `max_idle_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
         let before = self.producers.len();
@@ -343,7 +354,9 @@ impl ProducerStateMap {
     pub fn evict_below(&mut self, log_start_offset: u64) -> usize {
         let before = self.producers.len();
         self.producers
-            .retain(|_, e| e.last_offset().is_some_and(|last| last >= log_start_offset));
+            // One known only from a marker (fenced by a coordinator) keeps its epoch until it
+            // expires: forgetting it would let the fenced producer in again.
+            .retain(|_, e| e.last_offset().is_none_or(|last| last >= log_start_offset));
         before - self.producers.len()
     }
 }

@@ -285,7 +285,7 @@ impl Partition {
         replica: &Replica,
         batches: &[Bytes],
         headers: &[BatchHeader],
-        client: bool,
+        writer: crate::partition::Writer<'_>,
     ) -> Result<AppendResult, BrokerError> {
         let mut guard = replica.driver_lock();
         let driver = guard.as_mut().ok_or(BrokerError::NotLeader)?;
@@ -301,8 +301,8 @@ impl Partition {
             let verdict = producers
                 .state
                 .check(headers, log.next_offset(), crate::now_ms())?;
-            if client && matches!(verdict, Verdict::Append(_)) {
-                producers.check_transactions(headers)?;
+            if matches!(verdict, Verdict::Append(_)) {
+                producers.check_writer(writer, headers)?;
             }
             if let Verdict::Duplicate {
                 base_offset,

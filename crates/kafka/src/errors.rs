@@ -29,6 +29,7 @@ pub fn kafka_error(err: &BrokerError) -> ResponseError {
         BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
         BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord,
         BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        BrokerError::CoordinatorFenced(_) => ResponseError::TransactionCoordinatorFenced,
     }
 }
 

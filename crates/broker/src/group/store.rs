@@ -93,7 +93,7 @@ pub(super) fn append_as(
     }
     let appended = match txn {
         None => p.append(&batches),
-        Some(_) => p.append_internal(&batches),
+        Some(_) => p.append_internal(&batches, crate::partition::Writer::Coordinator),
     };
     let r = appended.map_err(|e| {
         tracing::warn!(group = group_id, partition = ?p, "offsets append failed: {e}");
