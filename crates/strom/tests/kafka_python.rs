@@ -1,6 +1,7 @@
-//! kafka-python, an independent pure-Python implementation of the Kafka protocol, works against
-//! Strom: admin operations, every compression, keys and headers round-trip.
-//! The interpreter with kafka-python installed comes from `STROM_PYTHON`, else the venv that
+//! The Python clients work against Strom: kafka-python, an independent pure-Python
+//! implementation of the Kafka protocol (admin operations, every compression, keys and headers
+//! round-trip; transactions), and confluent-kafka, librdkafka's Python binding (transactions).
+//! The interpreter with both installed comes from `STROM_PYTHON`, else the venv that
 //! `scripts/test.sh` creates (`$HOME/.cache/strom/venv`).
 
 mod common;
@@ -23,4 +24,14 @@ fn kafka_python_transactions() {
     let strom = Strom::start(dir.path(), &["--group-initial-rebalance-delay-ms", "0"]);
     let stdout = common::run_python("kafka_python_transactions.py", &strom.addr());
     assert!(stdout.contains("kafka-python transactions ok"), "{stdout}");
+}
+
+/// confluent-kafka (librdkafka under Python): commit, abort, read_committed against
+/// read_uncommitted, send_offsets_to_transaction, fencing.
+#[test]
+fn confluent_kafka_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let stdout = common::run_python("confluent_kafka_transactions.py", &strom.addr());
+    assert!(stdout.contains("confluent-kafka transactions ok"), "{stdout}");
 }
