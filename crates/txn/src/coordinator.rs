@@ -30,6 +30,9 @@ pub struct TxnConfig {
     /// How often ongoing transactions are checked against their timeout (Kafka's
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s there).
     pub abort_check_interval: Duration,
+    /// `transactional.id.expiration.ms`: an id with no transaction running and no request for
+    /// this long is forgotten (a tombstone in `__transaction_state`).
+    pub id_expiration_ms: i64,
 }
 
 impl Default for TxnConfig {
@@ -39,6 +42,7 @@ impl Default for TxnConfig {
             max_ids: 100_000,
             max_partitions: 10_000,
             abort_check_interval: Duration::from_secs(1),
+            id_expiration_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
@@ -188,6 +192,20 @@ impl TxnCoordinator {
     /// Appends `meta` for `txn_id` and waits until it is committed. The caller holds the id's
     /// lock and updates memory only after this succeeds.
     pub(crate) async fn persist(&self, txn_id: &str, meta: &TxnMetadata) -> Result<(), TxnError> {
+        self.append(txn_id, Some(meta)).await
+    }
+
+    /// Forgets `txn_id` (its lock held): a tombstone, then memory.
+    pub(crate) async fn expire(&self, txn_id: &str, slot: &Slot) -> Result<(), TxnError> {
+        self.append(txn_id, None).await?;
+        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        if ids.get(txn_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            ids.remove(txn_id);
+        }
+        Ok(())
+    }
+
+    async fn append(&self, txn_id: &str, meta: Option<&TxnMetadata>) -> Result<(), TxnError> {
         self.check_owner(txn_id)?;
         let broker = self.broker()?;
         let topic = internal::ensure(&broker, TXN_STATE_TOPIC).map_err(unavailable)?;

@@ -231,8 +231,9 @@ async fn complete(c: &Arc<TxnCoordinator>, txn_id: &str) {
     }
 }
 
-/// Aborts ongoing transactions past their timeout (fencing their producers), and finishes
-/// prepared ones nobody is completing (after a take-over).
+/// Aborts ongoing transactions past their timeout (fencing their producers), finishes
+/// prepared ones nobody is completing (after a take-over), and forgets ids idle past
+/// `transactional.id.expiration.ms`.
 pub(crate) fn start_timer(c: &Arc<TxnCoordinator>) {
     let weak = Arc::downgrade(c);
     let every = c.config.abort_check_interval;
@@ -262,6 +263,16 @@ async fn abort_timed_out(c: &Arc<TxnCoordinator>) {
         if meta.state.is_preparing() {
             drop(guard);
             spawn_completion(c, id);
+            continue;
+        }
+        if meta.expired(now, c.config.id_expiration_ms) {
+            match c.expire(&id, &slot).await {
+                Ok(()) => {
+                    *guard = None;
+                    tracing::info!(txn_id = %id, "transactional id expired");
+                }
+                Err(e) => tracing::debug!(txn_id = %id, "could not expire the id yet: {e}"),
+            }
             continue;
         }
         if !meta.timed_out(now) {

@@ -9,16 +9,17 @@ use crate::state::TxnMetadata;
 
 const KEY_VERSION: u16 = 1;
 
-pub(crate) fn encode(txn_id: &str, meta: &TxnMetadata) -> KeyValue {
+/// `meta` for `txn_id`; `None` is a tombstone (the id expired).
+pub(crate) fn encode(txn_id: &str, meta: Option<&TxnMetadata>) -> KeyValue {
     let mut key = Vec::with_capacity(2 + txn_id.len());
     key.extend_from_slice(&KEY_VERSION.to_be_bytes());
     key.extend_from_slice(txn_id.as_bytes());
     // Serializing plain data to JSON cannot fail; an empty value would read back as garbage
     // and be skipped, never as another state.
-    let value = serde_json::to_vec(meta).unwrap_or_default();
+    let value = meta.map(|m| Bytes::from(serde_json::to_vec(m).unwrap_or_default()));
     KeyValue {
         key: Bytes::from(key),
-        value: Some(Bytes::from(value)),
+        value,
     }
 }
 
@@ -44,13 +45,12 @@ mod tests {
     fn round_trips_and_skips_what_it_does_not_know() {
         let mut m = TxnMetadata::new(42, 60_000, 5);
         m.partitions.insert(("orders".into(), 3));
-        let kv = encode("app-1", &m);
+        let kv = encode("app-1", Some(&m));
         assert_eq!(decode(&kv), Some(("app-1".to_string(), Some(m))));
-        let tomb = KeyValue {
-            key: kv.key.clone(),
-            value: None,
-        };
-        assert_eq!(decode(&tomb), Some(("app-1".to_string(), None)));
+        assert_eq!(
+            decode(&encode("app-1", None)),
+            Some(("app-1".to_string(), None))
+        );
         let junk = KeyValue {
             key: kv.key.clone(),
             value: Some(Bytes::from_static(b"{")),

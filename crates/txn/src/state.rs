@@ -268,6 +268,15 @@ impl TxnMetadata {
         }
     }
 
+    /// Whether the id may be forgotten: no transaction running or ending, no change for
+    /// `expiration_ms`.
+    pub fn expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead
+        ) && now_ms.saturating_sub(self.last_update_ms) > expiration_ms
+    }
+
     /// Whether the ongoing transaction has run past its timeout.
     pub fn timed_out(&self, now_ms: i64) -> bool {
         self.state == TxnState::Ongoing
@@ -410,6 +419,12 @@ mod tests {
         assert!(!m.timed_out(NOW + 60_000));
         assert!(m.timed_out(NOW + 60_001));
         assert!(!m.complete(NOW).timed_out(NOW + 1_000_000));
+        assert!(
+            !m.expired(NOW + 1_000_000, 1000),
+            "an ongoing transaction never expires"
+        );
+        assert!(!m.complete(NOW).expired(NOW + 1000, 1000));
+        assert!(m.complete(NOW).expired(NOW + 1001, 1000));
         let many: Vec<TopicPartition> = (0..5).map(|i| tp("t", i)).collect();
         assert!(matches!(
             m.add_partitions(7, 0, &many, 5, NOW),
