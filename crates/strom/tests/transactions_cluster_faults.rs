@@ -112,7 +112,7 @@ fn run_producer(bootstrap: String, txn_id: String, stop: Arc<AtomicBool>) -> Vec
                 }
             }
         }
-        let commit = sent_all && seq % 4 != 0;
+        let commit = sent_all && !seq.is_multiple_of(4);
         let ended = if commit {
             p.commit_transaction(Duration::from_secs(20))
                 .map(|()| Outcome::Committed)
