@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod config;
+mod kafka_conn;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,13 @@ enum Command {
         broker: cli::BrokerArgs,
         #[command(subcommand)]
         command: cli::group::GroupCommand,
+    },
+    /// List and describe transactions (the coordinators' view of transactional ids).
+    Txn {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::txn::TxnCommand,
     },
     /// Produce lines from stdin to a topic.
     Produce {
@@ -74,6 +82,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Group { broker, command } => {
             block_on(async move { cli::group::run(&broker, command).await })
+        }
+        Command::Txn { broker, command } => {
+            block_on(async move { cli::txn::run(&broker, command).await })
         }
         Command::Produce { broker, args } => {
             block_on(async move { cli::produce::run(&broker, args).await })

@@ -9,13 +9,16 @@ use common::{cli, Strom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
-/// `describe` rows of topic `gc` as (partition, committed, end, lag) strings.
+/// `describe` rows of topic `gc` as (partition, committed, end, lag) strings. Without
+/// transactions the last stable offset is the end and LSO-LAG is LAG, which is checked here.
 fn rows(out: &str) -> Vec<(String, String, String, String)> {
     out.lines()
         .filter(|l| l.starts_with("gc "))
         .map(|l| {
+            // TOPIC PARTITION COMMITTED-OFFSET END-OFFSET LAST-STABLE-OFFSET LAG LSO-LAG MEMBER
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].into(), f[2].into(), f[3].into(), f[4].into())
+            assert_eq!((f[4], f[6]), (f[3], f[5]), "LSO and LSO-LAG: {l}");
+            (f[1].into(), f[2].into(), f[3].into(), f[5].into())
         })
         .collect()
 }

@@ -387,6 +387,21 @@ pub fn describe_error(err: &KafkaError) -> String {
     }
 }
 
+/// Renders an error code of a response decoded with kafka-protocol in the protocol's spelling,
+/// e.g. `TRANSACTIONAL_ID_NOT_FOUND (error code 105)`.
+pub fn describe_wire_code(code: i16) -> String {
+    format!("{} (error code {code})", wire_code_name(code))
+}
+
+/// The protocol's name of an error code, e.g. `TRANSACTIONAL_ID_NOT_FOUND`.
+pub fn wire_code_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(kafka_protocol::ResponseError::Unknown(_)) => "UNKNOWN".to_string(),
+        Some(err) => screaming_snake(&format!("{err:?}")),
+    }
+}
+
 /// `UnknownTopicOrPartition` -> `UNKNOWN_TOPIC_OR_PARTITION`.
 fn screaming_snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 8);
@@ -426,5 +441,10 @@ mod tests {
         );
         let text = describe_code(RDKafkaErrorCode::TopicAlreadyExists);
         assert!(text.starts_with("TOPIC_ALREADY_EXISTS ("), "{text}");
+        assert_eq!(
+            describe_wire_code(105),
+            "TRANSACTIONAL_ID_NOT_FOUND (error code 105)"
+        );
+        assert_eq!(describe_wire_code(-1234), "UNKNOWN (error code -1234)");
     }
 }

@@ -16,7 +16,9 @@ use super::BrokerArgs;
 pub enum GroupCommand {
     /// List consumer groups with their state.
     List,
-    /// Members, assignments, and per partition the committed offset, end offset and lag.
+    /// Members, assignments, and per partition the committed offset, the log end offset, the
+    /// last stable offset (where open transactions hold read_committed consumers back) and the
+    /// lag against each: LAG for read_uncommitted consumers, LSO-LAG for read_committed ones.
     Describe { group: String },
     /// Move a group's committed offsets; the group must have no active members.
     /// Prints the plan; changes nothing without --execute.
@@ -136,8 +138,21 @@ struct Member {
     partitions: Vec<(String, i32)>,
 }
 
+/// A client whose ListOffsets requests carry `isolation` (librdkafka sends the consumer's
+/// `isolation.level` with its watermark queries): `read_uncommitted` answers the log end (the
+/// high watermark), `read_committed` the last stable offset.
+fn offsets_client(broker: &str, isolation: &str) -> anyhow::Result<Consumer> {
+    let mut config = client::consumer_config(broker);
+    config.set("isolation.level", isolation);
+    config
+        .create_with_context(QuietContext)
+        .context("creating consumer")
+}
+
 fn describe(broker: &str, group: &str, topics: &[String]) -> anyhow::Result<()> {
     let consumer = consumer_for(broker, group)?;
+    let log_end = offsets_client(broker, "read_uncommitted")?;
+    let stable = offsets_client(broker, "read_committed")?;
     let (state, members) = group_info(&consumer, group)?;
     let owner: BTreeMap<(String, i32), &Member> = members
         .iter()
@@ -145,8 +160,14 @@ fn describe(broker: &str, group: &str, topics: &[String]) -> anyhow::Result<()> 
         .collect();
     println!("Group: {group}\tState: {state}\tMembers: {}", members.len());
     println!(
-        "{:<24} {:>9} {:>16} {:>14} {:>10}  MEMBER",
-        "TOPIC", "PARTITION", "COMMITTED-OFFSET", "END-OFFSET", "LAG"
+        "{:<24} {:>9} {:>16} {:>14} {:>18} {:>10} {:>10}  MEMBER",
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED-OFFSET",
+        "END-OFFSET",
+        "LAST-STABLE-OFFSET",
+        "LAG",
+        "LSO-LAG"
     );
     for topic in topics {
         let partitions =
@@ -158,18 +179,33 @@ fn describe(broker: &str, group: &str, topics: &[String]) -> anyhow::Result<()> 
         if !assigned && committed.values().all(|o| *o < 0) {
             continue;
         }
-        for w in client::watermarks(&consumer, topic, &partitions)? {
+        // The LSO first: both only grow and the LSO never passes the log end, so asked in this
+        // order they never show an LSO beyond the end.
+        let lsos: BTreeMap<i32, i64> = client::watermarks(&stable, topic, &partitions)?
+            .into_iter()
+            .map(|w| (w.partition, w.high))
+            .collect();
+        for w in client::watermarks(&log_end, topic, &partitions)? {
             let c = committed.get(&w.partition).copied().unwrap_or(-1);
-            let (shown, lag) = if c >= 0 {
-                (c.to_string(), (w.high - c).max(0).to_string())
+            let lso = lsos
+                .get(&w.partition)
+                .copied()
+                .unwrap_or(w.high)
+                .min(w.high);
+            let (shown, lag, lso_lag) = if c >= 0 {
+                (
+                    c.to_string(),
+                    (w.high - c).max(0).to_string(),
+                    (lso - c).max(0).to_string(),
+                )
             } else {
-                ("-".into(), "-".into())
+                ("-".into(), "-".into(), "-".into())
             };
             let member = owner
                 .get(&(topic.clone(), w.partition))
                 .map_or("-".to_string(), |m| format!("{} ({})", m.id, m.client));
             println!(
-                "{topic:<24} {:>9} {shown:>16} {:>14} {lag:>10}  {member}",
+                "{topic:<24} {:>9} {shown:>16} {:>14} {lso:>18} {lag:>10} {lso_lag:>10}  {member}",
                 w.partition, w.high
             );
         }

@@ -1,6 +1,9 @@
 //! The client side of `strom`: topic administration, a line-oriented producer and a consumer.
 //! All of it speaks the Kafka protocol through librdkafka (the `rdkafka` crate), so the same
-//! commands work against Strom and against any other Kafka-compatible broker.
+//! commands work against Strom and against any other Kafka-compatible broker. The transaction
+//! admin APIs librdkafka does not offer (FindCoordinator, ListTransactions,
+//! DescribeTransactions) go over `kafka_conn` instead: kafka-protocol messages, still nothing
+//! Strom-specific.
 
 pub mod client;
 pub mod cluster;
@@ -8,6 +11,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod topic;
+pub mod txn;
 
 /// Where to find the broker; flattened into every client command.
 #[derive(clap::Args, Debug, Clone)]

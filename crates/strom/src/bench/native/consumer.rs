@@ -10,8 +10,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
 use super::batch::{self, Batch};
-use super::conn::{Connection, Response};
 use super::metadata::{check, list_offsets, Cluster, LATEST};
+use crate::kafka_conn::{Connection, Response};
 
 const FETCH_VERSION: i16 = 12;
 

@@ -9,7 +9,6 @@
 //! creation stays on the librdkafka admin client.
 
 mod batch;
-mod conn;
 mod consumer;
 mod metadata;
 mod producer;
@@ -89,7 +88,8 @@ pub async fn connect_producers(
             let index = match connections.iter().position(|(a, _)| a == addr) {
                 Some(index) => index,
                 None => {
-                    let stream = tokio::task::block_in_place(|| conn::connect_std(addr))?;
+                    let stream =
+                        tokio::task::block_in_place(|| crate::kafka_conn::connect_std(addr))?;
                     connections.push((addr.to_string(), stream));
                     connections.len() - 1
                 }

@@ -15,11 +15,11 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::records::Record;
 
 use super::batch::{HEADER_LEN, RECORD_OVERHEAD};
-use super::conn::{Connection, Response};
 use super::requests::REQUEST_TIMEOUT;
 use super::timer::PreciseTimer;
 use super::{ProduceOptions, ProducerSetup};
 use crate::bench::plan::{Plan, Stats, YIELD_EVERY};
+use crate::kafka_conn::{Connection, Response};
 
 /// A record waiting for its batch to be sent.
 pub(super) struct Queued {

@@ -7,9 +7,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use super::batch::{self, HEADER_LEN, RECORD_OVERHEAD};
-use super::conn::Response;
 use super::metadata::check;
 use super::producer::{InFlight, Queued, Sent, State};
+use crate::kafka_conn::Response;
 
 const PRODUCE_VERSION: i16 = 9;
 

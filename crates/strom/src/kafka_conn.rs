@@ -1,4 +1,5 @@
-//! One Kafka connection: `i32` length-prefixed frames over TCP, requests pipelined on the
+//! One Kafka connection (the native benchmark client's, and the CLI's for the admin APIs
+//! librdkafka does not offer): `i32` length-prefixed frames over TCP, requests pipelined on the
 //! writer half, responses read on the reader half and matched in order by correlation id
 //! (a Kafka broker answers a connection's requests in the order it received them).
 
@@ -30,7 +31,7 @@ const READ_CHUNK: usize = 64 << 10;
 const MIN_SPARE: usize = 4 << 10;
 
 /// The client id sent with every request.
-const CLIENT_ID: &str = "strom-bench-native";
+const CLIENT_ID: &str = "strom";
 
 /// A request whose response has not arrived yet.
 struct Pending {
