@@ -33,5 +33,8 @@ fn confluent_kafka_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let strom = Strom::start(dir.path(), &[]);
     let stdout = common::run_python("confluent_kafka_transactions.py", &strom.addr());
-    assert!(stdout.contains("confluent-kafka transactions ok"), "{stdout}");
+    assert!(
+        stdout.contains("confluent-kafka transactions ok"),
+        "{stdout}"
+    );
 }

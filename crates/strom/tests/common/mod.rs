@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod proxy;
 pub mod rdk;
+pub mod txn;
 pub mod wire;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_strom");

@@ -217,19 +217,34 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRe
 
 /// One batch of `count` records from `pid`/`epoch`, sequences `seq..seq + count`.
 pub fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
+    let values: Vec<String> = (seq..seq + count).map(|s| format!("seq-{s}")).collect();
+    producer_batch(pid, epoch, seq, &values, false)
+}
+
+/// One batch of `values` from `pid`/`epoch` with sequences `seq..`, with the transactional
+/// attribute bit (0x10) set when `transactional`.
+pub fn producer_batch<V: AsRef<str>>(
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    values: &[V],
+    transactional: bool,
+) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id: pid,
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: seq + i,
+            offset: i as i64,
+            sequence: seq + i as i32,
             timestamp: 1_700_000_000_000,
             key: None,
-            value: Some(Bytes::from(format!("seq-{}", seq + i))),
+            value: Some(Bytes::from(v.as_ref().to_string())),
             headers: Default::default(),
             delete_horizon: false,
         })
