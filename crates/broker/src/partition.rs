@@ -271,7 +271,8 @@ impl Partition {
         let producers = self.producers_mut();
         let base_offset = log.next_offset();
         // The producer's epoch first: a fenced producer hears that it is fenced.
-        let pending = match producers.state.check(headers, base_offset, now)? {
+        let verdict = producers.state.check(headers, base_offset, now);
+        let pending = match producers.unpermitted_first(writer, headers, verdict)? {
             Verdict::Append(pending) => {
                 producers.check_writer(writer, headers)?;
                 pending

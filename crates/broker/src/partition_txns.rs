@@ -48,6 +48,25 @@ impl ProducerTracking {
         }
     }
 
+    /// A client's batch out of sequence that also lacks the transaction's permission is
+    /// refused for the permission: its produce then waits for the coordinator's verification
+    /// behind the pipelined request before it (which lacked it too), instead of failing for a
+    /// gap that request is about to fill.
+    pub(crate) fn unpermitted_first(
+        &self,
+        writer: Writer<'_>,
+        headers: &[BatchHeader],
+        verdict: Result<crate::producer_state::Verdict, BrokerError>,
+    ) -> Result<crate::producer_state::Verdict, BrokerError> {
+        match verdict {
+            Err(BrokerError::OutOfOrderSequence(why)) => {
+                self.check_writer(writer, headers)?;
+                Err(BrokerError::OutOfOrderSequence(why))
+            }
+            other => other,
+        }
+    }
+
     /// The checks of an append that is not a duplicate.
     pub(crate) fn check_writer(
         &self,
@@ -137,8 +156,8 @@ impl ProducerTracking {
 impl Partition {
     /// The transaction coordinator added this partition to `producer_id`'s transaction in
     /// `epoch`: its transactional batches are taken until a marker ends the transaction.
-    /// Only the leader holds this (a new leader refuses the transaction's first batch, and the
-    /// producer aborts and retries).
+    /// Only the leader holds this, in memory: a leader that changed or restarted since asks the
+    /// coordinator when the batch arrives (the produce handler's verification).
     pub fn allow_transaction(&self, producer_id: i64, epoch: i16) -> Result<(), BrokerError> {
         self.ensure_leader()?;
         let mut producers = self.producers_mut();

@@ -300,7 +300,8 @@ impl Partition {
             // The producer's epoch first: a fenced producer hears that it is fenced.
             let verdict = producers
                 .state
-                .check(headers, log.next_offset(), crate::now_ms())?;
+                .check(headers, log.next_offset(), crate::now_ms());
+            let verdict = producers.unpermitted_first(writer, headers, verdict)?;
             if matches!(verdict, Verdict::Append(_)) {
                 producers.check_writer(writer, headers)?;
             }

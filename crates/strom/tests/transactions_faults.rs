@@ -1022,3 +1022,61 @@ async fn a_transactional_produce_outside_the_transaction_is_refused_and_not_appe
         assert_eq!(log_end(&mut admin, topic, 1), 0);
     });
 }
+
+/// A partition added to a transaction and then restarted (its leader's permission is memory
+/// only) still takes the transaction's batches: the leader asks the coordinator, which has the
+/// partition in the ongoing transaction (KIP-890's verification). A partition the coordinator
+/// does not have is still refused after the same restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_verifies_a_transactional_batch_with_the_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut strom = Strom::start(dir.path(), &[]);
+    let addr = strom.addr();
+    let topic = "verified";
+    rdk::create_topic(&addr, topic, 2).await;
+    tokio::task::block_in_place(|| {
+        let id = "verify-after-restart";
+        let mut conn = Conn::connect(&addr);
+        find_coordinator(&mut conn, id);
+        let c = init_txn_producer(&mut conn, id);
+        assert_eq!(add_partitions(&mut conn, id, c, topic, &[0]), vec![0]);
+        drop(conn);
+        strom.kill9();
+        strom.restart();
+        let mut conn = Conn::connect(&addr);
+        find_coordinator(&mut conn, id);
+        let (err, base) = send_produce(
+            &mut conn,
+            &txn_produce_request(
+                id,
+                topic,
+                0,
+                producer_batch(c.0, c.1, 0, &["v-0", "v-1"], true),
+            ),
+        );
+        assert_eq!(
+            (err, base),
+            (0, 0),
+            "the restarted leader verified the partition with the coordinator"
+        );
+        let (err, base) = send_produce(
+            &mut conn,
+            &txn_produce_request(id, topic, 1, producer_batch(c.0, c.1, 0, &["w-0"], true)),
+        );
+        assert_eq!(
+            (err, base),
+            (ResponseError::InvalidTxnState.code(), -1),
+            "a partition the coordinator does not have in the transaction"
+        );
+        assert_eq!(
+            log_end(&mut conn, topic, 1),
+            0,
+            "the refused batch was appended"
+        );
+        assert_eq!(end_txn(&mut conn, id, c, true), 0, "EndTxn(commit)");
+        eventually("the commit marker written", READ_DEADLINE, || {
+            let v = fetch_committed(&mut conn, topic, 0);
+            (v.high_watermark == 3 && v.last_stable_offset == 3, v)
+        });
+    });
+}

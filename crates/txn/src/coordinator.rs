@@ -93,7 +93,7 @@ impl TxnCoordinator {
                 *c.owned.write().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
                 cluster.register_service(
                     crate::markers::SERVICE,
-                    Arc::new(crate::markers::Service(Arc::downgrade(broker))),
+                    Arc::new(crate::markers::Service(Arc::downgrade(&c))),
                 );
                 cluster.register_coordinator(
                     TXN_STATE_TOPIC,

@@ -39,11 +39,50 @@ enum Call {
         commit: bool,
         coordinator_epoch: i32,
     },
+    /// To the coordinator: is the partition in the producer's ongoing transaction?
+    Verify {
+        txn_id: String,
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+    },
 }
 
-/// Runs a [`Call`] on this node (the partition's leader).
-async fn run(broker: &Broker, call: Call) -> Result<(), BrokerError> {
+/// Runs a [`Call`] on this node (the partition's leader, or for `Verify` the coordinator).
+async fn run(c: &TxnCoordinator, call: Call) -> Result<(), String> {
+    let broker = c.broker().map_err(|e| e.to_string())?;
     match call {
+        Call::Verify {
+            txn_id,
+            topic,
+            partition,
+            producer_id,
+            epoch,
+        } => {
+            let tp = (topic, partition);
+            let results = c
+                .verify_partitions(&txn_id, producer_id, epoch, vec![tp])
+                .await;
+            results
+                .into_iter()
+                .next()
+                .map_or(Err("no answer".to_string()), |(_, r)| {
+                    r.map_err(|e| e.to_string())
+                })
+        }
+        other => run_on_leader(&broker, other)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Runs a partition leader's [`Call`] on this node.
+async fn run_on_leader(broker: &Broker, call: Call) -> Result<(), BrokerError> {
+    match call {
+        Call::Verify { .. } => Err(BrokerError::InvalidRequest(
+            "verification is the coordinator's".into(),
+        )),
         Call::Allow {
             topic,
             partition,
@@ -69,8 +108,8 @@ async fn run(broker: &Broker, call: Call) -> Result<(), BrokerError> {
     }
 }
 
-/// Calls from the coordinators on other nodes.
-pub(crate) struct Service(pub(crate) Weak<Broker>);
+/// Calls from the coordinators (and partition leaders) on other nodes.
+pub(crate) struct Service(pub(crate) Weak<TxnCoordinator>);
 
 impl strom_broker::cluster::NodeService for Service {
     fn call(
@@ -96,7 +135,7 @@ impl TxnCoordinator {
     async fn on_leader(&self, topic: &str, partition: i32, call: Call) -> Result<(), String> {
         let broker = self.broker().map_err(|e| e.to_string())?;
         let Some(cluster) = broker.cluster() else {
-            return run(&broker, call).await.map_err(|e| e.to_string());
+            return run(self, call).await;
         };
         let leader = cluster.with_state(|s| {
             s.topics
@@ -106,9 +145,7 @@ impl TxnCoordinator {
         });
         match leader {
             None => Err(format!("{topic}-{partition} has no leader")),
-            Some(node) if node == cluster.node_id() => {
-                run(&broker, call).await.map_err(|e| e.to_string())
-            }
+            Some(node) if node == cluster.node_id() => run(self, call).await,
             Some(node) => {
                 let payload = serde_json::to_vec(&call).map_err(|e| e.to_string())?;
                 let answer = cluster
@@ -119,6 +156,33 @@ impl TxnCoordinator {
                     .map_err(|e| format!("bad answer from node {node}: {e}"))?
             }
         }
+    }
+
+    /// A partition's leader that has no permission for a transactional batch asks the
+    /// coordinator (KIP-890's verification): `Ok` if the partition is in the producer's
+    /// ongoing transaction in `epoch`. Covers a leader that changed, or restarted, after the
+    /// coordinator told its predecessor.
+    pub async fn verify_for_partition(
+        &self,
+        txn_id: &str,
+        tp: &TopicPartition,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), String> {
+        let call = Call::Verify {
+            txn_id: txn_id.to_string(),
+            topic: tp.0.clone(),
+            partition: tp.1,
+            producer_id,
+            epoch,
+        };
+        let state_partition = Self::partition_of(txn_id) as i32;
+        self.on_leader(
+            strom_broker::internal::TXN_STATE_TOPIC,
+            state_partition,
+            call,
+        )
+        .await
     }
 
     /// Lets the leader of `tp` take `producer_id`'s transactional batches in `epoch`.

@@ -1,9 +1,12 @@
 //! Produce: validate and append every partition's batches now (so pipelined requests keep their
-//! order), then answer once the appends are durable.
+//! order), then answer once the appends are durable. A transactional batch the partition has
+//! no permission for (its leader changed or restarted since the coordinator added it) waits
+//! for the coordinator's word (KIP-890's verification) and is appended after.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -22,10 +25,27 @@ struct Wait {
     result: strom_broker::AppendResult,
 }
 
+/// A transactional append waiting for the coordinator's verification.
+struct Unverified {
+    topic: usize,
+    partition: usize,
+    on: Arc<Partition>,
+    batches: Vec<Bytes>,
+    producer_id: i64,
+    epoch: i16,
+}
+
+enum Appended {
+    Now(Arc<Partition>, strom_broker::AppendResult),
+    Unverified(Arc<Partition>, Vec<Bytes>, i64, i16),
+}
+
 pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
     let acks = req.acks;
     let valid_acks = (-1..=1).contains(&acks);
+    let txn_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut waits = Vec::new();
+    let mut unverified = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.to_string();
@@ -40,8 +60,21 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
             let resp = if !valid_acks {
                 failed(index, ResponseError::InvalidRequiredAcks, None)
             } else {
-                match append(ctx, &name, &topic, pd) {
-                    Ok((p, r)) => {
+                match append(ctx, &name, &topic, pd, txn_id.is_some()) {
+                    Ok(Appended::Unverified(p, batches, producer_id, epoch)) => {
+                        unverified.push(Unverified {
+                            topic: ti,
+                            partition: pi,
+                            on: p,
+                            batches,
+                            producer_id,
+                            epoch,
+                        });
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_log_append_time_ms(-1)
+                    }
+                    Ok(Appended::Now(p, r)) => {
                         waits.push(Wait {
                             topic: ti,
                             partition: pi,
@@ -65,19 +98,31 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
                 .with_partition_responses(parts),
         );
     }
+    let response = ProduceResponse::default().with_responses(responses);
     if acks == 0 {
+        if !unverified.is_empty() {
+            let (ctx, txn_id) = (Arc::clone(ctx), txn_id.unwrap_or_default());
+            tokio::spawn(async move {
+                let mut response = response;
+                verify_and_append(&ctx, &txn_id, unverified, &mut response, &mut Vec::new()).await;
+            });
+        }
         return Reply::Nothing;
     }
-    let response = ProduceResponse::default().with_responses(responses);
-    if waits.is_empty() {
+    if waits.is_empty() && unverified.is_empty() {
         return Reply::Now(Box::new(response.into()));
     }
+    let ctx = Arc::clone(ctx);
     // Set now, not when the connection's writer first polls this reply: replies are awaited in
     // request order, so a deadline started there would add up behind earlier stuck requests.
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(1) as u64);
     Reply::Later(Box::pin(async move {
         let mut response = response;
+        let mut waits = waits;
+        if let Some(txn_id) = txn_id.filter(|_| !unverified.is_empty()) {
+            verify_and_append(&ctx, &txn_id, unverified, &mut response, &mut waits).await;
+        }
         for w in waits {
             let error =
                 match tokio::time::timeout_at(deadline, w.on.wait_ack(&w.result, acks)).await {
@@ -101,7 +146,8 @@ fn append(
     name: &str,
     topic: &Result<Option<Arc<Topic>>, BrokerError>,
     pd: PartitionProduceData,
-) -> Result<(Arc<Partition>, strom_broker::AppendResult), Failure> {
+    transactional: bool,
+) -> Result<Appended, Failure> {
     let topic = match topic {
         Ok(Some(t)) => t,
         Ok(None) => return Err((ResponseError::UnknownTopicOrPartition, None)),
@@ -135,12 +181,74 @@ fn append(
         ));
     }
     match p.append(&batches) {
-        Ok(r) => Ok((p, r)),
+        Ok(r) => Ok(Appended::Now(p, r)),
+        Err(BrokerError::InvalidTxnState(_)) if transactional => {
+            match batches
+                .iter()
+                .filter_map(|b| batch::BatchHeader::parse(b).ok())
+                .find(|h| h.is_transactional())
+            {
+                Some(h) => Ok(Appended::Unverified(
+                    p,
+                    batches,
+                    h.producer_id,
+                    h.producer_epoch,
+                )),
+                None => Err((ResponseError::InvalidTxnState, None)),
+            }
+        }
         Err(e) => {
             if let BrokerError::Storage(s) = &e {
                 tracing::warn!(partition = ?p, "append failed: {s}");
             }
             Err((crate::errors::kafka_error(&e), Some(e.to_string())))
+        }
+    }
+}
+
+/// Asks the coordinator about each unverified partition; a verified one is allowed and
+/// appended (then waited for like the others), a refused one answers INVALID_TXN_STATE.
+async fn verify_and_append(
+    ctx: &Context,
+    txn_id: &str,
+    unverified: Vec<Unverified>,
+    response: &mut ProduceResponse,
+    waits: &mut Vec<Wait>,
+) {
+    for u in unverified {
+        let tp = (u.on.topic.clone(), u.on.index);
+        let verified = ctx
+            .txn
+            .verify_for_partition(txn_id, &tp, u.producer_id, u.epoch)
+            .await;
+        let appended = match verified {
+            Ok(()) => {
+                u.on.allow_transaction(u.producer_id, u.epoch)
+                    .and_then(|()| u.on.append(&u.batches))
+            }
+            Err(why) => Err(BrokerError::InvalidTxnState(format!(
+                "the coordinator did not verify the partition: {why}"
+            ))),
+        };
+        let p = &mut response.responses[u.topic].partition_responses[u.partition];
+        match appended {
+            Ok(r) => {
+                p.base_offset = r.base_offset as i64;
+                p.log_start_offset = r.log_start_offset as i64;
+                waits.push(Wait {
+                    topic: u.topic,
+                    partition: u.partition,
+                    on: u.on,
+                    result: r,
+                });
+            }
+            Err(e) => {
+                tracing::debug!(partition = ?u.on, txn_id, "transactional produce refused: {e}");
+                p.error_code = crate::errors::kafka_error(&e).code();
+                p.error_message = Some(super::str_bytes(e.to_string()));
+                p.base_offset = -1;
+                p.log_start_offset = -1;
+            }
         }
     }
 }
