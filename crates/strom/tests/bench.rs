@@ -172,3 +172,61 @@ fn native_counts_rejected_records_as_errors() {
     assert_eq!(number(&rows[0], "records"), 0, "{rows:?}");
     assert_eq!(number(&rows[0], "errors"), 20, "{rows:?}");
 }
+
+#[test]
+fn transactional_produce_and_e2e_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let addr = strom.addr();
+    let txn = [
+        "--transactional",
+        "--txn-records",
+        "50",
+        "--rate",
+        "1000",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+    ];
+
+    let mut args = vec!["produce"];
+    args.extend_from_slice(&txn);
+    let rows = bench(&addr, &args);
+    assert_eq!(rows.len(), 2, "ack and commit rows: {rows:?}");
+    let (ack, commit) = (&rows[0], &rows[1]);
+    assert_eq!(cell(ack, "measure"), "ack");
+    assert_eq!(number(ack, "errors"), 0, "{rows:?}");
+    assert!(number(ack, "records") > 0, "{rows:?}");
+    assert_eq!(cell(commit, "measure"), "commit");
+    // 1,000 records/s in transactions of 50 records from 4 producers: ~20 commits/s.
+    assert!(number(commit, "records") >= 10, "{rows:?}");
+    assert_eq!(number(commit, "errors"), 0, "no aborts: {rows:?}");
+
+    // Every acknowledged record reaches the read_committed consumer once its transaction commits.
+    let mut args = vec!["e2e"];
+    args.extend_from_slice(&txn);
+    let rows = bench(&addr, &args);
+    assert_eq!(rows.len(), 3, "ack, commit and e2e rows: {rows:?}");
+    assert_eq!(cell(&rows[1], "measure"), "commit");
+    assert_eq!(number(&rows[1], "errors"), 0, "{rows:?}");
+    let e2e = &rows[2];
+    assert_eq!(cell(e2e, "measure"), "e2e");
+    assert!(number(e2e, "records") > 0, "{rows:?}");
+    assert_eq!(number(e2e, "missing"), 0, "{rows:?}");
+
+    // The native client has no transactions: refused before anything is created.
+    let (ok, _, err) = cli(
+        &[
+            "bench",
+            "produce",
+            "--client",
+            "native",
+            "--transactional",
+            "-b",
+            &addr,
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("--client rdkafka"), "{err}");
+}

@@ -58,6 +58,9 @@ impl ReadResult {
 /// Optionally fills the topic, then reads it with `--consumers` consumers and prints one line.
 pub async fn run(args: ConsumeBenchArgs) -> anyhow::Result<()> {
     let common = &args.common;
+    if common.transactional {
+        bail!("--transactional is for bench produce and bench e2e");
+    }
     if common.topic.is_none() && !args.fill {
         bail!("bench consume reads an existing topic: pass --topic NAME, or --fill to write --bytes first");
     }
@@ -266,6 +269,7 @@ async fn fill(args: &BenchArgs, topic: &str, partitions: &[i32], bytes: u64) -> 
         max_outstanding: usize::try_from(args.max_outstanding).unwrap_or(usize::MAX),
         payload: super::random_payload(args.message_size)?,
         stamp_run: None,
+        txn_records: None,
     };
     let producers = super::create_producers(args, Acks::All, topic, partitions).await?;
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;

@@ -13,7 +13,7 @@ use rdkafka::{Message, Offset};
 
 use super::payload::{Clock, Rng, Stamp, STAMP_LEN};
 use super::plan::{self, Plan, Stats};
-use super::produce::{produce_header, produce_row, rate_label};
+use super::produce::{commit_row, produce_header, produce_row, rate_label, row_context};
 use super::report::{self, latency_histogram, Table};
 use super::{native, BenchArgs, ClientKind};
 use crate::cli::client::{self, describe_error, Consumer, QuietContext};
@@ -105,7 +105,8 @@ impl Seen {
     }
 }
 
-/// Runs the end-to-end workload and prints an acknowledgement line and an end-to-end line.
+/// Runs the end-to-end workload and prints an acknowledgement line, with --transactional a
+/// commit line, and an end-to-end line.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.message_size < STAMP_LEN as u64 {
         bail!("bench e2e needs --message-size of at least {STAMP_LEN} bytes (the latency stamp)");
@@ -118,7 +119,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // record of this run can be skipped by a late offset lookup.
     let tail = match args.client {
         ClientKind::Rdkafka => {
-            let consumer: Consumer = super::consumer_config(&args.broker.broker)
+            let mut config = super::consumer_config(&args.broker.broker);
+            if args.transactional {
+                // librdkafka's default too; stated so the run says what it measures.
+                config.set("isolation.level", "read_committed");
+            }
+            let consumer: Consumer = config
                 .create_with_context(QuietContext)
                 .context("creating consumer")?;
             let starts: Vec<(i32, Offset)> = client::watermarks(&consumer, &topic, &partitions)?
@@ -143,10 +149,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let producers = super::create_producers(&args, args.acks, &topic, &partitions).await?;
     eprintln!(
-        "bench e2e: {} client, topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        "bench e2e: {} client, topic {topic} ({} partitions), {} producers{}, {} B records, rate {}, warm-up {} s, measuring {} s",
         args.client.as_str(),
         partitions.len(),
         args.producers,
+        super::txn::describe(&args),
         args.message_size,
         rate_label(rate),
         args.warmup,
@@ -186,6 +193,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         max_outstanding: usize::try_from(args.max_outstanding).unwrap_or(usize::MAX),
         payload: super::random_payload(args.message_size)?,
         stamp_run: Some(run_id),
+        txn_records: args.txn_records(),
     };
     // If a producer fails, `done_tx` is dropped on return and the reader thread stops.
     let per_producer = plan::join(producers.spawn(&plan)).await?;
@@ -216,11 +224,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     ack_row.push("-".to_string());
     table.row(ack_row);
+    if args.transactional {
+        let mut row = commit_row(&args, &label, partitions.len(), rate, &stats.txn);
+        row.push("-".to_string());
+        table.row(row);
+    }
 
     let received = seen.latency.len();
     let secs = args.duration as f64;
     let mut e2e_row = vec![label, "e2e".to_string()];
-    e2e_row.extend(ack_row_context(&args, partitions.len(), rate));
+    e2e_row.extend(row_context(&args, partitions.len(), rate));
     e2e_row.extend([
         received.to_string(),
         report::rate(received, secs),
@@ -230,6 +243,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     e2e_row.extend(["-".to_string(), missing.to_string()]);
     table.row(e2e_row);
     table.print();
+    if args.transactional {
+        super::txn::print_commit_split(&stats.txn);
+    }
     if let Some(err) = &stats.first_error {
         eprintln!("{} records failed; first error: {err}", stats.errors);
     }
@@ -240,18 +256,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The configuration cells shared by both rows (acks .. rate).
-fn ack_row_context(args: &BenchArgs, partitions: usize, rate: u64) -> [String; 6] {
-    [
-        args.acks.as_str().to_string(),
-        args.compression.as_str().to_string(),
-        partitions.to_string(),
-        args.producers.to_string(),
-        args.message_size.to_string(),
-        rate_label(rate),
-    ]
 }
 
 /// Acknowledged records (attempted and not failed) the consumer never saw.

@@ -10,6 +10,7 @@ mod plan;
 mod produce;
 mod producer;
 mod report;
+mod txn;
 
 use std::time::Duration;
 
@@ -97,6 +98,17 @@ pub struct BenchArgs {
     /// only). Topics are created with librdkafka either way.
     #[arg(long, value_enum, default_value = "rdkafka")]
     pub client: ClientKind,
+    /// Idempotent producers (librdkafka's enable.idempotence; needs --acks all).
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Transactional producers (bench produce and e2e, librdkafka only): each has its own
+    /// transactional.id and commits every --txn-records records; bench e2e reads
+    /// read_committed. Implies --idempotent.
+    #[arg(long)]
+    pub transactional: bool,
+    /// Records per transaction of each producer, with --transactional.
+    #[arg(long, default_value_t = 1000, requires = "transactional", value_parser = clap::value_parser!(u64).range(1..))]
+    pub txn_records: u64,
 }
 
 /// The client library a benchmark's producers and consumers use.
@@ -123,6 +135,11 @@ impl BenchArgs {
         self.workload.clone().unwrap_or_else(|| default.to_string())
     }
 
+    /// Records per transaction of each producer, when transactional.
+    fn txn_records(&self) -> Option<u64> {
+        self.transactional.then_some(self.txn_records)
+    }
+
     /// The configured topic or a fresh random name.
     fn topic_name(&self) -> String {
         self.topic.clone().unwrap_or_else(|| {
@@ -145,6 +162,7 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
     if common.client == ClientKind::Native {
         native::check_supported(common)?;
     }
+    txn::check_supported(common)?;
     // A topic the benchmark names itself is its own to remove afterwards: durable runs write
     // gigabytes a minute, and leftover topics would fill the broker's disk run after run.
     // (`bench consume` reads a topic it is told to use, and leaves it.)
@@ -235,8 +253,9 @@ async fn prepare_topic(args: &BenchArgs, topic: &str, create: bool) -> anyhow::R
     client::topic_partitions(admin.inner(), topic, wait, create)
 }
 
-/// Producer configuration for the benchmark.
-fn producer_config(args: &BenchArgs, acks: Acks, id: u32) -> ClientConfig {
+/// Producer configuration for the benchmark; `run` (random per run) makes transactional ids
+/// unique.
+fn producer_config(args: &BenchArgs, acks: Acks, run: u32, id: u32) -> ClientConfig {
     let mut config = client::base_config(&args.broker.broker);
     config
         .set("client.id", format!("strom-bench-{id}"))
@@ -267,6 +286,7 @@ fn producer_config(args: &BenchArgs, acks: Acks, id: u32) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "2097151")
         // A record not acknowledged within 30 s counts as an error instead of stalling the run.
         .set("message.timeout.ms", "30000");
+    txn::configure(&mut config, args, run, id);
     config
 }
 
@@ -295,14 +315,20 @@ async fn create_producers(
     partitions: &[i32],
 ) -> anyhow::Result<Producers> {
     match args.client {
-        ClientKind::Rdkafka => (0..args.producers)
-            .map(|id| {
-                producer_config(args, acks, id)
-                    .create_with_context(QuietContext)
-                    .context("creating producer")
-            })
-            .collect::<anyhow::Result<_>>()
-            .map(Producers::Rdkafka),
+        ClientKind::Rdkafka => {
+            let run = payload::Rng::from_entropy().next_u64() as u32;
+            let producers: Vec<Producer> = (0..args.producers)
+                .map(|id| {
+                    producer_config(args, acks, run, id)
+                        .create_with_context(QuietContext)
+                        .context("creating producer")
+                })
+                .collect::<anyhow::Result<_>>()?;
+            if args.transactional {
+                tokio::task::block_in_place(|| txn::init(&producers))?;
+            }
+            Ok(Producers::Rdkafka(producers))
+        }
         ClientKind::Native => native::connect_producers(args, acks, topic, partitions)
             .await
             .map(Producers::Native),

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::payload::{Clock, Stamp, STAMP_LEN};
 use super::report::latency_histogram;
+use super::txn::TxnStats;
 
 /// Records sent between voluntary yields to the async runtime.
 pub const YIELD_EVERY: u64 = 64;
@@ -49,6 +50,8 @@ pub struct Plan {
     pub payload: Arc<[u8]>,
     /// Run id to stamp into payloads (end-to-end mode).
     pub stamp_run: Option<u32>,
+    /// Records per transaction of a transactional producer (`--transactional`).
+    pub txn_records: Option<u64>,
 }
 
 impl Plan {
@@ -103,6 +106,8 @@ pub struct Stats {
     pub attempted: u64,
     /// Sequence numbers that failed, for matching against what a consumer saw.
     pub failed_seqs: Vec<u64>,
+    /// Commits of a transactional producer.
+    pub txn: TxnStats,
 }
 
 impl Stats {
@@ -116,6 +121,7 @@ impl Stats {
             first_error: None,
             attempted: 0,
             failed_seqs: Vec::new(),
+            txn: TxnStats::new()?,
         })
     }
 
@@ -158,6 +164,7 @@ impl Stats {
             total.acked += stats.acked;
             total.errors += stats.errors;
             total.attempted += stats.attempted;
+            total.txn.merge(&stats.txn)?;
             if total.first_error.is_none() {
                 total.first_error = stats.first_error;
             }

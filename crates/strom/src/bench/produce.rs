@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::payload::Clock;
 use super::plan::{self, Plan, Stats};
 use super::report::{self, Table, MBPS_HEADER, PERCENTILE_HEADERS};
+use super::txn::{self, TxnStats};
 use super::BenchArgs;
 
 /// Runs producers for warm-up + duration and prints one result line.
@@ -15,10 +16,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let producers = super::create_producers(&args, args.acks, &topic, &partitions).await?;
     let rate = args.rate.unwrap_or(0);
     eprintln!(
-        "bench produce: {} client, topic {topic} ({} partitions), {} producers, {} B records, rate {}, warm-up {} s, measuring {} s",
+        "bench produce: {} client, topic {topic} ({} partitions), {} producers{}, {} B records, rate {}, warm-up {} s, measuring {} s",
         args.client.as_str(),
         partitions.len(),
         args.producers,
+        txn::describe(&args),
         args.message_size,
         rate_label(rate),
         args.warmup,
@@ -40,19 +42,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         max_outstanding: usize::try_from(args.max_outstanding).unwrap_or(usize::MAX),
         payload: super::random_payload(args.message_size)?,
         stamp_run: None,
+        txn_records: args.txn_records(),
     };
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
 
-    let mut table = Table::new(&produce_header(&[]));
-    table.row(produce_row(
-        &args,
-        &args.label("produce"),
-        partitions.len(),
-        rate,
-        &stats,
-        &[],
-    ));
-    table.print();
+    let label = args.label("produce");
+    if args.transactional {
+        // One row for the records' acknowledgements, one for the commits.
+        let mut table = Table::new(&produce_header(&["measure"]));
+        let ack = ["ack".to_string()];
+        table.row(produce_row(
+            &args,
+            &label,
+            partitions.len(),
+            rate,
+            &stats,
+            &ack,
+        ));
+        table.row(commit_row(
+            &args,
+            &label,
+            partitions.len(),
+            rate,
+            &stats.txn,
+        ));
+        table.print();
+        txn::print_commit_split(&stats.txn);
+    } else {
+        let mut table = Table::new(&produce_header(&[]));
+        table.row(produce_row(
+            &args,
+            &label,
+            partitions.len(),
+            rate,
+            &stats,
+            &[],
+        ));
+        table.print();
+    }
     if let Some(err) = &stats.first_error {
         eprintln!("{} records failed; first error: {err}", stats.errors);
     }
@@ -90,6 +117,18 @@ pub fn produce_header(extra: &[&str]) -> Vec<String> {
     header
 }
 
+/// The configuration cells of a row (acks .. rate).
+pub fn row_context(args: &BenchArgs, partitions: usize, rate: u64) -> [String; 6] {
+    [
+        args.acks.as_str().to_string(),
+        args.compression.as_str().to_string(),
+        partitions.to_string(),
+        args.producers.to_string(),
+        args.message_size.to_string(),
+        rate_label(rate),
+    ]
+}
+
 /// One row under [`produce_header`]: acknowledged records in the measured period, their
 /// throughput, the latency percentiles and the error count.
 pub fn produce_row(
@@ -103,13 +142,8 @@ pub fn produce_row(
     let secs = args.duration as f64;
     let mut row = vec![label.to_string()];
     row.extend(extra.iter().cloned());
+    row.extend(row_context(args, partitions, rate));
     row.extend([
-        args.acks.as_str().to_string(),
-        args.compression.as_str().to_string(),
-        partitions.to_string(),
-        args.producers.to_string(),
-        args.message_size.to_string(),
-        rate_label(rate),
         stats.acked_in_window.to_string(),
         report::rate(stats.acked_in_window, secs),
         report::mb_per_sec(
@@ -119,5 +153,27 @@ pub fn produce_row(
     ]);
     row.extend(report::percentiles_ms(&stats.latency));
     row.push(stats.errors.to_string());
+    row
+}
+
+/// The "commit" row of a transactional run, under `produce_header(&["measure"])`: commits
+/// started in the measured period (in "records"), commits/s, the latency of the
+/// `commit_transaction` calls and, as errors, the transactions aborted.
+pub fn commit_row(
+    args: &BenchArgs,
+    label: &str,
+    partitions: usize,
+    rate: u64,
+    txn: &TxnStats,
+) -> Vec<String> {
+    let mut row = vec![label.to_string(), "commit".to_string()];
+    row.extend(row_context(args, partitions, rate));
+    row.extend([
+        txn.commits_in_window.to_string(),
+        report::rate(txn.commits_in_window, args.duration as f64),
+        "-".to_string(),
+    ]);
+    row.extend(report::percentiles_ms(&txn.commit_latency));
+    row.push(txn.aborted.to_string());
     row
 }
