@@ -72,6 +72,10 @@ pub struct TxnCoordinator {
     owned: RwLock<Option<HashMap<usize, Owned>>>,
     /// Ids whose markers are being written right now (one writer per id).
     pub(crate) completing: Mutex<HashSet<String>>,
+    /// Woken whenever a transaction completes: a request that finds its id's previous
+    /// transaction still ending waits for this a little before answering
+    /// CONCURRENT_TRANSACTIONS (librdkafka retries that only after 20 ms).
+    pub(crate) completed: tokio::sync::Notify,
 }
 
 impl TxnCoordinator {
@@ -87,6 +91,7 @@ impl TxnCoordinator {
             ids: RwLock::new(HashMap::new()),
             owned: RwLock::new(None),
             completing: Mutex::new(HashSet::new()),
+            completed: tokio::sync::Notify::new(),
         });
         match broker.cluster() {
             Some(cluster) => {

@@ -285,6 +285,8 @@ async fn complete(c: &Arc<TxnCoordinator>, txn_id: &str) {
                 Ok(()) => {
                     tracing::debug!(txn_id, state = done.state.name(), "transaction completed");
                     *guard = Some(done);
+                    drop(guard);
+                    c.completed.notify_waiters();
                     return;
                 }
                 Err(e) => tracing::debug!(txn_id, "could not store the completion yet: {e}"),

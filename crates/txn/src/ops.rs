@@ -26,6 +26,9 @@ pub struct TxnListing {
     pub txn_start_ms: i64,
 }
 
+/// How long a request waits for its id's previous transaction to finish ending.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Per partition of AddPartitionsToTxn, in request order.
 pub type AddResults = Vec<(TopicPartition, Result<(), TxnError>)>;
 
@@ -47,7 +50,7 @@ impl TxnCoordinator {
         }
         self.check_owner(txn_id)?;
         let slot = self.slot_or_create(txn_id)?;
-        let mut guard = slot.lock().await;
+        let mut guard = self.lock_settled(&slot).await;
         self.check_owner(txn_id)?;
         let broker = self.broker()?;
         let fresh_id = || {
@@ -100,7 +103,7 @@ impl TxnCoordinator {
         let Some(slot) = self.slot(txn_id) else {
             return all(TxnError::InvalidProducerIdMapping, partitions);
         };
-        let mut guard = slot.lock().await;
+        let mut guard = self.lock_settled(&slot).await;
         let Some(meta) = guard.clone() else {
             return all(TxnError::InvalidProducerIdMapping, partitions);
         };
@@ -163,6 +166,32 @@ impl TxnCoordinator {
         }
         *guard = Some(next);
         partitions.into_iter().map(|p| (p, Ok(()))).collect()
+    }
+
+    /// The id's lock, once its previous transaction finished ending (or after `SETTLE_WAIT`:
+    /// then the caller answers CONCURRENT_TRANSACTIONS and the client retries). The next
+    /// transaction's first AddPartitionsToTxn usually arrives while the markers of the last one
+    /// are being written.
+    async fn lock_settled<'a>(
+        &self,
+        slot: &'a crate::coordinator::Slot,
+    ) -> tokio::sync::MutexGuard<'a, Option<TxnMetadata>> {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let completed = self.completed.notified();
+            tokio::pin!(completed);
+            // Registered before the state is looked at, so a completion in between wakes us.
+            completed.as_mut().enable();
+            let guard = slot.lock().await;
+            let preparing = guard.as_ref().is_some_and(|m| m.state.is_preparing());
+            if !preparing || tokio::time::Instant::now() >= deadline {
+                return guard;
+            }
+            drop(guard);
+            if tokio::time::timeout_at(deadline, completed).await.is_err() {
+                return slot.lock().await;
+            }
+        }
     }
 
     /// AddPartitionsToTxn v4+ with `verify_only` (KIP-890): whether each partition is in the
