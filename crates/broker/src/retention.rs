@@ -14,6 +14,10 @@ pub fn run_once(broker: &Broker) -> usize {
         for p in topic.partitions() {
             match p.apply_retention(now) {
                 Ok(n) => removed += n,
+                // Deleted while retention ran: its files went with it.
+                Err(e) if broker.topic(&topic.name).is_none_or(|t| t.id != topic.id) => {
+                    tracing::debug!(partition = ?p, "retention stopped, the topic was deleted: {e}")
+                }
                 Err(e) => tracing::warn!(partition = ?p, "retention failed: {e}"),
             }
         }
