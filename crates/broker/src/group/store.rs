@@ -204,6 +204,69 @@ pub(super) fn write_membership(
     Ok(durable(p, r))
 }
 
+/// Each commit's own check: partitions of unknown topics or with oversized metadata fail alone.
+pub(super) fn check_commits(broker: &Broker, commits: &[OffsetCommit]) -> PartitionResults {
+    commits
+        .iter()
+        .map(|c| {
+            let exists = broker
+                .topic(&c.topic)
+                .is_some_and(|t| t.partition(c.partition).is_some());
+            if !exists {
+                Err(GroupError::UnknownTopicOrPartition)
+            } else if c.metadata.as_deref().map_or(0, str::len) > OFFSET_METADATA_MAX_BYTES {
+                Err(GroupError::OffsetMetadataTooLarge(
+                    OFFSET_METADATA_MAX_BYTES,
+                ))
+            } else {
+                Ok(())
+            }
+        })
+        .collect()
+}
+
+/// The commits that passed [`check_commits`], as the offsets to store.
+pub(super) fn accepted(
+    commits: Vec<OffsetCommit>,
+    results: &PartitionResults,
+    now_ms: i64,
+) -> Vec<(TopicPartition, CommittedOffset)> {
+    commits
+        .into_iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(c, _)| {
+            let value = CommittedOffset {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.unwrap_or_default(),
+                commit_timestamp_ms: now_ms,
+            };
+            ((c.topic, c.partition), value)
+        })
+        .collect()
+}
+
+/// The per-partition answer once the write is durable: the write's error replaces every
+/// success.
+pub(super) fn answer(
+    mut results: PartitionResults,
+    written: Result<Durable<Result<(), GroupError>>, GroupError>,
+) -> Durable<PartitionResults> {
+    Box::pin(async move {
+        let outcome = match written {
+            Ok(durable) => durable.await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = outcome {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(err.clone());
+            }
+        }
+        results
+    })
+}
+
 impl Coordinator {
     /// OffsetCommit. Partitions of unknown topics or with oversized metadata fail alone; a
     /// membership error fails them all; nothing is acknowledged before it is durable.
@@ -233,61 +296,19 @@ impl Coordinator {
             None if group_id.is_empty() => return all(GroupError::InvalidGroupId),
             None => return all(GroupError::IllegalGeneration),
         };
-        let mut results: PartitionResults = commits
-            .iter()
-            .map(|c| {
-                let exists = broker
-                    .topic(&c.topic)
-                    .is_some_and(|t| t.partition(c.partition).is_some());
-                let metadata = c.metadata.as_deref().map_or(0, str::len);
-                if !exists {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if metadata > OFFSET_METADATA_MAX_BYTES {
-                    Err(GroupError::OffsetMetadataTooLarge(
-                        OFFSET_METADATA_MAX_BYTES,
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
+        let results = check_commits(broker, &commits);
         let now_ms = crate::now_ms();
         let now = self.now();
         let written = self.with_entry(broker, &entry, |e| {
             e.group
                 .check_commit(member_id, instance_id, generation, now)?;
-            let changes = commits
+            let changes = accepted(commits, &results, now_ms)
                 .into_iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(c, _)| {
-                    let value = CommittedOffset {
-                        offset: c.offset,
-                        leader_epoch: c.leader_epoch,
-                        metadata: c.metadata.unwrap_or_default(),
-                        commit_timestamp_ms: now_ms,
-                    };
-                    ((c.topic, c.partition), Some(value))
-                })
+                .map(|(tp, c)| (tp, Some(c)))
                 .collect();
             write_changes(broker, &entry, e, changes)
         });
-        match written {
-            Ok(durable) => Box::pin(async move {
-                if let Err(err) = durable.await {
-                    for r in results.iter_mut().filter(|r| r.is_ok()) {
-                        *r = Err(err.clone());
-                    }
-                }
-                results
-            }),
-            Err(err) => {
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(err.clone());
-                }
-                Box::pin(async move { results })
-            }
-        }
+        answer(results, written)
     }
 
     /// OffsetFetch: the durable committed offset of each wanted partition (`None`: all the group

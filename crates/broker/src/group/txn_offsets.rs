@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use super::coordinator::{lock, Coordinator, GroupEntry};
-use super::offsets::{self, TopicPartition};
-use super::store::{append_as, durable, Durable, PartitionResults};
-use super::types::{CommittedOffset, GroupError, OffsetCommit};
-use super::OFFSET_METADATA_MAX_BYTES;
+use super::offsets;
+use super::store::{
+    accepted, answer, append_as, check_commits, durable, Durable, PartitionResults,
+};
+use super::types::{GroupError, OffsetCommit};
 use crate::Broker;
 use strom_storage::records::KeyValue;
 
@@ -49,47 +50,18 @@ impl Coordinator {
             Ok(e) => e,
             Err(e) => return all(e),
         };
-        let mut results: PartitionResults = commits
-            .iter()
-            .map(|c| {
-                let exists = broker
-                    .topic(&c.topic)
-                    .is_some_and(|t| t.partition(c.partition).is_some());
-                if !exists {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if c.metadata.as_deref().map_or(0, str::len) > OFFSET_METADATA_MAX_BYTES {
-                    Err(GroupError::OffsetMetadataTooLarge(
-                        OFFSET_METADATA_MAX_BYTES,
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
+        let results = check_commits(broker, &commits);
         let now_ms = crate::now_ms();
         let now = self.now();
-        let written = (|| -> Result<Option<Durable<Result<(), GroupError>>>, GroupError> {
+        let written = (|| -> Result<Durable<Result<(), GroupError>>, GroupError> {
             let mut e = lock(&entry);
             if who.generation >= 0 || !who.member_id.is_empty() {
                 e.group
                     .check_commit(who.member_id, who.instance_id, who.generation, now)?;
             }
-            let changes: Vec<(TopicPartition, CommittedOffset)> = commits
-                .into_iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(c, _)| {
-                    let value = CommittedOffset {
-                        offset: c.offset,
-                        leader_epoch: c.leader_epoch,
-                        metadata: c.metadata.unwrap_or_default(),
-                        commit_timestamp_ms: now_ms,
-                    };
-                    ((c.topic, c.partition), value)
-                })
-                .collect();
+            let changes = accepted(commits, &results, now_ms);
             if changes.is_empty() {
-                return Ok(None);
+                return Ok(Box::pin(async { Ok(()) }) as Durable<Result<(), GroupError>>);
             }
             let records: Vec<KeyValue> = changes
                 .iter()
@@ -105,25 +77,9 @@ impl Coordinator {
                 .entry(who.producer_id)
                 .or_default()
                 .extend(changes);
-            Ok(Some(durable(p, r)))
+            Ok(durable(p, r))
         })();
-        match written {
-            Ok(None) => Box::pin(async move { results }),
-            Ok(Some(durable)) => Box::pin(async move {
-                if let Err(err) = durable.await {
-                    for r in results.iter_mut().filter(|r| r.is_ok()) {
-                        *r = Err(err.clone());
-                    }
-                }
-                results
-            }),
-            Err(err) => {
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(err.clone());
-                }
-                Box::pin(async move { results })
-            }
-        }
+        answer(results, written)
     }
 
     /// A marker of `producer_id` is durable in offsets partition `index`: its transactional
