@@ -1,5 +1,6 @@
 //! Three (or more) real `strom` processes forming a cluster on loopback.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::wire::Conn;
 use super::{free_ports, Strom};
@@ -336,4 +338,76 @@ pub async fn create_with(
             _ => std::thread::sleep(Duration::from_millis(300)),
         }
     }
+}
+
+/// Sends `count` records, keyed `{tag}-{i}`, and returns the acknowledged ones:
+/// value -> (partition, offset).
+pub async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    tag: &str,
+    count: usize,
+) -> BTreeMap<String, (i32, i64)> {
+    produce_padded(p, topic, tag, count, 0).await
+}
+
+/// As [`produce`], with `pad` bytes of padding after each value (and so in its key).
+pub async fn produce_padded(
+    p: &FutureProducer,
+    topic: &str,
+    tag: &str,
+    count: usize,
+    pad: usize,
+) -> BTreeMap<String, (i32, i64)> {
+    let padding = "x".repeat(pad);
+    let futures: Vec<_> = (0..count)
+        .map(|i| {
+            let value = format!("{tag}-{i}{padding}");
+            let fut = p
+                .send_result(FutureRecord::to(topic).key(&value).payload(&value))
+                .map_err(|(e, _)| e);
+            (value, fut)
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    for (value, fut) in futures {
+        let Ok(fut) = fut else { continue };
+        if let Ok(Ok(d)) = fut.await {
+            acked.insert(value, (d.partition, d.offset));
+        }
+    }
+    acked
+}
+
+/// Every acknowledged record is stored exactly once, at its acknowledged offset.
+pub fn check_acked(records: &[super::rdk::Rec], acked: &BTreeMap<String, (i32, i64)>) {
+    let mut seen = HashSet::new();
+    let mut at: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    for r in records {
+        let v = String::from_utf8(r.value.clone().unwrap_or_default()).unwrap();
+        assert!(seen.insert(v.clone()), "duplicate record {v}");
+        assert!(
+            at.insert((r.partition, r.offset), v.clone()).is_none(),
+            "two records at {}/{}",
+            r.partition,
+            r.offset
+        );
+    }
+    for (v, (p, o)) in acked {
+        assert_eq!(
+            at.get(&(*p, *o)),
+            Some(v),
+            "acknowledged {v} at {p}/{o} is not there"
+        );
+    }
+}
+
+/// `strom cluster <args>` against the node with raft port `raft_port`; panics on failure.
+pub fn cluster_cli(raft_port: u16, args: &[&str]) -> String {
+    let addr = format!("127.0.0.1:{raft_port}");
+    let mut all = vec!["cluster", "--raft-addr", &addr, "--cluster-secret", SECRET];
+    all.extend_from_slice(args);
+    let (ok, out, err) = super::cli(&all, "");
+    assert!(ok, "strom {all:?} failed: {err}");
+    out
 }
