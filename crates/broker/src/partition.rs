@@ -229,6 +229,23 @@ impl Partition {
     /// appends nothing and returns the original batch's offsets. A transactional batch is taken
     /// only in a transaction its coordinator added this partition to ([`Partition::allow_transaction`]).
     pub fn append(self: &Arc<Self>, batches: &[Bytes]) -> Result<AppendResult, BrokerError> {
+        self.append_client(batches, Writer::Client)
+    }
+
+    /// [`Partition::append`] of a produce whose transaction the coordinator has just verified:
+    /// a sequence error now is the batch's own.
+    pub fn append_verified(
+        self: &Arc<Self>,
+        batches: &[Bytes],
+    ) -> Result<AppendResult, BrokerError> {
+        self.append_client(batches, Writer::Verified)
+    }
+
+    fn append_client(
+        self: &Arc<Self>,
+        batches: &[Bytes],
+        writer: Writer<'_>,
+    ) -> Result<AppendResult, BrokerError> {
         let now = crate::now_ms();
         let rules = *self.rules.read().unwrap_or_else(|p| p.into_inner());
         let (batches, headers) = rules.apply(batches, now)?;
@@ -239,7 +256,7 @@ impl Partition {
                 ));
             }
         }
-        self.append_checked(&batches, &headers, Writer::Client)
+        self.append_checked(&batches, &headers, writer)
     }
 
     /// The broker's own writes: transaction markers and transactional offset commits. No

@@ -139,6 +139,32 @@ fn a_transaction_needs_the_coordinators_permission_and_ends_with_its_marker() {
     assert_eq!(committed_view(&p).1, vec![(7, 0), (7, 6)]);
 }
 
+/// Transaction version 2: the next transaction (the next epoch) may send its first batch
+/// before the last one's marker is written here; that batch waits for the coordinator instead
+/// of joining the open transaction, whose marker would then end it too.
+#[test]
+fn a_batch_of_the_next_epoch_does_not_join_the_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    p.allow_transaction(7, 0).unwrap();
+    assert_eq!(p.append(&[txn_batch(7, 0, 0, 2)]).unwrap().base_offset, 0);
+    for seq in [0, 1] {
+        assert!(
+            matches!(
+                p.append(&[txn_batch(7, 1, seq, 1)]),
+                Err(BrokerError::InvalidTxnState(_))
+            ),
+            "epoch 1, sequence {seq}, while epoch 0's transaction is open"
+        );
+    }
+    // The commit marker carries the bumped epoch; then the coordinator allows epoch 1.
+    p.write_marker(&marker(7, 1, true, 0)).unwrap();
+    p.allow_transaction(7, 1).unwrap();
+    assert_eq!(p.append(&[txn_batch(7, 1, 0, 1)]).unwrap().base_offset, 3);
+    p.write_marker(&marker(7, 2, false, 0)).unwrap();
+    assert_eq!(committed_view(&p), (5, vec![(7, 3)]));
+}
+
 #[test]
 fn the_last_stable_offset_and_aborted_list_survive_a_crash_and_a_close() {
     let dir = tempfile::tempdir().unwrap();

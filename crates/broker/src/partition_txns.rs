@@ -29,6 +29,8 @@ pub(crate) struct ProducerTracking {
 pub(crate) enum Writer<'a> {
     /// A client's produce: transactional batches need a transaction including the partition.
     Client,
+    /// A client's produce appended again after the coordinator verified its transaction.
+    Verified,
     /// A coordinator writing for a producer (transactional offset commits).
     Coordinator,
     /// A transaction coordinator's marker: refused from a deposed coordinator.
@@ -48,10 +50,12 @@ impl ProducerTracking {
         }
     }
 
-    /// A client's batch out of sequence that also lacks the transaction's permission is
-    /// refused for the permission: its produce then waits for the coordinator's verification
-    /// behind the pipelined request before it (which lacked it too), instead of failing for a
-    /// gap that request is about to fill.
+    /// A client's transactional batch out of sequence is sent to the coordinator's
+    /// verification instead of failing: the pipelined request before it may be waiting there
+    /// with the batches that fill the gap (it lacked the permission, which may have arrived
+    /// since, as with transaction version 2, where the first batch of every transaction on a
+    /// partition is verified, under a new epoch). The produce handler appends it again after
+    /// that request, as [`Writer::Verified`], and a real gap is answered then.
     pub(crate) fn unpermitted_first(
         &self,
         writer: Writer<'_>,
@@ -59,9 +63,13 @@ impl ProducerTracking {
         verdict: Result<crate::producer_state::Verdict, BrokerError>,
     ) -> Result<crate::producer_state::Verdict, BrokerError> {
         match verdict {
-            Err(BrokerError::OutOfOrderSequence(why)) => {
-                self.check_writer(writer, headers)?;
-                Err(BrokerError::OutOfOrderSequence(why))
+            Err(BrokerError::OutOfOrderSequence(why))
+                if matches!(writer, Writer::Client)
+                    && headers.iter().any(|h| h.is_transactional()) =>
+            {
+                Err(BrokerError::InvalidTxnState(format!(
+                    "{why}; verifying the transaction first"
+                )))
             }
             other => other,
         }
@@ -74,7 +82,7 @@ impl ProducerTracking {
         headers: &[BatchHeader],
     ) -> Result<(), BrokerError> {
         match writer {
-            Writer::Client => self.check_transactions(headers),
+            Writer::Client | Writer::Verified => self.check_transactions(headers),
             Writer::Coordinator => Ok(()),
             Writer::Marker(m) => self.check_marker(m),
         }
@@ -104,14 +112,23 @@ impl ProducerTracking {
 
     /// A client's transactional batches must belong to a transaction open here, or one the
     /// coordinator added this partition to, in the same epoch (KIP-890's verification):
-    /// a late batch of an ended transaction cannot start a new one on its own.
+    /// a late batch of an ended transaction cannot start a new one on its own. With
+    /// transaction version 2 every transaction has an epoch of its own, and the next one may
+    /// begin before the last one's marker is here: a batch of a newer epoch than the open
+    /// transaction's must wait for the coordinator, which adds the partition only once that
+    /// marker is written, instead of joining the transaction before it.
     fn check_transactions(&self, headers: &[BatchHeader]) -> Result<(), BrokerError> {
         for h in headers
             .iter()
             .filter(|h| h.is_transactional() && !h.is_control())
         {
             let pid = h.producer_id;
-            if self.txns.is_open(pid) {
+            let open_in_epoch = self.txns.is_open(pid)
+                && self
+                    .state
+                    .get(pid)
+                    .is_some_and(|e| e.epoch == h.producer_epoch);
+            if open_in_epoch {
                 continue;
             }
             match self.allowed.get(&pid) {

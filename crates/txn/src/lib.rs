@@ -26,7 +26,8 @@ pub use ops::{AddResults, TxnDescription, TxnListing};
 pub use state::{TxnMetadata, TxnState};
 
 /// What a transactional request can fail with; front ends map each to Kafka's error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Serializable: a partition leader gets it from the coordinator over the node service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TxnError {
     #[error("this node is not the transaction coordinator of the id")]
     NotCoordinator,

@@ -15,7 +15,7 @@ use strom_broker::{Broker, BrokerError};
 use strom_storage::markers::Marker;
 
 use crate::state::{TopicPartition, TxnState};
-use crate::TxnCoordinator;
+use crate::{TxnCoordinator, TxnError};
 
 /// The node service id of the transaction coordinator's calls to partition leaders.
 pub(crate) const SERVICE: u8 = 3;
@@ -39,19 +39,23 @@ enum Call {
         commit: bool,
         coordinator_epoch: i32,
     },
-    /// To the coordinator: is the partition in the producer's ongoing transaction?
+    /// To the coordinator: is the partition in the producer's ongoing transaction? With
+    /// `add` (transaction version 2), make it so: the partition joins the transaction,
+    /// starting it if none is ongoing.
     Verify {
         txn_id: String,
         topic: String,
         partition: i32,
         producer_id: i64,
         epoch: i16,
+        #[serde(default)]
+        add: bool,
     },
 }
 
 /// Runs a [`Call`] on this node (the partition's leader, or for `Verify` the coordinator).
-async fn run(c: &TxnCoordinator, call: Call) -> Result<(), String> {
-    let broker = c.broker().map_err(|e| e.to_string())?;
+async fn run(c: &Arc<TxnCoordinator>, call: Call) -> Result<(), TxnError> {
+    let broker = c.broker()?;
     match call {
         Call::Verify {
             txn_id,
@@ -59,21 +63,22 @@ async fn run(c: &TxnCoordinator, call: Call) -> Result<(), String> {
             partition,
             producer_id,
             epoch,
+            add,
         } => {
-            let tp = (topic, partition);
-            let results = c
-                .verify_partitions(&txn_id, producer_id, epoch, vec![tp])
-                .await;
-            results
-                .into_iter()
-                .next()
-                .map_or(Err("no answer".to_string()), |(_, r)| {
-                    r.map_err(|e| e.to_string())
-                })
+            let tp = vec![(topic, partition)];
+            let results = if add {
+                c.add_partitions(&txn_id, producer_id, epoch, tp).await
+            } else {
+                c.verify_partitions(&txn_id, producer_id, epoch, tp).await
+            };
+            results.into_iter().next().map_or(
+                Err(TxnError::InvalidRequest("no partition".into())),
+                |(_, r)| r,
+            )
         }
         other => run_on_leader(&broker, other)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(crate::coordinator::unavailable),
     }
 }
 
@@ -119,11 +124,11 @@ impl strom_broker::cluster::NodeService for Service {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>> {
         let broker = self.0.clone();
         Box::pin(async move {
-            let answer: Result<(), String> =
+            let answer: Result<(), TxnError> =
                 match (broker.upgrade(), serde_json::from_slice::<Call>(&payload)) {
-                    (None, _) => Err("shutting down".into()),
-                    (_, Err(e)) => Err(format!("bad call: {e}")),
-                    (Some(b), Ok(call)) => run(&b, call).await.map_err(|e| e.to_string()),
+                    (None, _) => Err(crate::coordinator::unavailable("shutting down")),
+                    (_, Err(e)) => Err(TxnError::InvalidRequest(format!("bad call: {e}"))),
+                    (Some(b), Ok(call)) => run(&b, call).await,
                 };
             Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
         })
@@ -132,10 +137,17 @@ impl strom_broker::cluster::NodeService for Service {
 
 impl TxnCoordinator {
     /// Runs `call` on the leader of `topic`/`partition`.
-    async fn on_leader(&self, topic: &str, partition: i32, call: Call) -> Result<(), String> {
-        let broker = self.broker().map_err(|e| e.to_string())?;
+    async fn on_leader(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        call: Call,
+    ) -> Result<(), TxnError> {
+        let broker = self.broker()?;
+        // Boxed: a coordinator's `Verify { add }` allows the partition on its leader, which
+        // may be this node again.
         let Some(cluster) = broker.cluster() else {
-            return run(self, call).await;
+            return Box::pin(run(self, call)).await;
         };
         let leader = cluster.with_state(|s| {
             s.topics
@@ -144,16 +156,20 @@ impl TxnCoordinator {
                 .and_then(|a| a.leader)
         });
         match leader {
-            None => Err(format!("{topic}-{partition} has no leader")),
-            Some(node) if node == cluster.node_id() => run(self, call).await,
+            None => Err(crate::coordinator::unavailable(format!(
+                "{topic}-{partition} has no leader"
+            ))),
+            Some(node) if node == cluster.node_id() => Box::pin(run(self, call)).await,
             Some(node) => {
-                let payload = serde_json::to_vec(&call).map_err(|e| e.to_string())?;
+                let payload = serde_json::to_vec(&call)
+                    .map_err(|e| TxnError::InvalidRequest(e.to_string()))?;
                 let answer = cluster
                     .call_service(node, SERVICE, &payload, CALL_TIMEOUT)
                     .await
-                    .map_err(|e| e.to_string())?;
-                serde_json::from_slice::<Result<(), String>>(&answer)
-                    .map_err(|e| format!("bad answer from node {node}: {e}"))?
+                    .map_err(crate::coordinator::unavailable)?;
+                serde_json::from_slice::<Result<(), TxnError>>(&answer).map_err(|e| {
+                    crate::coordinator::unavailable(format!("bad answer from node {node}: {e}"))
+                })?
             }
         }
     }
@@ -161,20 +177,23 @@ impl TxnCoordinator {
     /// A partition's leader that has no permission for a transactional batch asks the
     /// coordinator (KIP-890's verification): `Ok` if the partition is in the producer's
     /// ongoing transaction in `epoch`. Covers a leader that changed, or restarted, after the
-    /// coordinator told its predecessor.
+    /// coordinator told its predecessor. With `add` (transaction version 2, whose clients
+    /// send no AddPartitionsToTxn) the coordinator adds the partition to the transaction.
     pub async fn verify_for_partition(
-        &self,
+        self: &Arc<Self>,
         txn_id: &str,
         tp: &TopicPartition,
         producer_id: i64,
         epoch: i16,
-    ) -> Result<(), String> {
+        add: bool,
+    ) -> Result<(), TxnError> {
         let call = Call::Verify {
             txn_id: txn_id.to_string(),
             topic: tp.0.clone(),
             partition: tp.1,
             producer_id,
             epoch,
+            add,
         };
         let state_partition = Self::partition_of(txn_id) as i32;
         self.on_leader(
@@ -187,11 +206,11 @@ impl TxnCoordinator {
 
     /// Lets the leader of `tp` take `producer_id`'s transactional batches in `epoch`.
     pub(crate) async fn allow(
-        &self,
+        self: &Arc<Self>,
         tp: &TopicPartition,
         producer_id: i64,
         epoch: i16,
-    ) -> Result<(), String> {
+    ) -> Result<(), TxnError> {
         let call = Call::Allow {
             topic: tp.0.clone(),
             partition: tp.1,

@@ -52,13 +52,7 @@ impl TxnCoordinator {
         let slot = self.slot_or_create(txn_id)?;
         let mut guard = self.lock_settled(&slot).await;
         self.check_owner(txn_id)?;
-        let broker = self.broker()?;
-        let fresh_id = || {
-            broker
-                .init_producer_id(None)
-                .map(|(id, _)| id)
-                .map_err(crate::coordinator::unavailable)
-        };
+        let fresh_id = || self.fresh_producer_id();
         let now = strom_broker::now_ms();
         let (next, abort_first) = match guard.as_ref() {
             None => (TxnMetadata::new(fresh_id()?, timeout_ms, now), false),
@@ -239,12 +233,7 @@ impl TxnCoordinator {
         epoch: i16,
         group_id: &str,
     ) -> Result<(), TxnError> {
-        let broker = self.broker()?;
-        strom_broker::group::offsets_topic(&broker).map_err(crate::coordinator::unavailable)?;
-        let tp = (
-            OFFSETS_TOPIC.to_string(),
-            strom_broker::group::offsets_partition(group_id) as i32,
-        );
+        let tp = self.offsets_partition(group_id)?;
         let results = self
             .add_partitions(txn_id, producer_id, epoch, vec![tp])
             .await;
@@ -254,14 +243,42 @@ impl TxnCoordinator {
         )
     }
 
+    /// The partition of `__consumer_offsets` holding `group_id`'s offsets (created if need be).
+    fn offsets_partition(&self, group_id: &str) -> Result<TopicPartition, TxnError> {
+        let broker = self.broker()?;
+        strom_broker::group::offsets_topic(&broker).map_err(crate::coordinator::unavailable)?;
+        Ok((
+            OFFSETS_TOPIC.to_string(),
+            strom_broker::group::offsets_partition(group_id) as i32,
+        ))
+    }
+
+    /// TxnOffsetCommit v5+ (transaction version 2) at the group coordinator, which may be on
+    /// another node than the transaction's: the group's partition of `__consumer_offsets` joins
+    /// the producer's transaction, as AddOffsetsToTxn would have made it.
+    pub async fn join_offsets_partition(
+        self: &Arc<Self>,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<(), TxnError> {
+        let tp = self.offsets_partition(group_id)?;
+        self.verify_for_partition(txn_id, &tp, producer_id, epoch, true)
+            .await
+    }
+
     /// EndTxn: the transaction is prepared (stored) before the answer; its markers follow.
+    /// `bump_epoch` is transaction version 2 (EndTxn v5+): the answer is the producer id and
+    /// epoch the client goes on with.
     pub async fn end_txn(
         self: &Arc<Self>,
         txn_id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), TxnError> {
+        bump_epoch: bool,
+    ) -> Result<(i64, i16), TxnError> {
         self.check_owner(txn_id)?;
         let slot = self
             .slot(txn_id)
@@ -269,16 +286,31 @@ impl TxnCoordinator {
         let mut guard = slot.lock().await;
         let meta = guard.clone().ok_or(TxnError::InvalidProducerIdMapping)?;
         self.check_owner(txn_id)?;
-        match meta.end(producer_id, epoch, commit, strom_broker::now_ms())? {
-            End::Done => Ok(()),
+        let now = strom_broker::now_ms();
+        let end = if bump_epoch {
+            meta.end_v2(producer_id, epoch, commit, || self.fresh_producer_id(), now)?
+        } else {
+            meta.end(producer_id, epoch, commit, now)?
+        };
+        match end {
+            End::Done => Ok(meta.continues_as()),
             End::Prepare(next) => {
                 self.persist(txn_id, &next).await?;
+                let answer = next.continues_as();
                 *guard = Some(next);
                 drop(guard);
                 crate::markers::spawn_completion(self, txn_id.to_string());
-                Ok(())
+                Ok(answer)
             }
         }
+    }
+
+    /// A producer id never handed out before.
+    fn fresh_producer_id(&self) -> Result<i64, TxnError> {
+        self.broker()?
+            .init_producer_id(None)
+            .map(|(id, _)| id)
+            .map_err(crate::coordinator::unavailable)
     }
 
     /// DescribeTransactions.

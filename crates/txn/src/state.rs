@@ -8,6 +8,9 @@
 //!     │                        │  └──EndTxn(abort), timeout, fencing──▶ PrepareAbort ──▶ CompleteAbort
 //!     └──InitProducerId (epoch bump)◀──────────────────────────────────────────┘
 //! ```
+//!
+//! With transaction version 2 (KIP-890 part 2: EndTxn v5+, Java clients 4.x) every EndTxn also
+//! bumps the epoch, and the client goes on with the new one.
 
 use std::collections::BTreeSet;
 
@@ -60,6 +63,27 @@ pub struct TxnMetadata {
     /// When the ongoing transaction began (wall clock ms); -1 when none is.
     pub txn_start_ms: i64,
     pub last_update_ms: i64,
+    /// Transaction version 2 (KIP-890 part 2) bumps the epoch at every EndTxn: the epoch the
+    /// last ended transaction ran under (-1: none), so a retried EndTxn is told the outcome
+    /// instead of being fenced.
+    #[serde(default = "unset_epoch")]
+    pub last_producer_epoch: i16,
+    /// The producer id an exhausted epoch moved the id away from (-1: none): a retried EndTxn
+    /// still carries it.
+    #[serde(default = "unset_id")]
+    pub prev_producer_id: i64,
+    /// While a version 2 transaction with an exhausted epoch is being ended: the producer id
+    /// the Complete state moves to (-1: none).
+    #[serde(default = "unset_id")]
+    pub next_producer_id: i64,
+}
+
+fn unset_epoch() -> i16 {
+    -1
+}
+
+fn unset_id() -> i64 {
+    -1
 }
 
 /// Epochs stop one short of `i16::MAX`, as in Kafka; then the id gets a new producer id.
@@ -95,6 +119,9 @@ impl TxnMetadata {
             partitions: BTreeSet::new(),
             txn_start_ms: -1,
             last_update_ms: now_ms,
+            last_producer_epoch: -1,
+            prev_producer_id: -1,
+            next_producer_id: -1,
         }
     }
 
@@ -145,10 +172,7 @@ impl TxnMetadata {
                     producer_id,
                     producer_epoch,
                     timeout_ms,
-                    state: TxnState::Empty,
-                    partitions: BTreeSet::new(),
-                    txn_start_ms: -1,
-                    last_update_ms: now_ms,
+                    ..TxnMetadata::new(producer_id, timeout_ms, now_ms)
                 }))
             }
         }
@@ -174,6 +198,8 @@ impl TxnMetadata {
             producer_epoch: epoch,
             state: TxnState::PrepareAbort,
             last_update_ms: now_ms,
+            // No client asked for this end, so no request can be a retry of it.
+            last_producer_epoch: -1,
             ..self.clone()
         })
     }
@@ -253,14 +279,108 @@ impl TxnMetadata {
         }
     }
 
+    /// EndTxn v5+ (transaction version 2, KIP-890 part 2): ending a transaction bumps the
+    /// producer's epoch, which the markers carry, so nothing sent under the old epoch (a
+    /// delayed batch, a late EndTxn) can join the next transaction. An abort needs no ongoing
+    /// transaction (a client may abort one none of whose requests arrived). A retry of the
+    /// last EndTxn is answered with its outcome. `fresh_id` hands out a new producer id when
+    /// the epochs are exhausted.
+    pub fn end_v2(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        fresh_id: impl FnOnce() -> Result<i64, TxnError>,
+        now_ms: i64,
+    ) -> Result<End, TxnError> {
+        let retry = self.last_producer_epoch >= 0
+            && epoch == self.last_producer_epoch
+            && (producer_id == self.producer_id || producer_id == self.prev_producer_id);
+        if retry && self.state != TxnState::Ongoing {
+            let ended_so = match self.state {
+                TxnState::PrepareCommit | TxnState::CompleteCommit => Some(true),
+                TxnState::PrepareAbort | TxnState::CompleteAbort => Some(false),
+                _ => None,
+            };
+            return match (ended_so, self.state.is_preparing()) {
+                (Some(c), true) if c == commit => Err(TxnError::ConcurrentTransactions),
+                (Some(c), false) if c == commit => Ok(End::Done),
+                _ => Err(TxnError::InvalidTxnState(format!(
+                    "the transaction ended otherwise ({})",
+                    self.state.name()
+                ))),
+            };
+        }
+        self.check_producer(producer_id, epoch)?;
+        match (self.state, commit) {
+            (TxnState::Ongoing, _)
+            | (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) => {}
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                return Err(TxnError::ConcurrentTransactions)
+            }
+            _ => {
+                return Err(TxnError::InvalidTxnState(format!(
+                    "cannot {} a transaction in state {}",
+                    if commit { "commit" } else { "abort" },
+                    self.state.name()
+                )))
+            }
+        }
+        let next_producer_id = if self.producer_epoch >= LAST_EPOCH {
+            fresh_id()?
+        } else {
+            -1
+        };
+        let ongoing = self.state == TxnState::Ongoing;
+        Ok(End::Prepare(TxnMetadata {
+            state: if commit {
+                TxnState::PrepareCommit
+            } else {
+                TxnState::PrepareAbort
+            },
+            // At an exhausted epoch the markers still need one the partitions have not seen;
+            // the Complete state then moves to `next_producer_id`.
+            producer_epoch: self.producer_epoch.saturating_add(1),
+            last_producer_epoch: epoch,
+            next_producer_id,
+            partitions: if ongoing {
+                self.partitions.clone()
+            } else {
+                BTreeSet::new()
+            },
+            txn_start_ms: if ongoing { self.txn_start_ms } else { -1 },
+            last_update_ms: now_ms,
+            ..self.clone()
+        }))
+    }
+
+    /// The producer id and epoch a client goes on with once this (prepared or complete)
+    /// transaction has ended.
+    pub fn continues_as(&self) -> (i64, i16) {
+        if self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
+        }
+    }
+
     /// The markers are all written.
     pub fn complete(&self, now_ms: i64) -> TxnMetadata {
+        let (producer_id, producer_epoch) = self.continues_as();
         TxnMetadata {
             state: if self.state == TxnState::PrepareCommit {
                 TxnState::CompleteCommit
             } else {
                 TxnState::CompleteAbort
             },
+            producer_id,
+            producer_epoch,
+            prev_producer_id: if producer_id != self.producer_id {
+                self.producer_id
+            } else {
+                self.prev_producer_id
+            },
+            next_producer_id: -1,
             partitions: BTreeSet::new(),
             txn_start_ms: -1,
             last_update_ms: now_ms,
@@ -430,5 +550,99 @@ mod tests {
             m.add_partitions(7, 0, &many, 5, NOW),
             Err(TxnError::InvalidTxnState(_))
         ));
+    }
+
+    #[test]
+    fn version_2_bumps_the_epoch_at_every_end() {
+        let m = ongoing();
+        let End::Prepare(p) = m.end_v2(7, 0, true, no_id, NOW).unwrap() else {
+            panic!("expected prepare")
+        };
+        assert_eq!((p.state, p.producer_epoch), (TxnState::PrepareCommit, 1));
+        assert_eq!(p.partitions, m.partitions, "markers go to every partition");
+        assert_eq!(p.continues_as(), (7, 1));
+        // A retry while the markers are written waits; the other outcome is refused.
+        assert_eq!(
+            p.end_v2(7, 0, true, no_id, NOW),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert!(matches!(
+            p.end_v2(7, 0, false, no_id, NOW),
+            Err(TxnError::InvalidTxnState(_))
+        ));
+        let done = p.complete(NOW);
+        assert_eq!((done.producer_id, done.producer_epoch), (7, 1));
+        assert_eq!(done.end_v2(7, 0, true, no_id, NOW), Ok(End::Done));
+        // The next transaction runs under epoch 1: the old epoch is fenced everywhere.
+        let next = done
+            .add_partitions(7, 1, &[tp("b", 0)], 100, NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            next.end_v2(7, 0, true, no_id, NOW),
+            Err(TxnError::ProducerFenced),
+            "a late EndTxn of the previous transaction"
+        );
+        assert_eq!(
+            next.add_partitions(7, 0, &[tp("c", 0)], 100, NOW),
+            Err(TxnError::ProducerFenced)
+        );
+        // A commit needs a transaction; an abort does not (nothing reached the broker).
+        assert!(matches!(
+            done.end_v2(7, 1, true, no_id, NOW),
+            Err(TxnError::InvalidTxnState(_))
+        ));
+        let End::Prepare(a) = done.end_v2(7, 1, false, no_id, NOW).unwrap() else {
+            panic!("expected prepare")
+        };
+        assert_eq!(
+            (a.state, a.producer_epoch, a.partitions.len()),
+            (TxnState::PrepareAbort, 2, 0)
+        );
+    }
+
+    #[test]
+    fn version_2_moves_an_exhausted_epoch_to_a_new_producer_id() {
+        let mut m = ongoing();
+        m.producer_epoch = LAST_EPOCH;
+        let End::Prepare(p) = m.end_v2(7, LAST_EPOCH, false, || Ok(99), NOW).unwrap() else {
+            panic!("expected prepare")
+        };
+        assert_eq!(
+            (p.producer_id, p.producer_epoch),
+            (7, i16::MAX),
+            "markers carry an epoch the partitions have not seen"
+        );
+        assert_eq!(p.continues_as(), (99, 0));
+        let done = p.complete(NOW);
+        assert_eq!((done.producer_id, done.producer_epoch), (99, 0));
+        assert_eq!(
+            done.end_v2(7, LAST_EPOCH, false, no_id, NOW),
+            Ok(End::Done),
+            "a retry under the old producer id"
+        );
+        assert_eq!(
+            done.end_v2(7, LAST_EPOCH - 1, false, no_id, NOW),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn a_timeout_abort_is_no_request_to_retry() {
+        let m = ongoing();
+        let End::Prepare(p) = m.end_v2(7, 0, true, no_id, NOW).unwrap() else {
+            panic!("expected prepare")
+        };
+        let next = p
+            .complete(NOW)
+            .add_partitions(7, 1, &[tp("a", 0)], 100, NOW)
+            .unwrap()
+            .unwrap();
+        let fenced = next.fence_and_abort(NOW).unwrap().complete(NOW);
+        assert_eq!(fenced.producer_epoch, 2);
+        assert_eq!(
+            fenced.end_v2(7, 1, false, no_id, NOW),
+            Err(TxnError::ProducerFenced)
+        );
     }
 }

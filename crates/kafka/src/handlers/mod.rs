@@ -50,7 +50,7 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
             Some(c) => now(cluster::metadata(ctx, c, r, version).into()),
             None => now(metadata::handle(ctx, r, version).into()),
         },
-        RequestKind::Produce(r) => produce::handle(ctx, r),
+        RequestKind::Produce(r) => produce::handle(ctx, r, version),
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
         RequestKind::ListOffsets(r) => {
             Reply::Now(Box::new(list_offsets::handle(ctx, r, version).into()))
@@ -76,8 +76,8 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
         RequestKind::InitProducerId(r) => init_producer_id::handle(ctx, r, version),
         RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(ctx, r, version),
         RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(ctx, r),
-        RequestKind::EndTxn(r) => txn::end_txn(ctx, r),
-        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(ctx, r),
+        RequestKind::EndTxn(r) => txn::end_txn(ctx, r, version),
+        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(ctx, r, version),
         RequestKind::DescribeTransactions(r) => txn::describe(ctx, r),
         RequestKind::ListTransactions(r) => txn::list(ctx, r),
         RequestKind::FindCoordinator(r) => now(find_coordinator::handle(ctx, r, version).into()),

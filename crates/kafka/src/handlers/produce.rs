@@ -1,7 +1,9 @@
 //! Produce: validate and append every partition's batches now (so pipelined requests keep their
 //! order), then answer once the appends are durable. A transactional batch the partition has
-//! no permission for (its leader changed or restarted since the coordinator added it) waits
-//! for the coordinator's word (KIP-890's verification) and is appended after.
+//! no permission for waits for the coordinator's word and is appended after: before v12 the
+//! client added the partition itself and the coordinator only verifies it (the leader changed
+//! or restarted since; KIP-890 part 1); from v12 (transaction version 2) the coordinator adds
+//! the partition to the producer's transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strom_broker::{BrokerError, Partition, Topic};
 use strom_storage::batch;
+use strom_txn::TxnError;
 
 use super::Reply;
 use crate::Context;
@@ -40,7 +43,8 @@ enum Appended {
     Unverified(Arc<Partition>, Vec<Bytes>, i64, i16),
 }
 
-pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
+pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
+    let add = version >= super::txn::TV2_PRODUCE;
     let acks = req.acks;
     let valid_acks = (-1..=1).contains(&acks);
     let txn_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
@@ -104,7 +108,10 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
             let (ctx, txn_id) = (Arc::clone(ctx), txn_id.unwrap_or_default());
             tokio::spawn(async move {
                 let mut response = response;
-                verify_and_append(&ctx, &txn_id, unverified, &mut response, &mut Vec::new()).await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                let mut waits = Vec::new();
+                let how = Verify { add, deadline };
+                verify_and_append(&ctx, &txn_id, how, unverified, &mut response, &mut waits).await;
             });
         }
         return Reply::Nothing;
@@ -121,7 +128,8 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest) -> Reply {
         let mut response = response;
         let mut waits = waits;
         if let Some(txn_id) = txn_id.filter(|_| !unverified.is_empty()) {
-            verify_and_append(&ctx, &txn_id, unverified, &mut response, &mut waits).await;
+            let how = Verify { add, deadline };
+            verify_and_append(&ctx, &txn_id, how, unverified, &mut response, &mut waits).await;
         }
         for w in waits {
             let error =
@@ -206,29 +214,55 @@ fn append(
     }
 }
 
+/// How the coordinator is asked about an unverified partition.
+struct Verify {
+    /// Transaction version 2: add the partition to the transaction, not just check it.
+    add: bool,
+    /// The request's: a coordinator still ending the producer's previous transaction is asked
+    /// again until then.
+    deadline: tokio::time::Instant,
+}
+
 /// Asks the coordinator about each unverified partition; a verified one is allowed and
-/// appended (then waited for like the others), a refused one answers INVALID_TXN_STATE.
+/// appended (then waited for like the others), a refused one answers with the coordinator's
+/// reason as Kafka's partition leaders pass it on.
 async fn verify_and_append(
     ctx: &Context,
     txn_id: &str,
+    how: Verify,
     unverified: Vec<Unverified>,
     response: &mut ProduceResponse,
     waits: &mut Vec<Wait>,
 ) {
     for u in unverified {
         let tp = (u.on.topic.clone(), u.on.index);
-        let verified = ctx
-            .txn
-            .verify_for_partition(txn_id, &tp, u.producer_id, u.epoch)
-            .await;
+        let verified = loop {
+            let r = ctx
+                .txn
+                .verify_for_partition(txn_id, &tp, u.producer_id, u.epoch, how.add)
+                .await;
+            match r {
+                Err(TxnError::ConcurrentTransactions)
+                    if tokio::time::Instant::now() + CONCURRENT_RETRY < how.deadline =>
+                {
+                    tokio::time::sleep(CONCURRENT_RETRY).await
+                }
+                r => break r,
+            }
+        };
         let appended = match verified {
             Ok(()) => {
                 u.on.allow_transaction(u.producer_id, u.epoch)
-                    .and_then(|()| u.on.append(&u.batches))
+                    .and_then(|()| u.on.append_verified(&u.batches))
+                    .map_err(|e| {
+                        let code = crate::errors::kafka_error(&e);
+                        (code, e.to_string())
+                    })
             }
-            Err(why) => Err(BrokerError::InvalidTxnState(format!(
-                "the coordinator did not verify the partition: {why}"
-            ))),
+            Err(e) => Err((
+                verification_error(&e, how.add),
+                format!("the transaction coordinator refused the partition: {e}"),
+            )),
         };
         let p = &mut response.responses[u.topic].partition_responses[u.partition];
         match appended {
@@ -242,14 +276,34 @@ async fn verify_and_append(
                     result: r,
                 });
             }
-            Err(e) => {
-                tracing::debug!(partition = ?u.on, txn_id, "transactional produce refused: {e}");
-                p.error_code = crate::errors::kafka_error(&e).code();
-                p.error_message = Some(super::str_bytes(e.to_string()));
+            Err((code, why)) => {
+                tracing::debug!(partition = ?u.on, txn_id, "transactional produce refused: {why}");
+                p.error_code = code.code();
+                p.error_message = Some(super::str_bytes(why));
                 p.base_offset = -1;
                 p.log_start_offset = -1;
             }
         }
+    }
+}
+
+/// How often a leader asks again while the producer's previous transaction is being ended.
+const CONCURRENT_RETRY: Duration = Duration::from_millis(20);
+
+/// The produce error for a coordinator's refusal, as Kafka's partition leaders answer it: the
+/// coordinator moving or busy is retriable (NOT_ENOUGH_REPLICAS), a fenced producer an epoch
+/// error; the rest as the coordinator said (before transaction version 2: INVALID_TXN_STATE).
+fn verification_error(e: &TxnError, add: bool) -> ResponseError {
+    match e {
+        TxnError::NotCoordinator
+        | TxnError::LoadInProgress
+        | TxnError::CoordinatorNotAvailable(_) => ResponseError::NotEnoughReplicas,
+        TxnError::ConcurrentTransactions if !add => ResponseError::NotEnoughReplicas,
+        TxnError::ProducerFenced | TxnError::InvalidProducerEpoch => {
+            ResponseError::InvalidProducerEpoch
+        }
+        _ if !add => ResponseError::InvalidTxnState,
+        other => crate::errors::txn_error(other),
     }
 }
 

@@ -146,7 +146,14 @@ pub fn add_offsets(ctx: &Arc<Context>, req: AddOffsetsToTxnRequest) -> Reply {
     })
 }
 
-pub fn end_txn(ctx: &Arc<Context>, req: EndTxnRequest) -> Reply {
+/// The first versions of EndTxn, Produce and TxnOffsetCommit of transaction version 2
+/// (KIP-890 part 2): the epoch is bumped at every EndTxn, and a transaction's partitions are
+/// added by the partition leader and the group coordinator instead of by the client.
+pub const TV2_END_TXN: i16 = 5;
+pub const TV2_PRODUCE: i16 = 12;
+pub const TV2_TXN_OFFSET_COMMIT: i16 = 5;
+
+pub fn end_txn(ctx: &Arc<Context>, req: EndTxnRequest, version: i16) -> Reply {
     let ctx = Arc::clone(ctx);
     later(async move {
         let r = ctx
@@ -156,19 +163,25 @@ pub fn end_txn(ctx: &Arc<Context>, req: EndTxnRequest) -> Reply {
                 req.producer_id.0,
                 req.producer_epoch,
                 req.committed,
+                version >= TV2_END_TXN,
             )
             .await;
         if let Err(e) = &r {
             tracing::debug!(txn_id = %req.transactional_id.0, "EndTxn: {e}");
         }
+        // Before v5 the client keeps its epoch; -1 says so.
+        let (producer_id, epoch) = match &r {
+            Ok(next) if version >= TV2_END_TXN => *next,
+            _ => (-1, -1),
+        };
         EndTxnResponse::default()
-            .with_error_code(code(&r))
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+            .with_error_code(code(&r.map(|_| ())))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
     })
 }
 
-pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest) -> Reply {
+pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest, version: i16) -> Reply {
     let shape: Vec<(TopicName, Vec<i32>)> = req
         .topics
         .iter()
@@ -193,17 +206,69 @@ pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest) -> Rep
             })
         })
         .collect();
-    let who = TxnCommitter {
-        producer_id: req.producer_id.0,
-        producer_epoch: req.producer_epoch,
-        member_id: &req.member_id,
-        instance_id: req.group_instance_id.as_deref(),
-        generation: req.generation_id,
+    let n = commits.len();
+    let codes = |results: Vec<Result<(), strom_broker::group::GroupError>>| -> Vec<i16> {
+        results.iter().map(super::group::result_code).collect()
     };
-    let durable = ctx
-        .broker
-        .groups()
-        .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
+    let durable: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<i16>> + Send>> =
+        if version < TV2_TXN_OFFSET_COMMIT {
+            // Started now, so pipelined commits of one producer are written in order.
+            let who = TxnCommitter {
+                producer_id: req.producer_id.0,
+                producer_epoch: req.producer_epoch,
+                member_id: &req.member_id,
+                instance_id: req.group_instance_id.as_deref(),
+                generation: req.generation_id,
+            };
+            let durable =
+                ctx.broker
+                    .groups()
+                    .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
+            Box::pin(async move { codes(durable.await) })
+        } else {
+            // Transaction version 2: the client sent no AddOffsetsToTxn; the group's partition
+            // of `__consumer_offsets` joins the transaction here, before the offsets are
+            // written.
+            let ctx = Arc::clone(ctx);
+            // As Kafka: partitions of unknown topics are answered as such, whatever the
+            // transaction; with none known there is nothing to add.
+            let any_known = commits.iter().any(|c| {
+                ctx.broker
+                    .topic(&c.topic)
+                    .and_then(|t| t.partition(c.partition))
+                    .is_some()
+            });
+            Box::pin(async move {
+                let joined = if !any_known {
+                    Ok(())
+                } else {
+                    ctx.txn
+                        .join_offsets_partition(
+                            &req.transactional_id.0,
+                            req.producer_id.0,
+                            req.producer_epoch,
+                            &req.group_id.0,
+                        )
+                        .await
+                };
+                if let Err(e) = joined {
+                    tracing::debug!(txn_id = %req.transactional_id.0, "TxnOffsetCommit: {e}");
+                    return vec![txn_error(&e).code(); n];
+                }
+                let who = TxnCommitter {
+                    producer_id: req.producer_id.0,
+                    producer_epoch: req.producer_epoch,
+                    member_id: &req.member_id,
+                    instance_id: req.group_instance_id.as_deref(),
+                    generation: req.generation_id,
+                };
+                let durable =
+                    ctx.broker
+                        .groups()
+                        .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
+                codes(durable.await)
+            })
+        };
     Reply::Later(Box::pin(async move {
         let mut results = durable.await.into_iter();
         let topics = shape
@@ -212,7 +277,7 @@ pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest) -> Rep
                 let partitions = parts
                     .into_iter()
                     .map(|index| {
-                        let code = results.next().map_or(0, |r| super::group::result_code(&r));
+                        let code = results.next().unwrap_or(0);
                         TxnOffsetCommitResponsePartition::default()
                             .with_partition_index(index)
                             .with_error_code(code)

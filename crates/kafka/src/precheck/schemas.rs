@@ -84,7 +84,9 @@ const fn tagged(tag: u32, name: &'static str, ty: Ty, min: i16, max: i16) -> Tag
     }
 }
 
-// ---- 0 Produce (kafka-protocol 0.18 knows v3..=v13; Strom checks v3..=v11) ----
+// ---- 0 Produce (kafka-protocol 0.18 knows v3..=v13; Strom checks v3..=v12) ----
+//
+// v12 is v11 on the wire; it says the client uses transaction version 2 (KIP-890 part 2).
 
 static PRODUCE_REQUEST: StructDef = StructDef {
     name: "ProduceRequest",
@@ -513,7 +515,7 @@ pub(super) static SCHEMAS: &[Schema] = &[
         api_key: 0,
         name: "Produce",
         min_version: 3,
-        max_version: 11,
+        max_version: 12,
         flexible_from: 9,
         body: &PRODUCE_REQUEST,
     },
@@ -681,7 +683,7 @@ pub(super) static SCHEMAS: &[Schema] = &[
         api_key: 26,
         name: "EndTxn",
         min_version: 0,
-        max_version: 4,
+        max_version: 5,
         flexible_from: 3,
         body: &END_TXN_REQUEST,
     },
@@ -689,7 +691,7 @@ pub(super) static SCHEMAS: &[Schema] = &[
         api_key: 28,
         name: "TxnOffsetCommit",
         min_version: 0,
-        max_version: 4,
+        max_version: 5,
         flexible_from: 3,
         body: &TXN_OFFSET_COMMIT_REQUEST,
     },

@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod proxy;
 pub mod rdk;
 pub mod txn;
+pub mod txn_wire;
 pub mod wire;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_strom");

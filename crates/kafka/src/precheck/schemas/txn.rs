@@ -53,7 +53,9 @@ pub(super) static ADD_OFFSETS_TO_TXN_REQUEST: StructDef = StructDef {
     tagged: &[],
 };
 
-// ---- 26 EndTxn (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v4) ----
+// ---- 26 EndTxn (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+//
+// v5's request is v4's; its answer carries the bumped epoch (transaction version 2).
 
 pub(super) static END_TXN_REQUEST: StructDef = StructDef {
     name: "EndTxnRequest",
@@ -66,7 +68,9 @@ pub(super) static END_TXN_REQUEST: StructDef = StructDef {
     tagged: &[],
 };
 
-// ---- 28 TxnOffsetCommit (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v4) ----
+// ---- 28 TxnOffsetCommit (kafka-protocol 0.18 knows v0..=v5; Strom checks v0..=v5) ----
+//
+// v5 is v4 on the wire; the group coordinator adds its partition to the transaction.
 
 pub(super) static TXN_OFFSET_COMMIT_REQUEST: StructDef = StructDef {
     name: "TxnOffsetCommitRequest",
