@@ -229,4 +229,37 @@ fn transactional_produce_and_e2e_commit() {
         "",
     );
     assert!(!ok && err.contains("--client rdkafka"), "{err}");
+
+    // The same stop every 50 records without transactions: every record acknowledged once.
+    let rows = bench(
+        &addr,
+        &[
+            "produce",
+            "--idempotent",
+            "--flush-every",
+            "50",
+            "--rate",
+            "1000",
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(number(&rows[0], "errors"), 0, "{rows:?}");
+    assert!(number(&rows[0], "records") > 0, "{rows:?}");
+    let (ok, _, err) = cli(
+        &[
+            "bench",
+            "produce",
+            "--transactional",
+            "--flush-every",
+            "5",
+            "-b",
+            &addr,
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("--flush-every"), "{err}");
 }

@@ -109,6 +109,12 @@ pub struct BenchArgs {
     /// Records per transaction of each producer, with --transactional.
     #[arg(long, default_value_t = 1000, requires = "transactional", value_parser = clap::value_parser!(u64).range(1..))]
     pub txn_records: u64,
+    /// Without transactions, each producer stops every N records until all it sent is
+    /// acknowledged (librdkafka's flush), as a transactional producer stops at every commit:
+    /// with --idempotent, the same run as --transactional --txn-records N minus the
+    /// coordinator's work, so the two separate the client's stop from the broker's share.
+    #[arg(long, conflicts_with = "transactional", value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_every: Option<u64>,
 }
 
 /// The client library a benchmark's producers and consumers use.

@@ -52,6 +52,8 @@ pub struct Plan {
     pub stamp_run: Option<u32>,
     /// Records per transaction of a transactional producer (`--transactional`).
     pub txn_records: Option<u64>,
+    /// A producer without transactions flushes every this many records (`--flush-every`).
+    pub flush_every: Option<u64>,
 }
 
 impl Plan {

@@ -43,6 +43,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         payload: super::random_payload(args.message_size)?,
         stamp_run: None,
         txn_records: args.txn_records(),
+        flush_every: args.flush_every,
     };
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
 

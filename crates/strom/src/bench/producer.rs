@@ -126,6 +126,16 @@ pub async fn run(producer: Producer, plan: Plan) -> anyhow::Result<Stats> {
             }
         }
         seq += 1;
+        if plan.flush_every.is_some_and(|n| seq.is_multiple_of(n)) {
+            if let Err(e) = txn::flush(&producer, txn::TXN_TIMEOUT) {
+                stats.fail(seq, || describe_error(&e));
+                break;
+            }
+            let window_end = plan.window_end();
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                settle(&mut stats, done, &plan, window_end);
+            }
+        }
         if let Some(txn) = txn.as_mut().filter(|txn| txn.full(seq)) {
             if !end_txn(&producer, txn, seq, &mut stats, &mut in_flight, &plan).await {
                 break;

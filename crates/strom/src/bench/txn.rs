@@ -38,6 +38,9 @@ const POLL_STEP: Duration = Duration::from_micros(100);
 
 /// Refuses settings transactions cannot run with, before anything is created on the broker.
 pub fn check_supported(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.flush_every.is_some() && args.client != ClientKind::Rdkafka {
+        bail!("--flush-every needs --client rdkafka (it calls librdkafka's flush)");
+    }
     if !args.transactional && !args.idempotent {
         return Ok(());
     }
@@ -317,7 +320,7 @@ fn commit(producer: &Producer) -> Result<Instant, (KafkaError, bool)> {
 /// (which its `commit_transaction` calls first) instead polls in steps that each block for
 /// the full 100 ms, which would add up to 100 ms to every commit; after this flush it returns
 /// at once, and librdkafka's commit finds nothing left to flush either.
-fn flush(producer: &Producer, timeout: Duration) -> Result<(), KafkaError> {
+pub(super) fn flush(producer: &Producer, timeout: Duration) -> Result<(), KafkaError> {
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: the pointer is the producer's live librdkafka handle, borrowed for the call;
     // rd_kafka_flush may be called from any thread.
