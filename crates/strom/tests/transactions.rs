@@ -391,8 +391,10 @@ async fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
         let topics = [(topic, 2)];
         let mut sent = Sent::new();
 
+        // librdkafka's own account of the zombie's transaction states, printed if this fails.
+        let _dump = librdkafka_log::capture();
         // The coordinator fences the old epoch: EndTxn.
-        let zombie = txn_producer(&addr, "tx-zombie", &[]);
+        let zombie = txn_producer(&addr, "tx-zombie", &[("debug", "eos")]);
         zombie.begin_transaction().expect("begin");
         let zombie_records = records("zombie", topic, 2, 5);
         produce(&zombie, &zombie_records, &mut sent);
@@ -662,4 +664,54 @@ async fn a_three_node_cluster_commits_and_aborts_across_replicated_partitions() 
             "survivors, after one more commit",
         );
     });
+}
+
+/// librdkafka's log lines (rust-rdkafka passes them to the `log` crate), kept in memory and
+/// printed on the test's thread if it panics, so a failure shows what the client did.
+mod librdkafka_log {
+    use std::sync::{Mutex, Once};
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static INSTALL: Once = Once::new();
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.target().starts_with("librdkafka")
+        }
+
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                let mut lines = LINES.lock().unwrap_or_else(|p| p.into_inner());
+                if lines.len() < 10_000 {
+                    lines.push(format!("{} {}", r.level(), r.args()));
+                }
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// Prints the captured lines when dropped during a panic.
+    pub struct DumpOnPanic;
+
+    impl Drop for DumpOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                for line in LINES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+
+    pub fn capture() -> DumpOnPanic {
+        INSTALL.call_once(|| {
+            if log::set_logger(&Capture).is_ok() {
+                log::set_max_level(log::LevelFilter::Debug);
+            }
+        });
+        DumpOnPanic
+    }
 }
