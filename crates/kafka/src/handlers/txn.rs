@@ -181,7 +181,11 @@ pub fn end_txn(ctx: &Arc<Context>, req: EndTxnRequest, version: i16) -> Reply {
     })
 }
 
-pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest, version: i16) -> Reply {
+pub fn txn_offset_commit(
+    ctx: &Arc<Context>,
+    mut req: TxnOffsetCommitRequest,
+    version: i16,
+) -> Reply {
     let shape: Vec<(TopicName, Vec<i32>)> = req
         .topics
         .iter()
@@ -192,8 +196,7 @@ pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest, versio
             )
         })
         .collect();
-    let commits: Vec<OffsetCommit> = req
-        .topics
+    let commits: Vec<OffsetCommit> = std::mem::take(&mut req.topics)
         .into_iter()
         .flat_map(|t| {
             let topic = t.name.0.to_string();
@@ -207,24 +210,10 @@ pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest, versio
         })
         .collect();
     let n = commits.len();
-    let codes = |results: Vec<Result<(), strom_broker::group::GroupError>>| -> Vec<i16> {
-        results.iter().map(super::group::result_code).collect()
-    };
     let durable: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<i16>> + Send>> =
         if version < TV2_TXN_OFFSET_COMMIT {
             // Started now, so pipelined commits of one producer are written in order.
-            let who = TxnCommitter {
-                producer_id: req.producer_id.0,
-                producer_epoch: req.producer_epoch,
-                member_id: &req.member_id,
-                instance_id: req.group_instance_id.as_deref(),
-                generation: req.generation_id,
-            };
-            let durable =
-                ctx.broker
-                    .groups()
-                    .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
-            Box::pin(async move { codes(durable.await) })
+            Box::pin(store_txn_offsets(ctx, &req, commits))
         } else {
             // Transaction version 2: the client sent no AddOffsetsToTxn; the group's partition
             // of `__consumer_offsets` joins the transaction here, before the offsets are
@@ -239,34 +228,22 @@ pub fn txn_offset_commit(ctx: &Arc<Context>, req: TxnOffsetCommitRequest, versio
                     .is_some()
             });
             Box::pin(async move {
-                let joined = if !any_known {
-                    Ok(())
-                } else {
-                    ctx.txn
+                if any_known {
+                    let joined = ctx
+                        .txn
                         .join_offsets_partition(
                             &req.transactional_id.0,
                             req.producer_id.0,
                             req.producer_epoch,
                             &req.group_id.0,
                         )
-                        .await
-                };
-                if let Err(e) = joined {
-                    tracing::debug!(txn_id = %req.transactional_id.0, "TxnOffsetCommit: {e}");
-                    return vec![txn_error(&e).code(); n];
+                        .await;
+                    if let Err(e) = joined {
+                        tracing::debug!(txn_id = %req.transactional_id.0, "TxnOffsetCommit: {e}");
+                        return vec![txn_error(&e).code(); n];
+                    }
                 }
-                let who = TxnCommitter {
-                    producer_id: req.producer_id.0,
-                    producer_epoch: req.producer_epoch,
-                    member_id: &req.member_id,
-                    instance_id: req.group_instance_id.as_deref(),
-                    generation: req.generation_id,
-                };
-                let durable =
-                    ctx.broker
-                        .groups()
-                        .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
-                codes(durable.await)
+                store_txn_offsets(&ctx, &req, commits).await
             })
         };
     Reply::Later(Box::pin(async move {
@@ -389,4 +366,31 @@ pub fn list(ctx: &Arc<Context>, req: ListTransactionsRequest) -> Reply {
             .with_unknown_state_filters(unknown)
             .with_transaction_states(listed)
     })
+}
+
+/// Writes `commits` as the producer's transactional offsets; resolves to each partition's
+/// error code once they are durable.
+fn store_txn_offsets(
+    ctx: &Context,
+    req: &TxnOffsetCommitRequest,
+    commits: Vec<OffsetCommit>,
+) -> impl std::future::Future<Output = Vec<i16>> + Send + 'static {
+    let who = TxnCommitter {
+        producer_id: req.producer_id.0,
+        producer_epoch: req.producer_epoch,
+        member_id: &req.member_id,
+        instance_id: req.group_instance_id.as_deref(),
+        generation: req.generation_id,
+    };
+    let durable = ctx
+        .broker
+        .groups()
+        .txn_commit(&ctx.broker, &req.group_id.0, who, commits);
+    async move {
+        durable
+            .await
+            .iter()
+            .map(super::group::result_code)
+            .collect()
+    }
 }

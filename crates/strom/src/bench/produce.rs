@@ -48,18 +48,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
 
     let label = args.label("produce");
+    // Transactional: one row for the records' acknowledgements, one for the commits.
+    let (extra, measure): (&[&str], Vec<String>) = if args.transactional {
+        (&["measure"], vec!["ack".to_string()])
+    } else {
+        (&[], Vec::new())
+    };
+    let mut table = Table::new(&produce_header(extra));
+    table.row(produce_row(
+        &args,
+        &label,
+        partitions.len(),
+        rate,
+        &stats,
+        &measure,
+    ));
     if args.transactional {
-        // One row for the records' acknowledgements, one for the commits.
-        let mut table = Table::new(&produce_header(&["measure"]));
-        let ack = ["ack".to_string()];
-        table.row(produce_row(
-            &args,
-            &label,
-            partitions.len(),
-            rate,
-            &stats,
-            &ack,
-        ));
         table.row(commit_row(
             &args,
             &label,
@@ -67,19 +71,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate,
             &stats.txn,
         ));
-        table.print();
+    }
+    table.print();
+    if args.transactional {
         txn::print_commit_split(&stats.txn);
-    } else {
-        let mut table = Table::new(&produce_header(&[]));
-        table.row(produce_row(
-            &args,
-            &label,
-            partitions.len(),
-            rate,
-            &stats,
-            &[],
-        ));
-        table.print();
     }
     if let Some(err) = &stats.first_error {
         eprintln!("{} records failed; first error: {err}", stats.errors);
