@@ -285,7 +285,7 @@ impl Partition {
             return self.append_replicated(replica, batches, headers, writer);
         }
         let log = self.log_mut();
-        let producers = self.producers_mut();
+        let mut producers = self.producers_mut();
         let base_offset = log.next_offset();
         // The producer's epoch first: a fenced producer hears that it is fenced.
         let verdict = producers.state.check(headers, base_offset, now);

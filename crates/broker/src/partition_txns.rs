@@ -75,14 +75,22 @@ impl ProducerTracking {
         }
     }
 
-    /// The checks of an append that is not a duplicate.
+    /// The checks of an append that is not a duplicate. A verified produce gets its
+    /// permission here, under the same lock as its append: a pipelined request behind it can
+    /// find the permission only once the verified batches are in, never jump ahead of them.
     pub(crate) fn check_writer(
-        &self,
+        &mut self,
         writer: Writer<'_>,
         headers: &[BatchHeader],
     ) -> Result<(), BrokerError> {
         match writer {
-            Writer::Client | Writer::Verified => self.check_transactions(headers),
+            Writer::Client => self.check_transactions(headers),
+            Writer::Verified => {
+                for h in headers.iter().filter(|h| h.is_transactional()) {
+                    self.permit(h.producer_id, h.producer_epoch)?;
+                }
+                self.check_transactions(headers)
+            }
             Writer::Coordinator => Ok(()),
             Writer::Marker(m) => self.check_marker(m),
         }
@@ -101,6 +109,17 @@ impl ProducerTracking {
             }
             _ => Ok(()),
         }
+    }
+
+    /// `producer_id` may take transactional batches here in `epoch`.
+    fn permit(&mut self, producer_id: i64, epoch: i16) -> Result<(), BrokerError> {
+        if !self.allowed.contains_key(&producer_id) && self.allowed.len() >= MAX_OPEN_TRANSACTIONS {
+            return Err(BrokerError::InvalidTxnState(format!(
+                "{MAX_OPEN_TRANSACTIONS} transactions are open on this partition already"
+            )));
+        }
+        self.allowed.insert(producer_id, epoch);
+        Ok(())
     }
 
     /// The state a restore rebuilt from the log (after a cut or a Raft snapshot). Permissions
@@ -177,16 +196,7 @@ impl Partition {
     /// coordinator when the batch arrives (the produce handler's verification).
     pub fn allow_transaction(&self, producer_id: i64, epoch: i16) -> Result<(), BrokerError> {
         self.ensure_leader()?;
-        let mut producers = self.producers_mut();
-        if !producers.allowed.contains_key(&producer_id)
-            && producers.allowed.len() >= MAX_OPEN_TRANSACTIONS
-        {
-            return Err(BrokerError::InvalidTxnState(format!(
-                "{MAX_OPEN_TRANSACTIONS} transactions are open on this partition already"
-            )));
-        }
-        producers.allowed.insert(producer_id, epoch);
-        Ok(())
+        self.producers_mut().permit(producer_id, epoch)
     }
 
     /// Writes a commit or abort marker for `marker.producer_id` (the coordinator's

@@ -296,7 +296,7 @@ impl Partition {
         // can slip between them: the same atomicity as the single-node path.
         {
             let log = self.log_ref();
-            let producers = self.producers_mut();
+            let mut producers = self.producers_mut();
             // The producer's epoch first: a fenced producer hears that it is fenced.
             let verdict = producers
                 .state

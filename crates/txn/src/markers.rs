@@ -67,7 +67,8 @@ async fn run(c: &Arc<TxnCoordinator>, call: Call) -> Result<(), TxnError> {
         } => {
             let tp = vec![(topic, partition)];
             let results = if add {
-                c.add_partitions(&txn_id, producer_id, epoch, tp).await
+                c.add_to_transaction(&txn_id, producer_id, epoch, tp, false)
+                    .await
             } else {
                 c.verify_partitions(&txn_id, producer_id, epoch, tp).await
             };

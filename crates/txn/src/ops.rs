@@ -88,6 +88,22 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     ) -> AddResults {
+        self.add_to_transaction(txn_id, producer_id, epoch, partitions, true)
+            .await
+    }
+
+    /// The partitions join the producer's transaction; with `allow_leaders` (the client's
+    /// request, whose batches follow its answer) their leaders are told first. A leader or
+    /// group coordinator asking for itself (transaction version 2) is not: the leader takes
+    /// the permission with the batches it asked for.
+    pub(crate) async fn add_to_transaction(
+        self: &Arc<Self>,
+        txn_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        allow_leaders: bool,
+    ) -> AddResults {
         let all = |e: TxnError, parts: Vec<TopicPartition>| -> AddResults {
             parts.into_iter().map(|p| (p, Err(e.clone()))).collect()
         };
@@ -142,6 +158,7 @@ impl TxnCoordinator {
         // The leaders first: a batch may arrive as soon as the client has its answer.
         let new: Vec<&TopicPartition> = partitions
             .iter()
+            .filter(|_| allow_leaders)
             .filter(|p| meta.state != TxnState::Ongoing || !meta.partitions.contains(*p))
             .collect();
         let allowed =
@@ -233,14 +250,12 @@ impl TxnCoordinator {
         epoch: i16,
         group_id: &str,
     ) -> Result<(), TxnError> {
-        let tp = self.offsets_partition(group_id)?;
-        let results = self
-            .add_partitions(txn_id, producer_id, epoch, vec![tp])
-            .await;
-        results.into_iter().next().map_or(
-            Err(TxnError::InvalidTxnState("no partition".into())),
-            |(_, r)| r,
-        )
+        // The client's request: only the id's coordinator answers it (NOT_COORDINATOR sends
+        // the client to look again), which then adds the partition as a group coordinator's
+        // request would.
+        self.check_owner(txn_id)?;
+        self.join_offsets_partition(txn_id, producer_id, epoch, group_id)
+            .await
     }
 
     /// The partition of `__consumer_offsets` holding `group_id`'s offsets (created if need be).

@@ -251,14 +251,10 @@ async fn verify_and_append(
             }
         };
         let appended = match verified {
-            Ok(()) => {
-                u.on.allow_transaction(u.producer_id, u.epoch)
-                    .and_then(|()| u.on.append_verified(&u.batches))
-                    .map_err(|e| {
-                        let code = crate::errors::kafka_error(&e);
-                        (code, e.to_string())
-                    })
-            }
+            Ok(()) => u.on.append_verified(&u.batches).map_err(|e| {
+                let code = crate::errors::kafka_error(&e);
+                (code, e.to_string())
+            }),
             Err(e) => Err((
                 verification_error(&e, how.add),
                 format!("the transaction coordinator refused the partition: {e}"),
