@@ -30,16 +30,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn etcd_client_protos() -> Result<PathBuf, Box<dyn std::error::Error>> {
     let cargo = std::env::var("CARGO")?;
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("Cargo.toml");
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()?;
+    // Offline first (the build already has every package it compiles); a fresh registry cache
+    // may still lack packages only other platforms use, which a full resolve wants to see.
+    let metadata = |offline: bool| {
+        let mut command = Command::new(&cargo);
+        command.args(["metadata", "--format-version", "1", "--locked"]);
+        if offline {
+            command.arg("--offline");
+        }
+        command.arg("--manifest-path").arg(&manifest).output()
+    };
+    let mut out = metadata(true)?;
+    if !out.status.success() {
+        out = metadata(false)?;
+    }
     if !out.status.success() {
         return Err(format!("cargo metadata: {}", String::from_utf8_lossy(&out.stderr)).into());
     }

@@ -4,10 +4,12 @@
 //! (`message.timestamp.type=LogAppendTime`, a `compression.type` other than `producer`).
 //!
 //! A batch is rewritten only where the topic asks for it: with the defaults the client's bytes
-//! are stored untouched and no record is looked at.
+//! are stored untouched and no record is looked at. A compacted topic looks at every record's
+//! key: one without a key could never be compacted, so Kafka refuses it (INVALID_RECORD).
 
 use bytes::Bytes;
 use strom_storage::batch::{self, BatchHeader};
+use strom_storage::records;
 
 use crate::topic_config::{TimestampType, TopicCompression, TopicConfig};
 use crate::BrokerError;
@@ -19,6 +21,7 @@ pub(crate) struct BatchRules {
     timestamp_before_max_ms: i64,
     timestamp_after_max_ms: i64,
     compression: TopicCompression,
+    compacted: bool,
 }
 
 impl BatchRules {
@@ -29,6 +32,7 @@ impl BatchRules {
             timestamp_before_max_ms: config.timestamp_before_max_ms,
             timestamp_after_max_ms: config.timestamp_after_max_ms,
             compression: config.compression,
+            compacted: config.compact,
         }
     }
 
@@ -49,6 +53,9 @@ impl BatchRules {
             }
             let header = batch::validate(b)?;
             self.check_timestamps(&header, now_ms)?;
+            if self.compacted && !header.is_control() {
+                check_keys(b)?;
+            }
             headers.push(header);
         }
         let append_time = (self.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
@@ -100,4 +107,19 @@ impl BatchRules {
         }
         Ok(())
     }
+}
+
+/// Every record of `batch` has a key (a compacted topic's rule).
+fn check_keys(batch: &[u8]) -> Result<(), BrokerError> {
+    let malformed = |e: strom_storage::records::RecordsError| {
+        BrokerError::InvalidRecord(format!("the batch's records cannot be read: {e}"))
+    };
+    let (header, records) = records::records_section(batch).map_err(malformed)?;
+    let spans = records::walk_records(&header, &records).map_err(malformed)?;
+    if spans.iter().any(|r| r.key.is_none()) {
+        return Err(BrokerError::InvalidRecord(
+            "Compacted topic cannot accept message without key".into(),
+        ));
+    }
+    Ok(())
 }

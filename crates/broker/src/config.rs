@@ -22,6 +22,8 @@ pub struct BrokerConfig {
     pub flush: FlushPolicy,
     /// How often retention runs over all partitions.
     pub retention_check_interval_ms: u64,
+    /// The log cleaner (compacted topics).
+    pub cleaner: crate::cleaner::CleanerConfig,
     /// `group.initial.rebalance.delay.ms`: the first join into an empty consumer group waits
     /// this long for more members before forming a generation.
     pub group_initial_rebalance_delay_ms: u64,
@@ -39,6 +41,7 @@ impl Default for BrokerConfig {
             topic_defaults: crate::TopicConfig::default(),
             flush: FlushPolicy::Always,
             retention_check_interval_ms: 60_000,
+            cleaner: crate::cleaner::CleanerConfig::default(),
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 7 * 24 * 60,
         }

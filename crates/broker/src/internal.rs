@@ -34,6 +34,9 @@ pub const INTERNAL_TOPICS: [InternalTopic; 2] = [
     },
 ];
 
+/// Kafka's `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`.
+const INTERNAL_SEGMENT_BYTES: u64 = 100 << 20;
+
 /// Kafka's default; a coordinator's batch stays well below it.
 const INTERNAL_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 
@@ -41,11 +44,18 @@ pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.iter().any(|t| t.name == name)
 }
 
-/// Their config: no time retention (without compaction, not built yet, it would delete live
-/// state), and their own batch limit, so a small `--max-message-bytes` cannot make a
-/// coordinator's writes fail.
+/// Their config: compacted (a coordinator's state is the latest record of each key, so the
+/// log and a new coordinator's replay stay bounded by the live state, not its history), with
+/// Kafka's 100 MiB segments for them, no time retention (should the policy ever be set to
+/// `compact,delete`), and their own batch limit, so a small `--max-message-bytes` cannot make
+/// a coordinator's writes fail. All adjustable with AlterConfigs, as Kafka allows.
 pub fn overrides() -> BTreeMap<String, String> {
     BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            INTERNAL_SEGMENT_BYTES.to_string(),
+        ),
         ("retention.ms".to_string(), "-1".to_string()),
         (
             "max.message.bytes".to_string(),

@@ -7,6 +7,7 @@
 //! - the high watermark moves only to durable offsets, so consumers never see data that a crash could take back;
 //! - an fsync error stops the process ([`fatal::fail_stop`]).
 
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod error;

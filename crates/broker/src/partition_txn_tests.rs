@@ -196,3 +196,84 @@ fn the_last_stable_offset_and_aborted_list_survive_a_crash_and_a_close() {
         "restored from the snapshot"
     );
 }
+
+/// Compaction and transactions: an aborted transaction's records are removed (and never
+/// shadow a committed record of the same key), its batches keep their place, markers stay.
+#[test]
+fn cleaning_removes_aborted_records_and_keeps_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TopicConfig::default()
+        .with_overrides(
+            &[
+                ("cleanup.policy", "compact"),
+                // One batch per segment, so everything but the last is sealed.
+                ("segment.bytes", "14"),
+                ("min.cleanable.dirty.ratio", "0"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        )
+        .unwrap();
+    let (flusher, threads) = Flusher::start(FlushPolicy::Always).unwrap();
+    flusher.stop();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let p = Partition::open(
+        "t",
+        0,
+        dir.path().to_path_buf(),
+        &config,
+        flusher,
+        FlushPolicy::IntervalMs(1000),
+    )
+    .unwrap();
+    p.allow_transaction(7, 0).unwrap();
+    p.append(&[txn_batch(7, 0, 0, 1)]).unwrap(); // offset 0, committed
+    p.write_marker(&marker(7, 0, true, 1)).unwrap(); // 1
+    p.allow_transaction(7, 0).unwrap();
+    p.append(&[txn_batch(7, 0, 1, 2)]).unwrap(); // 2..=3, aborted
+    p.write_marker(&marker(7, 0, false, 1)).unwrap(); // 4
+    let other = strom_storage::records::encode_batch(
+        &[strom_storage::records::KeyValue {
+            key: Bytes::from_static(b"z"),
+            value: Some(Bytes::from_static(b"z")),
+        }],
+        1_000,
+    );
+    p.append(&[other]).unwrap(); // 5, the active segment
+    let stats = p
+        .clean(&config, 1 << 20, &strom_storage::clean::Throttle::new(None))
+        .unwrap()
+        .expect("a pass ran");
+    assert_eq!(stats.records_removed, 2, "the aborted records");
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    while offset < p.high_watermark() {
+        let d = p
+            .read_isolated(
+                offset,
+                1 << 20,
+                FirstBatch::Whole,
+                Isolation::ReadUncommitted,
+            )
+            .unwrap();
+        for b in batch::split(&d.records).unwrap() {
+            let h = batch::BatchHeader::parse(&b).unwrap();
+            seen.push((h.base_offset, h.records_count, h.is_control()));
+            offset = h.last_offset() as u64 + 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (0, 1, false),
+            (1, 1, true),
+            (2, 0, false),
+            (4, 1, true),
+            (5, 1, false)
+        ]
+    );
+    assert_eq!(committed_view(&p), (6, vec![(7, 2)]));
+}

@@ -48,7 +48,7 @@ pub struct Topic {
 
 /// A topic's configuration: the overrides as the user gave them, and the effective config
 /// (broker defaults with the overrides applied).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicSettings {
     pub overrides: BTreeMap<String, String>,
     pub config: TopicConfig,

@@ -1,8 +1,8 @@
 //! Per-topic configuration under Kafka's names: every topic config Kafka 3.9 documents is
 //! accepted, validated by its type, stored and described. Strom acts on the ones marked
 //! [`Effect::Acted`]; the others are kept (so tools that set them work) and described with a
-//! note saying they have no effect yet. A value Strom cannot honour (compaction, tiered storage,
-//! unclean leader election) is refused with INVALID_CONFIG rather than stored and ignored.
+//! note saying they have no effect yet. A value Strom cannot honour (tiered storage, unclean
+//! leader election) is refused with INVALID_CONFIG rather than stored and ignored.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +28,20 @@ pub enum TopicCompression {
 }
 
 /// The per-topic settings Strom acts on, plus the stored ones it does not (`stored`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
+    /// `cleanup.policy` holds `delete`: retention removes old segments.
+    pub delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest record of each key.
+    pub compact: bool,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone outlives cleaning.
+    pub delete_retention_ms: i64,
     /// `retention.ms`; -1 = forever.
     pub retention_ms: i64,
     /// `retention.bytes` per partition; -1 = unlimited.
@@ -57,6 +69,12 @@ pub struct TopicConfig {
 impl Default for TopicConfig {
     fn default() -> Self {
         TopicConfig {
+            delete: true,
+            compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 3600 * 1000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 30,
@@ -123,8 +141,6 @@ const fn def(
 const FSYNC: Effect = Effect::StoredOnly(
     "no effect: Strom fsyncs every batch before acknowledging it (see --flush-interval-ms)",
 );
-const NO_COMPACTION: Effect =
-    Effect::StoredOnly("no effect until log compaction is supported (cleanup.policy=delete only)");
 const NO_TIERING: Effect = Effect::StoredOnly(
     "no effect until tiered storage is supported (remote.storage.enable=false only)",
 );
@@ -141,7 +157,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("compression.lz4.level", "9", Kind::Int { min: 1 }, Effect::StoredOnly("no effect: recompression uses each codec's default level")),
     def("compression.type", "producer", Kind::Str, Effect::Acted),
     def("compression.zstd.level", "3", Kind::Int { min: -131072 }, Effect::StoredOnly("no effect: recompression uses each codec's default level")),
-    def("delete.retention.ms", "86400000", LONG0, NO_COMPACTION),
+    def("delete.retention.ms", "86400000", LONG0, Effect::Acted),
     def("file.delete.delay.ms", "60000", LONG0, Effect::StoredOnly("no effect: Strom deletes retained segments at once")),
     def("flush.messages", "9223372036854775807", Kind::Long { min: 1 }, FSYNC),
     def("flush.ms", "9223372036854775807", LONG0, FSYNC),
@@ -150,7 +166,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("leader.replication.throttled.replicas", "", Kind::List(&[]), NO_THROTTLE),
     def("local.retention.bytes", "-2", Kind::Long { min: -2 }, NO_TIERING),
     def("local.retention.ms", "-2", Kind::Long { min: -2 }, NO_TIERING),
-    def("max.compaction.lag.ms", "9223372036854775807", Kind::Long { min: 1 }, NO_COMPACTION),
+    def("max.compaction.lag.ms", "9223372036854775807", Kind::Long { min: 1 }, Effect::Acted),
     def("max.message.bytes", "1048588", Kind::Int { min: 0 }, Effect::Acted),
     def("message.downconversion.enable", "true", Kind::Bool, V2_ONLY),
     def("message.format.version", "3.0-IV1", Kind::Str, V2_ONLY),
@@ -158,8 +174,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("message.timestamp.before.max.ms", "9223372036854775807", LONG0, Effect::Acted),
     def("message.timestamp.difference.max.ms", "9223372036854775807", LONG0, Effect::StoredOnly("deprecated in Kafka: use message.timestamp.before.max.ms and message.timestamp.after.max.ms")),
     def("message.timestamp.type", "CreateTime", Kind::Str, Effect::Acted),
-    def("min.cleanable.dirty.ratio", "0.5", Kind::Ratio, NO_COMPACTION),
-    def("min.compaction.lag.ms", "0", LONG0, NO_COMPACTION),
+    def("min.cleanable.dirty.ratio", "0.5", Kind::Ratio, Effect::Acted),
+    def("min.compaction.lag.ms", "0", LONG0, Effect::Acted),
     def("min.insync.replicas", "1", Kind::Int { min: 1 }, Effect::StoredOnly("no effect: an acks=all write in a cluster waits for a majority of the replicas (Raft), whatever this says")),
     def("preallocate", "false", Kind::Bool, Effect::StoredOnly("no effect: segments grow as they are written")),
     def("remote.log.copy.disable", "false", Kind::Bool, NO_TIERING),
@@ -290,10 +306,17 @@ impl TopicConfig {
                     }
                 }
             }
-            "cleanup.policy" if value.split(',').any(|p| p.trim() == "compact") => {
-                return Err(unsupported("log compaction is not built yet"))
+            "cleanup.policy" => {
+                let has = |p: &str| value.split(',').any(|item| item.trim() == p);
+                self.delete = has("delete");
+                self.compact = has("compact");
             }
-            "cleanup.policy" => {}
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = value.trim().parse().unwrap_or(0.5)
+            }
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0, i64::MAX)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = int(1, i64::MAX)?,
+            "delete.retention.ms" => self.delete_retention_ms = int(0, i64::MAX)?,
             "remote.storage.enable" if boolean()? => {
                 return Err(unsupported("tiered storage is not built yet"))
             }
@@ -324,6 +347,16 @@ impl TopicConfig {
                 TimestampType::CreateTime => "CreateTime".into(),
                 TimestampType::LogAppendTime => "LogAppendTime".into(),
             },
+            "cleanup.policy" => match (self.delete, self.compact) {
+                (true, true) => "compact,delete".into(),
+                (false, true) => "compact".into(),
+                (true, false) => "delete".into(),
+                (false, false) => String::new(),
+            },
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "compression.type" => match self.compression {
                 TopicCompression::Producer => "producer".into(),
                 TopicCompression::Codec(c) => {
@@ -341,8 +374,13 @@ impl TopicConfig {
         LogConfig {
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
-            retention_ms: u64::try_from(self.retention_ms).ok(),
-            retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            // A compact-only topic keeps everything the cleaner keeps, whatever retention says.
+            retention_ms: u64::try_from(self.retention_ms)
+                .ok()
+                .filter(|_| self.delete),
+            retention_bytes: u64::try_from(self.retention_bytes)
+                .ok()
+                .filter(|_| self.delete),
             index_interval_bytes: self.index_interval_bytes,
         }
     }
@@ -474,8 +512,6 @@ mod tests {
             ("retention.ms", "abc"),
             ("segment.bytes", "1"),
             ("nope", "1"),
-            ("cleanup.policy", "compact"),
-            ("cleanup.policy", "delete,compact"),
             ("cleanup.policy", "shred"),
             ("compression.type", "brotli"),
             ("min.cleanable.dirty.ratio", "1.5"),
@@ -488,6 +524,33 @@ mod tests {
                 "{k}={v} accepted"
             );
         }
+    }
+
+    #[test]
+    fn cleanup_policy_decides_compaction_and_retention() {
+        let base = TopicConfig::default();
+        assert!(base.delete && !base.compact);
+        let compact = base
+            .with_overrides(&overrides(&[
+                ("cleanup.policy", "compact"),
+                ("retention.ms", "5"),
+            ]))
+            .unwrap();
+        assert!(compact.compact && !compact.delete);
+        // Retention does not apply to a compact-only topic.
+        assert_eq!(compact.log_config().retention_ms, None);
+        let both = base
+            .with_overrides(&overrides(&[
+                ("cleanup.policy", "delete,compact"),
+                ("retention.ms", "5"),
+            ]))
+            .unwrap();
+        assert!(both.compact && both.delete);
+        assert_eq!(both.log_config().retention_ms, Some(5));
+        assert_eq!(
+            both.get("cleanup.policy").as_deref(),
+            Some("compact,delete")
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Other files (the broker's `producer-state.snapshot`) are left alone.
 
 pub mod batch;
+pub mod clean;
 pub mod codec;
 pub mod error;
 pub mod index;

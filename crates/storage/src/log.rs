@@ -235,7 +235,9 @@ impl Log {
             }
             .into());
         }
-        if header.records_count < 1 {
+        // Zero records is a batch compaction emptied, arriving at a Raft follower; a client's
+        // batch was refused that by `batch::validate`.
+        if header.records_count < 0 {
             return Err(BatchError::BadRecordCount.into());
         }
         if header.last_offset_delta < 0 {

@@ -173,49 +173,96 @@ fn put_varint(b: &mut BytesMut, v: i64) {
     b.put_u8(z as u8);
 }
 
-/// (offset, timestamp) of every record of one stored batch, in order, decompressing it if need
-/// be (at most [`DECOMPRESSED_BYTES_MAX`]). In a LogAppendTime batch every record has the
-/// batch's maxTimestamp, as Kafka's consumers read it. Control batches yield their one record.
-/// Strom does not parse records on produce, so a client's batch is only trusted here as far as
-/// it is consistent: one record per offset delta 0..=lastOffsetDelta, filling the section.
-pub fn record_times(batch: &[u8]) -> Result<Vec<(i64, i64)>, RecordsError> {
-    let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
-    if i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1 {
+/// One record of a batch's (decompressed) records section, as positions into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpan {
+    /// The whole record, its length prefix included: what a rewrite copies.
+    pub bytes: std::ops::Range<usize>,
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    /// `None` for a null key.
+    pub key: Option<std::ops::Range<usize>>,
+    /// A null value: a tombstone.
+    pub tombstone: bool,
+}
+
+/// Walks the `header.records_count` records of a decompressed records section. A batch is only
+/// trusted as far as it is consistent: offset deltas strictly increase within
+/// `0..=lastOffsetDelta` (a compacted batch has gaps) and the records fill the section exactly.
+pub fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<Vec<RecordSpan>, RecordsError> {
+    let count = usize::try_from(header.records_count).map_err(|_| RecordsError::Malformed(57))?;
+    if count > usize::try_from(header.last_offset_delta).unwrap_or(0) + 1 {
         return Err(RecordsError::Malformed(57));
     }
-    let end = header.total_len();
-    let section = batch
-        .get(HEADER_LEN..end)
-        .ok_or(RecordsError::Malformed(HEADER_LEN))?;
-    let records = codec::decompress(header.compression(), section, DECOMPRESSED_BYTES_MAX)?;
     let mut r = Reader {
-        buf: &records,
+        buf: records,
         pos: 0,
         end: records.len(),
     };
     // Each record takes at least 7 bytes, which bounds the allocation by the records' size.
-    let count = usize::try_from(header.records_count).unwrap_or(0);
     let mut out = Vec::with_capacity(count.min(records.len() / 7));
-    for index in 0..count {
+    let mut previous_delta = -1i64;
+    for _ in 0..count {
+        let length_at = r.pos;
         let (start, rec_end) = r.record()?;
-        r.skip(1)?; // attributes
-        let timestamp_delta = r.varint()?;
-        let offset_delta = r.varint()?;
-        if offset_delta != index as i64 || r.pos > rec_end {
+        let mut rec = Reader {
+            buf: records,
+            pos: start,
+            end: rec_end,
+        };
+        rec.skip(1)?; // attributes
+        let timestamp_delta = rec.varint()?;
+        let offset_delta = rec.varint()?;
+        if offset_delta <= previous_delta || offset_delta > i64::from(header.last_offset_delta) {
             return Err(RecordsError::Malformed(start));
         }
-        let timestamp = if header.is_log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.saturating_add(timestamp_delta)
-        };
-        out.push((header.base_offset.saturating_add(offset_delta), timestamp));
+        previous_delta = offset_delta;
+        let key = rec.bytes()?;
+        let tombstone = rec.bytes()?.is_none();
+        out.push(RecordSpan {
+            bytes: length_at..rec_end,
+            timestamp_delta,
+            offset_delta,
+            key,
+            tombstone,
+        });
         r.pos = rec_end;
     }
     if r.pos != r.end {
         return Err(RecordsError::Malformed(r.pos));
     }
     Ok(out)
+}
+
+/// The records section of one stored batch, decompressed if need be (at most
+/// [`DECOMPRESSED_BYTES_MAX`]).
+pub fn records_section(
+    batch: &[u8],
+) -> Result<(BatchHeader, std::borrow::Cow<'_, [u8]>), RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|_| RecordsError::Malformed(0))?;
+    let section = batch
+        .get(HEADER_LEN..header.total_len())
+        .ok_or(RecordsError::Malformed(HEADER_LEN))?;
+    let records = codec::decompress(header.compression(), section, DECOMPRESSED_BYTES_MAX)?;
+    Ok((header, records))
+}
+
+/// (offset, timestamp) of every record of one stored batch, in order. In a LogAppendTime batch
+/// every record has the batch's maxTimestamp, as Kafka's consumers read it. Control batches
+/// yield their one record.
+pub fn record_times(batch: &[u8]) -> Result<Vec<(i64, i64)>, RecordsError> {
+    let (header, records) = records_section(batch)?;
+    Ok(walk_records(&header, &records)?
+        .into_iter()
+        .map(|r| {
+            let timestamp = if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(r.timestamp_delta)
+            };
+            (header.base_offset.saturating_add(r.offset_delta), timestamp)
+        })
+        .collect())
 }
 
 struct Reader<'a> {

@@ -113,7 +113,12 @@ fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
 
 fn is_our_temp_file(name: &str) -> bool {
     name.strip_suffix(TEMP_SUFFIX).is_some_and(|stem| {
-        stem == checkpoint::FILE_NAME || stem.ends_with(".index") || stem.ends_with(".timeindex")
+        stem == checkpoint::FILE_NAME
+            || stem.ends_with(".index")
+            || stem.ends_with(".timeindex")
+            // A segment the cleaner rewrote but did not swap in (`clean`).
+            || stem.ends_with(LOG_SUFFIX)
+            || stem == "cleaner-checkpoint"
     })
 }
 

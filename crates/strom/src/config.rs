@@ -68,6 +68,18 @@ settings! {
     flush_interval_ms: u64,
     /// How often retention is checked, in ms [default: 60000].
     retention_check_interval_ms: u64,
+    /// Run the log cleaner, which compacts topics with cleanup.policy=compact
+    /// (log.cleaner.enable) [default: true].
+    log_cleaner_enable: bool,
+    /// How long the log cleaner pauses when no compacted partition needs cleaning, in ms
+    /// (log.cleaner.backoff.ms) [default: 15000].
+    log_cleaner_backoff_ms: u64,
+    /// The log cleaner's read and write rate limit in bytes per second
+    /// (log.cleaner.io.max.bytes.per.second) [default: unlimited].
+    log_cleaner_io_bytes_per_sec: u64,
+    /// Memory for the log cleaner's key map in bytes; a partition with more keys is cleaned in
+    /// several passes (log.cleaner.dedupe.buffer.size) [default: 134217728].
+    log_cleaner_dedupe_buffer_bytes: usize,
     /// How long the first join into an empty consumer group waits for more members, in ms
     /// (group.initial.rebalance.delay.ms) [default: 3000].
     group_initial_rebalance_delay_ms: u64,
@@ -196,6 +208,15 @@ impl ServeArgs {
                     .retention_check_interval_ms
                     .unwrap_or(60_000)
                     .max(10),
+                cleaner: strom_broker::cleaner::CleanerConfig {
+                    enabled: args.log_cleaner_enable.unwrap_or(true),
+                    backoff_ms: args.log_cleaner_backoff_ms.unwrap_or(15_000).max(10),
+                    io_bytes_per_sec: args.log_cleaner_io_bytes_per_sec,
+                    key_map_bytes: args
+                        .log_cleaner_dedupe_buffer_bytes
+                        .unwrap_or(128 << 20)
+                        .max(1 << 10),
+                },
                 group_initial_rebalance_delay_ms: args
                     .group_initial_rebalance_delay_ms
                     .unwrap_or(3000),

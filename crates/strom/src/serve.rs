@@ -18,6 +18,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let interval = Duration::from_millis(settings.broker.retention_check_interval_ms);
     strom_broker::retention::spawn(&broker, interval)
         .context("cannot start the retention thread")?;
+    strom_broker::cleaner::spawn(&broker, settings.broker.cleaner.clone())
+        .context("cannot start the log cleaner thread")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,7 @@
-//! Retention across real `strom` processes: a follower behind the leader's log start and a
-//! replica moved after retention catch up from a snapshot, and a retry of a batch retention
-//! removed still gets its original offset.
+//! Retention and compaction across real `strom` processes: a follower behind the leader's log
+//! start and a replica moved after retention catch up from a snapshot, a retry of a batch
+//! retention removed still gets its original offset, and every replica of a compacted
+//! partition cleans its own log to the same latest-per-key view, through failovers.
 
 mod common;
 
@@ -322,4 +323,115 @@ async fn a_retry_of_a_batch_retention_removed_gets_its_original_offset() {
     // offset, like any duplicate, and writes nothing.
     assert_eq!(conn.produce("retried", 0, first), (0, first_at));
     assert_eq!(watermarks(&bootstrap, "retried").1, end);
+}
+
+/// Writes `versions` of every key in `keys` (padded, so 16 KiB segments roll), then `fillers`
+/// records with keys of their own, enough to seal the segment holding the last versions.
+/// Records every acknowledged (key → latest offset) in `latest`.
+async fn write_versions(
+    producer: &FutureProducer,
+    topic: &str,
+    keys: usize,
+    versions: std::ops::Range<usize>,
+    filler_tag: &str,
+    latest: &mut BTreeMap<String, i64>,
+) {
+    use rdkafka::producer::FutureRecord;
+    let pad = "x".repeat(500);
+    for version in versions {
+        for k in 0..keys {
+            let key = format!("key-{k}");
+            let value = format!("{key}-v{version}{pad}");
+            let sent = producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&value),
+                    Duration::from_secs(30),
+                )
+                .await;
+            let delivery = sent.expect("acknowledged");
+            latest.insert(key, delivery.offset);
+        }
+    }
+    for (key, (_, offset)) in produce_padded(producer, topic, filler_tag, 40, 500).await {
+        latest.insert(key, offset);
+    }
+}
+
+/// Reads `topic` (one partition) from the beginning until it holds exactly one record per key,
+/// each at the key's latest offset, and nothing else: the leader cleaned its log.
+fn wait_for_compacted_view(bootstrap: &str, topic: &str, latest: &BTreeMap<String, i64>) {
+    let want: BTreeMap<i64, String> = latest.iter().map(|(k, o)| (*o, k.clone())).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = rdk::consume_all(bootstrap, topic, 1, want.len() + 1, Duration::from_secs(5));
+        let got: BTreeMap<i64, String> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into(),
+                )
+            })
+            .collect();
+        if got == want && records.len() == want.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} records read, {} wanted; extra {:?}",
+            records.len(),
+            want.len(),
+            got.iter()
+                .filter(|(o, _)| !want.contains_key(o))
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Compaction on a replicated partition: each replica cleans its own log (only committed
+/// entries), so after the leader dies the new one serves the same latest-per-key view at the
+/// same offsets; a replica that was down catches up from a cleaned leader log (batches that
+/// lost records keep their place, so Raft's entries line up) and serves that view in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_cleans_to_the_same_view_through_failovers() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--log-cleaner-backoff-ms", "200"]);
+    let bootstrap = cluster.bootstrap();
+    let topic = "compacted";
+    create_with(
+        &bootstrap,
+        topic,
+        1,
+        3,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "16384"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    )
+    .await;
+    let first = cluster.wait_for_leaders(&bootstrap, topic, 3, 3, &[], Duration::from_secs(30))[0];
+    let producer = rdk::producer(&bootstrap, &[]);
+    let mut latest = BTreeMap::new();
+    write_versions(&producer, topic, 20, 0..8, "fill-a", &mut latest).await;
+    wait_for_compacted_view(&bootstrap, topic, &latest);
+
+    // The first leader dies; the next one cleaned its own copy, and cleans what comes next.
+    cluster.node(first).kill9();
+    let second =
+        cluster.wait_for_leaders(&bootstrap, topic, 3, 2, &[first], Duration::from_secs(30))[0];
+    write_versions(&producer, topic, 20, 8..14, "fill-b", &mut latest).await;
+    wait_for_compacted_view(&bootstrap, topic, &latest);
+
+    // The first comes back behind, catches up from the cleaned log, and leads or follows the
+    // third once the second is gone: whoever leads serves the same view.
+    cluster.node(first).restart();
+    cluster.wait_for_leaders(&bootstrap, topic, 3, 3, &[], Duration::from_secs(30));
+    cluster.node(second).kill9();
+    cluster.wait_for_leaders(&bootstrap, topic, 3, 2, &[second], Duration::from_secs(30));
+    write_versions(&producer, topic, 20, 14..16, "fill-c", &mut latest).await;
+    wait_for_compacted_view(&bootstrap, topic, &latest);
 }

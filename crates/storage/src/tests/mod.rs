@@ -1,5 +1,6 @@
 mod batch_tests;
 mod builder;
+mod clean_tests;
 mod header_scan_tests;
 mod log_tests;
 mod model_proptest;
