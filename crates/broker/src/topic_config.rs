@@ -62,7 +62,8 @@ pub struct TopicConfig {
     pub timestamp_after_max_ms: i64,
     /// `compression.type`.
     pub compression: TopicCompression,
-    /// Configs that are stored and described but not acted on, by name.
+    /// Configs that are stored and described but not acted on, by name (and `cleanup.policy`
+    /// as given, which `delete` and `compact` act on).
     pub stored: BTreeMap<String, String>,
 }
 
@@ -310,6 +311,8 @@ impl TopicConfig {
                 let has = |p: &str| value.split(',').any(|item| item.trim() == p);
                 self.delete = has("delete");
                 self.compact = has("compact");
+                // Described as given, as Kafka does.
+                self.stored.insert(name.to_string(), value.to_string());
             }
             "min.cleanable.dirty.ratio" => {
                 self.min_cleanable_dirty_ratio = value.trim().parse().unwrap_or(0.5)
@@ -346,12 +349,6 @@ impl TopicConfig {
             "message.timestamp.type" => match self.timestamp_type {
                 TimestampType::CreateTime => "CreateTime".into(),
                 TimestampType::LogAppendTime => "LogAppendTime".into(),
-            },
-            "cleanup.policy" => match (self.delete, self.compact) {
-                (true, true) => "compact,delete".into(),
-                (false, true) => "compact".into(),
-                (true, false) => "delete".into(),
-                (false, false) => String::new(),
             },
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
@@ -549,7 +546,7 @@ mod tests {
         assert_eq!(both.log_config().retention_ms, Some(5));
         assert_eq!(
             both.get("cleanup.policy").as_deref(),
-            Some("compact,delete")
+            Some("delete,compact")
         );
     }
 

@@ -400,7 +400,7 @@ async fn every_replica_cleans_to_the_same_view_through_failovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = TestCluster::start(dir.path(), 3, &["--log-cleaner-backoff-ms", "200"]);
     let bootstrap = cluster.bootstrap();
-    let topic = "compacted";
+    let topic = "keyed";
     create_with(
         &bootstrap,
         topic,

@@ -90,9 +90,20 @@ async fn topic_configs_are_created_described_altered_and_kept() {
     assert_eq!(c["retention.ms"], ("604800000".into(), false));
     assert_eq!(c["min.cleanable.dirty.ratio"], ("0.5".into(), false));
 
+    // Compaction is a policy like any other.
+    let compacted = NewTopic::new("keyed", 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact,delete");
+    let res = admin(&addr)
+        .create_topics([&compacted], &opts)
+        .await
+        .unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+    let c = describe(&addr, "keyed").await;
+    assert_eq!(c["cleanup.policy"], ("compact,delete".into(), true));
+
     // Values Strom cannot honour are refused at creation, with Kafka's INVALID_CONFIG.
     for (name, value) in [
-        ("cleanup.policy", "compact"),
+        ("cleanup.policy", "shred"),
         ("remote.storage.enable", "true"),
         ("no.such.config", "1"),
         ("retention.ms", "soon"),
@@ -130,22 +141,27 @@ async fn topic_configs_are_created_described_altered_and_kept() {
         incremental(&mut conn, "configured", &[(throttled, 3, Some("0:1"))]),
         0
     );
-    // APPEND to a non-list config and compaction are refused (INVALID_CONFIG, 40), and a
-    // refused request changes nothing.
+    // APPEND to a non-list config and an unknown policy are refused (INVALID_CONFIG, 40), and
+    // a refused request changes nothing.
     assert_eq!(
         incremental(&mut conn, "configured", &[("segment.ms", 2, Some("1"))]),
         40
     );
-    let compact = [
+    let shred = [
         ("segment.ms", 0, Some("1")),
-        ("cleanup.policy", 2, Some("compact")),
+        ("cleanup.policy", 2, Some("shred")),
     ];
-    assert_eq!(incremental(&mut conn, "configured", &compact), 40);
+    assert_eq!(incremental(&mut conn, "configured", &shred), 40);
     assert_eq!(incremental(&mut conn, "missing", &ops), 3);
     let c = describe(&addr, "configured").await;
     assert_eq!(c["segment.ms"], ("60000".into(), true));
     assert_eq!(c["retention.ms"], ("604800000".into(), false));
     assert_eq!(c[throttled], ("0:2".into(), true));
+    // APPEND compact to the default policy: both, as Kafka lists them.
+    let compact = [("cleanup.policy", 2, Some("compact"))];
+    assert_eq!(incremental(&mut conn, "configured", &compact), 0);
+    let c = describe(&addr, "configured").await;
+    assert_eq!(c["cleanup.policy"], ("delete,compact".into(), true));
 
     // The broker's own configs are static: refused with a reason (INVALID_REQUEST, 42), not
     // ignored. (rdkafka's alter_configs drops per-resource errors, so this one is on the wire.)
