@@ -4,11 +4,14 @@
 //! below its last stable offset (itself below the high watermark, which is Raft's commit in a
 //! cluster), so what it removes is committed and every replica converges on the same
 //! latest-per-key view; a batch keeps its offsets and term, so Raft's entry index is untouched.
+//! A single node's log is no Raft log: there runs of emptied batches become one.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use strom_storage::clean::{self, CleanParams, CleanStats, Throttle};
+use std::collections::HashSet;
+
+use strom_storage::clean::{self, CleanParams, CleanStats, PassContext, Throttle};
 
 use crate::partition::fail_on_fatal;
 use crate::{Broker, BrokerError, Partition, TopicConfig};
@@ -67,9 +70,20 @@ impl Partition {
                 t.producer_id == producer_id && t.first_offset <= offset && offset < t.last_offset
             })
         };
+        let producer_batches: HashSet<u64> = self
+            .producers()
+            .iter()
+            .flat_map(|(_, entry)| entry.batches.iter().map(|b| b.base_offset))
+            .collect();
+        let context = PassContext {
+            is_aborted: &is_aborted,
+            producer_batches: &producer_batches,
+            merge_empty: self.replica.is_none(),
+        };
         let ratio = plan.dirty_ratio;
+        let started = std::time::Instant::now();
         let output = plan
-            .execute(&is_aborted, throttle)
+            .execute(&context, throttle)
             .inspect_err(fail_on_fatal)?;
         for segment in &output.segments {
             let swapped = self.log_mut().install_cleaned(segment);
@@ -78,8 +92,11 @@ impl Partition {
             }
         }
         clean::write_clean_point(self.dir(), output.clean_point).inspect_err(fail_on_fatal)?;
+        let elapsed = started.elapsed();
         tracing::info!(
             partition = ?self,
+            elapsed_ms = elapsed.as_millis() as u64,
+            mb_per_sec = format!("{:.1}", output.stats.bytes_read as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6)),
             dirty_ratio = format!("{ratio:.2}"),
             clean_point = output.clean_point,
             segments = output.segments.len(),

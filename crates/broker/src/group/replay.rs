@@ -24,6 +24,7 @@ impl Coordinator {
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let mut groups: BTreeMap<String, GroupEntry> = BTreeMap::new();
         let mut records = 0usize;
         for p in topic.partitions() {
@@ -34,6 +35,7 @@ impl Coordinator {
         tracing::info!(
             groups = registry.len(),
             records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "rebuilt committed offsets from {OFFSETS_TOPIC}"
         );
         Ok(())

@@ -30,6 +30,7 @@ mod filter;
 mod keymap;
 mod throttle;
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use keymap::KeyMap;
 pub use throttle::Throttle;
+
+use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::StorageError;
@@ -63,6 +66,26 @@ pub struct CleanParams {
     pub delete_retention_ms: i64,
     /// The key map's memory budget.
     pub key_map_bytes: usize,
+}
+
+/// What the partition above the log knows that a pass needs.
+pub struct PassContext<'a> {
+    /// Whether the transactional batch of this producer id at this offset was aborted.
+    pub is_aborted: &'a dyn Fn(i64, u64) -> bool,
+    /// Base offsets of batches that keep their own header even when emptied: each producer's
+    /// recent batches, whose sequence numbers its state is rebuilt from (Kafka keeps them too).
+    pub producer_batches: &'a HashSet<u64>,
+    /// Whether consecutive emptied batches may become one. Not in a Raft log, where a batch is
+    /// an entry and keeps its place: there an emptied batch stays as its 61-byte header.
+    pub merge_empty: bool,
+}
+
+impl PassContext<'_> {
+    fn aborted(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && (self.is_aborted)(h.producer_id, h.base_offset as u64)
+    }
 }
 
 /// A sealed segment as the pass saw it: its file stays readable (and unchanged) whatever
@@ -304,19 +327,13 @@ impl<'a> Batches<'a> {
 
 impl CleanPlan {
     /// Builds the key map and writes the cleaned segments (see the module docs).
-    /// `is_aborted(producer id, offset)`: whether a transactional batch there was aborted.
     pub fn execute(
         self,
-        is_aborted: &dyn Fn(i64, u64) -> bool,
+        context: &PassContext<'_>,
         throttle: &Throttle,
     ) -> Result<PassOutput, StorageError> {
         let mut stats = CleanStats::default();
-        let aborted = |h: &BatchHeader| {
-            h.is_transactional()
-                && !h.is_control()
-                && is_aborted(h.producer_id, h.base_offset as u64)
-        };
-        let (map, map_end) = self.build_map(&aborted, throttle, &mut stats)?;
+        let (map, map_end) = self.build_map(context, throttle, &mut stats)?;
         let drop_tombstones_before = self
             .params
             .now_ms
@@ -333,7 +350,7 @@ impl CleanPlan {
                 }
             };
             if let Some(cleaned) =
-                self.rewrite(view, map_end, &aborted, &keep, throttle, &mut stats)?
+                self.rewrite(view, map_end, context, &keep, throttle, &mut stats)?
             {
                 segments.push(cleaned);
             }
@@ -349,7 +366,7 @@ impl CleanPlan {
     /// returns it and where it ends (a batch boundary; the pass cleans below it).
     fn build_map(
         &self,
-        aborted: &dyn Fn(&BatchHeader) -> bool,
+        context: &PassContext<'_>,
         throttle: &Throttle,
         stats: &mut CleanStats,
     ) -> Result<(KeyMap, u64), StorageError> {
@@ -360,7 +377,7 @@ impl CleanPlan {
                 stats.bytes_read += bytes.len() as u64;
                 if (header.last_offset() as u64) < self.first_dirty
                     || header.is_control()
-                    || aborted(&header)
+                    || context.aborted(&header)
                 {
                     continue;
                 }
@@ -385,12 +402,13 @@ impl CleanPlan {
         Ok((map, self.end))
     }
 
-    /// Writes `view` cleaned into `<base>.log.tmp`; `None` (and no file) when it loses nothing.
+    /// Writes `view` cleaned into `<base>.log.tmp`; `None` (and no file) when nothing in it
+    /// changes.
     fn rewrite(
         &self,
         view: &SegmentView,
         map_end: u64,
-        aborted: &dyn Fn(&BatchHeader) -> bool,
+        context: &PassContext<'_>,
         keep: &dyn Fn(&RecordView<'_>) -> bool,
         throttle: &Throttle,
         stats: &mut CleanStats,
@@ -398,50 +416,68 @@ impl CleanPlan {
         let tmp = temp_path(&view.path);
         let _ = fs::remove_file(&tmp);
         let file = open_rw(&tmp, true)?;
-        let mut out = BufWriter::with_capacity(1 << 20, &file);
-        let mut indexes = SegmentIndexes::default();
-        let mut size = 0u64;
+        let mut out = SegmentWriter {
+            out: BufWriter::with_capacity(1 << 20, &file),
+            path: &tmp,
+            base: view.base,
+            indexes: SegmentIndexes::default(),
+            size: 0,
+            index_interval_bytes: self.index_interval_bytes,
+        };
         let mut removed = 0u64;
+        let mut merged = 0u64;
+        let mut run: Option<EmptyRun> = None;
         let mut batches = Batches::new(view, throttle);
-        let io = |e| StorageError::io(&tmp, e);
         while let Some((header, bytes)) = batches.next_batch()? {
             stats.bytes_read += bytes.len() as u64;
             let base = header.base_offset as u64;
             let cleaned = if base >= map_end || header.is_control() {
                 None
             } else {
-                let whole_batch_aborted = aborted(&header);
+                let whole_batch_aborted = context.aborted(&header);
                 filter_batch(&bytes, |r| !whole_batch_aborted && keep(r))
-                    .map_err(|e| StorageError::corrupt(&view.path, size, e.to_string()))?
+                    .map_err(|e| StorageError::corrupt(&view.path, out.size, e.to_string()))?
             };
-            let written: &[u8] = match &cleaned {
-                Some(c) => {
-                    let after = BatchHeader::parse(c)
-                        .map_err(|e| StorageError::corrupt(&tmp, size, e.to_string()))?;
-                    removed +=
-                        u64::try_from(header.records_count - after.records_count).unwrap_or(0);
-                    c
+            let batch: &[u8] = cleaned.as_deref().unwrap_or(&bytes);
+            let after = BatchHeader::parse(batch)
+                .map_err(|e| StorageError::corrupt(&tmp, out.size, e.to_string()))?;
+            removed += u64::try_from(header.records_count - after.records_count).unwrap_or(0);
+            let mergeable = context.merge_empty
+                && base < map_end
+                && after.records_count == 0
+                && !after.is_control()
+                && !after.is_transactional()
+                && !context.producer_batches.contains(&base);
+            if mergeable {
+                match &mut run {
+                    Some(r) => {
+                        r.last_offset = after.last_offset() as u64;
+                        r.max_timestamp = r.max_timestamp.max(after.max_timestamp);
+                        r.batches += 1;
+                        merged += 1;
+                    }
+                    None => {
+                        run = Some(EmptyRun {
+                            first: Bytes::copy_from_slice(batch),
+                            last_offset: after.last_offset() as u64,
+                            max_timestamp: after.max_timestamp,
+                            batches: 1,
+                        })
+                    }
                 }
-                None => &bytes,
-            };
-            out.write_all(written).map_err(io)?;
-            throttle.pay(written.len() as u64);
-            // Segments are below 2^32 bytes and offsets, so the casts are lossless.
-            indexes.record_batch(
-                view.base,
-                (base - view.base) as u32,
-                size as u32,
-                written.len() as u64,
-                BatchHeader::parse(written)
-                    .map(|h| h.max_timestamp)
-                    .unwrap_or(header.max_timestamp),
-                self.index_interval_bytes,
-            );
-            size += written.len() as u64;
+                continue;
+            }
+            if let Some(r) = run.take() {
+                out.write_run(r, throttle)?;
+            }
+            out.write(batch, &after, throttle)?;
         }
-        out.flush().map_err(io)?;
-        drop(out);
-        if removed == 0 {
+        if let Some(r) = run.take() {
+            out.write_run(r, throttle)?;
+        }
+        let size = out.size;
+        let mut indexes = out.finish()?;
+        if removed == 0 && merged == 0 {
             drop(file);
             let _ = fs::remove_file(&tmp);
             return Ok(None);
@@ -466,6 +502,67 @@ impl CleanPlan {
             source_size: view.size,
             dir: self.dir.clone(),
         }))
+    }
+}
+
+/// Consecutive batches that lost every record, to be stored as one.
+struct EmptyRun {
+    first: Bytes,
+    last_offset: u64,
+    max_timestamp: i64,
+    batches: u64,
+}
+
+/// A cleaned segment being written, with its indexes.
+struct SegmentWriter<'a> {
+    out: BufWriter<&'a File>,
+    path: &'a Path,
+    base: u64,
+    indexes: SegmentIndexes,
+    size: u64,
+    index_interval_bytes: u32,
+}
+
+impl SegmentWriter<'_> {
+    fn write(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        throttle: &Throttle,
+    ) -> Result<(), StorageError> {
+        self.out
+            .write_all(batch)
+            .map_err(|e| StorageError::io(self.path, e))?;
+        throttle.pay(batch.len() as u64);
+        // Segments are below 2^32 bytes and relative offsets, so the casts are lossless.
+        self.indexes.record_batch(
+            self.base,
+            (header.base_offset as u64 - self.base) as u32,
+            self.size as u32,
+            batch.len() as u64,
+            header.max_timestamp,
+            self.index_interval_bytes,
+        );
+        self.size += batch.len() as u64;
+        Ok(())
+    }
+
+    fn write_run(&mut self, run: EmptyRun, throttle: &Throttle) -> Result<(), StorageError> {
+        let batch = if run.batches == 1 {
+            run.first
+        } else {
+            filter::merged_empty(&run.first, run.last_offset, run.max_timestamp)
+        };
+        let header = BatchHeader::parse(&batch)
+            .map_err(|e| StorageError::corrupt(self.path, self.size, e.to_string()))?;
+        self.write(&batch, &header, throttle)
+    }
+
+    fn finish(mut self) -> Result<SegmentIndexes, StorageError> {
+        self.out
+            .flush()
+            .map_err(|e| StorageError::io(self.path, e))?;
+        Ok(self.indexes)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Compaction (`clean`) against a model: random keyed appends and tombstones, cleaning passes
 //! with small key maps, crashes between the steps of a pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::builder::{files_with_ext, open, read_all, small_config};
 use crate::batch::{self, BatchHeader};
-use crate::clean::{self, CleanParams, PassOutput, Throttle};
+use crate::clean::{self, CleanParams, PassContext, PassOutput, Throttle};
 use crate::log::Log;
 use crate::records::{encode_batch, records_section, walk_records, KeyValue};
 
@@ -24,6 +24,16 @@ fn params(end_limit: u64, key_map_bytes: usize) -> CleanParams {
         max_compaction_lag_ms: i64::MAX,
         delete_retention_ms: 86_400_000,
         key_map_bytes,
+    }
+}
+
+/// No transactions, no producer state; `merge`: a log that is not a Raft log.
+fn context(merge: bool) -> PassContext<'static> {
+    static NONE: std::sync::OnceLock<HashSet<u64>> = std::sync::OnceLock::new();
+    PassContext {
+        is_aborted: &|_, _| false,
+        producer_batches: NONE.get_or_init(HashSet::new),
+        merge_empty: merge,
     }
 }
 
@@ -74,10 +84,10 @@ fn contents(log: &Log) -> (Vec<Record>, usize) {
 }
 
 /// One pass: plan, execute, swap in, store the clean point. `None` when there is nothing to do.
-fn pass(log: &mut Log, params: &CleanParams) -> Option<PassOutput> {
+fn pass(log: &mut Log, params: &CleanParams, merge: bool) -> Option<PassOutput> {
     let point = clean::read_clean_point(log.dir());
     let plan = log.clean_plan(params, point)?;
-    let output = plan.execute(&|_, _| false, &Throttle::new(None)).unwrap();
+    let output = plan.execute(&context(merge), &Throttle::new(None)).unwrap();
     for segment in &output.segments {
         if log.install_cleaned(segment).unwrap() {
             segment.finish().unwrap();
@@ -88,8 +98,12 @@ fn pass(log: &mut Log, params: &CleanParams) -> Option<PassOutput> {
 }
 
 fn clean_fully(log: &mut Log, params: &CleanParams) {
+    clean_fully_with(log, params, false)
+}
+
+fn clean_fully_with(log: &mut Log, params: &CleanParams, merge: bool) {
     for _ in 0..1_000 {
-        if pass(log, params).is_none() {
+        if pass(log, params, merge).is_none() {
             return;
         }
     }
@@ -227,7 +241,7 @@ fn a_crash_at_any_step_of_a_pass_leaves_old_or_new_segments() {
         let (before, _) = contents(&log);
         let sealed_end = log.segments[log.segments.len() - 1].base_offset;
         let plan = log.clean_plan(&params(u64::MAX, 1 << 20), None).unwrap();
-        let output = plan.execute(&|_, _| false, &Throttle::new(None)).unwrap();
+        let output = plan.execute(&context(false), &Throttle::new(None)).unwrap();
         assert!(output.segments.len() > 2);
         if crash_after == 0 {
             // Cleaned files written, a half-written one among them, none swapped.
@@ -309,7 +323,7 @@ proptest! {
     /// is in the log at its offset, nothing is duplicated or moved, and a final cleaning
     /// leaves exactly the latest-per-key view of the sealed part.
     #[test]
-    fn cleaning_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
+    fn cleaning_matches_the_model(ops in prop::collection::vec(op(), 1..60), merge in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path(), &small_config(250));
         let mut appended: Vec<Record> = Vec::new();
@@ -327,7 +341,7 @@ proptest! {
                     }
                 }
                 Op::Clean { key_map_entries } => {
-                    pass(&mut log, &params(u64::MAX, key_map_entries * 48));
+                    pass(&mut log, &params(u64::MAX, key_map_entries * 48), merge);
                 }
                 Op::Reopen => log = reopen(dir.path(), log),
             }
@@ -338,7 +352,34 @@ proptest! {
             prop_assert!(now.iter().all(|r| appended.contains(r)));
         }
         let sealed_end = log.segments[log.segments.len() - 1].base_offset;
-        clean_fully(&mut log, &params(u64::MAX, 5 * 48));
+        clean_fully_with(&mut log, &params(u64::MAX, 5 * 48), merge);
         prop_assert_eq!(contents(&log).0, compacted_view(&appended, sealed_end));
     }
+}
+
+#[test]
+fn outside_raft_emptied_batches_become_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), &small_config(2_000));
+    for round in 0..60u8 {
+        append(&mut log, &[(round % 2, Some(round))]);
+    }
+    let (before, batches_before) = contents(&log);
+    let end_offset = log.next_offset();
+    let sealed_end = log.segments[log.segments.len() - 1].base_offset;
+    clean_fully_with(&mut log, &params(u64::MAX, 1 << 20), true);
+    let (after, batches_after) = contents(&log);
+    assert_eq!(after, compacted_view(&before, sealed_end));
+    // In each sealed segment at most a merged empty batch before each of the two kept
+    // records; the active segment is as it was (one batch per record).
+    let sealed = log.segments.len() - 1;
+    assert!(sealed >= 2);
+    assert!(
+        batches_after <= 4 * sealed + (end_offset - sealed_end) as usize,
+        "{batches_after} of {batches_before} batches left"
+    );
+    assert_eq!(log.next_offset(), end_offset);
+    drop(log);
+    let log = open(dir.path(), &small_config(2_000));
+    assert_eq!(contents(&log).0, after);
 }

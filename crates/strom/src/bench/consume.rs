@@ -271,6 +271,7 @@ async fn fill(args: &BenchArgs, topic: &str, partitions: &[i32], bytes: u64) -> 
         stamp_run: None,
         txn_records: None,
         flush_every: None,
+        keys: None,
     };
     let producers = super::create_producers(args, Acks::All, topic, partitions).await?;
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;

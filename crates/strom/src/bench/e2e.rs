@@ -195,6 +195,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         stamp_run: Some(run_id),
         txn_records: args.txn_records(),
         flush_every: args.flush_every,
+        keys: args.keys,
     };
     // If a producer fails, `done_tx` is dropped on return and the reader thread stops.
     let per_producer = plan::join(producers.spawn(&plan)).await?;

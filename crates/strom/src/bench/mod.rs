@@ -115,6 +115,10 @@ pub struct BenchArgs {
     /// coordinator's work, so the two separate the client's stop from the broker's share.
     #[arg(long, conflicts_with = "transactional", value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_every: Option<u64>,
+    /// Records carry one of this many keys in turn (librdkafka only), as a compacted topic
+    /// needs: without it records have no key.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: Option<u64>,
 }
 
 /// The client library a benchmark's producers and consumers use.

@@ -54,6 +54,8 @@ pub struct Plan {
     pub txn_records: Option<u64>,
     /// A producer without transactions flushes every this many records (`--flush-every`).
     pub flush_every: Option<u64>,
+    /// Records carry key `seq % keys` (8 bytes, big-endian) when set (`--keys`).
+    pub keys: Option<u64>,
 }
 
 impl Plan {

@@ -44,6 +44,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         stamp_run: None,
         txn_records: args.txn_records(),
         flush_every: args.flush_every,
+        keys: args.keys,
     };
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
 

@@ -102,9 +102,13 @@ pub async fn run(producer: Producer, plan: Plan) -> anyhow::Result<Stats> {
         }
         plan.stamp(&mut buf, seq, intended);
         let partition = plan.partitions[plan.partition_index(seq)];
-        let mut record = FutureRecord::<(), [u8]>::to(&plan.topic)
+        let key = plan.keys.map(|n| (seq % n).to_be_bytes());
+        let mut record = FutureRecord::<[u8], [u8]>::to(&plan.topic)
             .payload(&buf[..])
             .partition(partition);
+        if let Some(key) = &key {
+            record = record.key(&key[..]);
+        }
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {

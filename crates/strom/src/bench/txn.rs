@@ -41,6 +41,9 @@ pub fn check_supported(args: &BenchArgs) -> anyhow::Result<()> {
     if args.flush_every.is_some() && args.client != ClientKind::Rdkafka {
         bail!("--flush-every needs --client rdkafka (it calls librdkafka's flush)");
     }
+    if args.keys.is_some() && args.client != ClientKind::Rdkafka {
+        bail!("--keys needs --client rdkafka (the native client sends records without keys)");
+    }
     if !args.transactional && !args.idempotent {
         return Ok(());
     }
