@@ -370,7 +370,12 @@ impl TopicConfig {
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes: self.segment_bytes,
-            segment_ms: self.segment_ms,
+            // As Kafka, a compacted topic rolls the active segment (which is never cleaned)
+            // once its data is max.compaction.lag.ms old.
+            segment_ms: match u64::try_from(self.max_compaction_lag_ms) {
+                Ok(lag) if self.compact => self.segment_ms.min(lag),
+                _ => self.segment_ms,
+            },
             // A compact-only topic keeps everything the cleaner keeps, whatever retention says.
             retention_ms: u64::try_from(self.retention_ms)
                 .ok()

@@ -35,6 +35,7 @@ pub(crate) struct Recovered {
 
 pub(crate) fn recover(dir: &Path, index_interval_bytes: u32) -> Result<Recovered, StorageError> {
     ensure_dir(dir)?;
+    crate::clean::complete_swaps(dir, index_interval_bytes)?;
     let bases = list_segments(dir)?;
     let checkpoint = checkpoint::read(dir);
     if bases.is_empty() {

@@ -6,51 +6,46 @@
 //!    stable offset) and older than `min.compaction.lag.ms`. The part after the stored clean
 //!    point is dirty; the pass runs when it is at least `min.cleanable.dirty.ratio` of the
 //!    cleanable bytes, or when its oldest data is older than `max.compaction.lag.ms`.
-//! 2. [`CleanPlan::execute`] (no lock; sealed segments do not change) maps every key of the
-//!    dirty part to its latest offset, up to the [`KeyMap`]'s memory budget (a dirty part with
-//!    more keys is cleaned in several passes: the pass ends where the map did), then rewrites
-//!    each segment from the log start that loses a record into `<base>.log.tmp`, fsynced. Each
-//!    batch keeps its place ([`filter`]); a record goes when a later one of its key is mapped,
-//!    when it belongs to an aborted transaction, or when it is a tombstone in a segment that
-//!    was already clean and untouched for `delete.retention.ms`. Control batches (transaction
-//!    markers, Raft entries) stay. All its I/O is paid to a [`Throttle`].
-//! 3. [`Log::install_cleaned`] (under the write lock) swaps one segment: the old index files
-//!    go, `<base>.log.tmp` is renamed over `<base>.log`; then [`CleanedSegment::finish`]
-//!    fsyncs the directory and writes the new indexes, before the next segment is swapped.
-//!    A crash leaves each segment old or new (rename is atomic; a leftover `.log.tmp` is
-//!    removed on open, missing indexes are rebuilt), and segments are swapped oldest first
-//!    with the rename durable in between, so a dropped tombstone never lands before the older
-//!    records it deleted are gone. Last, the clean point is stored (`cleaner-checkpoint`); a
-//!    crash before that only makes the next pass redo work.
+//! 2. [`CleanPlan::execute`] (no lock; sealed segments do not change; `pass`) maps every key
+//!    of the dirty part to its latest offset, up to the [`KeyMap`]'s memory budget (a dirty
+//!    part with more keys is cleaned in several passes: the pass ends where the map did), then
+//!    rewrites the segments from the log start, consecutive ones whose sizes add up to at most
+//!    `segment.bytes` into one (Kafka's grouping, so shrunk segments do not pile up), into
+//!    `<first base>.log.tmp`, fsynced. Each batch keeps its place ([`filter`]); a record goes
+//!    when a later one of its key is mapped, when it belongs to an aborted transaction, or when
+//!    it is a tombstone in a segment that was already clean and untouched for
+//!    `delete.retention.ms`. Control batches (transaction markers, Raft entries) stay. All its
+//!    I/O is paid to a [`Throttle`].
+//! 3. [`Log::install_cleaned`] (under the write lock) swaps one group in (`swap`: crash-safe
+//!    through a `.swap` file that open completes), then [`CleanedSegment::finish`] fsyncs the
+//!    directory and writes the new indexes, before the next group is swapped: groups become
+//!    durable oldest first, so a dropped tombstone never lands before the older records it
+//!    deleted are gone. Last, the clean point is stored (`cleaner-checkpoint`); a crash before
+//!    that only makes the next pass redo work.
 //!
-//! A swap that finds its segment changed (retention removed it, a Raft snapshot reset the log)
-//! is dropped.
+//! A swap that finds its segments changed (retention removed one, a Raft snapshot reset the
+//! log) is dropped.
 
 mod filter;
 mod keymap;
+mod pass;
+pub(crate) mod swap;
 mod throttle;
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use keymap::KeyMap;
+pub(crate) use swap::complete_swaps;
+pub use swap::{read_clean_point, write_clean_point};
 pub use throttle::Throttle;
 
-use bytes::Bytes;
-
-use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::error::StorageError;
-use crate::fsutil::{sync_dir, temp_path};
-use crate::index::{self, SegmentIndexes};
+use crate::batch::BatchHeader;
+use crate::index::SegmentIndexes;
 use crate::log::Log;
-use crate::reader::ChunkReader;
-use crate::records::walk_records;
-use crate::segment::{open_rw, Segment};
-use filter::{filter_batch, RecordView};
 
 const CLEAN_POINT_FILE: &str = "cleaner-checkpoint";
 
@@ -107,21 +102,29 @@ pub struct CleanPlan {
     end: u64,
     params: CleanParams,
     index_interval_bytes: u32,
+    /// Cleaned segments are grouped up to this size.
+    segment_bytes: u64,
     /// The dirty part's share of the cleanable bytes.
     pub dirty_ratio: f64,
 }
 
-/// One rewritten segment waiting to be swapped in.
+/// One rewritten group of segments waiting to be swapped in.
 pub struct CleanedSegment {
     base: u64,
     next: u64,
     tmp: PathBuf,
     size: u64,
     indexes: SegmentIndexes,
-    /// The file it replaces, to recognise that the log still holds it.
-    source: Arc<File>,
-    source_size: u64,
+    /// The segments it replaces, to recognise that the log still holds them.
+    sources: Vec<Source>,
     dir: PathBuf,
+}
+
+/// A segment file a cleaned group was made from.
+struct Source {
+    base: u64,
+    file: Arc<File>,
+    size: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -208,368 +211,19 @@ impl Log {
             end,
             params: params.clone(),
             index_interval_bytes: self.config.index_interval_bytes,
+            segment_bytes: self.config.segment_bytes,
             dirty_ratio,
         })
-    }
-
-    /// Swaps one cleaned segment in, if the log still holds the file it was made from (and
-    /// that file is sealed). Call [`CleanedSegment::finish`] afterwards, outside the lock.
-    pub fn install_cleaned(&mut self, cleaned: &CleanedSegment) -> Result<bool, StorageError> {
-        self.ensure_writable()?;
-        let last = self.segments.len() - 1;
-        let Some(i) = self.segments[..last].iter().position(|s| {
-            s.base_offset == cleaned.base
-                && Arc::ptr_eq(&s.file, &cleaned.source)
-                && s.size_bytes == cleaned.source_size
-        }) else {
-            cleaned.discard();
-            return Ok(false);
-        };
-        let path = self.segments[i].path.clone();
-        // The index files describe the old file: never let them be loaded with the new one.
-        index::remove(&path).map_err(|e| StorageError::io(&path, e))?;
-        fs::rename(&cleaned.tmp, &path).map_err(|e| StorageError::io(&path, e))?;
-        let file = open_rw(&path, false)?;
-        self.segments[i] = Segment::from_parts(
-            cleaned.base,
-            path,
-            file,
-            cleaned.size,
-            cleaned.next,
-            cleaned.indexes.clone(),
-        );
-        Ok(true)
-    }
-}
-
-impl CleanedSegment {
-    /// After [`Log::install_cleaned`]: makes the rename durable and writes the new indexes.
-    pub fn finish(&self) -> Result<(), StorageError> {
-        sync_dir(&self.dir)?;
-        index::store(
-            &crate::segment::log_path(&self.dir, self.base),
-            &self.indexes,
-        );
-        Ok(())
-    }
-
-    /// Removes the rewritten file of a segment that is not swapped in.
-    pub fn discard(&self) {
-        if let Err(e) = fs::remove_file(&self.tmp) {
-            tracing::warn!(path = %self.tmp.display(), error = %e, "could not remove a cleaned segment that was not used");
-        }
-    }
-}
-
-/// The stored clean point of the log in `dir`.
-pub fn read_clean_point(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join(CLEAN_POINT_FILE)).ok()?;
-    text.trim().parse().ok()
-}
-
-/// Stores the clean point atomically.
-pub fn write_clean_point(dir: &Path, offset: u64) -> Result<(), StorageError> {
-    let path = dir.join(CLEAN_POINT_FILE);
-    let tmp = temp_path(&path);
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(format!("{offset}\n").as_bytes())?;
-        f.sync_data()
-    };
-    write().map_err(|e| StorageError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
-    sync_dir(dir)
-}
-
-/// Batches of a sealed segment, CRC-checked, each paid to the throttle.
-struct Batches<'a> {
-    reader: ChunkReader<'a>,
-    view: &'a SegmentView,
-    position: u64,
-    throttle: &'a Throttle,
-}
-
-impl<'a> Batches<'a> {
-    fn new(view: &'a SegmentView, throttle: &'a Throttle) -> Batches<'a> {
-        Batches {
-            reader: ChunkReader::new(&view.file, &view.path, view.size),
-            view,
-            position: 0,
-            throttle,
-        }
-    }
-
-    fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<u8>)>, StorageError> {
-        if self.position >= self.view.size {
-            return Ok(None);
-        }
-        let corrupt =
-            |position, reason: String| StorageError::corrupt(&self.view.path, position, reason);
-        if self.view.size - self.position < HEADER_LEN as u64 {
-            return Err(corrupt(self.position, "truncated batch header".into()));
-        }
-        let header = BatchHeader::parse(self.reader.get(self.position, HEADER_LEN)?)
-            .map_err(|e| corrupt(self.position, e.to_string()))?;
-        let len = header.total_len();
-        if len < HEADER_LEN || self.position + len as u64 > self.view.size {
-            return Err(corrupt(
-                self.position,
-                "batch extends past the segment".into(),
-            ));
-        }
-        let bytes = self.reader.get(self.position, len)?.to_vec();
-        batch::check_frame_and_crc(&bytes).map_err(|e| corrupt(self.position, e.to_string()))?;
-        self.throttle.pay(len as u64);
-        self.position += len as u64;
-        Ok(Some((header, bytes)))
-    }
-}
-
-impl CleanPlan {
-    /// Builds the key map and writes the cleaned segments (see the module docs).
-    pub fn execute(
-        self,
-        context: &PassContext<'_>,
-        throttle: &Throttle,
-    ) -> Result<PassOutput, StorageError> {
-        let mut stats = CleanStats::default();
-        let (map, map_end) = self.build_map(context, throttle, &mut stats)?;
-        let drop_tombstones_before = self
-            .params
-            .now_ms
-            .saturating_sub(self.params.delete_retention_ms);
-        let mut segments = Vec::new();
-        for view in self.segments.iter().filter(|v| v.base < map_end) {
-            let drop_tombstones =
-                view.next <= self.first_dirty && millis(view.modified) <= drop_tombstones_before;
-            let keep = |r: &RecordView<'_>| match r.key {
-                None => true,
-                Some(key) => {
-                    let superseded = map.latest(key).is_some_and(|latest| r.offset < latest);
-                    !(superseded || (r.tombstone && drop_tombstones))
-                }
-            };
-            if let Some(cleaned) =
-                self.rewrite(view, map_end, context, &keep, throttle, &mut stats)?
-            {
-                segments.push(cleaned);
-            }
-        }
-        Ok(PassOutput {
-            segments,
-            clean_point: map_end,
-            stats,
-        })
-    }
-
-    /// The latest offset of every key from the first dirty offset on, until the map is full:
-    /// returns it and where it ends (a batch boundary; the pass cleans below it).
-    fn build_map(
-        &self,
-        context: &PassContext<'_>,
-        throttle: &Throttle,
-        stats: &mut CleanStats,
-    ) -> Result<(KeyMap, u64), StorageError> {
-        let mut map = KeyMap::with_budget(self.params.key_map_bytes);
-        for view in self.segments.iter().filter(|v| v.next > self.first_dirty) {
-            let mut batches = Batches::new(view, throttle);
-            while let Some((header, bytes)) = batches.next_batch()? {
-                stats.bytes_read += bytes.len() as u64;
-                if (header.last_offset() as u64) < self.first_dirty
-                    || header.is_control()
-                    || context.aborted(&header)
-                {
-                    continue;
-                }
-                let (header, records) = crate::records::records_section(&bytes)
-                    .map_err(|e| StorageError::corrupt(&view.path, 0, e.to_string()))?;
-                let spans = walk_records(&header, &records)
-                    .map_err(|e| StorageError::corrupt(&view.path, 0, e.to_string()))?;
-                // A batch is mapped whole or not at all; the first one always fits.
-                if !map.is_empty() && !map.has_room_for(spans.len()) {
-                    return Ok((map, header.base_offset as u64));
-                }
-                for span in &spans {
-                    if let Some(key) = &span.key {
-                        map.insert(
-                            &records[key.clone()],
-                            header.base_offset as u64 + span.offset_delta as u64,
-                        );
-                    }
-                }
-            }
-        }
-        Ok((map, self.end))
-    }
-
-    /// Writes `view` cleaned into `<base>.log.tmp`; `None` (and no file) when nothing in it
-    /// changes.
-    fn rewrite(
-        &self,
-        view: &SegmentView,
-        map_end: u64,
-        context: &PassContext<'_>,
-        keep: &dyn Fn(&RecordView<'_>) -> bool,
-        throttle: &Throttle,
-        stats: &mut CleanStats,
-    ) -> Result<Option<CleanedSegment>, StorageError> {
-        let tmp = temp_path(&view.path);
-        let _ = fs::remove_file(&tmp);
-        let file = open_rw(&tmp, true)?;
-        let mut out = SegmentWriter {
-            out: BufWriter::with_capacity(1 << 20, &file),
-            path: &tmp,
-            base: view.base,
-            indexes: SegmentIndexes::default(),
-            size: 0,
-            index_interval_bytes: self.index_interval_bytes,
-        };
-        let mut removed = 0u64;
-        let mut merged = 0u64;
-        let mut run: Option<EmptyRun> = None;
-        let mut batches = Batches::new(view, throttle);
-        while let Some((header, bytes)) = batches.next_batch()? {
-            stats.bytes_read += bytes.len() as u64;
-            let base = header.base_offset as u64;
-            let cleaned = if base >= map_end || header.is_control() {
-                None
-            } else {
-                let whole_batch_aborted = context.aborted(&header);
-                filter_batch(&bytes, |r| !whole_batch_aborted && keep(r))
-                    .map_err(|e| StorageError::corrupt(&view.path, out.size, e.to_string()))?
-            };
-            let batch: &[u8] = cleaned.as_deref().unwrap_or(&bytes);
-            let after = BatchHeader::parse(batch)
-                .map_err(|e| StorageError::corrupt(&tmp, out.size, e.to_string()))?;
-            removed += u64::try_from(header.records_count - after.records_count).unwrap_or(0);
-            let mergeable = context.merge_empty
-                && base < map_end
-                && after.records_count == 0
-                && !after.is_control()
-                && !after.is_transactional()
-                && !context.producer_batches.contains(&base);
-            if mergeable {
-                match &mut run {
-                    Some(r) => {
-                        r.last_offset = after.last_offset() as u64;
-                        r.max_timestamp = r.max_timestamp.max(after.max_timestamp);
-                        r.batches += 1;
-                        merged += 1;
-                    }
-                    None => {
-                        run = Some(EmptyRun {
-                            first: Bytes::copy_from_slice(batch),
-                            last_offset: after.last_offset() as u64,
-                            max_timestamp: after.max_timestamp,
-                            batches: 1,
-                        })
-                    }
-                }
-                continue;
-            }
-            if let Some(r) = run.take() {
-                out.write_run(r, throttle)?;
-            }
-            out.write(batch, &after, throttle)?;
-        }
-        if let Some(r) = run.take() {
-            out.write_run(r, throttle)?;
-        }
-        let size = out.size;
-        let mut indexes = out.finish()?;
-        if removed == 0 && merged == 0 {
-            drop(file);
-            let _ = fs::remove_file(&tmp);
-            return Ok(None);
-        }
-        file.sync_data().map_err(|e| StorageError::fsync(&tmp, e))?;
-        // Kafka's cleaner keeps a segment's modification time: tombstones stay
-        // `delete.retention.ms` from the segment's last append, not from its last cleaning.
-        if let Err(e) = file.set_modified(view.modified) {
-            tracing::debug!(path = %tmp.display(), error = %e, "could not keep the modification time");
-        }
-        indexes.seal(view.base);
-        stats.bytes_before += view.size;
-        stats.bytes_after += size;
-        stats.records_removed += removed;
-        Ok(Some(CleanedSegment {
-            base: view.base,
-            next: view.next,
-            tmp,
-            size,
-            indexes,
-            source: Arc::clone(&view.file),
-            source_size: view.size,
-            dir: self.dir.clone(),
-        }))
-    }
-}
-
-/// Consecutive batches that lost every record, to be stored as one.
-struct EmptyRun {
-    first: Bytes,
-    last_offset: u64,
-    max_timestamp: i64,
-    batches: u64,
-}
-
-/// A cleaned segment being written, with its indexes.
-struct SegmentWriter<'a> {
-    out: BufWriter<&'a File>,
-    path: &'a Path,
-    base: u64,
-    indexes: SegmentIndexes,
-    size: u64,
-    index_interval_bytes: u32,
-}
-
-impl SegmentWriter<'_> {
-    fn write(
-        &mut self,
-        batch: &[u8],
-        header: &BatchHeader,
-        throttle: &Throttle,
-    ) -> Result<(), StorageError> {
-        self.out
-            .write_all(batch)
-            .map_err(|e| StorageError::io(self.path, e))?;
-        throttle.pay(batch.len() as u64);
-        // Segments are below 2^32 bytes and relative offsets, so the casts are lossless.
-        self.indexes.record_batch(
-            self.base,
-            (header.base_offset as u64 - self.base) as u32,
-            self.size as u32,
-            batch.len() as u64,
-            header.max_timestamp,
-            self.index_interval_bytes,
-        );
-        self.size += batch.len() as u64;
-        Ok(())
-    }
-
-    fn write_run(&mut self, run: EmptyRun, throttle: &Throttle) -> Result<(), StorageError> {
-        let batch = if run.batches == 1 {
-            run.first
-        } else {
-            filter::merged_empty(&run.first, run.last_offset, run.max_timestamp)
-        };
-        let header = BatchHeader::parse(&batch)
-            .map_err(|e| StorageError::corrupt(self.path, self.size, e.to_string()))?;
-        self.write(&batch, &header, throttle)
-    }
-
-    fn finish(mut self) -> Result<SegmentIndexes, StorageError> {
-        self.out
-            .flush()
-            .map_err(|e| StorageError::io(self.path, e))?;
-        Ok(self.indexes)
     }
 }
 
 /// Makes every segment file of `dir` look `by` older (tests of tombstone retention).
 #[cfg(test)]
-pub(crate) fn age_segment_files(dir: &Path, by: std::time::Duration) -> std::io::Result<()> {
-    for entry in fs::read_dir(dir)? {
+pub(crate) fn age_segment_files(
+    dir: &std::path::Path,
+    by: std::time::Duration,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "log") {
             let f = File::options().write(true).open(&path)?;
@@ -578,4 +232,12 @@ pub(crate) fn age_segment_files(dir: &Path, by: std::time::Duration) -> std::io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+impl CleanedSegment {
+    /// The rewritten file and the base offsets of the segments it replaces.
+    pub(crate) fn parts(&self) -> (&std::path::Path, Vec<u64>) {
+        (&self.tmp, self.sources.iter().map(|s| s.base).collect())
+    }
 }

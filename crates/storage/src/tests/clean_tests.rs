@@ -224,51 +224,89 @@ fn compressed_batches_are_recompressed_with_their_codec() {
     assert!(first.records_count == 0 && first.compression() == 0);
 }
 
+/// A log whose next pass groups shrunk segments: one full cleaning, then more appends.
+fn log_with_groups(dir: &Path) -> (Log, Vec<Record>) {
+    let mut log = open(dir, &small_config(300));
+    let mut appended = Vec::new();
+    let mut record = |log: &mut Log, round: u8| {
+        let base = log.next_offset();
+        let records = [
+            (round % 4, Some(round)),
+            (7, round.is_multiple_of(2).then_some(round)),
+        ];
+        append(log, &records);
+        for (i, (k, v)) in records.iter().enumerate() {
+            appended.push((
+                base + i as u64,
+                Bytes::from(vec![b'k', *k]),
+                v.map(|v| Bytes::from(vec![v; 20])),
+            ));
+        }
+    };
+    for round in 0..30u8 {
+        record(&mut log, round);
+    }
+    clean_fully(&mut log, &params(u64::MAX, 1 << 20));
+    for round in 30..50u8 {
+        record(&mut log, round);
+    }
+    (log, appended)
+}
+
 #[test]
 fn a_crash_at_any_step_of_a_pass_leaves_old_or_new_segments() {
-    for crash_after in 0..=4 {
+    for crash_after in 0..=6 {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), &small_config(300));
-        for round in 0..30u8 {
-            append(
-                &mut log,
-                &[
-                    (round % 4, Some(round)),
-                    (7, (round % 2 == 0).then_some(round)),
-                ],
-            );
-        }
+        let (mut log, appended) = log_with_groups(dir.path());
         let (before, _) = contents(&log);
         let sealed_end = log.segments[log.segments.len() - 1].base_offset;
         let plan = log.clean_plan(&params(u64::MAX, 1 << 20), None).unwrap();
         let output = plan.execute(&context(false), &Throttle::new(None)).unwrap();
         assert!(output.segments.len() > 2);
-        if crash_after == 0 {
-            // Cleaned files written, a half-written one among them, none swapped.
-            let tmp = &files_with_ext(dir.path(), "tmp")[0];
-            let len = std::fs::metadata(tmp).unwrap().len();
-            std::fs::File::options()
-                .write(true)
-                .open(tmp)
-                .unwrap()
-                .set_len(len / 2)
-                .unwrap();
-        }
-        let swapped = match crash_after {
-            0 => 0,
-            1 => 1,
-            2 => output.segments.len() / 2,
-            _ => output.segments.len(),
-        };
-        for (i, segment) in output.segments.iter().enumerate().take(swapped) {
-            assert!(log.install_cleaned(segment).unwrap());
-            // The last swap "crashes" before its directory fsync and index files.
-            if i + 1 < swapped || crash_after == 4 {
-                segment.finish().unwrap();
+        let grouped = output
+            .segments
+            .iter()
+            .position(|c| c.parts().1.len() > 1)
+            .expect("a group of segments");
+        match crash_after {
+            0 => {
+                // Cleaned files written, a half-written one among them, none swapped.
+                let (tmp, _) = output.segments[0].parts();
+                let len = std::fs::metadata(tmp).unwrap().len();
+                std::fs::File::options()
+                    .write(true)
+                    .open(tmp)
+                    .unwrap()
+                    .set_len(len / 2)
+                    .unwrap();
             }
-        }
-        if crash_after == 4 {
-            clean::write_clean_point(log.dir(), output.clean_point).unwrap();
+            1..=4 => {
+                let swapped = match crash_after {
+                    1 => 1,
+                    2 => output.segments.len() / 2,
+                    _ => output.segments.len(),
+                };
+                for (i, segment) in output.segments.iter().enumerate().take(swapped) {
+                    assert!(log.install_cleaned(segment).unwrap());
+                    // The last swap "crashes" before its directory fsync and index files.
+                    if i + 1 < swapped || crash_after == 4 {
+                        segment.finish().unwrap();
+                    }
+                }
+                if crash_after == 4 {
+                    clean::write_clean_point(log.dir(), output.clean_point).unwrap();
+                }
+            }
+            _ => {
+                // Inside a group's swap: its file renamed to `.swap` (step 1), then (6) one of
+                // the segments it replaces already removed (step 2).
+                let (tmp, bases) = output.segments[grouped].parts();
+                let swap = crate::clean::swap::swap_path(dir.path(), bases[0]);
+                std::fs::rename(tmp, &swap).unwrap();
+                if crash_after == 6 {
+                    std::fs::remove_file(crate::segment::log_path(dir.path(), bases[1])).unwrap();
+                }
+            }
         }
         // A crash: no close, no checkpoint.
         drop(log);
@@ -277,10 +315,14 @@ fn a_crash_at_any_step_of_a_pass_leaves_old_or_new_segments() {
             files_with_ext(dir.path(), "tmp").is_empty(),
             "step {crash_after}"
         );
+        assert!(
+            files_with_ext(dir.path(), "swap").is_empty(),
+            "step {crash_after}"
+        );
         let (reopened, _) = contents(&log);
         // Whatever was swapped, the latest record of every key is there and nothing
         // appended is duplicated or moved.
-        let full = compacted_view(&before, sealed_end);
+        let full = compacted_view(&appended, sealed_end);
         assert!(
             full.iter().all(|r| reopened.contains(r)),
             "step {crash_after}"
@@ -293,6 +335,24 @@ fn a_crash_at_any_step_of_a_pass_leaves_old_or_new_segments() {
         clean_fully(&mut log, &params(u64::MAX, 1 << 20));
         assert_eq!(contents(&log).0, full, "step {crash_after}");
     }
+}
+
+#[test]
+fn shrunk_segments_are_grouped_into_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, appended) = log_with_groups(dir.path());
+    let segments_before = log.segments.len();
+    let sealed_end = log.segments[log.segments.len() - 1].base_offset;
+    clean_fully(&mut log, &params(u64::MAX, 1 << 20));
+    assert!(
+        log.segments.len() < segments_before,
+        "{} of {segments_before} segments",
+        log.segments.len()
+    );
+    assert_eq!(contents(&log).0, compacted_view(&appended, sealed_end));
+    drop(log);
+    let log = open(dir.path(), &small_config(300));
+    assert_eq!(contents(&log).0, compacted_view(&appended, sealed_end));
 }
 
 #[derive(Debug, Clone)]
