@@ -98,7 +98,7 @@ impl Partition {
             elapsed_ms = elapsed.as_millis() as u64,
             mb_per_sec = format!("{:.1}", output.stats.bytes_read as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6)),
             dirty_ratio = format!("{ratio:.2}"),
-            clean_point = output.clean_point,
+            clean_point = output.clean_point.offset,
             segments = output.segments.len(),
             bytes_read = output.stats.bytes_read,
             bytes_before = output.stats.bytes_before,

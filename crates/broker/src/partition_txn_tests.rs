@@ -34,6 +34,10 @@ fn txn_batch(pid: i64, epoch: i16, seq: i32, records: i32) -> Bytes {
 /// A partition whose high watermark follows appends at once (no flusher runs; a dropped
 /// partition is a crash).
 fn open(dir: &Path) -> Arc<Partition> {
+    open_with(dir, &TopicConfig::default())
+}
+
+fn open_with(dir: &Path, config: &TopicConfig) -> Arc<Partition> {
     let (flusher, threads) = Flusher::start(FlushPolicy::Always).unwrap();
     flusher.stop();
     for t in threads {
@@ -43,7 +47,7 @@ fn open(dir: &Path) -> Arc<Partition> {
         "t",
         0,
         dir.to_path_buf(),
-        &TopicConfig::default(),
+        config,
         flusher,
         FlushPolicy::IntervalMs(1000),
     )
@@ -215,20 +219,7 @@ fn cleaning_removes_aborted_records_and_keeps_markers() {
             .collect(),
         )
         .unwrap();
-    let (flusher, threads) = Flusher::start(FlushPolicy::Always).unwrap();
-    flusher.stop();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let p = Partition::open(
-        "t",
-        0,
-        dir.path().to_path_buf(),
-        &config,
-        flusher,
-        FlushPolicy::IntervalMs(1000),
-    )
-    .unwrap();
+    let p = open_with(dir.path(), &config);
     p.allow_transaction(7, 0).unwrap();
     p.append(&[txn_batch(7, 0, 0, 1)]).unwrap(); // offset 0, committed
     p.write_marker(&marker(7, 0, true, 1)).unwrap(); // 1

@@ -41,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use keymap::KeyMap;
 pub(crate) use swap::complete_swaps;
 pub use swap::{read_clean_point, write_clean_point};
+
 pub use throttle::Throttle;
 
 use crate::batch::BatchHeader;
@@ -139,9 +140,18 @@ pub struct CleanStats {
 /// The outcome of [`CleanPlan::execute`].
 pub struct PassOutput {
     pub segments: Vec<CleanedSegment>,
-    /// Where the log is clean up to once every segment is swapped in.
-    pub clean_point: u64,
+    /// What to store once every group is swapped in.
+    pub clean_point: CleanPoint,
     pub stats: CleanStats,
+}
+
+/// Where the log is clean up to, and when the oldest segment still holding a tombstone below
+/// it was last written: once that is `delete.retention.ms` ago a pass runs to drop it, dirty
+/// or not (as Kafka 3.1+ schedules cleaning for due tombstones).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanPoint {
+    pub offset: u64,
+    pub tombstones_since_ms: Option<i64>,
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -151,7 +161,11 @@ fn millis(t: SystemTime) -> i64 {
 
 impl Log {
     /// The pass to run now, if any (see the module docs). `clean_point` is the stored one.
-    pub fn clean_plan(&self, params: &CleanParams, clean_point: Option<u64>) -> Option<CleanPlan> {
+    pub fn clean_plan(
+        &self,
+        params: &CleanParams,
+        clean_point: Option<CleanPoint>,
+    ) -> Option<CleanPlan> {
         let sealed = &self.segments[..self.segments.len() - 1];
         let lag_cutoff = params.now_ms.saturating_sub(params.min_compaction_lag_ms);
         let count = sealed
@@ -165,10 +179,15 @@ impl Log {
             .count();
         let cleanable = &sealed[..count];
         let end = cleanable.last()?.next_offset;
-        let first_dirty = clean_point.unwrap_or(0).max(self.log_start_offset());
-        if first_dirty >= end {
+        let point = clean_point.unwrap_or_default();
+        let tombstones_due = point
+            .tombstones_since_ms
+            .is_some_and(|t| t.saturating_add(params.delete_retention_ms) <= params.now_ms);
+        let first_dirty = point.offset.max(self.log_start_offset());
+        if first_dirty >= end && !tombstones_due {
             return None;
         }
+        let first_dirty = first_dirty.min(end);
         let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
         for s in cleanable {
             if s.next_offset <= first_dirty {
@@ -186,7 +205,7 @@ impl Log {
                 .and_then(|s| s.indexes.max_timestamp)
                 .is_some_and(|(ts, _)| ts <= cutoff)
         };
-        if dirty_ratio < params.min_dirty_ratio && !overdue {
+        if dirty_ratio < params.min_dirty_ratio && !overdue && !tombstones_due {
             return None;
         }
         let segments = cleanable

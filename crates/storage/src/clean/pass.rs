@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use super::filter::{self, filter_batch, RecordView};
 use super::{
-    millis, CleanPlan, CleanStats, CleanedSegment, KeyMap, PassContext, PassOutput, SegmentView,
-    Source, Throttle,
+    millis, CleanPlan, CleanPoint, CleanStats, CleanedSegment, KeyMap, PassContext, PassOutput,
+    SegmentView, Source, Throttle,
 };
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::StorageError;
@@ -104,8 +104,9 @@ impl CleanPlan {
             }
         };
         let mut segments = Vec::new();
+        let mut tombstones_since_ms: Option<i64> = None;
         for group in &groups {
-            let cleaned = self.rewrite(
+            let (cleaned, tombstones) = self.rewrite(
                 group,
                 map_end,
                 drop_tombstones_before,
@@ -115,10 +116,16 @@ impl CleanPlan {
                 &mut stats,
             )?;
             segments.extend(cleaned);
+            if let Some(since) = tombstones {
+                tombstones_since_ms = Some(tombstones_since_ms.map_or(since, |t| t.min(since)));
+            }
         }
         Ok(PassOutput {
             segments,
-            clean_point: map_end,
+            clean_point: CleanPoint {
+                offset: map_end,
+                tombstones_since_ms,
+            },
             stats,
         })
     }
@@ -164,7 +171,8 @@ impl CleanPlan {
     }
 
     /// Writes the segments of `group` cleaned into one file, `<first base>.log.tmp`; `None`
-    /// (and no file) when nothing changes.
+    /// (and no file) when nothing changes. Also returns the group's modification time if it
+    /// keeps a tombstone.
     #[allow(clippy::too_many_arguments)]
     fn rewrite(
         &self,
@@ -175,8 +183,16 @@ impl CleanPlan {
         keep: &dyn Fn(&RecordView<'_>, bool) -> bool,
         throttle: &Throttle,
         stats: &mut CleanStats,
-    ) -> Result<Option<CleanedSegment>, StorageError> {
+    ) -> Result<(Option<CleanedSegment>, Option<i64>), StorageError> {
         let first = group[0];
+        // Kafka's cleaner keeps a segment's modification time: tombstones stay
+        // `delete.retention.ms` from the segment's last append, not from its last cleaning.
+        let modified = group
+            .iter()
+            .map(|v| v.modified)
+            .max()
+            .unwrap_or(first.modified);
+        let mut kept_tombstone = false;
         let tmp = temp_path(&first.path);
         let _ = fs::remove_file(&tmp);
         let file = open_rw(&tmp, true)?;
@@ -204,8 +220,12 @@ impl CleanPlan {
                     None
                 } else {
                     let whole_batch_aborted = context.aborted(&header);
-                    filter_batch(&bytes, |r| !whole_batch_aborted && keep(r, drop_tombstones))
-                        .map_err(|e| StorageError::corrupt(&view.path, out.size, e.to_string()))?
+                    filter_batch(&bytes, |r| {
+                        let kept = !whole_batch_aborted && keep(r, drop_tombstones);
+                        kept_tombstone |= kept && r.tombstone;
+                        kept
+                    })
+                    .map_err(|e| StorageError::corrupt(&view.path, out.size, e.to_string()))?
                 };
                 let batch: &[u8] = cleaned.as_deref().unwrap_or(&bytes);
                 let after = BatchHeader::parse(batch)
@@ -247,19 +267,13 @@ impl CleanPlan {
         }
         let size = out.size;
         let mut indexes = out.finish()?;
+        let tombstones = kept_tombstone.then(|| millis(modified));
         if removed == 0 && merged == 0 && group.len() == 1 {
             drop(file);
             let _ = fs::remove_file(&tmp);
-            return Ok(None);
+            return Ok((None, tombstones));
         }
         file.sync_data().map_err(|e| StorageError::fsync(&tmp, e))?;
-        // Kafka's cleaner keeps a segment's modification time: tombstones stay
-        // `delete.retention.ms` from the segment's last append, not from its last cleaning.
-        let modified = group
-            .iter()
-            .map(|v| v.modified)
-            .max()
-            .unwrap_or(first.modified);
         if let Err(e) = file.set_modified(modified) {
             tracing::debug!(path = %tmp.display(), error = %e, "could not keep the modification time");
         }
@@ -267,7 +281,7 @@ impl CleanPlan {
         stats.bytes_before += group.iter().map(|v| v.size).sum::<u64>();
         stats.bytes_after += size;
         stats.records_removed += removed;
-        Ok(Some(CleanedSegment {
+        let cleaned = CleanedSegment {
             base: first.base,
             next: group[group.len() - 1].next,
             tmp,
@@ -282,7 +296,8 @@ impl CleanPlan {
                 })
                 .collect(),
             dir: self.dir.clone(),
-        }))
+        };
+        Ok((Some(cleaned), tombstones))
     }
 }
 

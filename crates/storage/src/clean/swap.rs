@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{CleanedSegment, CLEAN_POINT_FILE};
+use super::{CleanPoint, CleanedSegment, CLEAN_POINT_FILE};
 use crate::error::StorageError;
 use crate::fsutil::{sync_dir, temp_path};
 use crate::index::{self, SegmentIndexes};
@@ -186,19 +186,33 @@ fn swap_end(
     Ok(outcome.stop.is_none().then_some(outcome.next_offset))
 }
 
-/// The stored clean point of the log in `dir`.
-pub fn read_clean_point(dir: &Path) -> Option<u64> {
+/// The stored clean point of the log in `dir` (`<offset> [<tombstones since, ms>]`); an
+/// unreadable one is none (the next pass starts from the log start).
+pub fn read_clean_point(dir: &Path) -> Option<CleanPoint> {
     let text = fs::read_to_string(dir.join(CLEAN_POINT_FILE)).ok()?;
-    text.trim().parse().ok()
+    let mut fields = text.split_whitespace();
+    let offset = fields.next()?.parse().ok()?;
+    let tombstones_since_ms = match fields.next() {
+        Some(t) => Some(t.parse().ok()?),
+        None => None,
+    };
+    Some(CleanPoint {
+        offset,
+        tombstones_since_ms,
+    })
 }
 
 /// Stores the clean point atomically.
-pub fn write_clean_point(dir: &Path, offset: u64) -> Result<(), StorageError> {
+pub fn write_clean_point(dir: &Path, point: CleanPoint) -> Result<(), StorageError> {
     let path = dir.join(CLEAN_POINT_FILE);
     let tmp = temp_path(&path);
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(format!("{offset}\n").as_bytes())?;
+        let line = match point.tombstones_since_ms {
+            Some(t) => format!("{} {t}\n", point.offset),
+            None => format!("{}\n", point.offset),
+        };
+        f.write_all(line.as_bytes())?;
         f.sync_data()
     };
     write().map_err(|e| StorageError::io(&tmp, e))?;

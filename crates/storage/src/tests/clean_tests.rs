@@ -200,6 +200,44 @@ fn tombstones_stay_until_delete_retention_passed_on_a_clean_segment() {
     assert!(after.iter().any(|r| r.1[1] == 2));
 }
 
+/// Due tombstones get a pass of their own, with nothing dirty (Kafka 3.1+ does the same).
+#[test]
+fn due_tombstones_are_dropped_without_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), &small_config(200));
+    append(&mut log, &[(1, Some(1)), (2, Some(2))]);
+    append(&mut log, &[(1, None)]);
+    for round in 0..6u8 {
+        append(&mut log, &[(3, Some(round))]);
+    }
+    clean_fully(&mut log, &params(u64::MAX, 1 << 20));
+    assert!(contents(&log)
+        .0
+        .iter()
+        .any(|r| r.1[1] == 1 && r.2.is_none()));
+    let point = clean::read_clean_point(log.dir()).unwrap();
+    assert!(point.tombstones_since_ms.is_some(), "{point:?}");
+    let two_days_later = CleanParams {
+        now_ms: now_ms() + 2 * 86_400_000,
+        ..params(u64::MAX, 1 << 20)
+    };
+    assert!(
+        pass(&mut log, &two_days_later, false).is_some(),
+        "a pass for the tombstone"
+    );
+    assert!(!contents(&log).0.iter().any(|r| r.1[1] == 1));
+    assert_eq!(
+        clean::read_clean_point(log.dir())
+            .unwrap()
+            .tombstones_since_ms,
+        None
+    );
+    assert!(
+        pass(&mut log, &two_days_later, false).is_none(),
+        "then nothing to do"
+    );
+}
+
 #[test]
 fn compressed_batches_are_recompressed_with_their_codec() {
     let dir = tempfile::tempdir().unwrap();

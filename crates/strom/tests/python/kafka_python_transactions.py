@@ -276,6 +276,12 @@ end = time.time() + 1.0
 while time.time() < end:
     for msgs in resumed.poll(timeout_ms=100).values():
         got.extend(msgs)
+if len(got) != len(rest):
+    # This once read nothing in CI (not reproduced): say where the member stood.
+    print("resumed member: assignment", resumed.assignment(),
+          "positions", {t: resumed.position(t) for t in resumed.assignment()},
+          "group", admin.describe_consumer_groups([GROUP]),
+          "committed", committed_offsets(), flush=True)
 resumed.close()
 check(got, rest, "resumed from the committed offsets")
 
