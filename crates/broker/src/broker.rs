@@ -66,7 +66,13 @@ impl Broker {
         for (name, rec) in broker.meta.load_all()? {
             let topic = broker.open_topic(&name, &rec)?;
             tracing::info!(topic = %name, partitions = rec.partitions, "recovered topic");
-            broker.topics_mut().insert(name, topic);
+            broker.topics_mut().insert(name.clone(), topic);
+            if crate::internal::is_internal_topic(&name) {
+                if let Some(config) = crate::internal::upgraded(&rec.config) {
+                    tracing::info!(topic = %name, "internal topic from before compaction: now compacted");
+                    broker.alter_topic_config(&name, config, false)?;
+                }
+            }
         }
         broker.groups.load(&broker)?;
         Ok(Arc::new(broker))

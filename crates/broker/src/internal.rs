@@ -64,6 +64,20 @@ pub fn overrides() -> BTreeMap<String, String> {
     ])
 }
 
+/// The overrides of an internal topic created before compaction existed (no `cleanup.policy`
+/// of its own), upgraded to compaction with the settings [`overrides`] gives new ones; `None`
+/// when the topic already says what its policy is (an operator's choice stays).
+pub fn upgraded(current: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    if current.contains_key("cleanup.policy") {
+        return None;
+    }
+    let mut upgraded = current.clone();
+    for (name, value) in overrides() {
+        upgraded.entry(name).or_insert(value);
+    }
+    Some(upgraded)
+}
+
 /// The partition of an internal topic that holds `key` (a group or transactional id).
 pub fn partition_for(key: &str, partitions: usize) -> usize {
     let mut h: u32 = 0x811c_9dc5;
@@ -95,5 +109,27 @@ pub fn ensure(broker: &Broker, name: &str) -> Result<Arc<Topic>, BrokerError> {
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_topics_from_before_compaction_are_upgraded_once() {
+        let old = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("max.message.bytes".to_string(), "2000000".to_string()),
+        ]);
+        let new = upgraded(&old).expect("upgraded");
+        assert_eq!(new["cleanup.policy"], "compact");
+        assert_eq!(
+            new["max.message.bytes"], "2000000",
+            "an operator's setting stays"
+        );
+        assert_eq!(upgraded(&new), None);
+        let chosen = BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]);
+        assert_eq!(upgraded(&chosen), None, "a policy someone chose stays");
     }
 }

@@ -192,14 +192,25 @@ pub(super) fn journal_membership(
 impl Cluster {
     /// The internal topics (`__consumer_offsets`, `__transaction_state`), replicated like any
     /// topic, created as soon as enough nodes have registered for their replication factor
-    /// (the founding voters' count, at most 3).
+    /// (the founding voters' count, at most 3); ones created before compaction existed are
+    /// made compacted.
     async fn create_internal_topics(&self, state: &ClusterState) {
         let rf = self.config().peers.len().clamp(1, 3);
         if state.live_nodes().len() < rf {
             return;
         }
         for topic in crate::internal::INTERNAL_TOPICS {
-            if state.topics.contains_key(topic.name) {
+            if let Some(existing) = state.topics.get(topic.name) {
+                // Created before compaction existed: compact it now.
+                if let Some(config) = crate::internal::upgraded(&existing.config) {
+                    let cmd = Command::AlterTopicConfig {
+                        name: topic.name.to_string(),
+                        config,
+                    };
+                    if let Err(e) = self.propose(cmd).await {
+                        tracing::debug!("{} not upgraded to compaction yet: {e}", topic.name);
+                    }
+                }
                 continue;
             }
             let cmd = Command::CreateTopic {
