@@ -4,7 +4,7 @@
 //! below its last stable offset (itself below the high watermark, which is Raft's commit in a
 //! cluster), so what it removes is committed and every replica converges on the same
 //! latest-per-key view; a batch keeps its offsets and term, so Raft's entry index is untouched.
-//! A single node's log is no Raft log: there runs of emptied batches become one.
+//! Runs of emptied batches become one batch that counts the Raft entries it stands for.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -78,7 +78,6 @@ impl Partition {
         let context = PassContext {
             is_aborted: &is_aborted,
             producer_batches: &producer_batches,
-            merge_empty: self.replica.is_none(),
         };
         let ratio = plan.dirty_ratio;
         let started = std::time::Instant::now();

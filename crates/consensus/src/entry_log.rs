@@ -139,15 +139,24 @@ impl EntryIndex {
         EntryIndex::scan(log, start)
     }
 
-    /// Rebuilds the index from the batch headers of a log already starting at `start`.
+    /// Rebuilds the index from the batch headers of a log already starting at `start`. A run
+    /// of entries the cleaner emptied and merged into one batch (`batch::entry_count`) gives
+    /// its entries back, each starting at the next offset of the run: they hold no record, so
+    /// only their number and term matter.
     pub fn scan(log: &Log, start: LogStart) -> Result<EntryIndex, ConsensusError> {
         let mut index = EntryIndex::empty(start);
         let mut headers = Vec::new();
         log.scan_headers(log.log_start_offset(), |h| {
-            headers.push((h.base_offset as u64, h.partition_leader_epoch.max(0) as u64))
+            headers.push((
+                h.base_offset as u64,
+                h.partition_leader_epoch.max(0) as u64,
+                batch::entry_count(h),
+            ))
         })?;
-        for (offset, term) in headers {
-            index.push(offset, term);
+        for (offset, term, count) in headers {
+            for i in 0..count {
+                index.push(offset + i, term);
+            }
         }
         Ok(index)
     }
@@ -344,6 +353,38 @@ impl EntryIndex {
             for b in batches {
                 let header = BatchHeader::parse(&b).map_err(|e| storage_err(e.into()))?;
                 offset = (header.base_offset + i64::from(header.last_offset_delta) + 1) as u64;
+                let count = batch::entry_count(&header);
+                if count > 1 {
+                    // A merged run of emptied entries goes out as the entries it stands for,
+                    // each an empty batch over this index's own offsets for it.
+                    let run_first = self
+                        .index_of_offset(header.base_offset as u64, log)
+                        .ok_or(raft::Error::Store(raft::StorageError::Unavailable))?;
+                    while idx < high && idx < run_first + count {
+                        let (Some(start), Some(next)) =
+                            (self.start_offset(idx, log), self.start_offset(idx + 1, log))
+                        else {
+                            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+                        };
+                        let one = batch::empty_batch_at(
+                            start,
+                            next.saturating_sub(1).max(start),
+                            header.partition_leader_epoch,
+                            header.max_timestamp,
+                        );
+                        let len = one.len() as u64;
+                        if !out.is_empty() && size + len > budget {
+                            return Ok(out);
+                        }
+                        size += len;
+                        out.push(to_entry(idx, self.term(idx)?, one));
+                        idx += 1;
+                    }
+                    if offset >= end || idx >= high {
+                        break;
+                    }
+                    continue;
+                }
                 let len = b.len() as u64;
                 if !out.is_empty() && size + len > budget {
                     return Ok(out);
@@ -476,10 +517,11 @@ fn stored_batch(e: &Entry, now_ms: i64) -> Result<Bytes, ConsensusError> {
             })?;
             if h.total_len() != e.data.len()
                 || (h.is_control() && control::decode(&e.data).is_some())
+                || batch::entry_count(&h) != 1
             {
                 return Err(ConsensusError::BadEntry {
                     index: e.index,
-                    reason: "length mismatch or a Strom control batch as data".into(),
+                    reason: "length mismatch, a Strom control batch or a merged run as data".into(),
                 });
             }
             Ok(e.data.clone())

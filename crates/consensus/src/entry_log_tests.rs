@@ -650,3 +650,77 @@ fn open_repairs_an_interrupted_snapshot_install() {
     assert_eq!(index.start_offset(31, &log), Some(500));
     assert_eq!(index.end_offset(31, &log), Some(502));
 }
+
+/// A key's record in its own batch, so later batches empty earlier ones when cleaned.
+fn keyed(index: u64, term: u64, key: &str) -> Entry {
+    let rec = KeyValue {
+        key: Bytes::from(key.to_string()),
+        value: Some(Bytes::from(index.to_be_bytes().to_vec())),
+    };
+    Entry {
+        index,
+        term,
+        data: records::encode_batch(&[rec], 1_000),
+        ..Entry::default()
+    }
+}
+
+/// Compaction merges runs of emptied entries into one batch that counts them: the index keeps
+/// every entry (before and after a reopen), and a follower reading them from the leader gets
+/// one empty entry each, ending at the same offset.
+#[test]
+fn merged_runs_of_emptied_entries_keep_every_entry() {
+    use strom_storage::clean::{CleanParams, PassContext, Throttle};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = small_segments(dir.path());
+    let mut index = EntryIndex::open(&mut log, LogStart::default()).unwrap();
+    let entries: Vec<Entry> = (1..=40)
+        .map(|i| keyed(i, 1 + i / 20, if i % 5 == 0 { "b" } else { "a" }))
+        .collect();
+    index.append(&mut log, &entries, 0, 1_000).unwrap();
+    let last = index.last_index();
+    let end = log.next_offset();
+    let none = std::collections::HashSet::new();
+    let context = PassContext {
+        is_aborted: &|_, _| false,
+        producer_batches: &none,
+    };
+    let params = CleanParams {
+        now_ms: 2_000,
+        end_limit: u64::MAX,
+        min_dirty_ratio: 0.0,
+        min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: i64::MAX,
+        delete_retention_ms: 0,
+        key_map_bytes: 1 << 20,
+    };
+    let plan = log.clean_plan(&params, None).unwrap();
+    let output = plan.execute(&context, &Throttle::new(None)).unwrap();
+    for segment in &output.segments {
+        assert!(log.install_cleaned(segment).unwrap());
+        segment.finish().unwrap();
+    }
+    let mut merged = 0;
+    log.scan_headers(0, |h| merged += usize::from(batch::entry_count(h) > 1))
+        .unwrap();
+    assert!(merged > 0, "the cleaning merged some runs");
+    for index in [
+        index,
+        EntryIndex::open(&mut log, LogStart::default()).unwrap(),
+    ] {
+        assert_eq!(index.last_index(), last);
+        assert_eq!(index.term(last).unwrap(), 3);
+        let sent = index.entries(&log, 1, last + 1, None).unwrap();
+        assert_eq!(sent.len() as u64, last);
+        let follower_dir = tempfile::tempdir().unwrap();
+        let mut follower_log = small_segments(follower_dir.path());
+        let mut follower = EntryIndex::open(&mut follower_log, LogStart::default()).unwrap();
+        for (i, e) in sent.iter().enumerate() {
+            assert_eq!(e.index, i as u64 + 1);
+            assert_eq!(e.term, index.term(e.index).unwrap());
+        }
+        follower.append(&mut follower_log, &sent, 0, 1_000).unwrap();
+        assert_eq!(follower.last_index(), last);
+        assert_eq!(follower_log.next_offset(), end);
+    }
+}

@@ -225,6 +225,41 @@ pub fn rewrite(
     Ok(Bytes::from(out))
 }
 
+/// How many Raft entries a stored batch stands for: one, except a run of batches the cleaner
+/// emptied and merged (no producer, no records, not a control batch, the count in
+/// baseSequence), which stands for that many (never more than it has offsets).
+pub fn entry_count(h: &BatchHeader) -> u64 {
+    if h.producer_id == -1 && h.records_count == 0 && !h.is_control() && h.base_sequence > 1 {
+        let offsets = u64::try_from(h.last_offset_delta).unwrap_or(0) + 1;
+        (h.base_sequence as u64).min(offsets)
+    } else {
+        1
+    }
+}
+
+/// An empty batch (no producer, no records) covering offsets `base..=last` in `epoch`: one
+/// Raft entry of a merged run, as a leader sends it to a follower.
+pub fn empty_batch_at(base: u64, last: u64, epoch: i32, max_timestamp: i64) -> Bytes {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.extend_from_slice(&(base as i64).to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&0i16.to_be_bytes());
+    let delta = i32::try_from(last.saturating_sub(base)).unwrap_or(i32::MAX);
+    out.extend_from_slice(&delta.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&(-1i64).to_be_bytes());
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
 /// Splits the concatenated batches of a Produce request's `records` field into
 /// zero-copy slices. Only the framing is checked; run [`validate`] on each batch.
 pub fn split(records: &Bytes) -> Result<Vec<Bytes>, BatchError> {

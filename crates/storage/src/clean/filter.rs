@@ -75,13 +75,24 @@ fn empty_batch(batch: &[u8], header: &BatchHeader) -> Bytes {
     let attributes = header.attributes & !ATTR_COMPRESSION_MASK;
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
     out[57..61].copy_from_slice(&0i32.to_be_bytes());
+    if header.producer_id == -1 {
+        // Without a producer the sequence means nothing; -1 keeps it from reading as the
+        // entry count of a merged run (`batch::entry_count`).
+        out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    }
     finish(out)
 }
 
-/// One empty batch standing for a run of emptied ones from `first` (an empty batch) to
-/// `last_offset`: in a log that is not a Raft log, where batches need not keep their place.
-/// It belongs to no producer, so no producer state is rebuilt from it.
-pub(crate) fn merged_empty(first: &[u8], last_offset: u64, max_timestamp: i64) -> Bytes {
+/// One empty batch standing for a run of `entries` emptied ones (of one leader epoch) from
+/// `first` (an empty batch) to `last_offset`. It belongs to no producer, so no producer state
+/// is rebuilt from it; its baseSequence holds the entry count (`batch::entry_count`), so the
+/// Raft log still has every entry.
+pub(crate) fn merged_empty(
+    first: &[u8],
+    last_offset: u64,
+    max_timestamp: i64,
+    entries: u64,
+) -> Bytes {
     let mut out = first[..HEADER_LEN].to_vec();
     let mut base = [0u8; 8];
     base.copy_from_slice(&out[0..8]);
@@ -92,7 +103,8 @@ pub(crate) fn merged_empty(first: &[u8], last_offset: u64, max_timestamp: i64) -
     out[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
     out[43..51].copy_from_slice(&(-1i64).to_be_bytes());
     out[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let count = i32::try_from(entries).unwrap_or(i32::MAX);
+    out[53..57].copy_from_slice(&count.to_be_bytes());
     finish(out)
 }
 

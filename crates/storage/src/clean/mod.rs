@@ -71,9 +71,6 @@ pub struct PassContext<'a> {
     /// Base offsets of batches that keep their own header even when emptied: each producer's
     /// recent batches, whose sequence numbers its state is rebuilt from (Kafka keeps them too).
     pub producer_batches: &'a HashSet<u64>,
-    /// Whether consecutive emptied batches may become one. Not in a Raft log, where a batch is
-    /// an entry and keeps its place: there an emptied batch stays as its 61-byte header.
-    pub merge_empty: bool,
 }
 
 impl PassContext<'_> {

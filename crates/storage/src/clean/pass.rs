@@ -231,18 +231,27 @@ impl CleanPlan {
                 let after = BatchHeader::parse(batch)
                     .map_err(|e| StorageError::corrupt(&tmp, out.size, e.to_string()))?;
                 removed += u64::try_from(header.records_count - after.records_count).unwrap_or(0);
-                let mergeable = context.merge_empty
-                    && base < map_end
+                let mergeable = base < map_end
                     && after.records_count == 0
                     && !after.is_control()
                     && !after.is_transactional()
                     && !context.producer_batches.contains(&base);
                 if mergeable {
+                    // A run stays within one leader epoch: its entries share the Raft term.
+                    if run
+                        .as_ref()
+                        .is_some_and(|r| r.epoch != after.partition_leader_epoch)
+                    {
+                        if let Some(r) = run.take() {
+                            out.write_run(r, throttle)?;
+                        }
+                    }
                     match &mut run {
                         Some(r) => {
                             r.last_offset = after.last_offset() as u64;
                             r.max_timestamp = r.max_timestamp.max(after.max_timestamp);
                             r.batches += 1;
+                            r.entries += batch::entry_count(&after);
                             merged += 1;
                         }
                         None => {
@@ -250,7 +259,9 @@ impl CleanPlan {
                                 first: Bytes::copy_from_slice(batch),
                                 last_offset: after.last_offset() as u64,
                                 max_timestamp: after.max_timestamp,
+                                epoch: after.partition_leader_epoch,
                                 batches: 1,
+                                entries: batch::entry_count(&after),
                             })
                         }
                     }
@@ -306,7 +317,10 @@ struct EmptyRun {
     first: Bytes,
     last_offset: u64,
     max_timestamp: i64,
+    epoch: i32,
     batches: u64,
+    /// The Raft entries the run stands for.
+    entries: u64,
 }
 
 /// A cleaned segment being written, with its indexes.
@@ -347,7 +361,7 @@ impl SegmentWriter<'_> {
         let batch = if run.batches == 1 {
             run.first
         } else {
-            filter::merged_empty(&run.first, run.last_offset, run.max_timestamp)
+            filter::merged_empty(&run.first, run.last_offset, run.max_timestamp, run.entries)
         };
         let header = BatchHeader::parse(&batch)
             .map_err(|e| StorageError::corrupt(self.path, self.size, e.to_string()))?;

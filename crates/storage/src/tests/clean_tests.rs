@@ -27,13 +27,12 @@ fn params(end_limit: u64, key_map_bytes: usize) -> CleanParams {
     }
 }
 
-/// No transactions, no producer state; `merge`: a log that is not a Raft log.
-fn context(merge: bool) -> PassContext<'static> {
+/// No transactions, no producer state.
+fn context() -> PassContext<'static> {
     static NONE: std::sync::OnceLock<HashSet<u64>> = std::sync::OnceLock::new();
     PassContext {
         is_aborted: &|_, _| false,
         producer_batches: NONE.get_or_init(HashSet::new),
-        merge_empty: merge,
     }
 }
 
@@ -57,8 +56,14 @@ fn append(log: &mut Log, records: &[(u8, Option<u8>)]) {
 
 /// Every record in the log, in offset order, and the number of batches.
 fn contents(log: &Log) -> (Vec<Record>, usize) {
+    let (records, batches, _) = contents_and_entries(log);
+    (records, batches)
+}
+
+/// [`contents`], and the Raft entries the batches stand for (`batch::entry_count`).
+fn contents_and_entries(log: &Log) -> (Vec<Record>, usize, u64) {
     let bytes = read_all(log, log.log_start_offset());
-    let (mut out, mut batches, mut pos) = (Vec::new(), 0, 0);
+    let (mut out, mut batches, mut entries, mut pos) = (Vec::new(), 0, 0, 0);
     while pos < bytes.len() {
         let header = BatchHeader::parse(&bytes[pos..]).unwrap();
         let one = &bytes[pos..pos + header.total_len()];
@@ -78,16 +83,17 @@ fn contents(log: &Log) -> (Vec<Record>, usize) {
             ));
         }
         batches += 1;
+        entries += batch::entry_count(&header);
         pos += header.total_len();
     }
-    (out, batches)
+    (out, batches, entries)
 }
 
 /// One pass: plan, execute, swap in, store the clean point. `None` when there is nothing to do.
-fn pass(log: &mut Log, params: &CleanParams, merge: bool) -> Option<PassOutput> {
+fn pass(log: &mut Log, params: &CleanParams) -> Option<PassOutput> {
     let point = clean::read_clean_point(log.dir());
     let plan = log.clean_plan(params, point)?;
-    let output = plan.execute(&context(merge), &Throttle::new(None)).unwrap();
+    let output = plan.execute(&context(), &Throttle::new(None)).unwrap();
     for segment in &output.segments {
         if log.install_cleaned(segment).unwrap() {
             segment.finish().unwrap();
@@ -98,12 +104,8 @@ fn pass(log: &mut Log, params: &CleanParams, merge: bool) -> Option<PassOutput> 
 }
 
 fn clean_fully(log: &mut Log, params: &CleanParams) {
-    clean_fully_with(log, params, false)
-}
-
-fn clean_fully_with(log: &mut Log, params: &CleanParams, merge: bool) {
     for _ in 0..1_000 {
-        if pass(log, params, merge).is_none() {
+        if pass(log, params).is_none() {
             return;
         }
     }
@@ -133,16 +135,18 @@ fn cleaning_keeps_the_latest_record_of_each_key_at_its_offset() {
             &[(round % 3, Some(round)), (round % 5, Some(round))],
         );
     }
-    let (before, batches_before) = contents(&log);
+    let (before, batches_before, entries_before) = contents_and_entries(&log);
     let end_offset = log.next_offset();
     // The active segment is never cleaned.
     let sealed_end = log.segments[log.segments.len() - 1].base_offset;
     clean_fully(&mut log, &params(u64::MAX, 1 << 20));
-    let (after, batches_after) = contents(&log);
+    let (after, batches_after, entries_after) = contents_and_entries(&log);
     assert_eq!(after, compacted_view(&before, sealed_end));
     assert!(after.len() < before.len());
-    // Every batch keeps its place: same count, same offsets, same log end.
-    assert_eq!(batches_after, batches_before);
+    // Emptied batches merge, but every Raft entry keeps its place: the merged runs count
+    // them, the offsets and the log end stay.
+    assert!(batches_after < batches_before);
+    assert_eq!(entries_after, entries_before);
     assert_eq!(log.next_offset(), end_offset);
     // Reopened (indexes rebuilt or loaded), the log holds the same.
     drop(log);
@@ -222,7 +226,7 @@ fn due_tombstones_are_dropped_without_new_writes() {
         ..params(u64::MAX, 1 << 20)
     };
     assert!(
-        pass(&mut log, &two_days_later, false).is_some(),
+        pass(&mut log, &two_days_later).is_some(),
         "a pass for the tombstone"
     );
     assert!(!contents(&log).0.iter().any(|r| r.1[1] == 1));
@@ -233,7 +237,7 @@ fn due_tombstones_are_dropped_without_new_writes() {
         None
     );
     assert!(
-        pass(&mut log, &two_days_later, false).is_none(),
+        pass(&mut log, &two_days_later).is_none(),
         "then nothing to do"
     );
 }
@@ -299,7 +303,7 @@ fn a_crash_at_any_step_of_a_pass_leaves_old_or_new_segments() {
         let (before, _) = contents(&log);
         let sealed_end = log.segments[log.segments.len() - 1].base_offset;
         let plan = log.clean_plan(&params(u64::MAX, 1 << 20), None).unwrap();
-        let output = plan.execute(&context(false), &Throttle::new(None)).unwrap();
+        let output = plan.execute(&context(), &Throttle::new(None)).unwrap();
         assert!(output.segments.len() > 2);
         let grouped = output
             .segments
@@ -421,7 +425,7 @@ proptest! {
     /// is in the log at its offset, nothing is duplicated or moved, and a final cleaning
     /// leaves exactly the latest-per-key view of the sealed part.
     #[test]
-    fn cleaning_matches_the_model(ops in prop::collection::vec(op(), 1..60), merge in any::<bool>()) {
+    fn cleaning_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path(), &small_config(250));
         let mut appended: Vec<Record> = Vec::new();
@@ -439,7 +443,7 @@ proptest! {
                     }
                 }
                 Op::Clean { key_map_entries } => {
-                    pass(&mut log, &params(u64::MAX, key_map_entries * 48), merge);
+                    pass(&mut log, &params(u64::MAX, key_map_entries * 48));
                 }
                 Op::Reopen => log = reopen(dir.path(), log),
             }
@@ -450,13 +454,13 @@ proptest! {
             prop_assert!(now.iter().all(|r| appended.contains(r)));
         }
         let sealed_end = log.segments[log.segments.len() - 1].base_offset;
-        clean_fully_with(&mut log, &params(u64::MAX, 5 * 48), merge);
+        clean_fully(&mut log, &params(u64::MAX, 5 * 48));
         prop_assert_eq!(contents(&log).0, compacted_view(&appended, sealed_end));
     }
 }
 
 #[test]
-fn outside_raft_emptied_batches_become_one() {
+fn emptied_batches_become_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), &small_config(2_000));
     for round in 0..60u8 {
@@ -465,7 +469,7 @@ fn outside_raft_emptied_batches_become_one() {
     let (before, batches_before) = contents(&log);
     let end_offset = log.next_offset();
     let sealed_end = log.segments[log.segments.len() - 1].base_offset;
-    clean_fully_with(&mut log, &params(u64::MAX, 1 << 20), true);
+    clean_fully(&mut log, &params(u64::MAX, 1 << 20));
     let (after, batches_after) = contents(&log);
     assert_eq!(after, compacted_view(&before, sealed_end));
     // In each sealed segment at most a merged empty batch before each of the two kept
