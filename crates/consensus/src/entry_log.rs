@@ -353,46 +353,40 @@ impl EntryIndex {
             for b in batches {
                 let header = BatchHeader::parse(&b).map_err(|e| storage_err(e.into()))?;
                 offset = (header.base_offset + i64::from(header.last_offset_delta) + 1) as u64;
+                // A merged run of emptied entries goes out as the entries it stands for, each
+                // an empty batch over this index's own offsets for it.
                 let count = batch::entry_count(&header);
-                if count > 1 {
-                    // A merged run of emptied entries goes out as the entries it stands for,
-                    // each an empty batch over this index's own offsets for it.
-                    let run_first = self
-                        .index_of_offset(header.base_offset as u64, log)
-                        .ok_or(raft::Error::Store(raft::StorageError::Unavailable))?;
-                    while idx < high && idx < run_first + count {
+                let first = if count > 1 {
+                    self.index_of_offset(header.base_offset as u64, log)
+                        .ok_or(raft::Error::Store(raft::StorageError::Unavailable))?
+                } else {
+                    idx
+                };
+                while idx < high && idx < first + count {
+                    let one = if count > 1 {
                         let (Some(start), Some(next)) =
                             (self.start_offset(idx, log), self.start_offset(idx + 1, log))
                         else {
                             return Err(raft::Error::Store(raft::StorageError::Unavailable));
                         };
-                        let one = batch::empty_batch_at(
+                        batch::empty_batch_at(
                             start,
                             next.saturating_sub(1).max(start),
                             header.partition_leader_epoch,
                             header.max_timestamp,
-                        );
-                        let len = one.len() as u64;
-                        if !out.is_empty() && size + len > budget {
-                            return Ok(out);
-                        }
-                        size += len;
-                        out.push(to_entry(idx, self.term(idx)?, one));
-                        idx += 1;
+                        )
+                    } else {
+                        b.clone()
+                    };
+                    let len = one.len() as u64;
+                    if !out.is_empty() && size + len > budget {
+                        return Ok(out);
                     }
-                    if offset >= end || idx >= high {
-                        break;
-                    }
-                    continue;
+                    size += len;
+                    out.push(to_entry(idx, self.term(idx)?, one));
+                    idx += 1;
                 }
-                let len = b.len() as u64;
-                if !out.is_empty() && size + len > budget {
-                    return Ok(out);
-                }
-                size += len;
-                out.push(to_entry(idx, self.term(idx)?, b));
-                idx += 1;
-                if offset >= end {
+                if idx >= high || offset >= end {
                     break;
                 }
             }

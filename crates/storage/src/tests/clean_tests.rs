@@ -178,16 +178,22 @@ fn nothing_at_or_above_the_end_limit_is_cleaned() {
     assert!(after.iter().any(|r| r.0 >= limit));
 }
 
-#[test]
-fn tombstones_stay_until_delete_retention_passed_on_a_clean_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), &small_config(200));
+/// Key 1 written, then deleted, then other writes; cleaned.
+fn cleaned_log_with_a_tombstone(dir: &Path) -> Log {
+    let mut log = open(dir, &small_config(200));
     append(&mut log, &[(1, Some(1)), (2, Some(2))]);
     append(&mut log, &[(1, None)]);
     for round in 0..6u8 {
         append(&mut log, &[(3, Some(round))]);
     }
     clean_fully(&mut log, &params(u64::MAX, 1 << 20));
+    log
+}
+
+#[test]
+fn tombstones_stay_until_delete_retention_passed_on_a_clean_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = cleaned_log_with_a_tombstone(dir.path());
     let (after, _) = contents(&log);
     // Key 1's value is gone, its tombstone stays.
     assert!(after.iter().any(|r| r.1[1] == 1 && r.2.is_none()));
@@ -208,13 +214,7 @@ fn tombstones_stay_until_delete_retention_passed_on_a_clean_segment() {
 #[test]
 fn due_tombstones_are_dropped_without_new_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), &small_config(200));
-    append(&mut log, &[(1, Some(1)), (2, Some(2))]);
-    append(&mut log, &[(1, None)]);
-    for round in 0..6u8 {
-        append(&mut log, &[(3, Some(round))]);
-    }
-    clean_fully(&mut log, &params(u64::MAX, 1 << 20));
+    let mut log = cleaned_log_with_a_tombstone(dir.path());
     assert!(contents(&log)
         .0
         .iter()
