@@ -6,7 +6,9 @@
 #   offsets       10 million offset commits (10 groups x 100 partitions x 10,000 rounds), then
 #                 the time the group coordinator takes to load __consumer_offsets at start
 #                 ("rebuilt committed offsets ... elapsed_ms"), before and after cleaning.
-# Usage: scripts/bench-compaction.sh interference|offsets
+#   cluster       3 nodes, RF 3: 1 million offset commits, cleaning, then a restart of all:
+#                 __consumer_offsets on disk and the records each new coordinator replays.
+# Usage: scripts/bench-compaction.sh interference|offsets|cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-interference}
@@ -96,8 +98,56 @@ PY
   stop; start
   echo "== load after cleaning: $(loaded)"
   ;;
+cluster)
+  peers=1@127.0.0.1:31101,2@127.0.0.1:31102,3@127.0.0.1:31103
+  pids=()
+  node() {
+    "$strom" serve --data-dir "$work/n$1" --node-id "$1" --kafka-addr "127.0.0.1:3120$1" \
+      --raft-addr "127.0.0.1:3110$1" --peers $peers --cluster-secret bench-compaction \
+      --etcd-addr '' >>"$work/n$1.log" 2>&1 &
+    pids[$1]=$!
+  }
+  stop_nodes() { for i in 1 2 3; do kill "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null || true; done; }
+  replays() {
+    sed 's/\x1b\[[0-9;]*m//g' "$work"/n*.log | grep "coordinating the groups" |
+      sed -E 's/.*(__consumer_offsets-[0-9]*).*(records=[0-9]*).*/\1 \2/' | sort | tr '\n' ' '
+    echo
+  }
+  trap 'stop_nodes 2>/dev/null; rm -rf "$work"' EXIT
+  for i in 1 2 3; do node $i; done
+  sleep 8
+  "$strom" topic create ot -b 127.0.0.1:31201 --partitions 100 --replication-factor 3 >/dev/null
+  cat >"$work/commits.py" <<'PY'
+import sys
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+bootstrap, group, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+tps = [TopicPartition("ot", p) for p in range(100)]
+for r in range(rounds):
+    c.commit({tp: OffsetAndMetadata(r, "", -1) for tp in tps})
+PY
+  echo "== 1 million commits"
+  time (for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" 127.0.0.1:31201 "group-$g" 1000 & done; wait)
+  du -sh "$work"/n1/__consumer_offsets-* | awk '{s=s" "$1} END {print "node 1, before:" s}'
+  "$python" - <<'PY'
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+KafkaAdminClient(bootstrap_servers="127.0.0.1:31201").alter_configs([ConfigResource(
+    ConfigResourceType.TOPIC, "__consumer_offsets", configs={"cleanup.policy": "compact",
+    "segment.bytes": "1048576", "retention.ms": "-1", "max.message.bytes": "1048588"})])
+PY
+  sleep 2
+  for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" 127.0.0.1:31201 "group-$g" 1; done
+  while [ "$(sed 's/\x1b\[[0-9;]*m//g' "$work"/n*.log | grep -c ' cleaned ')" -lt 24 ]; do sleep 1; done
+  du -sh "$work"/n1/__consumer_offsets-* | awk '{s=s" "$1} END {print "node 1, after:" s}'
+  stop_nodes
+  for i in 1 2 3; do : >"$work/n$i.log"; node $i; done
+  sleep 15
+  echo "== replayed by the coordinators after a restart of all: $(replays)"
+  ;;
 *)
-  echo "usage: $0 interference|offsets" >&2
+  echo "usage: $0 interference|offsets|cluster" >&2
   exit 2
   ;;
 esac
