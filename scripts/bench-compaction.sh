@@ -29,6 +29,29 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 passes() { grep -c "cleaned" "$log" || true; }
 show_passes() { sed 's/\x1b\[[0-9;]*m//g' "$log" | grep "cleaned" | sed -E 's/.* cleaned //; s/.*(partition=[^ ]*).*(elapsed_ms=[0-9]*).*(mb_per_sec="[0-9.]*").*(bytes_before=[0-9]*).*(bytes_after=[0-9]*).*/\1 \2 \3 \4 \5/'; }
+# Offset commits of one group to partitions 0..99 of topic "ot": commits ADDR GROUP ROUNDS.
+commits() { "$python" "$work/commits.py" "$@"; }
+cat >"$work/commits.py" <<'PY'
+import sys
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+bootstrap, group, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+tps = [TopicPartition("ot", p) for p in range(100)]
+for r in range(rounds):
+    c.commit({tp: OffsetAndMetadata(r, "", -1) for tp in tps})
+PY
+# __consumer_offsets compacted with smaller segments: offsets_segments ADDR BYTES.
+offsets_segments() {
+  "$python" - "$1" "$2" <<'PY'
+import sys
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+KafkaAdminClient(bootstrap_servers=sys.argv[1]).alter_configs([ConfigResource(
+    ConfigResourceType.TOPIC, "__consumer_offsets", configs={"cleanup.policy": "compact",
+    "segment.bytes": sys.argv[2], "retention.ms": "-1", "max.message.bytes": "1048588"})])
+PY
+}
 loaded() { sed 's/\x1b\[[0-9;]*m//g' "$log" | grep "rebuilt committed offsets" | tail -1 | sed -E 's/.*(records=[0-9]*).*(elapsed_ms=[0-9]*).*/\1 \2/'; }
 
 case $mode in
@@ -65,32 +88,15 @@ interference)
 offsets)
   start --log-cleaner-enable false
   "$strom" topic create ot -b $addr --partitions 100 >/dev/null
-  cat >"$work/commits.py" <<'PY'
-import sys
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
-bootstrap, group, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-tps = [TopicPartition("ot", p) for p in range(100)]
-for r in range(rounds):
-    c.commit({tp: OffsetAndMetadata(r, "", -1) for tp in tps})
-PY
   echo "== 10 million commits"
-  time (for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" $addr "group-$g" 10000 & done; wait)
+  time (for g in 0 1 2 3 4 5 6 7 8 9; do commits $addr "group-$g" 10000 & done; wait)
   du -sh "$work"/data/__consumer_offsets-* | awk '{s=s" "$1} END {print "__consumer_offsets partitions:" s}'
   stop; start --log-cleaner-enable false
   echo "== load before cleaning: $(loaded)"
   # Kafka's 100 MiB segments would leave most of this history in active segments; 10 MiB
   # segments let the cleaner at it. A commit per group rolls the big active segments.
-  "$python" - $addr <<'PY'
-import sys
-from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType
-KafkaAdminClient(bootstrap_servers=sys.argv[1]).alter_configs([ConfigResource(
-    ConfigResourceType.TOPIC, "__consumer_offsets", configs={"cleanup.policy": "compact",
-    "segment.bytes": "10485760", "retention.ms": "-1", "max.message.bytes": "1048588"})])
-PY
-  for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" $addr "group-$g" 1; done
+  offsets_segments $addr 10485760
+  for g in 0 1 2 3 4 5 6 7 8 9; do commits $addr "group-$g" 1; done
   stop; : >"$log"; start
   while [ "$(passes)" -lt 8 ]; do sleep 1; done
   show_passes
@@ -117,28 +123,12 @@ cluster)
   for i in 1 2 3; do node $i; done
   sleep 8
   "$strom" topic create ot -b 127.0.0.1:31201 --partitions 100 --replication-factor 3 >/dev/null
-  cat >"$work/commits.py" <<'PY'
-import sys
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
-bootstrap, group, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-tps = [TopicPartition("ot", p) for p in range(100)]
-for r in range(rounds):
-    c.commit({tp: OffsetAndMetadata(r, "", -1) for tp in tps})
-PY
   echo "== 1 million commits"
-  time (for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" 127.0.0.1:31201 "group-$g" 1000 & done; wait)
+  time (for g in 0 1 2 3 4 5 6 7 8 9; do commits 127.0.0.1:31201 "group-$g" 1000 & done; wait)
   du -sh "$work"/n1/__consumer_offsets-* | awk '{s=s" "$1} END {print "node 1, before:" s}'
-  "$python" - <<'PY'
-from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType
-KafkaAdminClient(bootstrap_servers="127.0.0.1:31201").alter_configs([ConfigResource(
-    ConfigResourceType.TOPIC, "__consumer_offsets", configs={"cleanup.policy": "compact",
-    "segment.bytes": "1048576", "retention.ms": "-1", "max.message.bytes": "1048588"})])
-PY
+  offsets_segments 127.0.0.1:31201 1048576
   sleep 2
-  for g in 0 1 2 3 4 5 6 7 8 9; do "$python" "$work/commits.py" 127.0.0.1:31201 "group-$g" 1; done
+  for g in 0 1 2 3 4 5 6 7 8 9; do commits 127.0.0.1:31201 "group-$g" 1; done
   while [ "$(sed 's/\x1b\[[0-9;]*m//g' "$work"/n*.log | grep -c ' cleaned ')" -lt 24 ]; do sleep 1; done
   du -sh "$work"/n1/__consumer_offsets-* | awk '{s=s" "$1} END {print "node 1, after:" s}'
   stop_nodes

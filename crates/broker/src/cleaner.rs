@@ -9,7 +9,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use strom_storage::clean::{self, CleanParams, CleanStats, PassContext, Throttle};
 
@@ -64,10 +64,19 @@ impl Partition {
         let Some(plan) = self.log_ref().clean_plan(&params, point) else {
             return Ok(None);
         };
-        let aborted = self.aborted_transactions(0, params.end_limit);
+        // Aborted transactions by producer, in offset order (the list is by marker offset):
+        // a transactional batch looks up its own producer's, not every one.
+        let mut aborted: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+        for t in self.aborted_transactions(0, params.end_limit) {
+            aborted
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
         let is_aborted = |producer_id: i64, offset: u64| {
-            aborted.iter().any(|t| {
-                t.producer_id == producer_id && t.first_offset <= offset && offset < t.last_offset
+            aborted.get(&producer_id).is_some_and(|ranges| {
+                let after = ranges.partition_point(|(first, _)| *first <= offset);
+                after > 0 && offset < ranges[after - 1].1
             })
         };
         let producer_batches: HashSet<u64> = self

@@ -374,6 +374,7 @@ impl EntryIndex {
                             next.saturating_sub(1).max(start),
                             header.partition_leader_epoch,
                             header.max_timestamp,
+                            1,
                         )
                     } else {
                         b.clone()

@@ -237,9 +237,10 @@ pub fn entry_count(h: &BatchHeader) -> u64 {
     }
 }
 
-/// An empty batch (no producer, no records) covering offsets `base..=last` in `epoch`: one
-/// Raft entry of a merged run, as a leader sends it to a follower.
-pub fn empty_batch_at(base: u64, last: u64, epoch: i32, max_timestamp: i64) -> Bytes {
+/// An empty batch (no producer, no records) covering offsets `base..=last` in `epoch`, standing
+/// for `entries` Raft entries ([`entry_count`]): a run the cleaner merged, or one entry of it as
+/// a leader sends it to a follower.
+pub fn empty_batch_at(base: u64, last: u64, epoch: i32, max_timestamp: i64, entries: u64) -> Bytes {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(&(base as i64).to_be_bytes());
     out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
@@ -253,7 +254,12 @@ pub fn empty_batch_at(base: u64, last: u64, epoch: i32, max_timestamp: i64) -> B
     out.extend_from_slice(&max_timestamp.to_be_bytes());
     out.extend_from_slice(&(-1i64).to_be_bytes());
     out.extend_from_slice(&(-1i16).to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes());
+    let count = if entries > 1 {
+        i32::try_from(entries).unwrap_or(i32::MAX)
+    } else {
+        -1
+    };
+    out.extend_from_slice(&count.to_be_bytes());
     out.extend_from_slice(&0i32.to_be_bytes());
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -178,17 +178,9 @@ fn transactional_produce_and_e2e_commit() {
     let dir = tempfile::tempdir().unwrap();
     let strom = Strom::start(dir.path(), &[]);
     let addr = strom.addr();
-    let txn = [
-        "--transactional",
-        "--txn-records",
-        "50",
-        "--rate",
-        "1000",
-        "--duration",
-        "2",
-        "--warmup",
-        "1",
-    ];
+    // 1,000 records/s for 2 s after 1 s of warm-up, stopping every 50 records.
+    let paced = ["--rate", "1000", "--duration", "2", "--warmup", "1"];
+    let txn = [&["--transactional", "--txn-records", "50"][..], &paced[..]].concat();
 
     let mut args = vec!["produce"];
     args.extend_from_slice(&txn);
@@ -231,21 +223,12 @@ fn transactional_produce_and_e2e_commit() {
     assert!(!ok && err.contains("--client rdkafka"), "{err}");
 
     // The same stop every 50 records without transactions: every record acknowledged once.
-    let rows = bench(
-        &addr,
-        &[
-            "produce",
-            "--idempotent",
-            "--flush-every",
-            "50",
-            "--rate",
-            "1000",
-            "--duration",
-            "2",
-            "--warmup",
-            "1",
-        ],
-    );
+    let flush = [
+        &["produce", "--idempotent", "--flush-every", "50"][..],
+        &paced[..],
+    ]
+    .concat();
+    let rows = bench(&addr, &flush);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(number(&rows[0], "errors"), 0, "{rows:?}");
     assert!(number(&rows[0], "records") > 0, "{rows:?}");

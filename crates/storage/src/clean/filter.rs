@@ -83,31 +83,6 @@ fn empty_batch(batch: &[u8], header: &BatchHeader) -> Bytes {
     finish(out)
 }
 
-/// One empty batch standing for a run of `entries` emptied ones (of one leader epoch) from
-/// `first` (an empty batch) to `last_offset`. It belongs to no producer, so no producer state
-/// is rebuilt from it; its baseSequence holds the entry count (`batch::entry_count`), so the
-/// Raft log still has every entry.
-pub(crate) fn merged_empty(
-    first: &[u8],
-    last_offset: u64,
-    max_timestamp: i64,
-    entries: u64,
-) -> Bytes {
-    let mut out = first[..HEADER_LEN].to_vec();
-    let mut base = [0u8; 8];
-    base.copy_from_slice(&out[0..8]);
-    // Within one segment, so the delta fits (segments roll before offsets pass i32::MAX).
-    let delta =
-        i32::try_from(last_offset.saturating_sub(u64::from_be_bytes(base))).unwrap_or(i32::MAX);
-    out[23..27].copy_from_slice(&delta.to_be_bytes());
-    out[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
-    out[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    out[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    let count = i32::try_from(entries).unwrap_or(i32::MAX);
-    out[53..57].copy_from_slice(&count.to_be_bytes());
-    finish(out)
-}
-
 /// Sets batchLength and the CRC.
 fn finish(mut out: Vec<u8>) -> Bytes {
     // At most the 64 MiB decompression cap (recompressed) plus a header: fits an i32.

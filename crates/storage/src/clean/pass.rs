@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::filter::{self, filter_batch, RecordView};
+use super::filter::{filter_batch, RecordView};
 use super::{
     millis, CleanPlan, CleanPoint, CleanStats, CleanedSegment, KeyMap, PassContext, PassOutput,
     SegmentView, Source, Throttle,
@@ -257,6 +257,7 @@ impl CleanPlan {
                         None => {
                             run = Some(EmptyRun {
                                 first: Bytes::copy_from_slice(batch),
+                                base,
                                 last_offset: after.last_offset() as u64,
                                 max_timestamp: after.max_timestamp,
                                 epoch: after.partition_leader_epoch,
@@ -314,7 +315,9 @@ impl CleanPlan {
 
 /// Consecutive batches that lost every record, to be stored as one.
 struct EmptyRun {
+    /// Its first batch, written as it is when the run has no other.
     first: Bytes,
+    base: u64,
     last_offset: u64,
     max_timestamp: i64,
     epoch: i32,
@@ -361,7 +364,13 @@ impl SegmentWriter<'_> {
         let batch = if run.batches == 1 {
             run.first
         } else {
-            filter::merged_empty(&run.first, run.last_offset, run.max_timestamp, run.entries)
+            batch::empty_batch_at(
+                run.base,
+                run.last_offset,
+                run.epoch,
+                run.max_timestamp,
+                run.entries,
+            )
         };
         let header = BatchHeader::parse(&batch)
             .map_err(|e| StorageError::corrupt(self.path, self.size, e.to_string()))?;
