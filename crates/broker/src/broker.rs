@@ -35,6 +35,8 @@ pub struct Broker {
     producer_ids: ProducerIds,
     /// Cluster mode: the controller, the transport and the replicas this node holds.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Tiered storage (`--tier-url`): the object store and its read cache.
+    tier: Option<Arc<strom_tier::Tier>>,
 }
 
 impl Broker {
@@ -50,6 +52,7 @@ impl Broker {
             })
         })?;
         let groups = crate::group::Coordinator::new(config.coordinator());
+        let tier = crate::tiering::open_tier(&config)?;
         let broker = Broker {
             config,
             cluster_id,
@@ -62,6 +65,7 @@ impl Broker {
             groups,
             producer_ids,
             cluster: std::sync::OnceLock::new(),
+            tier,
         };
         for (name, rec) in broker.meta.load_all()? {
             let topic = broker.open_topic(&name, &rec)?;
@@ -150,16 +154,18 @@ impl Broker {
 
     /// Unlists topics the controller no longer has (their replicas were stopped already).
     pub(crate) fn drop_deleted_cluster_topics(&self, state: &crate::cluster::ClusterState) {
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<Topic>> = self
             .topics()
-            .iter()
+            .into_iter()
             .filter(|t| !crate::topic::is_internal_topic(&t.name))
             .filter(|t| state.topics.get(&t.name).is_none_or(|s| s.id != t.id))
-            .map(|t| t.name.clone())
             .collect();
         let mut topics = self.topics_mut();
-        for name in gone {
-            topics.remove(&name);
+        for topic in gone {
+            topics.remove(&topic.name);
+            if topic.settings().config.remote_storage {
+                self.delete_remote_topic(&topic.name, topic.id);
+            }
         }
     }
 
@@ -239,7 +245,7 @@ impl Broker {
         if replication_factor != -1 && replication_factor != 1 {
             return Err(BrokerError::InvalidReplicationFactor(replication_factor));
         }
-        let config = self.config.topic_defaults.with_overrides(&overrides)?;
+        let config = self.checked_topic_config(None, &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         if self.topic(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
@@ -279,6 +285,7 @@ impl Broker {
         for p in topic.partitions() {
             remove_partition_dir(&p, &topic.id.simple().to_string());
         }
+        self.delete_remote_topic(name, topic.id);
         let _ = crate::metadata::sync_dir(&self.config.data_dir);
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
@@ -326,6 +333,7 @@ impl Broker {
         for index in current..count {
             parts.push(Some(self.open_partition(
                 &topic.name,
+                topic.id,
                 index,
                 &settings.config,
             )?));
@@ -342,13 +350,16 @@ impl Broker {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let config = self.config.topic_defaults.with_overrides(&overrides)?;
+        let config = self.checked_topic_config(Some(name), &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         let topic = self
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         if validate_only {
             return Ok(());
+        }
+        for p in topic.partitions() {
+            self.attach_tier(&p, topic.id, &config);
         }
         let rec = TopicRecord {
             id: topic.id,
@@ -435,7 +446,7 @@ impl Broker {
         let config = self.config.topic_defaults.with_overrides(&rec.config)?;
         let mut parts = Vec::with_capacity(rec.partitions as usize);
         for index in 0..rec.partitions as i32 {
-            parts.push(Some(self.open_partition(name, index, &config)?));
+            parts.push(Some(self.open_partition(name, rec.id, index, &config)?));
         }
         let settings = TopicSettings {
             overrides: rec.config.clone(),
@@ -447,18 +458,31 @@ impl Broker {
     fn open_partition(
         &self,
         topic: &str,
+        topic_id: Uuid,
         index: i32,
         config: &crate::TopicConfig,
     ) -> Result<Arc<Partition>, BrokerError> {
         let dir = self.config.data_dir.join(format!("{topic}-{index}"));
-        Partition::open(
+        let p = Partition::open(
             topic,
             index,
             dir,
             config,
             Arc::clone(&self.flusher),
             self.config.flush,
-        )
+        )?;
+        // Before the partition serves: a read below its local start must find the remote part.
+        if let Some(tier) = &self.tier {
+            if config.remote_storage || p.has_manifest_file() {
+                p.attach_remote(tier, topic_id, false)?;
+            }
+        }
+        Ok(p)
+    }
+
+    /// Tiered storage, when the broker has a store.
+    pub fn tier(&self) -> Option<&Arc<strom_tier::Tier>> {
+        self.tier.as_ref()
     }
 
     fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {

@@ -24,6 +24,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// The log cleaner (compacted topics).
     pub cleaner: crate::cleaner::CleanerConfig,
+    /// Tiered storage; `None` without `--tier-url`.
+    pub tier: Option<crate::tiering::TierConfig>,
     /// `group.initial.rebalance.delay.ms`: the first join into an empty consumer group waits
     /// this long for more members before forming a generation.
     pub group_initial_rebalance_delay_ms: u64,
@@ -42,6 +44,7 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::Always,
             retention_check_interval_ms: 60_000,
             cleaner: crate::cleaner::CleanerConfig::default(),
+            tier: None,
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 7 * 24 * 60,
         }

@@ -61,6 +61,10 @@ pub enum BrokerError {
     /// Cluster mode: the write lost its place in the log (leadership changed before it committed).
     #[error("the write was not committed: leadership changed")]
     NotCommitted,
+    /// Tiered storage: the object store failed or timed out (retriable: Kafka's
+    /// KAFKA_STORAGE_ERROR).
+    #[error("remote storage: {0}")]
+    RemoteStorage(String),
 }
 
 impl From<StorageError> for BrokerError {

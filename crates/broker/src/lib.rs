@@ -22,6 +22,7 @@ pub mod producer_ids;
 pub mod producer_state;
 pub mod replica;
 pub mod retention;
+pub mod tiering;
 pub mod topic;
 pub mod topic_config;
 pub mod txn_index;

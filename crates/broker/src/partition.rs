@@ -110,6 +110,11 @@ pub struct Partition {
     snapshot_written: Mutex<Option<u64>>,
     /// Cluster mode: the partition's Raft group. `None` on a single node.
     pub(crate) replica: Option<crate::replica::Replica>,
+    /// Tiered storage: the part of the log in the object store (`crate::tiering`).
+    pub(crate) remote: RwLock<Option<Arc<crate::tiering::RemotePart>>>,
+    /// The topic has `remote.storage.enable=true`: without a remote part (no store configured)
+    /// nothing local may be deleted, since nothing is known to be uploaded.
+    pub(crate) tiered: AtomicBool,
 }
 
 /// The log, and in cluster mode the Raft entry index kept in step with it under the same lock.
@@ -210,6 +215,8 @@ impl Partition {
             snapshot_written: Mutex::new(restored.snapshot_offset),
             producers: Mutex::new(ProducerTracking::new(restored.state, restored.txns)),
             replica,
+            remote: RwLock::new(None),
+            tiered: AtomicBool::new(config.remote_storage),
         }))
     }
 
@@ -315,6 +322,7 @@ impl Partition {
     /// retention settings for the log.
     pub(crate) fn set_config(&self, config: &crate::TopicConfig) {
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = BatchRules::new(config);
+        self.tiered.store(config.remote_storage, Ordering::Release);
         self.log_mut().set_config(config.log_config());
     }
 
@@ -472,9 +480,13 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
-    /// The first offset served: the log's first segment, or a DeleteRecords point past it.
+    /// The first offset served: the log's first segment (in the object store, for a tiered
+    /// partition), or a DeleteRecords point past it.
     pub fn log_start_offset(&self) -> u64 {
-        let physical = self.log_ref().log_start_offset();
+        let local = self.log_ref().log_start_offset();
+        let physical = self
+            .remote_start()
+            .map_or(local, |remote| remote.min(local));
         physical.max(self.deleted_below.load(Ordering::Acquire))
     }
 
@@ -548,7 +560,11 @@ impl Partition {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.producers_mut().txns.last_stable_offset(high_watermark);
         let deleted_below = self.deleted_below.load(Ordering::Acquire);
-        let log_start_offset = log.log_start_offset().max(deleted_below);
+        let local_start = log.log_start_offset();
+        let log_start_offset = self
+            .remote_start()
+            .map_or(local_start, |remote| remote.min(local_start))
+            .max(deleted_below);
         let last_stable_offset = last_stable_offset.max(log_start_offset).min(high_watermark);
         if offset < deleted_below {
             return Err(BrokerError::OffsetOutOfRange {
@@ -606,15 +622,20 @@ impl Partition {
         let removed = match &self.replica {
             Some(replica) => self.apply_replicated_retention(replica, now_ms)?,
             None => {
+                // A tiered partition keeps every segment not yet in the store.
+                let limit = self.local_deletion_limit();
                 let mut log = self.log_mut();
-                let removed = log.apply_retention(now_ms)?;
+                let point = log.retention_point(now_ms, limit);
+                let removed = log.remove_segments_below(point)?;
                 // Finishes a DeleteRecords that a crash interrupted after its point was written.
                 removed + log.remove_segments_below(self.deleted_below.load(Ordering::Acquire))?
             }
         };
-        // Under the write lock, like every change to the producer state.
-        let log = self.log_mut();
-        self.forget_producers(removed, log.log_start_offset(), now_ms);
+        // Under the write lock, like every change to the producer state. Transactions are kept
+        // for what the store still serves.
+        let start = self.log_start_offset();
+        let _log = self.log_mut();
+        self.forget_producers(removed, start, now_ms);
         Ok(removed)
     }
 

@@ -394,8 +394,9 @@ impl Partition {
             let log = self.log_ref();
             let high_watermark = self.high_watermark();
             let deleted_below = self.deleted_below().min(high_watermark);
+            let limit = high_watermark.min(self.local_deletion_limit());
             let point = log
-                .retention_point(now_ms, high_watermark)
+                .retention_point(now_ms, limit)
                 .max(log.segment_start_for(deleted_below));
             if point <= log.log_start_offset() {
                 return Ok(0);

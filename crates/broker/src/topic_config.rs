@@ -62,6 +62,14 @@ pub struct TopicConfig {
     pub timestamp_after_max_ms: i64,
     /// `compression.type`.
     pub compression: TopicCompression,
+    /// `remote.storage.enable`: sealed segments go to the object store (`crate::tiering`).
+    pub remote_storage: bool,
+    /// `local.retention.ms`: how long a tiered partition keeps segments on local disk; -2 =
+    /// `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes`: how much of a tiered partition stays on local disk; -2 =
+    /// `retention.bytes`.
+    pub local_retention_bytes: i64,
     /// Configs that are stored and described but not acted on, by name (and `cleanup.policy`
     /// as given, which `delete` and `compact` act on).
     pub stored: BTreeMap<String, String>,
@@ -86,6 +94,9 @@ impl Default for TopicConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             compression: TopicCompression::Producer,
+            remote_storage: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
             stored: BTreeMap::new(),
         }
     }
@@ -143,7 +154,7 @@ const FSYNC: Effect = Effect::StoredOnly(
     "no effect: Strom fsyncs every batch before acknowledging it (see --flush-interval-ms)",
 );
 const NO_TIERING: Effect = Effect::StoredOnly(
-    "no effect until tiered storage is supported (remote.storage.enable=false only)",
+    "no effect: tiered data is deleted by retention only, and tiering cannot be turned off",
 );
 const NO_THROTTLE: Effect = Effect::StoredOnly("no effect: Strom does not throttle replication");
 const V2_ONLY: Effect =
@@ -165,8 +176,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("follower.replication.throttled.replicas", "", Kind::List(&[]), NO_THROTTLE),
     def("index.interval.bytes", "4096", Kind::Int { min: 0 }, Effect::Acted),
     def("leader.replication.throttled.replicas", "", Kind::List(&[]), NO_THROTTLE),
-    def("local.retention.bytes", "-2", Kind::Long { min: -2 }, NO_TIERING),
-    def("local.retention.ms", "-2", Kind::Long { min: -2 }, NO_TIERING),
+    def("local.retention.bytes", "-2", Kind::Long { min: -2 }, Effect::Acted),
+    def("local.retention.ms", "-2", Kind::Long { min: -2 }, Effect::Acted),
     def("max.compaction.lag.ms", "9223372036854775807", Kind::Long { min: 1 }, Effect::Acted),
     def("max.message.bytes", "1048588", Kind::Int { min: 0 }, Effect::Acted),
     def("message.downconversion.enable", "true", Kind::Bool, V2_ONLY),
@@ -181,7 +192,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("preallocate", "false", Kind::Bool, Effect::StoredOnly("no effect: segments grow as they are written")),
     def("remote.log.copy.disable", "false", Kind::Bool, NO_TIERING),
     def("remote.log.delete.on.disable", "false", Kind::Bool, NO_TIERING),
-    def("remote.storage.enable", "false", Kind::Bool, NO_TIERING),
+    def("remote.storage.enable", "false", Kind::Bool, Effect::Acted),
     def("retention.bytes", "-1", LONG, Effect::Acted),
     def("retention.ms", "604800000", LONG, Effect::Acted),
     def("segment.bytes", "1073741824", Kind::Int { min: 14 }, Effect::Acted),
@@ -220,7 +231,35 @@ impl TopicConfig {
         for (name, value) in overrides {
             c.set(name, value)?;
         }
+        c.check_tiering()?;
         Ok(c)
+    }
+
+    /// Kafka's rules for tiered topics: not compacted, and the local part no longer kept than
+    /// the whole log.
+    fn check_tiering(&self) -> Result<(), BrokerError> {
+        if !self.remote_storage {
+            return Ok(());
+        }
+        if self.compact {
+            return Err(BrokerError::InvalidConfig(
+                "remote.storage.enable=true is not supported for compacted topics (cleanup.policy=compact)".into(),
+            ));
+        }
+        let over = |local: i64, whole: i64| local >= 0 && whole >= 0 && local > whole;
+        if over(self.local_retention_ms, self.retention_ms) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "local.retention.ms {} cannot be more than retention.ms {}",
+                self.local_retention_ms, self.retention_ms
+            )));
+        }
+        if over(self.local_retention_bytes, self.retention_bytes) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "local.retention.bytes {} cannot be more than retention.bytes {}",
+                self.local_retention_bytes, self.retention_bytes
+            )));
+        }
+        Ok(())
     }
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), BrokerError> {
@@ -320,9 +359,9 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0, i64::MAX)?,
             "max.compaction.lag.ms" => self.max_compaction_lag_ms = int(1, i64::MAX)?,
             "delete.retention.ms" => self.delete_retention_ms = int(0, i64::MAX)?,
-            "remote.storage.enable" if boolean()? => {
-                return Err(unsupported("tiered storage is not built yet"))
-            }
+            "remote.storage.enable" => self.remote_storage = boolean()?,
+            "local.retention.ms" => self.local_retention_ms = int(-2, i64::MAX)?,
+            "local.retention.bytes" => self.local_retention_bytes = int(-2, i64::MAX)?,
             "unclean.leader.election.enable" if boolean()? => {
                 return Err(unsupported(
                     "Raft never elects a leader that could lack committed data",
@@ -354,6 +393,9 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "remote.storage.enable" => self.remote_storage.to_string(),
+            "local.retention.ms" => self.local_retention_ms.to_string(),
+            "local.retention.bytes" => self.local_retention_bytes.to_string(),
             "compression.type" => match self.compression {
                 TopicCompression::Producer => "producer".into(),
                 TopicCompression::Codec(c) => {
@@ -367,6 +409,15 @@ impl TopicConfig {
         })
     }
 
+    /// The local limit of a tiered topic (-2: the whole log's), else the whole log's.
+    fn local_or(&self, local: i64, whole: i64) -> i64 {
+        if self.remote_storage && local != -2 {
+            local
+        } else {
+            whole
+        }
+    }
+
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes: self.segment_bytes,
@@ -377,12 +428,16 @@ impl TopicConfig {
                 _ => self.segment_ms,
             },
             // A compact-only topic keeps everything the cleaner keeps, whatever retention says.
-            retention_ms: u64::try_from(self.retention_ms)
+            // A tiered one keeps its local part by local.retention.* (the broker also keeps
+            // whatever is not uploaded yet); retention.* applies to the whole, in the store.
+            retention_ms: u64::try_from(self.local_or(self.local_retention_ms, self.retention_ms))
                 .ok()
                 .filter(|_| self.delete),
-            retention_bytes: u64::try_from(self.retention_bytes)
-                .ok()
-                .filter(|_| self.delete),
+            retention_bytes: u64::try_from(
+                self.local_or(self.local_retention_bytes, self.retention_bytes),
+            )
+            .ok()
+            .filter(|_| self.delete),
             index_interval_bytes: self.index_interval_bytes,
         }
     }
@@ -518,7 +573,7 @@ mod tests {
             ("compression.type", "brotli"),
             ("min.cleanable.dirty.ratio", "1.5"),
             ("preallocate", "maybe"),
-            ("remote.storage.enable", "true"),
+            ("remote.storage.enable", "yes"),
             ("message.timestamp.type", "Now"),
         ] {
             assert!(
@@ -583,5 +638,48 @@ mod tests {
         let err = apply_incremental(&mut o, &base, "retention.ms", AlterOp::Append, Some("1"));
         assert!(err.is_err(), "APPEND on a non-list");
         assert!(apply_incremental(&mut o, &base, "nope", AlterOp::Set, Some("1")).is_err());
+    }
+    #[test]
+    fn tiered_topics_keep_their_local_part_by_local_retention() {
+        let base = TopicConfig::default();
+        let c = base
+            .with_overrides(&overrides(&[
+                ("remote.storage.enable", "true"),
+                ("retention.ms", "100000"),
+                ("local.retention.ms", "1000"),
+                ("retention.bytes", "-1"),
+                ("local.retention.bytes", "4096"),
+            ]))
+            .unwrap();
+        assert!(c.remote_storage);
+        assert_eq!(c.log_config().retention_ms, Some(1000));
+        assert_eq!(c.log_config().retention_bytes, Some(4096));
+        assert_eq!(c.get("local.retention.ms").as_deref(), Some("1000"));
+        // -2: the local part follows the whole log's limits.
+        let c = base
+            .with_overrides(&overrides(&[("remote.storage.enable", "true")]))
+            .unwrap();
+        assert_eq!(c.log_config().retention_ms, Some(7 * 24 * 3600 * 1000));
+        for pairs in [
+            &[
+                ("remote.storage.enable", "true"),
+                ("cleanup.policy", "compact"),
+            ][..],
+            &[
+                ("remote.storage.enable", "true"),
+                ("retention.ms", "10"),
+                ("local.retention.ms", "20"),
+            ],
+            &[
+                ("remote.storage.enable", "true"),
+                ("retention.bytes", "10"),
+                ("local.retention.bytes", "20"),
+            ],
+        ] {
+            assert!(
+                base.with_overrides(&overrides(pairs)).is_err(),
+                "{pairs:?} accepted"
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ pub fn kafka_error(err: &BrokerError) -> ResponseError {
         BrokerError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         BrokerError::Corrupt(_) => ResponseError::CorruptMessage,
         BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        BrokerError::Storage(_) => ResponseError::KafkaStorageError,
+        BrokerError::Storage(_) | BrokerError::RemoteStorage(_) => ResponseError::KafkaStorageError,
         BrokerError::Timeout => ResponseError::RequestTimedOut,
         BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,

@@ -132,8 +132,8 @@ impl BatchHeader {
 }
 
 /// Checks that `batch` is exactly one structurally sound v2 batch whose CRC matches.
-/// Shared by client validation and by the read path (stored batches).
-pub(crate) fn check_frame_and_crc(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+/// Shared by client validation and by the read paths (stored batches, local and remote).
+pub fn check_frame_and_crc(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     let declared = i64::from(header.batch_length) + LOG_OVERHEAD as i64;
     if declared < HEADER_LEN as i64 || declared != batch.len() as i64 {

@@ -21,6 +21,7 @@ pub mod index;
 pub mod log;
 pub mod markers;
 pub mod records;
+pub mod sealed;
 pub mod segment;
 
 mod checkpoint;

@@ -165,9 +165,12 @@ impl Log {
         Ok(())
     }
 
-    /// Bytes stored at or after `offset` (for logging), approximated to segment
-    /// granularity where the position is unknown.
-    fn bytes_from(&self, offset: u64) -> u64 {
+    /// Bytes stored at or after `offset`, approximated to segment granularity where the
+    /// position is unknown (all of them for an offset below the log start, none past its end).
+    pub fn bytes_from(&self, offset: u64) -> u64 {
+        if offset >= self.next_offset() {
+            return 0;
+        }
         let index = self.segment_index_for(offset);
         let segment = &self.segments[index];
         let within = match segment.locate(offset) {

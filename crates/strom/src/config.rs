@@ -80,6 +80,15 @@ settings! {
     /// Memory for the log cleaner's key map in bytes; a partition with more keys is cleaned in
     /// several passes (log.cleaner.dedupe.buffer.size) [default: 134217728].
     log_cleaner_dedupe_buffer_bytes: usize,
+    /// Tiered storage: the object store for topics with remote.storage.enable=true,
+    /// file:///DIR or s3://BUCKET/PREFIX (AWS_* environment variables; AWS_ENDPOINT_URL and
+    /// AWS_ALLOW_HTTP=true for an S3-compatible server) [default: none, tiering off].
+    tier_url: String,
+    /// Tiered storage: bytes of remote data cached on local disk for reads [default: 1073741824].
+    tier_cache_bytes: u64,
+    /// Tiered storage: how often sealed segments are looked for and uploaded, in ms
+    /// (remote.log.manager.task.interval.ms) [default: 30000].
+    tier_interval_ms: u64,
     /// How long the first join into an empty consumer group waits for more members, in ms
     /// (group.initial.rebalance.delay.ms) [default: 3000].
     group_initial_rebalance_delay_ms: u64,
@@ -220,6 +229,13 @@ impl ServeArgs {
                 group_initial_rebalance_delay_ms: args
                     .group_initial_rebalance_delay_ms
                     .unwrap_or(3000),
+                tier: args.tier_url.clone().filter(|u| !u.is_empty()).map(|url| {
+                    strom_broker::tiering::TierConfig {
+                        url,
+                        cache_bytes: args.tier_cache_bytes.unwrap_or(1 << 30),
+                        interval_ms: args.tier_interval_ms.unwrap_or(30_000).max(10),
+                    }
+                }),
                 offsets_retention_minutes: args.offsets_retention_minutes.unwrap_or(7 * 24 * 60),
             },
             kafka: KafkaConfig {

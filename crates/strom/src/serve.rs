@@ -44,6 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot start the cluster node (raft {raft})"))?;
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
+        strom_broker::tiering::task::spawn(&broker);
         let etcd = match &settings.etcd {
             None => None,
             Some((addr, config)) => {

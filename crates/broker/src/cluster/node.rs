@@ -295,6 +295,8 @@ impl Cluster {
                     if let Err(e) = open.raise_log_start(pa.log_start) {
                         tracing::warn!(topic = %topic.name, partition = index, "cannot record the log start: {e}");
                     }
+                    broker.attach_tier(&open, topic.id, &config);
+                    open.set_manifest(&pa.remote);
                     continue;
                 }
                 let dir = broker
@@ -328,6 +330,8 @@ impl Cluster {
                         if let Err(e) = p.raise_log_start(pa.log_start) {
                             tracing::warn!(topic = %topic.name, partition = index, "cannot record the log start: {e}");
                         }
+                        broker.attach_tier(&p, topic.id, &config);
+                        p.set_manifest(&pa.remote);
                         registered.set_partition(index, Arc::clone(&p));
                         self.router.insert(pa.group, p);
                         tracing::info!(topic = %topic.name, partition = index, group = pa.group, "opened replica");

@@ -331,6 +331,7 @@ mod tests {
             isr: vec![1, 2, 3],
             target_replicas: None,
             log_start: 0,
+            remote: Default::default(),
         };
         assert_eq!(preferred_leader(&p, &[1, 2, 3]), Some(2));
         assert_eq!(preferred_leader(&p, &[1, 3]), None);

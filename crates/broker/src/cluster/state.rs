@@ -60,6 +60,10 @@ pub struct PartitionAssignment {
     /// DeleteRecords: no offset below this is served; replicas delete the segments below it.
     #[serde(default)]
     pub log_start: u64,
+    /// Tiered storage: what the object store holds of this partition. Only committed changes
+    /// count, so every replica deletes local segments only once their upload is recorded.
+    #[serde(default, skip_serializing_if = "strom_tier::Manifest::is_empty")]
+    pub remote: strom_tier::Manifest,
 }
 
 impl PartitionAssignment {
@@ -184,6 +188,12 @@ pub enum Command {
         group: GroupId,
         offset: u64,
     },
+    /// Tiered storage: the partition's leader uploaded a segment, or retention removes remote
+    /// segments. An upload of a range already recorded (a deposed leader's) is ignored.
+    TierManifest {
+        group: GroupId,
+        change: strom_tier::ManifestChange,
+    },
     /// The controller's leader lost (or regained) contact with a node for a broker session.
     SetFenced {
         node: NodeId,
@@ -303,6 +313,14 @@ impl ClusterState {
                 }
                 p.log_start = *offset;
                 Ok(Applied::LogStartChanged(*group))
+            }
+            Command::TierManifest { group, change } => {
+                let p = self.partition_mut(*group)?;
+                Ok(if p.remote.apply(change) {
+                    Applied::LogStartChanged(*group)
+                } else {
+                    Applied::Nothing
+                })
             }
         }
     }
@@ -679,6 +697,7 @@ impl ClusterState {
                 leader_epoch: 0,
                 target_replicas: None,
                 log_start: 0,
+                remote: Default::default(),
             })
             .collect())
     }

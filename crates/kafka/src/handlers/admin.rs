@@ -136,7 +136,7 @@ pub fn create_topics_cluster(ctx: &Arc<Context>, req: CreateTopicsRequest) -> su
         return super::Reply::Nothing;
     };
     let default_partitions = ctx.broker.config().default_partitions;
-    let topic_defaults = ctx.broker.config().topic_defaults.clone();
+    let broker = Arc::clone(&ctx.broker);
     super::Reply::Later(Box::pin(async move {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -165,7 +165,7 @@ pub fn create_topics_cluster(ctx: &Arc<Context>, req: CreateTopicsRequest) -> su
                 Err(BrokerError::InvalidPartitions(format!("{partitions}")))
             } else if rf < 1 {
                 Err(BrokerError::InvalidReplicationFactor(rf))
-            } else if let Err(e) = topic_defaults.with_overrides(&overrides) {
+            } else if let Err(e) = broker.checked_topic_config(None, &overrides) {
                 Err(e)
             } else if req.validate_only {
                 Ok(uuid::Uuid::nil())

@@ -307,10 +307,7 @@ async fn alter_topic(
             .broker
             .alter_topic_config(name, overrides, validate_only),
         Some(cluster) => {
-            ctx.broker
-                .config()
-                .topic_defaults
-                .with_overrides(&overrides)?;
+            ctx.broker.checked_topic_config(Some(name), &overrides)?;
             if validate_only {
                 return cluster
                     .with_state(|s| s.topics.contains_key(name))

@@ -88,7 +88,7 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
                 .flat_map(|t| t.partitions.iter())
                 .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
                 .collect();
-            let (response, bytes, errors) = read_all(&wants, max_bytes, isolation);
+            let (response, bytes, errors) = read_all(&wants, max_bytes, isolation).await;
             if bytes >= min_bytes
                 || errors
                 || watches.is_empty()
@@ -99,7 +99,7 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
             let any_moved =
                 futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
             if tokio::time::timeout_at(deadline, any_moved).await.is_err() {
-                return Some(read_all(&wants, max_bytes, isolation).0.into());
+                return Some(read_all(&wants, max_bytes, isolation).await.0.into());
             }
         }
     }))
@@ -109,7 +109,7 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
 /// bytes in it and whether any partition carries an error (which is answered at once).
 /// As in Kafka (KIP-74), only the response's first batch may exceed a limit: once any partition
 /// returned data, later partitions get only batches that fit what is left.
-fn read_all(
+async fn read_all(
     wants: &[TopicWants],
     max_bytes: usize,
     isolation: Isolation,
@@ -117,34 +117,31 @@ fn read_all(
     let mut budget = max_bytes;
     let mut total = 0;
     let mut any_error = false;
-    let topics = wants
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|w| {
-                    let first = if total == 0 {
-                        FirstBatch::Whole
-                    } else {
-                        FirstBatch::WithinLimit
-                    };
-                    let data = read_one(w, budget, first, isolation);
-                    if data.error_code != 0 {
-                        any_error = true;
-                    }
-                    let n = data.records.as_ref().map_or(0, |r| r.len());
-                    budget = budget.saturating_sub(n);
-                    total += n;
-                    data
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(wants.len());
+    for t in wants {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for w in &t.partitions {
+            let first = if total == 0 {
+                FirstBatch::Whole
+            } else {
+                FirstBatch::WithinLimit
+            };
+            let data = read_one(w, budget, first, isolation).await;
+            if data.error_code != 0 {
+                any_error = true;
+            }
+            let n = data.records.as_ref().map_or(0, |r| r.len());
+            budget = budget.saturating_sub(n);
+            total += n;
+            partitions.push(data);
+        }
+        topics.push(
             FetchableTopicResponse::default()
                 .with_topic(t.name.clone())
                 .with_topic_id(t.topic_id)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     (
         FetchResponse::default().with_responses(topics),
         total,
@@ -152,7 +149,12 @@ fn read_all(
     )
 }
 
-fn read_one(w: &Want, budget: usize, first: FirstBatch, isolation: Isolation) -> PartitionData {
+async fn read_one(
+    w: &Want,
+    budget: usize,
+    first: FirstBatch,
+    isolation: Isolation,
+) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(w.partition_index)
         .with_preferred_read_replica(BrokerId(-1))
@@ -183,7 +185,8 @@ fn read_one(w: &Want, budget: usize, first: FirstBatch, isolation: Isolation) ->
     if limit == 0 {
         return now(base).with_records(Some(Default::default()));
     }
-    match p.read_isolated(offset, limit, first, isolation) {
+    // Below the local log start of a tiered partition, this reads the object store.
+    match p.fetch(offset, limit, first, isolation).await {
         Ok(d) => {
             let aborted = (isolation == Isolation::ReadCommitted).then(|| {
                 d.aborted

@@ -19,7 +19,15 @@ const LATEST_TIERED: i64 = -5;
 /// `isolation_level` of a read_committed consumer.
 pub(crate) const READ_COMMITTED: i8 = 1;
 
-pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> super::Reply {
+    let ctx = Arc::clone(ctx);
+    // Async: a lookup by time in a tiered partition may read the object store.
+    super::Reply::Later(Box::pin(async move {
+        Some(answer(&ctx, req, version).await.into())
+    }))
+}
+
+async fn answer(ctx: &Context, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Responses before v4 have no leader epoch; the encoder refuses a value there.
     let epoch_of = |p: &strom_broker::Partition, offset: i64| {
         if version >= 4 && offset >= 0 {
@@ -29,60 +37,54 @@ pub fn handle(ctx: &Arc<Context>, req: ListOffsetsRequest, version: i16) -> List
         }
     };
     let committed = req.isolation_level == READ_COMMITTED;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|lt| {
-            let topic = ctx.broker.topic(&lt.name.0);
-            let partitions = lt
-                .partitions
-                .into_iter()
-                .map(|lp| {
-                    let resp = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(lp.partition_index);
-                    let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
-                    else {
-                        let err =
-                            super::cluster::missing_partition(ctx, &lt.name.0, lp.partition_index);
-                        return resp.with_error_code(err.code());
-                    };
-                    if let Err(err) = super::cluster::check_serving(&p, lp.current_leader_epoch) {
-                        return resp.with_error_code(err.code());
-                    }
-                    match lookup(&p, lp.timestamp, committed) {
-                        Ok((offset, ts)) => resp
-                            .with_offset(offset)
-                            .with_timestamp(ts)
-                            .with_leader_epoch(epoch_of(&p, offset)),
-                        Err(e) => resp.with_error_code(crate::errors::code(&e)),
-                    }
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for lt in req.topics {
+        let topic = ctx.broker.topic(&lt.name.0);
+        let mut partitions = Vec::with_capacity(lt.partitions.len());
+        for lp in lt.partitions {
+            let resp =
+                ListOffsetsPartitionResponse::default().with_partition_index(lp.partition_index);
+            let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index)) else {
+                let err = super::cluster::missing_partition(ctx, &lt.name.0, lp.partition_index);
+                partitions.push(resp.with_error_code(err.code()));
+                continue;
+            };
+            if let Err(err) = super::cluster::check_serving(&p, lp.current_leader_epoch) {
+                partitions.push(resp.with_error_code(err.code()));
+                continue;
+            }
+            partitions.push(match lookup(&p, lp.timestamp, committed).await {
+                Ok((offset, ts)) => resp
+                    .with_offset(offset)
+                    .with_timestamp(ts)
+                    .with_leader_epoch(epoch_of(&p, offset)),
+                Err(e) => resp.with_error_code(crate::errors::code(&e)),
+            });
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(lt.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
 /// (offset, timestamp) as Kafka answers them; -1 where there is no such offset.
-fn lookup(
+async fn lookup(
     p: &Partition,
     timestamp: i64,
     committed: bool,
 ) -> Result<(i64, i64), strom_broker::BrokerError> {
+    let found = |f: Option<(u64, i64)>| f.map_or((-1, -1), |(o, ts)| (o as i64, ts));
     Ok(match timestamp {
         LATEST if committed => (p.last_stable_offset() as i64, -1),
         LATEST => (p.high_watermark() as i64, -1),
-        EARLIEST | EARLIEST_LOCAL => (p.log_start_offset() as i64, -1),
-        LATEST_TIERED => (-1, -1),
-        MAX_TIMESTAMP => p
-            .max_timestamp()?
-            .map_or((-1, -1), |(o, ts)| (o as i64, ts)),
-        ts if ts >= 0 => p
-            .offset_for_timestamp(ts)?
-            .map_or((-1, -1), |(o, ts)| (o as i64, ts)),
+        EARLIEST => (p.log_start_offset() as i64, -1),
+        EARLIEST_LOCAL => (p.local_log_start_offset() as i64, -1),
+        LATEST_TIERED => (p.latest_tiered_offset().map_or(-1, |o| o as i64), -1),
+        MAX_TIMESTAMP => found(p.max_timestamp_all().await?),
+        ts if ts >= 0 => found(p.offset_for_time(ts).await?),
         _ => (-1, -1),
     })
 }

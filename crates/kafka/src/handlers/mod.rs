@@ -52,9 +52,7 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
         },
         RequestKind::Produce(r) => produce::handle(ctx, r, version),
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
-        RequestKind::ListOffsets(r) => {
-            Reply::Now(Box::new(list_offsets::handle(ctx, r, version).into()))
-        }
+        RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r, version),
         RequestKind::CreateTopics(r) if ctx.broker.cluster().is_some() => {
             admin::create_topics_cluster(ctx, r)
         }

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod proxy;
 pub mod rdk;
+pub mod tier;
 pub mod txn;
 pub mod txn_wire;
 pub mod wire;
@@ -26,6 +27,8 @@ pub struct Strom {
     extra: Vec<String>,
     /// A program that runs the broker (e.g. `fiu-run -x` for fault injection); empty: none.
     pub wrapper: Vec<String>,
+    /// Environment variables the broker gets beyond the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -62,6 +65,21 @@ impl Strom {
             data_dir: data_dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// Like [`Strom::start`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: Vec<(String, String)>) -> Strom {
+        let mut s = Strom {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            wrapper: Vec::new(),
+            env,
         };
         s.spawn();
         s
@@ -107,6 +125,7 @@ impl Strom {
             .arg("--kafka-addr")
             .arg(self.addr())
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         // Brokers run side by side: the etcd API only where a test asks for it, on its port.
