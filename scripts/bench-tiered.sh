@@ -32,10 +32,12 @@ tiered_topic() {
     --config segment.bytes=134217728 --config local.retention.bytes=268435456 \
     --config retention.ms=-1 >/dev/null
 }
-# Waits until the data directory holds at most $1 MiB (uploads caught up, local copies gone).
+# MiB of log on local disk (the read cache, also in the data directory, aside).
+local_mib() { du -sm --exclude=tier-cache "$work/data" | cut -f1; }
+# Waits until the local log holds at most $1 MiB (uploads caught up, local copies gone).
 settle() {
   local t0=$SECONDS
-  while [ "$(du -sm "$work/data" | cut -f1)" -gt "$1" ]; do sleep 2; done
+  while [ "$(local_mib)" -gt "$1" ]; do sleep 2; done
   echo "uploads caught up $((SECONDS - t0)) s after the load"
 }
 fill() { "$strom" bench consume -b $addr --topic "$1" --partitions 4 --producers 4 \
@@ -50,8 +52,8 @@ capacity)
   "$strom" topic create local -b $addr --partitions 4 >/dev/null
   echo "== load: ${gib} GiB into a topic whose local part is capped at 1 GiB"
   fill big "${gib}GiB"
-  settle 1800
-  echo "data directory: $(du -sh "$work/data" | cut -f1)   store: $(du -sh "$work/store" | cut -f1)"
+  settle 1100
+  echo "local log: $(local_mib) MiB   read cache: $(du -sm "$work/data/tier-cache" | cut -f1) MiB   store: $(du -sm "$work/store" | cut -f1) MiB"
   fill local 1GiB
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(page cache not dropped: not root)"
   echo "== W10: catch-up read of 1 GiB"
@@ -71,7 +73,7 @@ s3)
   "$strom" topic create local -b $addr --partitions 4 >/dev/null
   echo "== load: 3 GiB into a topic whose local part is capped at 1 GiB"
   fill big 3GiB
-  settle 1800
+  settle 1100
   fill local 1GiB
   echo "== W10: catch-up read of 1 GiB"
   read_1g big "W10 from S3 (moto)"

@@ -83,6 +83,16 @@ pub enum Isolation {
     ReadCommitted,
 }
 
+impl Isolation {
+    /// The offset a read stops before.
+    pub fn bound(self, high_watermark: u64, last_stable_offset: u64) -> u64 {
+        match self {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        }
+    }
+}
+
 pub struct Partition {
     pub topic: String,
     pub index: i32,
@@ -484,10 +494,7 @@ impl Partition {
     /// partition), or a DeleteRecords point past it.
     pub fn log_start_offset(&self) -> u64 {
         let local = self.log_ref().log_start_offset();
-        let physical = self
-            .remote_start()
-            .map_or(local, |remote| remote.min(local));
-        physical.max(self.deleted_below.load(Ordering::Acquire))
+        self.whole_log_start(local)
     }
 
     /// DeleteRecords on a single node: from now on nothing below `offset` (at most the high
@@ -560,11 +567,7 @@ impl Partition {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.producers_mut().txns.last_stable_offset(high_watermark);
         let deleted_below = self.deleted_below.load(Ordering::Acquire);
-        let local_start = log.log_start_offset();
-        let log_start_offset = self
-            .remote_start()
-            .map_or(local_start, |remote| remote.min(local_start))
-            .max(deleted_below);
+        let log_start_offset = self.whole_log_start(log.log_start_offset());
         let last_stable_offset = last_stable_offset.max(log_start_offset).min(high_watermark);
         if offset < deleted_below {
             return Err(BrokerError::OffsetOutOfRange {
@@ -573,10 +576,7 @@ impl Partition {
                 end: log.next_offset(),
             });
         }
-        let bound = match isolation {
-            Isolation::ReadUncommitted => high_watermark,
-            Isolation::ReadCommitted => last_stable_offset,
-        };
+        let bound = isolation.bound(high_watermark, last_stable_offset);
         let read = log
             .read_with(offset, max_bytes, bound, first)
             .map_err(|e| {

@@ -100,9 +100,18 @@ impl Partition {
     }
 
     /// The first remote offset, when the remote part holds anything.
-    pub(crate) fn remote_start(&self) -> Option<u64> {
+    fn remote_start(&self) -> Option<u64> {
         self.remote_part()
             .and_then(|r| r.with_manifest(Manifest::start))
+    }
+
+    /// The first offset served, given the local log's start: the store's part comes first,
+    /// and nothing below a DeleteRecords point counts.
+    pub(crate) fn whole_log_start(&self, local_start: u64) -> u64 {
+        let physical = self
+            .remote_start()
+            .map_or(local_start, |remote| remote.min(local_start));
+        physical.max(self.deleted_below())
     }
 
     /// Where local deletion may go: nothing that is not in the store yet.
@@ -183,10 +192,7 @@ impl Partition {
     ) -> Result<FetchData, BrokerError> {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
-        let bound = match isolation {
-            Isolation::ReadUncommitted => high_watermark,
-            Isolation::ReadCommitted => last_stable_offset,
-        };
+        let bound = isolation.bound(high_watermark, last_stable_offset);
         let records = remote
             .tier
             .read(&remote.dir, segment, offset, max_bytes, bound, first)

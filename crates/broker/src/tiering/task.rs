@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use strom_tier::upload::object_key;
 use strom_tier::{ManifestChange, RemoteSegment};
 
@@ -22,6 +24,8 @@ use crate::{Broker, BrokerError, Partition, TopicConfig};
 pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
 /// Segments uploaded per partition per round, so one partition's backlog does not starve others.
 const UPLOADS_PER_ROUND: usize = 4;
+/// Partitions uploading at once: a node's uploads overlap, as its produces do.
+const PARTITIONS_AT_ONCE: usize = 4;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Starts the uploader on the current Tokio runtime; it ends with the broker.
@@ -49,6 +53,7 @@ async fn run(weak: Weak<Broker>, interval: Duration) {
         if broker.is_stopping() {
             return;
         }
+        let mut due = Vec::new();
         for topic in broker.topics() {
             let config = topic.settings().config;
             if !config.remote_storage {
@@ -59,43 +64,55 @@ async fn run(weak: Weak<Broker>, interval: Duration) {
                 let Some(remote) = p.remote_part() else {
                     continue;
                 };
-                if p.ensure_leader().is_err() {
-                    continue;
-                }
-                if state
+                let waiting = state
                     .until
                     .get(&key)
-                    .is_some_and(|(t, _)| Instant::now() < *t)
-                {
+                    .is_some_and(|(t, _)| Instant::now() < *t);
+                if p.ensure_leader().is_err() || waiting {
                     continue;
                 }
+                let swept = state.swept.get(&key).copied();
+                due.push((key, p, remote, config.clone(), swept));
+            }
+        }
+        let broker = &broker;
+        let done: Vec<_> = futures::stream::iter(due.into_iter().map(
+            |(key, p, remote, config, swept)| async move {
                 let epoch = p.leader_epoch();
-                if state.swept.get(&key) != Some(&epoch) {
+                let mut sweep = None;
+                if swept != Some(epoch) {
                     match sweep_orphans(&p, &remote).await {
-                        Ok(()) => {
-                            state.swept.insert(key, epoch);
-                        }
+                        Ok(()) => sweep = Some(epoch),
                         Err(e) => tracing::debug!(partition = ?p, "orphan sweep failed: {e}"),
                     }
                 }
-                match round(&broker, &p, &remote, &config).await {
-                    Ok(()) => {
-                        state.until.remove(&key);
-                    }
-                    Err(e) => {
-                        let delay = state
-                            .until
-                            .get(&key)
-                            .map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
-                        let waiting = p.size_bytes();
-                        tracing::warn!(
-                            partition = ?p,
-                            retry_in_ms = delay.as_millis() as u64,
-                            local_bytes = waiting,
-                            "tiered storage upload failed; the data stays on local disk: {e}"
-                        );
-                        state.until.insert(key, (Instant::now() + delay, delay));
-                    }
+                let result = round(broker, &p, &remote, &config).await;
+                (key, p, sweep, result)
+            },
+        ))
+        .buffer_unordered(PARTITIONS_AT_ONCE)
+        .collect()
+        .await;
+        for (key, p, sweep, result) in done {
+            if let Some(epoch) = sweep {
+                state.swept.insert(key, epoch);
+            }
+            match result {
+                Ok(()) => {
+                    state.until.remove(&key);
+                }
+                Err(e) => {
+                    let delay = state
+                        .until
+                        .get(&key)
+                        .map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
+                    tracing::warn!(
+                        partition = ?p,
+                        retry_in_ms = delay.as_millis() as u64,
+                        local_bytes = p.size_bytes(),
+                        "tiered storage upload failed; the data stays on local disk: {e}"
+                    );
+                    state.until.insert(key, (Instant::now() + delay, delay));
                 }
             }
         }
