@@ -20,7 +20,7 @@ addr=127.0.0.1:19392
 log=$work/serve.log
 pid=
 start() {
-  "$strom" serve --data-dir "$work/data" --kafka-addr $addr --etcd-addr '' "$@" >>"$log" 2>&1 &
+  "$strom" serve --data-dir "$work/data" --kafka-addr $addr --etcd-addr '' --http-addr '' "$@" >>"$log" 2>&1 &
   pid=$!
   sleep 3
 }
@@ -110,7 +110,7 @@ cluster)
   node() {
     "$strom" serve --data-dir "$work/n$1" --node-id "$1" --kafka-addr "127.0.0.1:3120$1" \
       --raft-addr "127.0.0.1:3110$1" --peers $peers --cluster-secret bench-compaction \
-      --etcd-addr '' >>"$work/n$1.log" 2>&1 &
+      --etcd-addr '' --http-addr '' >>"$work/n$1.log" 2>&1 &
     pids[$1]=$!
   }
   stop_nodes() { for i in 1 2 3; do kill "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null || true; done; }

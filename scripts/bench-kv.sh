@@ -18,7 +18,7 @@ if [ "$mode" = cluster ]; then
   peers=1@127.0.0.1:31001,2@127.0.0.1:31002,3@127.0.0.1:31003
   members=e1=http://127.0.0.1:22381,e2=http://127.0.0.1:22382,e3=http://127.0.0.1:22383
   for i in 1 2 3; do
-    "$strom" serve --data-dir "$work/strom$i" --kafka-addr 127.0.0.1:3909$i --etcd-addr 127.0.0.1:3237$i \
+    "$strom" serve --data-dir "$work/strom$i" --kafka-addr 127.0.0.1:3909$i --etcd-addr 127.0.0.1:3237$i --http-addr '' \
       --node-id $i --raft-addr 127.0.0.1:3100$i --peers $peers --cluster-secret bench-secret \
       --log-level warn >"$work/strom$i.log" 2>&1 &
     pids+=($!)
@@ -31,7 +31,7 @@ if [ "$mode" = cluster ]; then
   strom_ep=127.0.0.1:32371,127.0.0.1:32372,127.0.0.1:32373
   etcd_ep=127.0.0.1:22371,127.0.0.1:22372,127.0.0.1:22373
 else
-  "$strom" serve --data-dir "$work/strom" --kafka-addr 127.0.0.1:39092 --etcd-addr 127.0.0.1:32379 \
+  "$strom" serve --data-dir "$work/strom" --kafka-addr 127.0.0.1:39092 --etcd-addr 127.0.0.1:32379 --http-addr '' \
     --log-level warn >"$work/strom.log" 2>&1 &
   pids+=($!)
   etcd --name bench --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:22379 \

@@ -22,7 +22,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 serve() {
-  "$strom" serve --data-dir "$work/data" --kafka-addr $addr --etcd-addr '' \
+  "$strom" serve --data-dir "$work/data" --kafka-addr $addr --etcd-addr '' --http-addr '' \
     --tier-interval-ms 1000 --retention-check-interval-ms 1000 "$@" >>"$log" 2>&1 &
   pids+=($!)
   sleep 3

@@ -164,7 +164,7 @@ start_nodes() { # phase auto_create
   for i in "${!node_ids[@]}"; do
     id=${node_ids[$i]}
     # Four partitions for auto-created topics, as the suite's scenarios configure Kafka.
-    args=(serve --data-dir "$out/$phase/data-$id" --kafka-addr "127.0.0.1:$((port + i))" --etcd-addr ''
+    args=(serve --data-dir "$out/$phase/data-$id" --kafka-addr "127.0.0.1:$((port + i))" --etcd-addr '' --http-addr ''
       --auto-create-topics "$auto_create" --default-partitions 4
       --log-level "${SUITE_STROM_LOG:-info}")
     if ((cluster)); then

@@ -17,6 +17,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # protoc compiles etcd's .proto files (shipped by the etcd-client crate) at build time.
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""

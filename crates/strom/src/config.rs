@@ -97,6 +97,9 @@ settings! {
     offsets_retention_minutes: u64,
     /// etcd v3 API listener; '' turns it off [default: 127.0.0.1:2379].
     etcd_addr: String,
+    /// HTTP listener (health endpoints; the connector API, metrics and console to come); ''
+    /// turns it off [default: 127.0.0.1:9644].
+    http_addr: String,
     /// etcd client address MemberList names, HOST:PORT [default: the listen address, or with
     /// 0.0.0.0 the --advertised-kafka-addr host and the etcd port].
     advertised_etcd_addr: String,
@@ -141,6 +144,8 @@ pub struct Settings {
     pub cluster: Option<strom_broker::cluster::ClusterConfig>,
     /// The etcd API's listener and limits; `None` when turned off.
     pub etcd: Option<(SocketAddr, strom_etcd::EtcdConfig)>,
+    /// The HTTP listener; `None` when turned off.
+    pub http: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -200,6 +205,7 @@ impl ServeArgs {
         };
         let mut cluster = cluster_config(&args, &advertised_host, advertised_port)?;
         let etcd = etcd_config(&args)?;
+        let http = listen_addr("--http-addr", args.http_addr.as_deref(), "127.0.0.1:9644")?;
         if let (Some(c), Some((_, e))) = (cluster.as_mut(), etcd.as_ref()) {
             c.endpoints.insert("etcd".into(), e.client_url.clone());
         }
@@ -248,8 +254,25 @@ impl ServeArgs {
             log_level: args.log_level,
             cluster,
             etcd,
+            http,
         })
     }
+}
+
+/// A listener address flag: `default` when unset, `None` for '' (turned off).
+fn listen_addr(
+    flag: &str,
+    given: Option<&str>,
+    default: &str,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let addr = given.unwrap_or(default);
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let parsed = addr
+        .parse()
+        .with_context(|| format!("{flag} {addr:?} is not HOST:PORT ('' turns it off)"))?;
+    Ok(Some(parsed))
 }
 
 fn etcd_config(args: &ServeArgs) -> anyhow::Result<Option<(SocketAddr, strom_etcd::EtcdConfig)>> {

@@ -45,6 +45,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
         strom_broker::tiering::task::spawn(&broker);
+        let http = match settings.http {
+            None => None,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} (HTTP API; --http-addr '' turns it off)")
+                })?;
+                println!("HTTP API listening on {}", listener.local_addr()?);
+                let config = strom_http::HttpConfig::default();
+                let app = strom_http::app(vec![strom_http::admin::routes(Arc::clone(&broker))], &config);
+                Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
+            }
+        };
+        let http_failed = async {
+            match http {
+                Some(task) => match task.await {
+                    Ok(r) => r.context("HTTP listener failed"),
+                    Err(e) => Err(anyhow::anyhow!("HTTP listener task failed: {e}")),
+                },
+                None => std::future::pending().await,
+            }
+        };
         let etcd = match &settings.etcd {
             None => None,
             Some((addr, config)) => {
@@ -77,6 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::select! {
             r = strom_kafka::serve(listener, ctx) => r.context("kafka listener failed"),
             r = etcd_failed => r,
+            r = http_failed => r,
             s = shutdown_signal() => s,
         }
     });

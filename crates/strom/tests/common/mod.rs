@@ -132,6 +132,9 @@ impl Strom {
         if !self.extra.iter().any(|a| a == "--etcd-addr") {
             cmd.args(["--etcd-addr", ""]);
         }
+        if !self.extra.iter().any(|a| a == "--http-addr") {
+            cmd.args(["--http-addr", ""]);
+        }
         if std::env::var_os("RUST_LOG").is_none() && !self.extra.iter().any(|a| a == "--log-level")
         {
             cmd.args(["--log-level", "warn"]);

@@ -1,0 +1,64 @@
+//! The HTTP listener with curl: health endpoints, Connect-shaped JSON errors, and
+//! `--http-addr ''` turning it off.
+
+mod common;
+
+use std::process::Command;
+
+use common::{free_port, Strom};
+
+/// `curl` a URL: (HTTP status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn health_endpoints_errors_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _s = Strom::start(dir.path(), &["--http-addr", &addr]);
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    assert_eq!(
+        curl(&[&url("/v1/status/ready")]),
+        (200, r#"{"status":"ready"}"#.to_string())
+    );
+    assert_eq!(
+        curl(&[&url("/v1/status/live")]),
+        (200, r#"{"status":"live"}"#.to_string())
+    );
+
+    // Unknown paths answer Kafka Connect's error shape.
+    let (code, body) = curl(&[&url("/no/such/thing")]);
+    assert_eq!(code, 404);
+    let err: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(err["error_code"], 404);
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+
+    // A method the endpoint does not serve.
+    assert_eq!(curl(&["-X", "POST", &url("/v1/status/ready")]).0, 405);
+    // The listener still serves afterwards.
+    assert_eq!(curl(&[&url("/v1/status/live")]).0, 200);
+}
+
+#[test]
+fn an_empty_http_addr_turns_the_listener_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = Strom::start(dir.path(), &["--http-addr", ""]);
+    // Kafka serves; nothing listens on the port we did not give it.
+    assert!(std::net::TcpStream::connect(s.addr()).is_ok());
+    assert_eq!(curl(&[&format!("http://{addr}/v1/status/live")]).0, 0);
+}
