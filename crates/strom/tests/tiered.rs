@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{admin, check_acked, create_with, produce_padded, TestCluster};
+use common::cluster::{admin, check_acked, cluster_cli, create_with, produce_padded, TestCluster};
 use common::rdk::{self, Rec};
 use common::tier::{file_url, local_segments, stored_segments, wait_until, Moto};
 use common::wire::Conn;
@@ -274,25 +274,31 @@ async fn tiered_topic_on_s3_through_a_hung_store_and_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tiered_partition_in_a_cluster_through_leader_loss() {
+async fn tiered_partition_in_a_cluster_through_leader_loss_and_a_move() {
     let root = tempfile::tempdir().unwrap();
     let store = root.path().join("store");
     let url = file_url(&store);
     let mut flags = vec!["--tier-url", url.as_str()];
     flags.extend_from_slice(FLAGS);
     let mut cluster = TestCluster::start(root.path(), 3, &flags);
+    cluster.join(root.path(), &flags);
     let bootstrap = cluster.bootstrap();
+    cluster.wait_for_brokers(&bootstrap, 4, Duration::from_secs(30));
     create_with(&bootstrap, "t", 1, 3, TIERED).await;
-    let leader = cluster.wait_for_leaders(&bootstrap, "t", 3, 3, &[], Duration::from_secs(30))[0];
+    let replicas =
+        cluster.wait_for_replicas(&bootstrap, "t", 3, &[], Duration::from_secs(30))[0].clone();
+    let leader = cluster.wait_for_leaders(&bootstrap, "t", 4, 3, &[], Duration::from_secs(30))[0];
+    let dirs: Vec<_> = cluster.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    let dir_of = |id: i32| dirs[id as usize - 1].clone();
     let producer = rdk::producer(&bootstrap, SMALL_BATCHES);
     let mut acked = produce_padded(&producer, "t", "a", 1500, 200).await;
     assert_eq!(acked.len(), 1500);
-    let dirs: Vec<_> = cluster.nodes.iter().map(|n| n.data_dir.clone()).collect();
     // Every replica drops the segments the leader uploaded, once the manifest is committed.
-    for dir in &dirs {
+    for &id in &replicas {
+        let dir = dir_of(id);
         wait_tiered(
             "replicas to drop uploaded segments",
-            || local_segments(dir, "t", 0),
+            || local_segments(&dir, "t", 0),
             || stored_segments(&store),
             5,
         );
@@ -300,17 +306,18 @@ async fn tiered_partition_in_a_cluster_through_leader_loss() {
 
     // The leader dies; the new one goes on from the replicated manifest.
     cluster.node(leader).kill9();
-    let survivors: Vec<usize> = (1..=3)
-        .filter(|id| *id != leader)
-        .map(|id| id as usize - 1)
+    let survivors: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|&id| id != leader)
         .collect();
-    let via = cluster.nodes[survivors[0]].addr();
-    cluster.wait_for_leaders(&via, "t", 3, 2, &[leader], Duration::from_secs(30));
+    let via = cluster.node(survivors[0]).addr();
+    cluster.wait_for_leaders(&via, "t", 4, 2, &[leader], Duration::from_secs(30));
     let more = produce_padded(&producer, "t", "b", 1500, 200).await;
     assert_eq!(more.len(), 1500);
     acked.extend(more);
-    for &i in &survivors {
-        let dir = dirs[i].clone();
+    for &id in &survivors {
+        let dir = dir_of(id);
         wait_tiered(
             "the new leader's uploads",
             || local_segments(&dir, "t", 0),
@@ -332,13 +339,47 @@ async fn tiered_partition_in_a_cluster_through_leader_loss() {
 
     // The old leader comes back and catches up without keeping the tiered part.
     cluster.node(leader).restart();
-    let dir = dirs[leader as usize - 1].clone();
+    let dir = dir_of(leader);
     wait_tiered(
         "the restarted replica to drop uploaded segments",
         || local_segments(&dir, "t", 0),
         || stored_segments(&store),
         10,
     );
+
+    // A replica moved to the fourth node starts from the leader's local log: the store's part
+    // is never copied between nodes.
+    let current = cluster.wait_for_leaders(&via, "t", 4, 3, &[], Duration::from_secs(30))[0];
+    let target = replicas.iter().copied().find(|&id| id != current).unwrap();
+    let newcomer = (1..=4).find(|id| !replicas.contains(id)).unwrap();
+    cluster_cli(cluster.raft_ports[0], &["remove-node", &target.to_string()]);
+    let moved = cluster.wait_for_replicas(&bootstrap, "t", 3, &[target], Duration::from_secs(60))
+        [0]
+    .clone();
+    assert!(moved.contains(&newcomer), "{replicas:?} -> {moved:?}");
+    let dir = dir_of(newcomer).join("t-0");
+    wait_until("the newcomer's local log", Duration::from_secs(60), || {
+        let bases = segment_bases(&dir);
+        let first = bases.first().copied();
+        let done = first.is_some_and(|b| b > 0) && bases.len() <= LOCAL_AT_MOST;
+        (done, format!("local segments at {bases:?}"))
+    });
+    read_back(&via, "t", &acked);
+}
+
+/// Base offsets of the segment files in a partition directory, in order.
+fn segment_bases(dir: &std::path::Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
 }
 
 fn collect_bases(dir: &std::path::Path, out: &mut Vec<String>) {
