@@ -1,32 +1,49 @@
-//! Health endpoints, as Redpanda's admin API answers them (what load balancers and Kubernetes
-//! probes call): `GET /v1/status/live` answers while the process serves HTTP at all;
-//! `GET /v1/status/ready` answers `{"status": "ready"}` once the node can serve clients (on a
-//! cluster node: it knows a controller leader), else 503 with `{"status": "booting"}`.
+//! The admin API: health, as Redpanda's admin API answers it (what load balancers and
+//! Kubernetes probes call), and JSON views of the cluster and its topics.
+//! - `GET /v1/status/live`: answers while the process serves HTTP at all.
+//! - `GET /v1/status/ready`: `{"status": "ready"}` once the node can serve clients (a cluster
+//!   node: it knows its controller's leader), else 503 `{"status": "booting"}`.
+//! - `GET /v1/cluster`: the nodes, the controller's leader, fenced and removed nodes.
+//! - `GET /v1/topics`, `GET /v1/topics/{name}`: topics; a topic's partitions with leader,
+//!   replicas, ISR and, for the replicas this node holds, offsets and sizes (local and in the
+//!   object store). An unknown topic is 404.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{json, Value};
-use strom_broker::Broker;
+use strom_broker::{Broker, Partition};
 
-pub fn routes(broker: Arc<Broker>) -> Router {
+use crate::ApiError;
+
+/// What the admin API reads: the broker, and the Kafka address it advertises (a single node
+/// has no node registry to take it from).
+#[derive(Clone)]
+pub struct Admin {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: String,
+}
+
+pub fn routes(admin: Admin) -> Router {
     Router::new()
         .route(
             "/v1/status/live",
             get(|| async { Json(json!({"status": "live"})) }),
         )
-        .route(
-            "/v1/status/ready",
-            get(move || {
-                let broker = Arc::clone(&broker);
-                async move { ready(&broker) }
-            }),
-        )
+        .route("/v1/status/ready", get(ready))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/topics", get(topics))
+        .route("/v1/topics/{name}", get(topic))
+        .with_state(admin)
 }
 
-fn ready(broker: &Broker) -> (StatusCode, Json<Value>) {
+async fn ready(State(admin): State<Admin>) -> (StatusCode, Json<Value>) {
+    let broker = &admin.broker;
     let ready = !broker.is_stopping()
         && broker
             .cluster()
@@ -39,4 +56,211 @@ fn ready(broker: &Broker) -> (StatusCode, Json<Value>) {
             Json(json!({"status": "booting"})),
         )
     }
+}
+
+#[derive(Serialize)]
+struct NodeView {
+    id: u64,
+    kafka: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raft: Option<String>,
+    fenced: bool,
+    removed: bool,
+}
+
+#[derive(Serialize)]
+struct ClusterView {
+    cluster_id: String,
+    /// `single` or `cluster`.
+    mode: &'static str,
+    node_id: u64,
+    controller_leader: Option<u64>,
+    nodes: Vec<NodeView>,
+}
+
+async fn cluster(State(admin): State<Admin>) -> Json<ClusterView> {
+    let broker = &admin.broker;
+    let node_id = u64::try_from(broker.node_id()).unwrap_or(0);
+    let view = match broker.cluster() {
+        None => ClusterView {
+            cluster_id: broker.cluster_id().to_string(),
+            mode: "single",
+            node_id,
+            controller_leader: Some(node_id),
+            nodes: vec![NodeView {
+                id: node_id,
+                kafka: admin.kafka_addr.clone(),
+                raft: None,
+                fenced: false,
+                removed: false,
+            }],
+        },
+        Some(c) => c.with_state(|s| ClusterView {
+            cluster_id: s.cluster_id.clone(),
+            mode: "cluster",
+            node_id,
+            controller_leader: c.controller_leader(),
+            nodes: s
+                .nodes
+                .values()
+                .map(|n| NodeView {
+                    id: n.id,
+                    kafka: format!("{}:{}", n.kafka_host, n.kafka_port),
+                    raft: Some(n.raft_addr.clone()),
+                    fenced: s.fenced_nodes.contains(&n.id),
+                    removed: s.removed_nodes.contains(&n.id),
+                })
+                .collect(),
+        }),
+    };
+    Json(view)
+}
+
+#[derive(Serialize)]
+struct TopicSummary {
+    name: String,
+    id: String,
+    partitions: usize,
+    replication_factor: u32,
+    internal: bool,
+}
+
+async fn topics(State(admin): State<Admin>) -> Json<Vec<TopicSummary>> {
+    let broker = &admin.broker;
+    let list = match broker.cluster() {
+        Some(c) => c.with_state(|s| {
+            s.topics
+                .values()
+                .map(|t| TopicSummary {
+                    name: t.name.clone(),
+                    id: t.id.to_string(),
+                    partitions: t.partitions.len(),
+                    replication_factor: t.replication_factor,
+                    internal: strom_broker::topic::is_internal_topic(&t.name),
+                })
+                .collect()
+        }),
+        None => broker
+            .topics()
+            .iter()
+            .map(|t| TopicSummary {
+                name: t.name.clone(),
+                id: t.id.to_string(),
+                partitions: t.partition_count(),
+                replication_factor: 1,
+                internal: strom_broker::topic::is_internal_topic(&t.name),
+            })
+            .collect(),
+    };
+    Json(list)
+}
+
+/// Offsets and sizes of a replica this node holds.
+#[derive(Serialize)]
+struct LocalReplica {
+    log_start_offset: u64,
+    local_log_start_offset: u64,
+    high_watermark: u64,
+    last_stable_offset: u64,
+    log_end_offset: u64,
+    size_bytes: u64,
+    remote_size_bytes: u64,
+}
+
+impl LocalReplica {
+    fn of(p: &Partition) -> LocalReplica {
+        LocalReplica {
+            log_start_offset: p.log_start_offset(),
+            local_log_start_offset: p.local_log_start_offset(),
+            high_watermark: p.high_watermark(),
+            last_stable_offset: p.last_stable_offset(),
+            log_end_offset: p.log_end_offset(),
+            size_bytes: p.size_bytes(),
+            remote_size_bytes: p.remote_size_bytes(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PartitionView {
+    partition: i32,
+    leader: Option<u64>,
+    leader_epoch: u64,
+    replicas: Vec<u64>,
+    isr: Vec<u64>,
+    /// Present where this node holds a replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local: Option<LocalReplica>,
+}
+
+#[derive(Serialize)]
+struct TopicView {
+    name: String,
+    id: String,
+    /// The overrides as given (the rest are the broker's defaults).
+    config: BTreeMap<String, String>,
+    partitions: Vec<PartitionView>,
+}
+
+async fn topic(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<TopicView>, ApiError> {
+    let broker = &admin.broker;
+    let missing = || ApiError::not_found(format!("Topic {name} not found"));
+    let local = |index: i32| {
+        broker
+            .topic(&name)
+            .and_then(|t| t.partition(index))
+            .map(|p| LocalReplica::of(&p))
+    };
+    let view = match broker.cluster() {
+        Some(c) => c
+            .with_state(|s| {
+                let t = s.topics.get(&name)?;
+                Some(TopicView {
+                    name: t.name.clone(),
+                    id: t.id.to_string(),
+                    config: t.config.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(i, pa)| PartitionView {
+                            partition: i as i32,
+                            leader: pa.leader,
+                            leader_epoch: pa.leader_epoch,
+                            replicas: pa.replicas.clone(),
+                            isr: pa.isr.clone(),
+                            local: None,
+                        })
+                        .collect(),
+                })
+            })
+            .ok_or_else(missing)?,
+        None => {
+            let t = broker.topic(&name).ok_or_else(missing)?;
+            let node = u64::try_from(broker.node_id()).unwrap_or(0);
+            TopicView {
+                name: t.name.clone(),
+                id: t.id.to_string(),
+                config: t.settings().overrides,
+                partitions: (0..t.partition_count() as i32)
+                    .map(|i| PartitionView {
+                        partition: i,
+                        leader: Some(node),
+                        leader_epoch: 0,
+                        replicas: vec![node],
+                        isr: vec![node],
+                        local: None,
+                    })
+                    .collect(),
+            }
+        }
+    };
+    let mut view = view;
+    for p in &mut view.partitions {
+        p.local = local(p.partition);
+    }
+    Ok(Json(view))
 }

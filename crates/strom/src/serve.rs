@@ -53,7 +53,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 })?;
                 println!("HTTP API listening on {}", listener.local_addr()?);
                 let config = strom_http::HttpConfig::default();
-                let app = strom_http::app(vec![strom_http::admin::routes(Arc::clone(&broker))], &config);
+                let admin = strom_http::admin::Admin {
+                    broker: Arc::clone(&broker),
+                    kafka_addr: format!("{}:{}", kafka.advertised_host, kafka.advertised_port),
+                };
+                let app = strom_http::app(vec![strom_http::admin::routes(admin)], &config);
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
             }
         };

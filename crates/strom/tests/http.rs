@@ -1,11 +1,11 @@
-//! The HTTP listener with curl: health endpoints, Connect-shaped JSON errors, and
-//! `--http-addr ''` turning it off.
+//! The HTTP listener with curl: health endpoints, the cluster and topic views, Connect-shaped
+//! JSON errors, and `--http-addr ''` turning it off.
 
 mod common;
 
 use std::process::Command;
 
-use common::{free_port, Strom};
+use common::{cli, free_port, Strom};
 
 /// `curl` a URL: (HTTP status, body).
 fn curl(args: &[&str]) -> (u16, String) {
@@ -20,11 +20,11 @@ fn curl(args: &[&str]) -> (u16, String) {
 }
 
 #[test]
-fn health_endpoints_errors_and_limits() {
+fn health_cluster_and_topic_views_with_curl() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _s = Strom::start(dir.path(), &["--http-addr", &addr]);
+    let s = Strom::start(dir.path(), &["--http-addr", &addr]);
     let url = |path: &str| format!("http://{addr}{path}");
 
     assert_eq!(
@@ -34,6 +34,55 @@ fn health_endpoints_errors_and_limits() {
     assert_eq!(
         curl(&[&url("/v1/status/live")]),
         (200, r#"{"status":"live"}"#.to_string())
+    );
+
+    // The cluster and topic views.
+    let json = |path: &str| -> serde_json::Value {
+        let (code, body) = curl(&[&url(path)]);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
+    let cluster = json("/v1/cluster");
+    assert_eq!(cluster["mode"], "single");
+    assert_eq!(cluster["nodes"][0]["kafka"], s.addr());
+    let (ok, _, err) = cli(
+        &[
+            "topic",
+            "create",
+            "orders",
+            "-b",
+            &s.addr(),
+            "--partitions",
+            "2",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(
+        &["produce", "orders", "-b", &s.addr(), "--partition", "1"],
+        "a\nb\nc\n",
+    );
+    assert!(ok, "{err}");
+    let topics = json("/v1/topics");
+    let orders = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .expect("orders listed");
+    assert_eq!(orders["partitions"], 2);
+    let orders = json("/v1/topics/orders");
+    let p1 = &orders["partitions"][1];
+    assert_eq!(p1["leader"], 0);
+    assert_eq!(p1["local"]["high_watermark"], 3);
+    assert_eq!(p1["local"]["log_start_offset"], 0);
+    assert!(p1["local"]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(orders["partitions"][0]["local"]["high_watermark"], 0);
+    let (code, body) = curl(&[&url("/v1/topics/nope")]);
+    assert_eq!(code, 404);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error_code"],
+        404
     );
 
     // Unknown paths answer Kafka Connect's error shape.

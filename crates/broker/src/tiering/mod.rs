@@ -373,3 +373,11 @@ impl Partition {
         remote.with_manifest(|m| m.segments.last().map(|s| s.end_offset - 1))
     }
 }
+
+impl Partition {
+    /// Bytes of this partition in the object store (0 when it is not tiered).
+    pub fn remote_size_bytes(&self) -> u64 {
+        self.remote_part()
+            .map_or(0, |r| r.with_manifest(Manifest::size_bytes))
+    }
+}
