@@ -7,6 +7,11 @@
 //! - `GET /v1/topics`, `GET /v1/topics/{name}`: topics; a topic's partitions with leader,
 //!   replicas, ISR and, for the replicas this node holds, offsets and sizes (local and in the
 //!   object store). An unknown topic is 404.
+//! - `GET /v1/groups`, `GET /v1/groups/{id}`: the consumer groups this node coordinates (in a
+//!   cluster, the leader of a group's `__consumer_offsets` partition does, as in Kafka); a
+//!   group's members with their assignments, and its committed offsets with the lag behind
+//!   the high watermark and the last stable offset where this node holds the partition. A
+//!   group not known here is 404 (naming its coordinator in a cluster).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +44,8 @@ pub fn routes(admin: Admin) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(topics))
         .route("/v1/topics/{name}", get(topic))
+        .route("/v1/groups", get(groups))
+        .route("/v1/groups/{id}", get(group))
         .with_state(admin)
 }
 
@@ -263,4 +270,140 @@ async fn topic(
         p.local = local(p.partition);
     }
     Ok(Json(view))
+}
+
+#[derive(Serialize)]
+struct GroupSummary {
+    group_id: String,
+    protocol_type: String,
+    state: &'static str,
+    coordinator: u64,
+}
+
+async fn groups(State(admin): State<Admin>) -> Json<Vec<GroupSummary>> {
+    let node = u64::try_from(admin.broker.node_id()).unwrap_or(0);
+    Json(
+        admin
+            .broker
+            .groups()
+            .list()
+            .into_iter()
+            .map(|g| GroupSummary {
+                group_id: g.group_id,
+                protocol_type: g.protocol_type,
+                state: g.state.name(),
+                coordinator: node,
+            })
+            .collect(),
+    )
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    member_id: String,
+    group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    /// (topic, partition) pairs, for consumer groups.
+    assignment: Vec<(String, i32)>,
+}
+
+#[derive(Serialize)]
+struct OffsetView {
+    topic: String,
+    partition: i32,
+    committed_offset: i64,
+    metadata: String,
+    /// Where this node holds the partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    high_watermark: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_stable_offset: Option<u64>,
+    /// High watermark minus the committed offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct GroupView {
+    group_id: String,
+    state: &'static str,
+    protocol_type: String,
+    protocol: String,
+    coordinator: u64,
+    members: Vec<MemberView>,
+    offsets: Vec<OffsetView>,
+}
+
+async fn group(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    let broker = &admin.broker;
+    let node = u64::try_from(broker.node_id()).unwrap_or(0);
+    let described = broker.groups().describe(&id);
+    let committed = broker.groups().fetch_offsets(&id, None);
+    let known = described.state != strom_broker::group::GroupState::Dead
+        || committed.iter().any(|(_, parts)| !parts.is_empty());
+    if !known {
+        let hint = broker
+            .cluster()
+            .and_then(|c| {
+                let index = strom_broker::group::offsets_partition(&id);
+                c.with_state(|s| {
+                    s.topics
+                        .get(strom_broker::group::OFFSETS_TOPIC)?
+                        .partitions
+                        .get(index)?
+                        .leader
+                })
+            })
+            .filter(|leader| *leader != node)
+            .map(|leader| format!(" on this node; its coordinator is node {leader}"))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(format!("Group {id} not found{hint}")));
+    }
+    let offsets = committed
+        .into_iter()
+        .flat_map(|(topic, parts)| {
+            let held = broker.topic(&topic);
+            parts.into_iter().filter_map(move |(partition, c)| {
+                let c = c?;
+                let p = held.as_ref().and_then(|t| t.partition(partition));
+                let high_watermark = p.as_ref().map(|p| p.high_watermark());
+                Some(OffsetView {
+                    topic: topic.clone(),
+                    partition,
+                    committed_offset: c.offset,
+                    metadata: c.metadata,
+                    high_watermark,
+                    last_stable_offset: p.as_ref().map(|p| p.last_stable_offset()),
+                    lag: high_watermark.map(|hw| (hw as i64 - c.offset).max(0)),
+                })
+            })
+        })
+        .collect();
+    Ok(Json(GroupView {
+        group_id: described.group_id,
+        state: described.state.name(),
+        protocol_type: described.protocol_type.clone(),
+        protocol: described.protocol,
+        coordinator: node,
+        members: described
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                assignment: if described.protocol_type == "consumer" {
+                    strom_broker::group::consumer_assignment(&m.assignment)
+                } else {
+                    Vec::new()
+                },
+                member_id: m.member_id,
+                group_instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+            })
+            .collect(),
+        offsets,
+    }))
 }

@@ -1,11 +1,14 @@
-//! The HTTP listener with curl: health endpoints, the cluster and topic views, Connect-shaped
-//! JSON errors, and `--http-addr ''` turning it off.
+//! The HTTP listener with curl: health endpoints, the cluster, topic and group views,
+//! Connect-shaped JSON errors, and `--http-addr ''` turning it off.
 
 mod common;
 
 use std::process::Command;
 
 use common::{cli, free_port, Strom};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// `curl` a URL: (HTTP status, body).
 fn curl(args: &[&str]) -> (u16, String) {
@@ -84,6 +87,48 @@ fn health_cluster_and_topic_views_with_curl() {
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["error_code"],
         404
     );
+
+    // A consumer group: its member with its assignment, its committed offsets and their lag.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", s.addr())
+        .set("group.id", "readers")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["orders"]).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read < 2 && std::time::Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    assert_eq!(read, 2);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 1, Offset::Offset(2))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    let groups = json("/v1/groups");
+    assert_eq!(groups[0]["group_id"], "readers", "{groups}");
+    let readers = json("/v1/groups/readers");
+    assert_eq!(readers["state"], "Stable", "{readers}");
+    let assigned = &readers["members"][0]["assignment"];
+    assert_eq!(*assigned, serde_json::json!([["orders", 0], ["orders", 1]]));
+    let committed = &readers["offsets"][0];
+    assert_eq!(
+        (
+            &committed["partition"],
+            &committed["committed_offset"],
+            &committed["lag"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(1)
+        )
+    );
+    assert_eq!(curl(&[&url("/v1/groups/nobody")]).0, 404);
 
     // Unknown paths answer Kafka Connect's error shape.
     let (code, body) = curl(&[&url("/no/such/thing")]);

@@ -41,6 +41,7 @@ pub use types::{
     JoinResponse, JoinedMember, MemberDescription, MemberIdentity, OffsetCommit, Pending, Protocol,
     SyncRequest, SyncResponse,
 };
+pub use view::consumer_assignment;
 
 pub use crate::internal::OFFSETS_TOPIC;
 /// Its partition count when it is created.

@@ -126,7 +126,10 @@ fn group_info(consumer: &Consumer, group: &str) -> anyhow::Result<(String, Vec<M
         .map(|m| Member {
             id: m.id().to_string(),
             client: format!("{}/{}", m.client_id(), m.client_host()),
-            partitions: m.assignment().map(parse_assignment).unwrap_or_default(),
+            partitions: m
+                .assignment()
+                .map(strom_broker::group::consumer_assignment)
+                .unwrap_or_default(),
         })
         .collect();
     Ok((info.state().to_string(), members))
@@ -295,50 +298,4 @@ fn reset(
         .map_err(|e| anyhow!("commit offsets for group {group}: {}", describe_error(&e)))?;
     eprintln!("reset offsets of group {group} on {topic}");
     Ok(())
-}
-
-/// The partitions in a member's assignment: Kafka's ConsumerProtocolAssignment, big-endian:
-/// `version i16, [topic string(i16 len), [partition i32] (i32 count)] (i32 count), user_data`.
-/// Malformed bytes yield what was parsed so far; this is display only.
-fn parse_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
-    let mut out = Vec::new();
-    let mut r = bytes;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (a, b) = (r.get(..n)?, r.get(n..)?);
-        r = b;
-        Some(a)
-    };
-    let _ = (|| -> Option<()> {
-        take(2)?;
-        let topics = i32::from_be_bytes(take(4)?.try_into().ok()?);
-        for _ in 0..topics.max(0) {
-            let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
-            let name = String::from_utf8_lossy(take(usize::try_from(len).ok()?)?).into_owned();
-            let count = i32::from_be_bytes(take(4)?.try_into().ok()?);
-            for _ in 0..count.max(0) {
-                out.push((name.clone(), i32::from_be_bytes(take(4)?.try_into().ok()?)));
-            }
-        }
-        Some(())
-    })();
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assignment_bytes() {
-        let mut b = vec![
-            0, 1, 0, 0, 0, 1, 0, 2, b'o', b'k', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5,
-        ];
-        assert_eq!(
-            parse_assignment(&b),
-            vec![("ok".to_string(), 3), ("ok".to_string(), 5)]
-        );
-        b.truncate(15);
-        assert_eq!(parse_assignment(&b), Vec::<(String, i32)>::new());
-        assert!(parse_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_empty());
-    }
 }
