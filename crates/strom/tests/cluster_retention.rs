@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::cluster::{check_acked, cluster_cli, create_with, produce_padded, TestCluster};
 use common::rdk;
 use common::wire::{idempotent_batch, init_producer_id, Conn};
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
 
 /// Two 3-node clusters at once on two cores starve each other's Raft ticks; these tests are
@@ -20,14 +19,7 @@ static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 /// (log start, high watermark) of partition 0 of `topic`; -1 each if not answered.
 fn watermarks(bootstrap: &str, topic: &str) -> (i64, i64) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(5))
-        .unwrap_or((-1, -1))
+    rdk::watermarks(bootstrap, topic, Duration::from_secs(5))
 }
 
 fn low_watermark(bootstrap: &str, topic: &str) -> i64 {

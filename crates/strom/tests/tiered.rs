@@ -42,13 +42,7 @@ const FLAGS: &[&str] = &[
 const LOCAL_AT_MOST: usize = 4;
 
 fn watermarks(addr: &str, topic: &str) -> (i64, i64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .unwrap_or((-1, -1))
+    rdk::watermarks(addr, topic, Duration::from_secs(10))
 }
 
 /// Every acknowledged record, read back from offset 0 by librdkafka.

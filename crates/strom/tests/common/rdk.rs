@@ -135,3 +135,15 @@ pub fn by_partition(recs: &[Rec]) -> BTreeMap<i32, Vec<Rec>> {
     }
     m
 }
+
+/// (log start, high watermark) of partition 0 of `topic`, as librdkafka's ListOffsets sees
+/// them; -1 each if not answered within `timeout`.
+pub fn watermarks(addr: &str, topic: &str, timeout: Duration) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, 0, timeout)
+        .unwrap_or((-1, -1))
+}
