@@ -163,6 +163,9 @@ impl Broker {
         let mut topics = self.topics_mut();
         for topic in gone {
             topics.remove(&topic.name);
+            if !state.topics.contains_key(&topic.name) {
+                strom_metrics::global().forget_topic(&topic.name);
+            }
             if topic.settings().config.remote_storage {
                 self.delete_remote_topic(&topic.name, topic.id);
             }
@@ -282,6 +285,7 @@ impl Broker {
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         self.meta.remove(name)?;
         self.topics_mut().remove(name);
+        strom_metrics::global().forget_topic(name);
         for p in topic.partitions() {
             remove_partition_dir(&p, &topic.id.simple().to_string());
         }

@@ -101,6 +101,17 @@ impl Partition {
         }
         clean::write_clean_point(self.dir(), output.clean_point).inspect_err(fail_on_fatal)?;
         let elapsed = started.elapsed();
+        let m = strom_metrics::global();
+        m.cleaner_passes.inc();
+        m.cleaner_bytes_read.inc_by(output.stats.bytes_read);
+        m.cleaner_bytes_removed.inc_by(
+            output
+                .stats
+                .bytes_before
+                .saturating_sub(output.stats.bytes_after),
+        );
+        m.cleaner_records_removed
+            .inc_by(output.stats.records_removed);
         tracing::info!(
             partition = ?self,
             elapsed_ms = elapsed.as_millis() as u64,

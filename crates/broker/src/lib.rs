@@ -17,6 +17,7 @@ pub mod group;
 pub mod internal;
 pub mod journal;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;

@@ -125,6 +125,8 @@ pub struct Partition {
     /// The topic has `remote.storage.enable=true`: without a remote part (no store configured)
     /// nothing local may be deleted, since nothing is known to be uploaded.
     pub(crate) tiered: AtomicBool,
+    /// The topic's bytes and records in and out (`strom_topic_*` metrics).
+    traffic: strom_metrics::TopicCounters,
 }
 
 /// The log, and in cluster mode the Raft entry index kept in step with it under the same lock.
@@ -227,6 +229,7 @@ impl Partition {
             replica,
             remote: RwLock::new(None),
             tiered: AtomicBool::new(config.remote_storage),
+            traffic: strom_metrics::global().topic(topic),
         }))
     }
 
@@ -273,7 +276,21 @@ impl Partition {
                 ));
             }
         }
-        self.append_checked(&batches, &headers, writer)
+        let appended = self.append_checked(&batches, &headers, writer)?;
+        let bytes: usize = batches.iter().map(Bytes::len).sum();
+        let records: i64 = headers
+            .iter()
+            .map(|h| i64::from(h.records_count.max(0)))
+            .sum();
+        self.traffic.bytes_in.inc_by(bytes as u64);
+        self.traffic.records_in.inc_by(records as u64);
+        Ok(appended)
+    }
+
+    /// The topic's traffic counters; a front end adds what it served to `bytes_out` and
+    /// `records_out`.
+    pub fn traffic(&self) -> &strom_metrics::TopicCounters {
+        &self.traffic
     }
 
     /// The broker's own writes: transaction markers and transactional offset commits. No
@@ -466,9 +483,13 @@ impl Partition {
     /// right either way.
     pub(crate) fn sync_log(&self) -> u64 {
         let point = self.log_ref().sync_point();
+        let started = std::time::Instant::now();
         if let Err(err) = point.sync() {
             fail_stop(format!("{self:?}: {err}"));
         }
+        strom_metrics::global()
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
         let mut log = self.log_mut();
         log.mark_synced(&point);
         log.durable_offset()

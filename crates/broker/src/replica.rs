@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry};
@@ -242,27 +243,47 @@ impl Partition {
     /// Waits until an append may be acknowledged: `acks=1` at this leader's fsync, otherwise
     /// at commit (a majority has it on disk) with the entry still the one this leader wrote.
     pub async fn wait_ack(&self, r: &AppendResult, acks: i16) -> Result<(), BrokerError> {
+        self.wait_ack_timed(r, acks).await.map(|_| ())
+    }
+
+    /// [`Partition::wait_ack`], returning when the append was on this node's disk (for the
+    /// produce stage metrics; at most the time of the acknowledgement).
+    pub async fn wait_ack_timed(
+        &self,
+        r: &AppendResult,
+        acks: i16,
+    ) -> Result<Instant, BrokerError> {
         let (Some(replica), Some(raft)) = (&self.replica, r.raft) else {
             self.wait_durable(r.end_offset).await;
-            return Ok(());
+            return Ok(Instant::now());
         };
+        let mut durable = replica.durable.subscribe();
         if acks == 1 {
-            let mut rx = replica.durable.subscribe();
-            let _ = rx.wait_for(|d| *d >= r.end_offset).await;
-            return Ok(());
+            let _ = durable.wait_for(|d| *d >= r.end_offset).await;
+            return Ok(Instant::now());
         }
         let (index, term) = (raft.index, raft.term);
         let mut role = replica.role.subscribe();
-        tokio::select! {
-            _ = self.wait_durable(r.end_offset) => {}
-            // Deposed: the entry may or may not commit under the next leader; the client
-            // retries there (an idempotent retry is deduplicated) instead of waiting it out.
-            _ = role.wait_for(|now| now.term != raft.leader_term || !now.is_leader) => {
-                if self.high_watermark() < r.end_offset {
-                    return Err(BrokerError::NotLeader);
+        let mut durable_at = None;
+        let committed = self.wait_durable(r.end_offset);
+        tokio::pin!(committed);
+        loop {
+            tokio::select! {
+                _ = &mut committed => break,
+                _ = durable.wait_for(|d| *d >= r.end_offset), if durable_at.is_none() => {
+                    durable_at = Some(Instant::now());
+                }
+                // Deposed: the entry may or may not commit under the next leader; the client
+                // retries there (an idempotent retry is deduplicated) instead of waiting it out.
+                _ = role.wait_for(|now| now.term != raft.leader_term || !now.is_leader) => {
+                    if self.high_watermark() < r.end_offset {
+                        return Err(BrokerError::NotLeader);
+                    }
+                    break;
                 }
             }
         }
+        let durable_at = durable_at.unwrap_or_else(Instant::now);
         // A leader never rewrites its own log, and leading in a term is one unbroken stretch:
         // still leading in the term it answered in, the entry it wrote (or found) at `index` is
         // the one that committed, even if retention has removed it since.
@@ -271,11 +292,11 @@ impl Partition {
             now.is_leader && now.term == raft.leader_term
         };
         if still_leading {
-            return Ok(());
+            return Ok(durable_at);
         }
         let log = self.log_ref();
         match log.entries.as_ref().map(|idx| idx.term(index)) {
-            Some(Ok(t)) if t == term => Ok(()),
+            Some(Ok(t)) if t == term => Ok(durable_at),
             _ => Err(BrokerError::NotCommitted),
         }
     }

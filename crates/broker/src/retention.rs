@@ -13,7 +13,12 @@ pub fn run_once(broker: &Broker) -> usize {
     for topic in broker.topics() {
         for p in topic.partitions() {
             match p.apply_retention(now) {
-                Ok(n) => removed += n,
+                Ok(n) => {
+                    strom_metrics::global()
+                        .retention_segments_removed
+                        .inc_by(n as u64);
+                    removed += n
+                }
                 // Deleted while retention ran: its files went with it.
                 Err(e) if broker.topic(&topic.name).is_none_or(|t| t.id != topic.id) => {
                     tracing::debug!(partition = ?p, "retention stopped, the topic was deleted: {e}")

@@ -543,6 +543,7 @@ impl<L: ReplicaLog> GroupDriver<L> {
             // was lost, the next probe finds the follower still behind and sends it again.
             // Without a report raft-rs would wait for one forever.
             if let Some(to) = snapshot_to {
+                strom_metrics::global().raft_snapshots_sent.inc();
                 self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
             }
         }
@@ -679,6 +680,13 @@ impl<L: ReplicaLog> GroupDriver<L> {
             is_leader: raft.state == StateRole::Leader,
         };
         if role != self.role {
+            let m = strom_metrics::global();
+            if role.leader != self.role.leader && role.leader.is_some() {
+                m.raft_leader_changes.inc();
+            }
+            if raft.state == StateRole::Candidate && role.term > self.role.term {
+                m.raft_elections.inc();
+            }
             self.reads.clear();
             tracing::debug!(group = self.group, leader = ?role.leader, term = role.term, "raft role changed");
             self.role = role;

@@ -15,6 +15,7 @@ mod lease;
 mod lock;
 mod machine;
 mod maintenance;
+mod metrics;
 mod pb;
 mod peer;
 mod service;
@@ -168,6 +169,7 @@ pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result
     lease::spawn_lessor(Arc::clone(&etcd));
     let svc = service::Svc(etcd);
     tonic::transport::Server::builder()
+        .layer(metrics::MetricsLayer)
         .add_service(PbKvServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(svc.clone()).max_decoding_message_size(limit))

@@ -1,7 +1,7 @@
 //! The HTTP face: one HTTP/1.1 listener per node (`--http-addr`, default `127.0.0.1:9644`) for
 //! every HTTP API it serves. Each API is an axum `Router` built by the crate that owns it and
-//! merged here (`app`), so adding one is adding a router: the health endpoints (`admin`) today,
-//! the connector REST API, metrics and the console next.
+//! merged here (`app`), so adding one is adding a router: the admin API (`admin`) and metrics
+//! (`metrics`) today, the connector REST API and the console next.
 //!
 //! Every request is bounded: a body larger than `max_body_bytes` is refused with 413, a request
 //! not answered within `request_timeout` with 408, and at most `max_connections` connections are
@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,8 @@ pub fn app(routers: Vec<Router>, config: &HttpConfig) -> Router {
     for r in routers {
         app = app.merge(r);
     }
-    app.fallback(|| async { ApiError::not_found("Not found: no such endpoint") })
+    app.route_layer(axum::middleware::from_fn(metrics::measure))
+        .fallback(|| async { ApiError::not_found("Not found: no such endpoint") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,

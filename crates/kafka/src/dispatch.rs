@@ -104,13 +104,21 @@ pub fn handle(
             .unwrap_or_default(),
         host: format!("/{}", peer.ip()),
     };
+    let started = std::time::Instant::now();
     Ok(match handlers::handle(ctx, request, version, &client) {
-        Reply::Now(resp) => ready(encode(correlation_id, api, version, *resp)),
+        Reply::Now(resp) => {
+            crate::metrics::record(api, started, Some(&*resp));
+            ready(encode(correlation_id, api, version, *resp))
+        }
         Reply::Later(fut) => Box::pin(async move {
-            let resp = fut.await?;
-            encode(correlation_id, api, version, resp)
+            let resp = fut.await;
+            crate::metrics::record(api, started, resp.as_ref());
+            encode(correlation_id, api, version, resp?)
         }),
-        Reply::Nothing => Box::pin(async { None }),
+        Reply::Nothing => {
+            crate::metrics::record(api, started, None);
+            Box::pin(async { None })
+        }
     })
 }
 

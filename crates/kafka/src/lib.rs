@@ -10,6 +10,7 @@ pub mod errors;
 pub mod fetch_encoding;
 pub mod frame;
 pub mod handlers;
+pub mod metrics;
 pub mod precheck;
 pub mod server;
 pub mod versions;

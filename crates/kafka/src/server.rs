@@ -39,11 +39,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<
         };
         if open.load(Ordering::Relaxed) >= ctx.config.max_connections {
             tracing::warn!(%peer, "closing connection: {} connections open", ctx.config.max_connections);
+            strom_metrics::global()
+                .connections_rejected
+                .get_or_create(&strom_metrics::FaceLabel { face: "kafka" })
+                .inc();
             continue;
         }
         open.fetch_add(1, Ordering::Relaxed);
         let (ctx, open) = (Arc::clone(&ctx), Arc::clone(&open));
         tokio::spawn(async move {
+            let _counted = strom_metrics::global().connection("kafka");
             run_connection(stream, peer, ctx).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
@@ -53,9 +58,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<
 async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<PendingResponse>(IN_FLIGHT_MAX);
+    let (tx, mut rx) = mpsc::channel::<(PendingResponse, Queued)>(IN_FLIGHT_MAX);
     let writer = tokio::spawn(async move {
-        while let Some(pending) = rx.recv().await {
+        while let Some((pending, _queued)) = rx.recv().await {
             if let Some(chunks) = pending.await {
                 if let Err(e) = write_chunks(&mut wr, chunks).await {
                     tracing::debug!(%peer, "write failed: {e}");
@@ -78,9 +83,10 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
                 break;
             }
         };
+        let queued = Queued::new(frame.len());
         match dispatch::handle(&ctx, frame, peer) {
             Ok(pending) => {
-                if tx.send(pending).await.is_err() {
+                if tx.send((pending, queued)).await.is_err() {
                     break;
                 }
             }
@@ -93,6 +99,24 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     // Responses already started are still delivered before the connection closes.
     drop(tx);
     let _ = writer.await;
+}
+
+/// A request's bytes, counted in `strom_request_queued_bytes` from when it is read until its
+/// response is written (or dropped with its connection).
+struct Queued(i64);
+
+impl Queued {
+    fn new(bytes: usize) -> Queued {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        strom_metrics::global().request_bytes_queued.inc_by(bytes);
+        Queued(bytes)
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        strom_metrics::global().request_bytes_queued.dec_by(self.0);
+    }
 }
 
 /// Writes every chunk, as few syscalls as the kernel allows.

@@ -302,3 +302,24 @@ pub fn rewritten_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> [u
     prefix[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
     prefix
 }
+
+/// The records in the whole batches at the start of `buf` (a fetch response's record set,
+/// whose last batch may be cut short); control batches' markers are not counted.
+pub fn count_records(buf: &[u8]) -> u64 {
+    let mut at = 0;
+    let mut records = 0u64;
+    while let Some(rest) = buf.get(at..) {
+        let Ok(h) = BatchHeader::parse(rest) else {
+            break;
+        };
+        let len = h.total_len();
+        if len < HEADER_LEN || len > rest.len() {
+            break;
+        }
+        if !h.is_control() {
+            records += u64::try_from(h.records_count).unwrap_or(0);
+        }
+        at += len;
+    }
+    records
+}

@@ -57,7 +57,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     broker: Arc::clone(&broker),
                     kafka_addr: format!("{}:{}", kafka.advertised_host, kafka.advertised_port),
                 };
-                let app = strom_http::app(vec![strom_http::admin::routes(admin)], &config);
+                let routers = vec![
+                    strom_http::admin::routes(admin),
+                    strom_http::metrics::routes(&broker),
+                ];
+                let app = strom_http::app(routers, &config);
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
             }
         };

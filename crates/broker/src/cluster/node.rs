@@ -418,6 +418,13 @@ impl Cluster {
                     .map(|p| p.node)
                     .collect();
                 if isr != pa.isr {
+                    let m = strom_metrics::global();
+                    if pa.isr.iter().any(|n| !isr.contains(n)) {
+                        m.isr_shrinks.inc();
+                    }
+                    if isr.iter().any(|n| !pa.isr.contains(n)) {
+                        m.isr_expands.inc();
+                    }
                     commands.push(Command::SetIsr {
                         group,
                         leader: me,

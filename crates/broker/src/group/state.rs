@@ -376,6 +376,12 @@ impl Group {
             self.leader = Some(first.id.clone());
         }
         self.generation += 1;
+        strom_metrics::global()
+            .group_rebalances
+            .get_or_create(&strom_metrics::GroupLabel {
+                group: self.id.clone(),
+            })
+            .inc();
         self.protocol = self.select_protocol();
         self.state = GroupState::CompletingRebalance;
         tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), protocol = ?self.protocol, "rebalance: join phase complete");

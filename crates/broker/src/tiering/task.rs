@@ -144,6 +144,9 @@ async fn round(
             delete_objects(remote, std::slice::from_ref(&segment)).await;
             return Ok(());
         }
+        let m = strom_metrics::global();
+        m.tier_segments_uploaded.inc();
+        m.tier_bytes_uploaded.inc_by(segment.size_bytes);
         tracing::info!(
             partition = ?p,
             base_offset = segment.base_offset,

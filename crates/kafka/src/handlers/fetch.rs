@@ -80,29 +80,61 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
         req.max_bytes as usize
     };
     Reply::Later(Box::pin(async move {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        loop {
-            // Subscribe before reading, so a high watermark that moves after the read still wakes us.
-            let mut watches: Vec<_> = wants
-                .iter()
-                .flat_map(|t| t.partitions.iter())
-                .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
-                .collect();
-            let (response, bytes, errors) = read_all(&wants, max_bytes, isolation).await;
-            if bytes >= min_bytes
-                || errors
-                || watches.is_empty()
-                || tokio::time::Instant::now() >= deadline
-            {
-                return Some(response.into());
-            }
-            let any_moved =
-                futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            if tokio::time::timeout_at(deadline, any_moved).await.is_err() {
-                return Some(read_all(&wants, max_bytes, isolation).await.0.into());
-            }
-        }
+        let response = long_poll(&wants, min_bytes, max_bytes, max_wait, isolation).await;
+        served(&wants, &response);
+        Some(response.into())
     }))
+}
+
+/// Reads until `min_bytes` are ready, a partition has an error, or `max_wait` has passed.
+async fn long_poll(
+    wants: &[TopicWants],
+    min_bytes: usize,
+    max_bytes: usize,
+    max_wait: Duration,
+    isolation: Isolation,
+) -> FetchResponse {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        // Subscribe before reading, so a high watermark that moves after the read still wakes us.
+        let mut watches: Vec<_> = wants
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+            .collect();
+        let (response, bytes, errors) = read_all(wants, max_bytes, isolation).await;
+        if bytes >= min_bytes
+            || errors
+            || watches.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            return response;
+        }
+        let any_moved =
+            futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, any_moved).await.is_err() {
+            return read_all(wants, max_bytes, isolation).await.0;
+        }
+    }
+}
+
+/// Adds what the response serves to its topics' `strom_topic_*_out` counters.
+fn served(wants: &[TopicWants], response: &FetchResponse) {
+    for (t, topic) in wants.iter().zip(&response.responses) {
+        for (w, data) in t.partitions.iter().zip(&topic.partitions) {
+            let (Ok(p), Some(records)) = (&w.partition, &data.records) else {
+                continue;
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let traffic = p.traffic();
+            traffic.bytes_out.inc_by(records.len() as u64);
+            traffic
+                .records_out
+                .inc_by(strom_storage::batch::count_records(records));
+        }
+    }
 }
 
 /// Reads every wanted partition within the response budget; returns the response, the record

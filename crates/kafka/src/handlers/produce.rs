@@ -44,6 +44,7 @@ enum Appended {
 }
 
 pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
+    let arrived = std::time::Instant::now();
     let add = version >= super::txn::TV2_PRODUCE;
     let acks = req.acks;
     let valid_acks = (-1..=1).contains(&acks);
@@ -119,6 +120,7 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
     if waits.is_empty() && unverified.is_empty() {
         return Reply::Now(Box::new(response.into()));
     }
+    let appended = std::time::Instant::now();
     let ctx = Arc::clone(ctx);
     // Set now, not when the connection's writer first polls this reply: replies are awaited in
     // request order, so a deadline started there would add up behind earlier stuck requests.
@@ -131,10 +133,15 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
             let how = Verify { add, deadline };
             verify_and_append(&ctx, &txn_id, how, unverified, &mut response, &mut waits).await;
         }
+        let mut stages = Stages::new(arrived, appended, acks);
         for w in waits {
             let error =
-                match tokio::time::timeout_at(deadline, w.on.wait_ack(&w.result, acks)).await {
-                    Ok(Ok(())) => continue,
+                match tokio::time::timeout_at(deadline, w.on.wait_ack_timed(&w.result, acks)).await
+                {
+                    Ok(Ok(durable_at)) => {
+                        stages.durable(durable_at);
+                        continue;
+                    }
                     Ok(Err(e)) => crate::errors::kafka_error(&e),
                     // No quorum (or a slow disk): Kafka's answer, never a success.
                     Err(_) => ResponseError::RequestTimedOut,
@@ -143,8 +150,51 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
             p.error_code = error.code();
             p.base_offset = -1;
         }
+        stages.record();
         Some(response.into())
     }))
+}
+
+/// The stages of an acks=all produce for `strom_produce_stage_duration_seconds`: queue
+/// (arrival to appended), fsync (appended to on this leader's disk, the last of its
+/// partitions), replication (from there to acknowledged).
+struct Stages {
+    arrived: std::time::Instant,
+    appended: std::time::Instant,
+    durable: Option<std::time::Instant>,
+    all: bool,
+}
+
+impl Stages {
+    fn new(arrived: std::time::Instant, appended: std::time::Instant, acks: i16) -> Stages {
+        Stages {
+            arrived,
+            appended,
+            durable: None,
+            all: acks == -1,
+        }
+    }
+
+    fn durable(&mut self, at: std::time::Instant) {
+        self.durable = Some(self.durable.map_or(at, |d| d.max(at)));
+    }
+
+    fn record(self) {
+        let Some(durable) = self.durable.filter(|_| self.all) else {
+            return;
+        };
+        let acked = std::time::Instant::now();
+        let family = &strom_metrics::global().produce_stage_seconds;
+        for (stage, from, to) in [
+            ("queue", self.arrived, self.appended),
+            ("fsync", self.appended, durable),
+            ("replication", durable, acked),
+        ] {
+            family
+                .get_or_create(&strom_metrics::StageLabel { stage })
+                .observe(to.saturating_duration_since(from).as_secs_f64());
+        }
+    }
 }
 
 type Failure = (ResponseError, Option<String>);

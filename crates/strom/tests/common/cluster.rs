@@ -117,6 +117,16 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes (ids 1..=n) under `root`, each in its own data directory.
     pub fn start(root: &Path, n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_each(root, n, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Like [`TestCluster::start`], node `i` (0-based) getting `extra_of(i)` as its extra flags
+    /// (its own HTTP port, say).
+    pub fn start_each(
+        root: &Path,
+        n: usize,
+        extra_of: impl Fn(usize) -> Vec<String>,
+    ) -> TestCluster {
         let ports = free_ports(2 * n);
         let (raft_ports, kafka_ports) = (ports[..n].to_vec(), ports[n..].to_vec());
         let peers = raft_ports
@@ -125,8 +135,18 @@ impl TestCluster {
             .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let peers = vec![peers; n];
-        TestCluster::start_with(root, &raft_ports, &kafka_ports, &peers, extra)
+        let nodes = (0..n)
+            .map(|i| {
+                let extra = extra_of(i);
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                start_node(root, i + 1, raft_ports[i], kafka_ports[i], &peers, &extra)
+            })
+            .collect();
+        TestCluster {
+            nodes,
+            raft_ports,
+            peers,
+        }
     }
 
     /// Starts one node per entry of `raft_ports` (ids 1..=n) under `root`: node `i + 1` listens
