@@ -97,9 +97,12 @@ settings! {
     offsets_retention_minutes: u64,
     /// etcd v3 API listener; '' turns it off [default: 127.0.0.1:2379].
     etcd_addr: String,
-    /// HTTP listener (health endpoints; the connector API, metrics and console to come); ''
-    /// turns it off [default: 127.0.0.1:9644].
+    /// HTTP listener (admin API, metrics, HTTP produce/consume); '' turns it off
+    /// [default: 127.0.0.1:9644].
     http_addr: String,
+    /// HTTP produce/consume: an idle consumer instance is closed after this many ms
+    /// (consumer.instance.timeout.ms) [default: 300000].
+    consumer_instance_timeout_ms: u64,
     /// etcd client address MemberList names, HOST:PORT [default: the listen address, or with
     /// 0.0.0.0 the --advertised-kafka-addr host and the etcd port].
     advertised_etcd_addr: String,
@@ -146,6 +149,8 @@ pub struct Settings {
     pub etcd: Option<(SocketAddr, strom_etcd::EtcdConfig)>,
     /// The HTTP listener; `None` when turned off.
     pub http: Option<SocketAddr>,
+    /// How long an idle HTTP consumer instance lives.
+    pub consumer_instance_timeout: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -255,6 +260,11 @@ impl ServeArgs {
             cluster,
             etcd,
             http,
+            consumer_instance_timeout: std::time::Duration::from_millis(
+                args.consumer_instance_timeout_ms
+                    .unwrap_or(300_000)
+                    .max(1000),
+            ),
         })
     }
 }

@@ -57,9 +57,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     broker: Arc::clone(&broker),
                     kafka_addr: format!("{}:{}", kafka.advertised_host, kafka.advertised_port),
                 };
+                let mut proxy = strom_proxy::ProxyConfig::new(admin.kafka_addr.clone());
+                proxy.consumer_instance_timeout = settings.consumer_instance_timeout;
                 let routers = vec![
                     strom_http::admin::routes(admin),
                     strom_http::metrics::routes(&broker),
+                    strom_proxy::routes(strom_proxy::Proxy::new(proxy)),
                 ];
                 let app = strom_http::app(routers, &config);
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))

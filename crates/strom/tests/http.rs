@@ -3,24 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{cli, free_port, Strom};
+use common::{cli, curl, free_port, Strom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-
-/// `curl` a URL: (HTTP status, body).
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("run curl (scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
 
 #[test]
 fn health_cluster_and_topic_views_with_curl() {

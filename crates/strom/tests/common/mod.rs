@@ -274,6 +274,18 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> (bool, String, String) 
     )
 }
 
+/// `curl` with `args`: (HTTP status, body); status 0 when nothing answered.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("run curl (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// Runs `tests/python/<script>` with kafka-python against `broker`; returns its stdout.
 /// The interpreter comes from `STROM_PYTHON`, else the venv `scripts/test.sh` creates.
 pub fn run_python(script: &str, broker: &str) -> String {

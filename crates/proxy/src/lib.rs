@@ -1,0 +1,248 @@
+//! HTTP produce and consume in the shape of Confluent's REST Proxy v2 API, which Redpanda's
+//! HTTP Proxy implements too: a shell script or a browser app reads and writes topics with
+//! `curl`/`fetch` instead of a Kafka client.
+//!
+//! The proxy is a Kafka client of the cluster, as Confluent's is: records go through a
+//! librdkafka producer to the node's own Kafka listener (so partitioning, idempotence, acks=all
+//! and cluster routing are exactly a Kafka client's), and every consumer instance is a
+//! librdkafka consumer in its group (so instances of one group share partitions with each other
+//! and with any Kafka consumer of the group). Nothing here touches the log directly.
+//!
+//! - `topics`: `GET /topics`, `/topics/{name}`, `/topics/{name}/partitions[/{p}]`.
+//! - `produce`: `POST /topics/{name}` and `/topics/{name}/partitions/{p}` with the JSON or
+//!   binary (base64) embedded format, and v3's `POST /v3/clusters/{id}/topics/{name}/records`.
+//! - `consume`: consumer instances (`POST /consumers/{group}`), their subscription,
+//!   assignments, positions, records and offsets; idle instances are closed after
+//!   `consumer_instance_timeout`.
+//!
+//! Errors are the proxy's JSON (`error::ProxyError`).
+
+pub mod consume;
+pub mod error;
+pub mod produce;
+pub mod topics;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap};
+use axum::routing::{get, post};
+use axum::Router;
+use rdkafka::admin::AdminClient;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, ClientContext};
+
+pub use error::ProxyError;
+
+/// The content type of the proxy's own JSON (no embedded format).
+pub const V2_JSON: &str = "application/vnd.kafka.v2+json";
+const JSON_FORMAT: &str = "application/vnd.kafka.json.v2+json";
+const BINARY_FORMAT: &str = "application/vnd.kafka.binary.v2+json";
+
+/// Time a Kafka call (metadata, commit, delivery) may take before the proxy answers 5xx.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How keys and values are carried in JSON: `json` embeds them as JSON values, `binary` as
+/// base64 strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Binary,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => JSON_FORMAT,
+            Format::Binary => BINARY_FORMAT,
+        }
+    }
+
+    /// The format a content type (or Accept header) names, if any.
+    fn named_in(value: &str) -> Option<Format> {
+        if value.contains("vnd.kafka.json.v2+json") {
+            Some(Format::Json)
+        } else if value.contains("vnd.kafka.binary.v2+json") {
+            Some(Format::Binary)
+        } else {
+            None
+        }
+    }
+
+    fn of_request(headers: &HeaderMap) -> Result<Format, ProxyError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Format::named_in(content_type).ok_or_else(|| {
+            ProxyError::new(
+                415,
+                format!("HTTP 415 Unsupported Media Type: use {JSON_FORMAT} or {BINARY_FORMAT}, not '{content_type}'"),
+            )
+        })
+    }
+}
+
+/// Settings of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The Kafka listener the proxy's clients connect to (the node's own).
+    pub bootstrap: String,
+    /// An idle consumer instance is closed after this (Confluent's
+    /// `consumer.instance.timeout.ms`, 5 minutes by default).
+    pub consumer_instance_timeout: Duration,
+    /// Consumer instances open at once; more are refused with 429.
+    pub max_consumer_instances: usize,
+}
+
+impl ProxyConfig {
+    pub fn new(bootstrap: String) -> ProxyConfig {
+        ProxyConfig {
+            bootstrap,
+            consumer_instance_timeout: Duration::from_secs(300),
+            max_consumer_instances: 1000,
+        }
+    }
+}
+
+pub struct Proxy {
+    config: ProxyConfig,
+    /// Created on first use, so a node whose proxy is never used runs no librdkafka threads.
+    producer: OnceLock<Result<FutureProducer<LogContext>, KafkaError>>,
+    admin: OnceLock<Result<AdminClient<LogContext>, KafkaError>>,
+    /// Metadata lookups go through a consumer handle: unlike a producer's, its requests never
+    /// create the topic they ask about.
+    metadata: OnceLock<Result<BaseConsumer<LogContext>, KafkaError>>,
+    consumers: consume::Instances,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            config,
+            producer: OnceLock::new(),
+            admin: OnceLock::new(),
+            metadata: OnceLock::new(),
+            consumers: consume::Instances::default(),
+        })
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.config.bootstrap)
+            .set("client.id", "strom-http-proxy")
+            .set_log_level(RDKafkaLogLevel::Warning);
+        c
+    }
+
+    fn producer(&self) -> Result<&FutureProducer<LogContext>, ProxyError> {
+        self.producer
+            .get_or_init(|| {
+                self.client_config()
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    .set("linger.ms", "2")
+                    .set("message.timeout.ms", "30000")
+                    // Keys land where a Java client would put them.
+                    .set("partitioner", "murmur2_random")
+                    .create_with_context(LogContext)
+            })
+            .as_ref()
+            .map_err(|e| ProxyError::kafka(format!("cannot create the proxy's producer: {e}")))
+    }
+}
+
+impl Proxy {
+    fn admin(&self) -> Result<&AdminClient<LogContext>, ProxyError> {
+        self.admin
+            .get_or_init(|| self.client_config().create_with_context(LogContext))
+            .as_ref()
+            .map_err(|e| ProxyError::kafka(format!("cannot create the proxy's admin client: {e}")))
+    }
+
+    fn metadata_client(&self) -> Result<&BaseConsumer<LogContext>, ProxyError> {
+        self.metadata
+            .get_or_init(|| {
+                self.client_config()
+                    .set("allow.auto.create.topics", "false")
+                    .create_with_context(LogContext)
+            })
+            .as_ref()
+            .map_err(|e| {
+                ProxyError::kafka(format!("cannot create the proxy's metadata client: {e}"))
+            })
+    }
+}
+
+/// Sends librdkafka's log lines to `tracing`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::warn!(facility, "http proxy client: {message}"),
+            _ => tracing::debug!(facility, "http proxy client: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("http proxy client: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+/// The proxy's routes; `consume::spawn_reaper` closes idle consumer instances.
+pub fn routes(proxy: Arc<Proxy>) -> Router {
+    consume::spawn_reaper(&proxy);
+    Router::new()
+        .route("/topics", get(topics::list))
+        .route(
+            "/topics/{topic}",
+            get(topics::describe).post(produce::to_topic),
+        )
+        .route("/topics/{topic}/partitions", get(topics::partitions))
+        .route(
+            "/topics/{topic}/partitions/{partition}",
+            get(topics::partition).post(produce::to_partition),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}/records",
+            post(produce::v3_record),
+        )
+        .merge(consume::routes())
+        .with_state(proxy)
+}
+
+/// A JSON body, or the proxy's 400 naming what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProxyError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ProxyError::new(422, format!("Unprocessable entity: {e}"))
+        }
+        _ => ProxyError::bad_request(format!("Malformed JSON: {e}")),
+    })
+}
+
+/// Runs a blocking librdkafka call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProxyError> + Send + 'static,
+) -> Result<T, ProxyError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProxyError::new(500, format!("internal error: {e}")))?
+}
+
+/// A response with the proxy's content type.
+fn reply(status: axum::http::StatusCode, body: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, [(header::CONTENT_TYPE, V2_JSON)], body.to_string()).into_response()
+}
