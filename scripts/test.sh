@@ -18,6 +18,9 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The web console's test drives headless Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""
@@ -28,7 +31,7 @@ fi
 
 # kafka-python (and its codecs) for the Python client tests, in a venv outside the clone.
 export STROM_PYTHON_VENV="${STROM_PYTHON_VENV:-$HOME/.cache/strom/venv}"
-if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client' >/dev/null 2>&1; then
+if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client, selenium' >/dev/null 2>&1; then
   python3 -m venv "$STROM_PYTHON_VENV"
   "$STROM_PYTHON_VENV/bin/pip" install -q -r crates/strom/tests/python/requirements.txt
 fi

@@ -11,12 +11,14 @@
 //! - `topics`: `GET /topics`, `/topics/{name}`, `/topics/{name}/partitions[/{p}]`.
 //! - `produce`: `POST /topics/{name}` and `/topics/{name}/partitions/{p}` with the JSON or
 //!   binary (base64) embedded format, and v3's `POST /v3/clusters/{id}/topics/{name}/records`.
+//! - `browse`: the console's record browser, and v3's topic create and delete.
 //! - `consume`: consumer instances (`POST /consumers/{group}`), their subscription,
 //!   assignments, positions, records and offsets; idle instances are closed after
 //!   `consumer_instance_timeout`.
 //!
 //! Errors are the proxy's JSON (`error::ProxyError`).
 
+pub mod browse;
 pub mod consume;
 pub mod error;
 pub mod produce;
@@ -217,6 +219,16 @@ pub fn routes(proxy: Arc<Proxy>) -> Router {
         .route(
             "/v3/clusters/{cluster}/topics/{topic}/records",
             post(produce::v3_record),
+        )
+        .route("/v3/clusters/{cluster}/topics", post(browse::create_topic))
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}",
+            axum::routing::delete(browse::delete_topic),
+        )
+        // `{name}`, as the admin API's `/v1/topics/{name}` names the segment.
+        .route(
+            "/v1/topics/{name}/partitions/{partition}/records",
+            get(browse::records),
         )
         .merge(consume::routes())
         .with_state(proxy)

@@ -45,6 +45,9 @@ settings! {
     node_id: i32,
     /// Log filter, e.g. info, debug, strom_kafka=debug [default: info, or RUST_LOG].
     log_level: String,
+    /// Log line format: text, or json (one JSON object per line, for log shippers)
+    /// [default: text].
+    log_format: String,
     /// Partitions of topics created without a count (num.partitions) [default: 1].
     default_partitions: i32,
     /// Create unknown topics on Metadata and Produce [default: true].
@@ -143,6 +146,8 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     pub kafka_addr: SocketAddr,
     pub log_level: Option<String>,
+    /// Log lines as JSON objects rather than text.
+    pub log_json: bool,
     /// Set when `--peers` is given.
     pub cluster: Option<strom_broker::cluster::ClusterConfig>,
     /// The etcd API's listener and limits; `None` when turned off.
@@ -257,6 +262,11 @@ impl ServeArgs {
             },
             kafka_addr,
             log_level: args.log_level,
+            log_json: match args.log_format.as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => bail!("--log-format {other:?}: use text or json"),
+            },
             cluster,
             etcd,
             http,

@@ -11,7 +11,7 @@ use crate::config::ServeArgs;
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     keep_large_buffers_in_heap();
-    init_logging(settings.log_level.as_deref())?;
+    init_logging(settings.log_level.as_deref(), settings.log_json)?;
     let data_dir = settings.broker.data_dir.clone();
     let broker = Broker::open(settings.broker.clone())
         .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
@@ -45,6 +45,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
         strom_broker::tiering::task::spawn(&broker);
+        // The console's KV page reads the etcd API as a client, at the URL it advertises.
+        let etcd_url = settings.etcd.as_ref().map(|(_, c)| c.client_url.clone());
         let http = match settings.http {
             None => None,
             Some(addr) => {
@@ -63,6 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     strom_http::admin::routes(admin),
                     strom_http::metrics::routes(&broker),
                     strom_proxy::routes(strom_proxy::Proxy::new(proxy)),
+                    strom_console::routes(etcd_url.clone()),
                 ];
                 let app = strom_http::app(routers, &config);
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
@@ -130,17 +133,21 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
+fn init_logging(level: Option<&str>, json: bool) -> anyhow::Result<()> {
     let filter = match level {
         Some(l) => tracing_subscriber::EnvFilter::try_new(l)
             .with_context(|| format!("bad --log-level {l:?}"))?,
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     Ok(())
 }
 

@@ -2,7 +2,12 @@
 
 mod common;
 
-use common::{cli, Strom, BIN};
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cli, free_port, Strom, BIN};
 
 #[test]
 fn topic_produce_consume_round_trip() {
@@ -115,10 +120,50 @@ fn serve_rejects_bad_flags_and_config() {
     assert!(!ok && err.contains("kafka-addr"), "{err}");
     let (ok, _, err) = cli(&["serve", "--default-partitions", "0"], "");
     assert!(!ok && err.contains("default-partitions"), "{err}");
+    let (ok, _, err) = cli(&["serve", "--log-format", "xml"], "");
+    assert!(!ok && err.contains("--log-format"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("strom.toml");
     std::fs::write(&cfg, "kafka_addr = 5\n").unwrap();
     let (ok, _, err) = cli(&["serve", "--config", cfg.to_str().unwrap()], "");
     assert!(!ok && err.contains("invalid config file"), "{err}");
     assert!(std::path::Path::new(BIN).exists());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--kafka-addr", &addr, "--etcd-addr", "", "--http-addr", ""])
+        .args(["--log-format", "json", "--log-level", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let _ = child.wait();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 }

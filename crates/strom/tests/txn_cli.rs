@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::TestCluster;
+use common::cluster::{cluster_cli, TestCluster};
 use common::{cli, Strom};
 use futures::executor::block_on;
 use rdkafka::config::ClientConfig;
@@ -281,8 +281,38 @@ fn txn_list_asks_every_broker_of_a_cluster() {
     }
     cluster.wait_for_leaders(&one, "tcl", 3, 3, &[], Duration::from_secs(20));
 
+    // `__transaction_state` comes with the first transaction, its partitions led by whichever
+    // replica won their first elections, often all the same node. Leadership is handed to the
+    // preferred replicas, which placement spreads over the nodes.
+    drop(begun(&bootstrap, "cli-cluster-warm-up"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leaders = cluster.wait_for_leaders(
+            &one,
+            "__transaction_state",
+            3,
+            1,
+            &[],
+            Duration::from_secs(30),
+        );
+        if leaders
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 2
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders did not spread: {leaders:?}"
+        );
+        cluster_cli(cluster.raft_ports[0], &["rebalance-leaders"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // Transactions until two nodes coordinate some (the ids hash over `__transaction_state`'s
-    // partitions, whose leaders spread over the nodes).
+    // partitions, whose leaders are now spread over the nodes).
     let mut producers = Vec::new();
     let mut coordinators = std::collections::BTreeMap::new();
     for i in 0..12 {

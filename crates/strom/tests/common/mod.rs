@@ -289,6 +289,11 @@ pub fn curl(args: &[&str]) -> (u16, String) {
 /// Runs `tests/python/<script>` with kafka-python against `broker`; returns its stdout.
 /// The interpreter comes from `STROM_PYTHON`, else the venv `scripts/test.sh` creates.
 pub fn run_python(script: &str, broker: &str) -> String {
+    run_python_args(script, &[broker])
+}
+
+/// [`run_python`] with any arguments.
+pub fn run_python_args(script: &str, args: &[&str]) -> String {
     let py = std::env::var("STROM_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         format!("{home}/.cache/strom/venv/bin/python")
@@ -296,7 +301,7 @@ pub fn run_python(script: &str, broker: &str) -> String {
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(&py)
         .arg(&path)
-        .arg(broker)
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run {py} ({e}): run scripts/test.sh, which creates the venv")

@@ -1,0 +1,179 @@
+//! The coordination KV as the console sees it, read through the node's etcd API with
+//! etcd-client: keys under a prefix, and a live watch of them as Server-Sent Events. Keys and
+//! values are shown as text (lossy UTF-8) and carried in base64 for the hex view.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, Semaphore};
+
+/// Keys one listing returns at most.
+const MAX_KEYS: i64 = 1000;
+/// Live watches served at once; more get 429.
+const MAX_WATCHES: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Kv {
+    endpoint: Option<String>,
+    client: Arc<Mutex<Option<Client>>>,
+    watches: Arc<Semaphore>,
+}
+
+pub(crate) fn routes(endpoint: Option<String>) -> Router {
+    let kv = Kv {
+        endpoint,
+        client: Arc::new(Mutex::new(None)),
+        watches: Arc::new(Semaphore::new(MAX_WATCHES)),
+    };
+    Router::new()
+        .route("/v1/kv", get(list))
+        .route("/v1/kv/watch", get(watch))
+        .with_state(kv)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({"error_code": status.as_u16(), "message": message.into()});
+    (status, Json(body)).into_response()
+}
+
+impl Kv {
+    /// A connected client, made on first use and kept.
+    async fn client(&self) -> Result<Client, Response> {
+        let Some(endpoint) = &self.endpoint else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "the etcd API is turned off on this node (--etcd-addr '')",
+            ));
+        };
+        let mut held = self.client.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let options = etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
+        let c = Client::connect([endpoint.as_str()], Some(options))
+            .await
+            .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("etcd API: {e}")))?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+}
+
+#[derive(Deserialize)]
+struct PrefixQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<i64>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn kv_json(kv: &KeyValue) -> Value {
+    json!({
+        "key": String::from_utf8_lossy(kv.key()),
+        "value": String::from_utf8_lossy(kv.value()),
+        "value_base64": b64(kv.value()),
+        "create_revision": kv.create_revision(),
+        "mod_revision": kv.mod_revision(),
+        "version": kv.version(),
+        "lease": kv.lease(),
+    })
+}
+
+/// The options for every key under `prefix` (the empty prefix: all keys).
+fn under(prefix: &str) -> (Vec<u8>, bool) {
+    if prefix.is_empty() {
+        (vec![0], true)
+    } else {
+        (prefix.as_bytes().to_vec(), false)
+    }
+}
+
+async fn list(State(kv): State<Kv>, Query(q): Query<PrefixQuery>) -> Response {
+    let mut client = match kv.client().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_KEYS);
+    let (key, all) = under(&q.prefix);
+    let options = GetOptions::new().with_limit(limit);
+    let options = if all {
+        options.with_from_key()
+    } else {
+        options.with_prefix()
+    };
+    match client.get(key, Some(options)).await {
+        Ok(resp) => Json(json!({
+            "revision": resp.header().map_or(0, |h| h.revision()),
+            "count": resp.count(),
+            "more": resp.more(),
+            "kvs": resp.kvs().iter().map(kv_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("etcd range: {e}")),
+    }
+}
+
+async fn watch(State(kv): State<Kv>, Query(q): Query<PrefixQuery>) -> Response {
+    let Ok(permit) = Arc::clone(&kv.watches).try_acquire_owned() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{MAX_WATCHES} live watches are open"),
+        );
+    };
+    let mut client = match kv.client().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (key, all) = under(&q.prefix);
+    let options = WatchOptions::new().with_prev_key();
+    let options = if all {
+        options.with_from_key()
+    } else {
+        options.with_prefix()
+    };
+    let stream = match client.watch(key, Some(options)).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("etcd watch: {e}")),
+    };
+    let events = stream
+        .take_while(|r| futures::future::ready(r.is_ok()))
+        .flat_map(move |r| {
+            // The permit lives as long as the stream: it is moved into every item's closure.
+            let _held = &permit;
+            let events: Vec<Result<Event, Infallible>> = match r {
+                Ok(resp) => resp
+                    .events()
+                    .iter()
+                    .filter_map(|e| {
+                        let kind = match e.event_type() {
+                            EventType::Put => "PUT",
+                            EventType::Delete => "DELETE",
+                        };
+                        let mut body = kv_json(e.kv()?);
+                        body["type"] = json!(kind);
+                        Some(Ok(Event::default().data(body.to_string())))
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            futures::stream::iter(events)
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
