@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod precheck;
 pub mod server;
+pub mod trace;
 pub mod versions;
 
 use std::sync::Arc;

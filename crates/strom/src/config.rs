@@ -45,6 +45,9 @@ settings! {
     node_id: i32,
     /// Log filter, e.g. info, debug, strom_kafka=debug [default: info, or RUST_LOG].
     log_level: String,
+    /// Export produce and fetch spans of records carrying a W3C traceparent header to this
+    /// OpenTelemetry collector, over OTLP/gRPC (e.g. http://127.0.0.1:4317) [default: none].
+    otlp_endpoint: String,
     /// Log line format: text, or json (one JSON object per line, for log shippers)
     /// [default: text].
     log_format: String,
@@ -148,6 +151,8 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// Log lines as JSON objects rather than text.
     pub log_json: bool,
+    /// Where spans go (`--otlp-endpoint`); `None`: no spans.
+    pub otlp_endpoint: Option<String>,
     /// Set when `--peers` is given.
     pub cluster: Option<strom_broker::cluster::ClusterConfig>,
     /// The etcd API's listener and limits; `None` when turned off.
@@ -262,6 +267,7 @@ impl ServeArgs {
             },
             kafka_addr,
             log_level: args.log_level,
+            otlp_endpoint: args.otlp_endpoint.filter(|e| !e.is_empty()),
             log_json: match args.log_format.as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod kafka_conn;
 mod serve;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 

@@ -25,6 +25,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("strom-io")
         .build()?;
+    // Built inside the runtime: the OTLP exporter's gRPC channel runs on it.
+    let tracing_provider = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let _guard = runtime.enter();
+            Some(crate::telemetry::start(endpoint, settings.broker.node_id)?)
+        }
+        None => None,
+    };
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(settings.kafka_addr)
             .await
@@ -118,6 +126,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     tracing::info!("shutting down");
     broker.shutdown();
+    if let Some(provider) = tracing_provider {
+        // Exports the spans still batched.
+        if let Err(e) = provider.shutdown() {
+            tracing::warn!("OTLP exporter shutdown: {e}");
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }

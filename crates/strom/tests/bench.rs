@@ -50,6 +50,43 @@ fn bench(addr: &str, args: &[&str]) -> Vec<Vec<(String, String)>> {
     rows(&out)
 }
 
+/// Not on a terminal (here: a pipe), a long run prints a plain progress line every 5 s on
+/// stderr; the result table on stdout is unchanged.
+#[test]
+fn a_long_run_reports_progress_when_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let strom = Strom::start(dir.path(), &[]);
+    let args = [
+        "bench",
+        "produce",
+        "--client",
+        "native",
+        "--rate",
+        "1000",
+        "--duration",
+        "6",
+        "--warmup",
+        "0",
+        "-b",
+    ];
+    let mut full = args.to_vec();
+    let addr = strom.addr();
+    full.push(&addr);
+    let (ok, out, err) = cli(&full, "");
+    assert!(ok, "{err}");
+    assert_eq!(rows(&out).len(), 1, "{out}");
+    let progress: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("of 6 s, measuring: ") && l.contains("records acknowledged")),
+        "{err}"
+    );
+}
+
 #[test]
 fn produce_and_e2e_with_both_clients() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::rdk::create_topic;
 use common::{cli, curl, free_port, run_python_args, Strom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -34,19 +35,7 @@ fn every_console_page_works_in_a_browser() {
     assert_eq!(curl(&[&format!("http://{http}/console/nope.js")]).0, 404);
 
     // A topic with ten keyed records and a header, a group 8 records behind, and KV keys.
-    let (ok, _, err) = cli(
-        &[
-            "topic",
-            "create",
-            "orders",
-            "-b",
-            &s.addr(),
-            "--partitions",
-            "2",
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
+    futures::executor::block_on(create_topic(&s.addr(), "orders", 2));
     let lines: String = (0..10).map(|i| format!("k{i}:{{\"n\":{i}}}\n")).collect();
     let (ok, _, err) = cli(
         &[

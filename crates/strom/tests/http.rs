@@ -3,9 +3,9 @@
 
 mod common;
 
+use common::rdk::{group_consumer, poll_records};
 use common::{cli, curl, free_port, Strom};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 #[test]
@@ -75,21 +75,8 @@ fn health_cluster_and_topic_views_with_curl() {
     );
 
     // A consumer group: its member with its assignment, its committed offsets and their lag.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", s.addr())
-        .set("group.id", "readers")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["orders"]).unwrap();
-    let mut read = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while read < 2 && std::time::Instant::now() < deadline {
-        if let Some(Ok(_)) = consumer.poll(std::time::Duration::from_millis(100)) {
-            read += 1;
-        }
-    }
+    let consumer = group_consumer(&s.addr(), "readers", &["orders"]);
+    let read = poll_records(&consumer, 2, std::time::Duration::from_secs(30));
     assert_eq!(read, 2);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("orders", 1, Offset::Offset(2))

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
+use common::rdk::{group_consumer, poll_records};
 use common::{cli, free_port, free_ports, run_python, Strom};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -84,21 +84,8 @@ fn metrics_follow_produce_consume_and_commit() {
     assert!(m.has("strom_process_cpu_seconds_total"));
 
     // A group: lag is the high watermark minus the committed offset, and falls to 0.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", s.addr())
-        .set("group.id", "readers")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["orders"]).unwrap();
-    let mut read = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read < 50 && Instant::now() < deadline {
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
-            read += 1;
-        }
-    }
+    let consumer = group_consumer(&s.addr(), "readers", &["orders"]);
+    let read = poll_records(&consumer, 50, Duration::from_secs(30));
     assert_eq!(read, 50);
     commit(&consumer, "orders", 20);
     let m = scrape(&http);

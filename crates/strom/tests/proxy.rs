@@ -52,20 +52,8 @@ impl Http {
     }
 }
 
-fn create_topic(s: &Strom, name: &str, partitions: &str) {
-    let (ok, _, err) = cli(
-        &[
-            "topic",
-            "create",
-            name,
-            "-b",
-            &s.addr(),
-            "--partitions",
-            partitions,
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
+fn create_topic(s: &Strom, name: &str, partitions: i32) {
+    futures::executor::block_on(common::rdk::create_topic(&s.addr(), name, partitions));
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -86,8 +74,8 @@ fn produce_and_consume_over_http_interoperate_with_kafka_clients() {
             "2000",
         ],
     );
-    create_topic(&s, "web", "2");
-    create_topic(&s, "bin", "2");
+    create_topic(&s, "web", 2);
+    create_topic(&s, "bin", 2);
 
     let (code, topics) = http.get("/topics", "application/vnd.kafka.v2+json");
     assert_eq!(code, 200);
@@ -402,7 +390,7 @@ fn consumer_instances_of_a_group_share_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let http = Http(format!("127.0.0.1:{}", free_port()));
     let s = Strom::start(dir.path(), &["--http-addr", &http.0]);
-    create_topic(&s, "shared", "2");
+    create_topic(&s, "shared", 2);
     let mut bases = Vec::new();
     for name in ["a", "b"] {
         let (code, body) = http.send(

@@ -79,9 +79,10 @@ pub fn handle(ctx: &Arc<Context>, req: FetchRequest) -> Reply {
     } else {
         req.max_bytes as usize
     };
+    let arrived_at = std::time::SystemTime::now();
     Reply::Later(Box::pin(async move {
         let response = long_poll(&wants, min_bytes, max_bytes, max_wait, isolation).await;
-        served(&wants, &response);
+        served(&wants, &response, arrived_at);
         Some(response.into())
     }))
 }
@@ -118,8 +119,9 @@ async fn long_poll(
     }
 }
 
-/// Adds what the response serves to its topics' `strom_topic_*_out` counters.
-fn served(wants: &[TopicWants], response: &FetchResponse) {
+/// Adds what the response serves to its topics' `strom_topic_*_out` counters, and records a
+/// fetch span for partitions whose records carry trace contexts.
+fn served(wants: &[TopicWants], response: &FetchResponse, arrived_at: std::time::SystemTime) {
     for (t, topic) in wants.iter().zip(&response.responses) {
         for (w, data) in t.partitions.iter().zip(&topic.partitions) {
             let (Ok(p), Some(records)) = (&w.partition, &data.records) else {
@@ -133,6 +135,15 @@ fn served(wants: &[TopicWants], response: &FetchResponse) {
             traffic
                 .records_out
                 .inc_by(strom_storage::batch::count_records(records));
+            if crate::trace::enabled() {
+                let traced = crate::trace::record_contexts(std::slice::from_ref(records));
+                crate::trace::span(
+                    format!("fetch {}", p.topic),
+                    arrived_at,
+                    &traced,
+                    crate::trace::partition_attributes(&p.topic, p.index),
+                );
+            }
         }
     }
 }

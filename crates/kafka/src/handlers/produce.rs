@@ -26,6 +26,8 @@ struct Wait {
     partition: usize,
     on: Arc<Partition>,
     result: strom_broker::AppendResult,
+    /// The trace contexts its records carry (only with `--otlp-endpoint`).
+    traced: Vec<opentelemetry::trace::SpanContext>,
 }
 
 /// A transactional append waiting for the coordinator's verification.
@@ -45,6 +47,7 @@ enum Appended {
 
 pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
     let arrived = std::time::Instant::now();
+    let arrived_at = std::time::SystemTime::now();
     let add = version >= super::txn::TV2_PRODUCE;
     let acks = req.acks;
     let valid_acks = (-1..=1).contains(&acks);
@@ -62,6 +65,12 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let index = pd.index;
+            let mut traced = match &pd.records {
+                Some(records) if crate::trace::enabled() => {
+                    crate::trace::record_contexts(std::slice::from_ref(records))
+                }
+                _ => Vec::new(),
+            };
             let resp = if !valid_acks {
                 failed(index, ResponseError::InvalidRequiredAcks, None)
             } else {
@@ -85,6 +94,7 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
                             partition: pi,
                             on: p,
                             result: r,
+                            traced: std::mem::take(&mut traced),
                         });
                         PartitionProduceResponse::default()
                             .with_index(index)
@@ -140,6 +150,21 @@ pub fn handle(ctx: &Arc<Context>, req: ProduceRequest, version: i16) -> Reply {
                 {
                     Ok(Ok(durable_at)) => {
                         stages.durable(durable_at);
+                        if !w.traced.is_empty() {
+                            let name = response.responses[w.topic].name.0.to_string();
+                            let mut attributes =
+                                crate::trace::partition_attributes(&name, w.on.index);
+                            attributes.push(opentelemetry::KeyValue::new(
+                                "messaging.kafka.offset",
+                                w.result.base_offset as i64,
+                            ));
+                            crate::trace::span(
+                                format!("produce {name}"),
+                                arrived_at,
+                                &w.traced,
+                                attributes,
+                            );
+                        }
                         continue;
                     }
                     Ok(Err(e)) => crate::errors::kafka_error(&e),
@@ -320,6 +345,7 @@ async fn verify_and_append(
                     partition: u.partition,
                     on: u.on,
                     result: r,
+                    traced: Vec::new(),
                 });
             }
             Err((code, why)) => {

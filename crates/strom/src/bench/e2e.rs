@@ -198,7 +198,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         keys: args.keys,
     };
     // If a producer fails, `done_tx` is dropped on return and the reader thread stops.
+    let progress = super::progress::Progress::start(
+        Duration::from_secs(args.warmup),
+        Duration::from_secs(args.duration),
+    );
     let per_producer = plan::join(producers.spawn(&plan)).await?;
+    drop(progress);
     let attempted = per_producer.iter().map(|s| s.attempted).sum();
     // The reader only stops early on its own; a send error means it already quit, which the
     // join below reports.

@@ -9,6 +9,7 @@ mod payload;
 mod plan;
 mod produce;
 mod producer;
+mod progress;
 mod report;
 mod txn;
 

@@ -139,6 +139,7 @@ impl Stats {
         window_end: Instant,
     ) {
         self.acked += 1;
+        super::progress::ACKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if intended >= measure_from {
             let us = acked_at.saturating_duration_since(intended).as_micros();
             self.latency

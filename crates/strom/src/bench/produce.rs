@@ -46,7 +46,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         flush_every: args.flush_every,
         keys: args.keys,
     };
+    let progress = super::progress::Progress::start(
+        Duration::from_secs(args.warmup),
+        Duration::from_secs(args.duration),
+    );
     let stats = Stats::merge(plan::join(producers.spawn(&plan)).await?)?;
+    drop(progress);
 
     let label = args.label("produce");
     // Transactional: one row for the records' acknowledgements, one for the commits.

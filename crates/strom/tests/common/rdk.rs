@@ -39,6 +39,32 @@ pub async fn create_topic(addr: &str, name: &str, partitions: i32) {
     }
 }
 
+/// A consumer in `group` subscribed to `topics`, starting from the earliest offset and
+/// committing only when told to.
+pub fn group_consumer(addr: &str, group: &str, topics: &[&str]) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    consumer
+}
+
+/// Polls `consumer` until `n` records arrived or `timeout` passed; how many arrived.
+pub fn poll_records(consumer: &BaseConsumer, n: usize, timeout: Duration) -> usize {
+    let mut read = 0;
+    let deadline = Instant::now() + timeout;
+    while read < n && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    read
+}
+
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rec {
