@@ -313,8 +313,16 @@ function groupPage(id) {
   const q = encodeURIComponent(id);
   page(`<h1>Group ${esc(id)}</h1><div id="error" class="error"></div><div id="summary" class="cards"></div>
     <h2>Lag</h2><canvas id="lag-chart" class="chart"></canvas>
-    <h2>Members</h2><div id="members"></div><h2>Offsets</h2><div id="offsets"></div>`, async () => {
+    <h2>Members</h2><div id="members"></div><h2>Offsets</h2><div id="offsets"></div>
+    <h2>Reset offsets</h2>
+    <form id="reset" class="row">Topic <input id="reset-topic" placeholder="topic" required>
+      to <select id="reset-to"><option>earliest</option><option>latest</option><option value="offset">offset</option></select>
+      <input id="reset-offset" type="number" min="0" placeholder="offset" style="width:100px">
+      <button id="reset-offsets">Reset offsets</button>
+      <span class="muted">only while the group has no active members</span></form>`, async () => {
     const g = await api(`/v1/groups/${q}`);
+    const topicInput = document.getElementById("reset-topic");
+    if (!topicInput.value && g.offsets.length) topicInput.value = g.offsets[0].topic;
     const total = g.offsets.reduce((a, o) => a + (o.lag ?? 0), 0);
     document.getElementById("summary").innerHTML =
       `<div class="card"><div class="k">State</div><div class="v" id="group-state">${esc(g.state)}</div></div>
@@ -330,6 +338,19 @@ function groupPage(id) {
         <td class="num">${o.lag ?? "–"}</td></tr>`)
       .join("")}</table>`;
     chart(document.getElementById("lag-chart"), [{ label: "lag", points: history.groupLag[id] || [] }], (v) => `${Math.round(v)}`);
+  });
+  document.getElementById("reset").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const topic = document.getElementById("reset-topic").value.trim();
+    const choice = document.getElementById("reset-to").value;
+    const to = choice === "offset" ? Number(document.getElementById("reset-offset").value) : choice;
+    if (!topic || !confirm(`Reset the offsets of group ${id} on ${topic} to ${to}? Its consumers must be stopped.`)) return;
+    try {
+      await api(`/v1/groups/${q}/reset-offsets`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ topic, to }),
+      });
+      document.getElementById("error").textContent = "";
+    } catch (e) { document.getElementById("error").textContent = e.message; }
   });
 }
 

@@ -6,6 +6,9 @@
 //!   leaders and transactions (read_committed) are handled as for any client.
 //! - v3's `POST /v3/clusters/{id}/topics` and `DELETE /v3/clusters/{id}/topics/{name}`, through
 //!   the Kafka admin API.
+//! - `POST /v1/groups/{id}/reset-offsets` (`{"topic", "to": "earliest"|"latest"|OFFSET}`): commits
+//!   the group's offsets of every partition of a topic, as `kafka-consumer-groups
+//!   --reset-offsets` does; like Kafka, only while the group has no active members.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,4 +230,73 @@ pub async fn delete_topic(
     }
     use axum::response::IntoResponse;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct Reset {
+    topic: String,
+    /// `earliest`, `latest` or an offset (clamped to each partition's range).
+    to: serde_json::Value,
+}
+
+pub async fn reset_offsets(
+    State(proxy): State<Arc<Proxy>>,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> Result<Response, ProxyError> {
+    let r: Reset = parse_body(&body)?;
+    let to = match &r.to {
+        serde_json::Value::String(s) if s == "earliest" || s == "latest" => s.clone(),
+        serde_json::Value::Number(n) if n.as_i64().is_some_and(|o| o >= 0) => n.to_string(),
+        other => {
+            return Err(ProxyError::new(
+                422,
+                format!("reset to {other}: use \"earliest\", \"latest\" or an offset"),
+            ))
+        }
+    };
+    let config = proxy.client_config();
+    let body = blocking(move || {
+        let consumer: BaseConsumer<LogContext> = config
+            .clone()
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create_with_context(LogContext)
+            .map_err(|e| ProxyError::kafka(format!("consumer: {e}")))?;
+        let md = consumer
+            .fetch_metadata(Some(&r.topic), KAFKA_TIMEOUT)
+            .map_err(|e| ProxyError::kafka(format!("metadata: {e}")))?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == r.topic && t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .ok_or_else(|| ProxyError::topic_not_found(&r.topic))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut offsets = Vec::new();
+        for p in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&r.topic, p, KAFKA_TIMEOUT)
+                .map_err(|e| ProxyError::kafka(format!("watermarks: {e}")))?;
+            let offset = match to.as_str() {
+                "earliest" => low,
+                "latest" => high,
+                n => n.parse::<i64>().unwrap_or(low).clamp(low, high),
+            };
+            tpl.add_partition_offset(&r.topic, p, Offset::Offset(offset))
+                .map_err(|e| ProxyError::kafka(e.to_string()))?;
+            offsets.push(json!({"partition": p, "offset": offset}));
+        }
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|e| {
+                ProxyError::new(
+                    40901,
+                    format!("cannot reset the offsets of group {group} (is it still active? stop its consumers first): {e}"),
+                )
+            })?;
+        Ok(json!({"group": group, "topic": r.topic, "offsets": offsets}))
+    })
+    .await?;
+    Ok(reply(StatusCode::OK, body))
 }

@@ -225,6 +225,7 @@ pub fn routes(proxy: Arc<Proxy>) -> Router {
             "/v3/clusters/{cluster}/topics/{topic}",
             axum::routing::delete(browse::delete_topic),
         )
+        .route("/v1/groups/{id}/reset-offsets", post(browse::reset_offsets))
         // `{name}`, as the admin API's `/v1/topics/{name}` names the segment.
         .route(
             "/v1/topics/{name}/partitions/{partition}/records",

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod kafka_conn;
+mod progress;
 mod serve;
 mod telemetry;
 

@@ -227,7 +227,12 @@ async fn a_dead_node_is_replaced_under_load_without_loss() {
 
     // The joined node becomes a controller voter and the dead one leaves the controller.
     cluster_cli(raft, &["add-node", "4"]);
-    cluster_cli(raft, &["remove-node", "3"]);
+    // Its replicas moved already (healing); `--wait` confirms none is left on it.
+    let out = cluster_cli(
+        raft,
+        &["remove-node", "3", "--wait", "--timeout-secs", "60"],
+    );
+    assert!(out.contains("replicas moved to other nodes"), "{out}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = cluster_cli(raft, &["status"]);

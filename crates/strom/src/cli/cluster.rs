@@ -46,6 +46,12 @@ pub enum ClusterCommand {
     RemoveNode {
         /// The node's id.
         id: u64,
+        /// Wait until no partition has a replica on the node any more, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
     },
 }
 
@@ -111,9 +117,45 @@ pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<
             call(Request::AddVoter(id)).await?;
             println!("node {id} is a voter of the controller group");
         }
-        ClusterCommand::RemoveNode { id } => {
+        ClusterCommand::RemoveNode {
+            id,
+            wait,
+            timeout_secs,
+        } => {
             call(Request::Propose(Command::RemoveNode { node: id })).await?;
-            println!("node {id} removed: its replicas are moving to other nodes");
+            if !wait {
+                println!("node {id} removed: its replicas are moving to other nodes");
+                return Ok(());
+            }
+            // Partitions with a replica on the node, or about to get one.
+            let on_node = |s: &Status| {
+                s.state
+                    .topics
+                    .values()
+                    .flat_map(|t| t.partitions.iter())
+                    .filter(|p| p.hosts(id))
+                    .count() as u64
+            };
+            let status = |r: Response| r.status.context("the node sent no status");
+            let total = on_node(&status(call(Request::Status).await?)?);
+            let mut meter = crate::progress::Meter::new("moving replicas", total, "partitions");
+            let deadline = std::time::Instant::now() + Duration::from_secs(timeout_secs);
+            loop {
+                let left = on_node(&status(call(Request::Status).await?)?);
+                let moved = total.saturating_sub(left);
+                meter.update(moved, || {
+                    format!("{moved} of {total} partitions moved off node {id}")
+                });
+                if left == 0 {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("{left} partitions still have a replica on node {id} after {timeout_secs} s");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            drop(meter);
+            println!("node {id} removed: its {total} partitions' replicas moved to other nodes");
         }
     }
     Ok(())

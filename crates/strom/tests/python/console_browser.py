@@ -109,6 +109,11 @@ try:
     until(lambda: text("#lag-total") == "0", "lag falls to 0 after the commit")
     time.sleep(3)  # the lag chart's samples
     shot("group")
+    # Reset to the earliest offsets through the page, after its confirmation: lag is back to 10.
+    Select(find("#reset-to")[0]).select_by_visible_text("earliest")
+    find("#reset-offsets")[0].click()
+    accept_dialog()
+    until(lambda: text("#lag-total") == "10", "lag 10 after resetting to the earliest offsets")
     no_errors("group")
 
     visit("#/kv")
