@@ -5,11 +5,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::rdk::{group_consumer, poll_records};
-use common::{cli, free_port, free_ports, run_python, Strom};
+use common::{cli, free_port, free_ports, run_python, wait_until, Strom};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -195,21 +195,8 @@ fn under_replicated_partitions_follow_a_node_down_and_back() {
             .map(|&i| scrape(&https[i]).sum(name, labels))
             .sum()
     };
-    // Waits until `f` holds; its message says what was seen last.
-    let wait_until = |what: &str, f: &dyn Fn() -> (bool, String)| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (done, seen) = f();
-            if done {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {seen}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    };
+    let wait_until =
+        |what: &str, f: &dyn Fn() -> (bool, String)| wait_until(what, Duration::from_secs(60), f);
     let all = [0, 1, 2];
     // Every partition (internal topics' too) led exactly once, with its ISR full.
     let partitions = || {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{admin, check_acked, cluster_cli, create_with, produce_padded, TestCluster};
 use common::rdk::{self, Rec};
-use common::tier::{file_url, local_segments, stored_segments, wait_until, Moto};
+use common::tier::{file_url, local_segments, stored_segments, Moto};
 use common::wire::Conn;
-use common::Strom;
+use common::{wait_until, Strom};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;

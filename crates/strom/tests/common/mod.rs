@@ -274,6 +274,23 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> (bool, String, String) 
     )
 }
 
+/// Polls `check` every 100 ms until it holds; panics with `what` and the last `state` after
+/// `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> (bool, String)) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (done, state) = check();
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `curl` with `args`: (HTTP status, body); status 0 when nothing answered.
 pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")

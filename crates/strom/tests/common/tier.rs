@@ -33,23 +33,6 @@ fn count_files(dir: &Path, suffix: &str) -> usize {
         .sum()
 }
 
-/// Polls `check` every 100 ms until it holds; panics with `what` and the last `state` after
-/// `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> (bool, String)) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (done, state) = check();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {state}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The venv's Python (`scripts/test.sh` installs moto and boto3 into it).
 fn python() -> String {
     std::env::var("STROM_PYTHON").unwrap_or_else(|_| {

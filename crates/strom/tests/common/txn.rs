@@ -261,18 +261,10 @@ pub fn expect_exactly(
 /// Calls `f` every 100 ms until it returns `(true, _)`; panics with `what` and the last value
 /// after `timeout`.
 pub fn eventually<T: Debug>(what: &str, timeout: Duration, mut f: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    super::wait_until(what, timeout, || {
         let (done, last) = f();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {timeout:?} (last: {last:?})"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (done, format!("{last:?}"))
+    });
 }
 
 /// Highest consumed offset + 1 per partition of `topic` in `tpl` (partitions with no valid
