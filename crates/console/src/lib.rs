@@ -54,10 +54,3 @@ async fn asset(file: &str) -> Response {
     )
         .into_response()
 }
-
-/// Bytes of every embedded file: the console's whole download.
-pub fn bundle_bytes() -> usize {
-    Assets::iter()
-        .filter_map(|f| Assets::get(&f).map(|c| c.data.len()))
-        .sum()
-}

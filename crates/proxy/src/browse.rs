@@ -42,7 +42,7 @@ pub struct BrowseQuery {
 }
 
 fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    crate::BASE64.encode(bytes)
 }
 
 pub async fn records(

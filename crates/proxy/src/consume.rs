@@ -487,9 +487,7 @@ fn encode(format: Format, bytes: Option<&[u8]>) -> Result<Value, String> {
         return Ok(Value::Null);
     };
     match format {
-        Format::Binary => Ok(Value::String(
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-        )),
+        Format::Binary => Ok(Value::String(crate::BASE64.encode(bytes))),
         Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
     }
 }

@@ -39,11 +39,6 @@ impl ProxyError {
         ProxyError::new(400, message)
     }
 
-    /// 422: a well-formed request that cannot be carried out (Confluent's 42201-42208).
-    pub fn unprocessable(code: u32, message: impl Into<String>) -> ProxyError {
-        ProxyError::new(code, message)
-    }
-
     pub fn kafka(message: impl Into<String>) -> ProxyError {
         ProxyError::new(50002, message)
     }

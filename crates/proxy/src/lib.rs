@@ -24,8 +24,9 @@ pub mod error;
 pub mod produce;
 pub mod topics;
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
@@ -43,6 +44,9 @@ pub use error::ProxyError;
 pub const V2_JSON: &str = "application/vnd.kafka.v2+json";
 const JSON_FORMAT: &str = "application/vnd.kafka.json.v2+json";
 const BINARY_FORMAT: &str = "application/vnd.kafka.binary.v2+json";
+
+/// Keys and values of the binary embedded format, and headers, are standard base64.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Time a Kafka call (metadata, commit, delivery) may take before the proxy answers 5xx.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -120,6 +124,8 @@ pub struct Proxy {
     /// create the topic they ask about.
     metadata: OnceLock<Result<BaseConsumer<LogContext>, KafkaError>>,
     consumers: consume::Instances,
+    /// Partition counts by topic, with when they were learned (see `produce`).
+    partition_counts: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
 impl Proxy {
@@ -130,6 +136,7 @@ impl Proxy {
             admin: OnceLock::new(),
             metadata: OnceLock::new(),
             consumers: consume::Instances::default(),
+            partition_counts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -139,6 +146,12 @@ impl Proxy {
             .set("client.id", "strom-http-proxy")
             .set_log_level(RDKafkaLogLevel::Warning);
         c
+    }
+
+    fn partition_counts(&self) -> MutexGuard<'_, HashMap<String, (usize, Instant)>> {
+        self.partition_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn producer(&self) -> Result<&FutureProducer<LogContext>, ProxyError> {

@@ -4,6 +4,7 @@
 //! idempotent), so a 200 means every record is committed as a Kafka client's would be.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -39,7 +40,7 @@ fn decode(format: Format, v: &Value, what: &str) -> Result<Option<Vec<u8>>, Prox
     match (format, v) {
         (_, Value::Null) => Ok(None),
         (Format::Json, v) => Ok(Some(v.to_string().into_bytes())),
-        (Format::Binary, Value::String(s)) => base64::engine::general_purpose::STANDARD
+        (Format::Binary, Value::String(s)) => crate::BASE64
             .decode(s)
             .map(Some)
             .map_err(|e| ProxyError::new(422, format!("the {what} is not valid base64: {e}"))),
@@ -99,14 +100,31 @@ async fn send_all(
         .collect())
 }
 
-/// The topic's partition count, or 40401: an unknown topic is not created by producing.
+/// How long a topic's partition count is trusted before metadata is asked again.
+const PARTITIONS_TTL: Duration = Duration::from_secs(10);
+
+/// The topic's partition count, or 40401: an unknown topic is not created by producing. Kept
+/// for [`PARTITIONS_TTL`], so a stream of produce requests does not cost a metadata round trip
+/// each; an unknown topic is asked about every time, so one created meanwhile is found.
 async fn partition_count(proxy: &Arc<Proxy>, topic: &str) -> Result<usize, ProxyError> {
-    topics::partitions_of(proxy, Some(topic.to_string()))
+    if let Some(&(count, at)) = proxy.partition_counts().get(topic) {
+        if at.elapsed() < PARTITIONS_TTL {
+            return Ok(count);
+        }
+    }
+    let count = topics::partitions_of(proxy, Some(topic.to_string()))
         .await?
         .into_iter()
         .find(|(name, _)| name == topic)
         .map(|(_, parts)| parts.len())
-        .ok_or_else(|| ProxyError::topic_not_found(topic))
+        .ok_or_else(|| ProxyError::topic_not_found(topic))?;
+    let mut counts = proxy.partition_counts();
+    // Bounded: the map is rebuilt rather than left to grow with every topic ever named.
+    if counts.len() >= 10_000 {
+        counts.clear();
+    }
+    counts.insert(topic.to_string(), (count, Instant::now()));
+    Ok(count)
 }
 
 async fn produce_v2(
