@@ -18,6 +18,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The binlog connector's tests run private MariaDB servers (never the system's instance).
+command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 # The web console's test drives headless Chromium through chromedriver.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)

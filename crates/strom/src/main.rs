@@ -68,6 +68,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::cluster::ClusterCommand,
     },
+    /// Create, inspect and control connectors (Kafka Connect's REST API).
+    Connector {
+        #[command(flatten)]
+        args: cli::connector::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::connector::ConnectorCommand,
+    },
     /// Measure throughput and latency against any Kafka-protocol broker.
     Bench {
         #[command(subcommand)]
@@ -97,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster { args, command } => {
             block_on(async move { cli::cluster::run(&args, command).await })
         }
+        Command::Connector { args, command } => cli::connector::run(&args, command),
         Command::Bench { command } => block_on(bench::run(command)),
     };
     match result {

@@ -69,11 +69,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 let mut proxy = strom_proxy::ProxyConfig::new(admin.kafka_addr.clone());
                 proxy.consumer_instance_timeout = settings.consumer_instance_timeout;
+                let connect = strom_connect::Connect::start(strom_connect::Settings {
+                    bootstrap: admin.kafka_addr.clone(),
+                    worker_id: listener.local_addr()?.to_string(),
+                    plugins: vec![Arc::new(strom_binlog::MySqlPlugin)],
+                    membership: membership(&broker),
+                });
                 let routers = vec![
                     strom_http::admin::routes(admin),
                     strom_http::metrics::routes(&broker),
                     strom_proxy::routes(strom_proxy::Proxy::new(proxy)),
                     strom_console::routes(etcd_url.clone()),
+                    strom_connect::rest::routes(connect),
                 ];
                 let app = strom_http::app(routers, &config);
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
@@ -163,6 +170,24 @@ fn init_logging(level: Option<&str>, json: bool) -> anyhow::Result<()> {
         logs.init();
     }
     Ok(())
+}
+
+/// Who may run connectors: every node the controller has not fenced or removed.
+fn membership(broker: &Arc<Broker>) -> Arc<dyn Fn() -> strom_connect::Membership + Send + Sync> {
+    let broker = Arc::clone(broker);
+    Arc::new(move || {
+        let me = u64::try_from(broker.node_id()).unwrap_or(0);
+        let live = match broker.cluster() {
+            None => vec![me],
+            Some(c) => c.with_state(|s| {
+                s.live_nodes()
+                    .into_iter()
+                    .filter(|n| !s.fenced_nodes.contains(n))
+                    .collect()
+            }),
+        };
+        strom_connect::Membership { me, live }
+    })
 }
 
 /// glibc serves allocations above its mmap threshold with fresh `mmap`s and unmaps them on free,

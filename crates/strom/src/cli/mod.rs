@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod connector;
 pub mod consume;
 pub mod group;
 pub mod produce;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod etcd;
+pub mod mariadb;
 pub mod proxy;
 pub mod rdk;
 pub mod tier;
