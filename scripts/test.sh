@@ -33,7 +33,7 @@ fi
 
 # kafka-python (and its codecs) for the Python client tests, in a venv outside the clone.
 export STROM_PYTHON_VENV="${STROM_PYTHON_VENV:-$HOME/.cache/strom/venv}"
-if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client, selenium' >/dev/null 2>&1; then
+if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client, selenium, pymysql' >/dev/null 2>&1; then
   python3 -m venv "$STROM_PYTHON_VENV"
   "$STROM_PYTHON_VENV/bin/pip" install -q -r crates/strom/tests/python/requirements.txt
 fi

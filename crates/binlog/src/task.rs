@@ -85,6 +85,9 @@ pub fn schema_state(schemas: &Schemas) -> Vec<(String, Option<Json>)> {
 
 /// A prepared XA transaction's records, kept in the connector's state until its decision.
 const XA_PREFIX: &str = "xa/";
+/// The most a prepared XA transaction's events may take in the state topic (one record, within
+/// the default `max.message.bytes`).
+const MAX_PREPARED_BYTES: usize = 900 * 1024;
 
 /// A transaction being read.
 #[derive(Debug, Default)]
@@ -287,6 +290,12 @@ impl MySqlTask {
                 let txn = self.txn.take().unwrap_or_default();
                 let id = txn.xa.clone().unwrap_or_default();
                 let stored = records_json(&txn.records);
+                if stored.to_string().len() > MAX_PREPARED_BYTES {
+                    return Err(TaskError::fatal(format!(
+                        "the XA transaction {id} has {} row events, more than the connector can hold until its XA COMMIT ({MAX_PREPARED_BYTES} bytes)",
+                        txn.records.len()
+                    )));
+                }
                 self.prepared.insert(id.clone(), txn.records);
                 self.ready
                     .state
@@ -557,6 +566,18 @@ impl MySqlTask {
         }
         loop {
             if self.ready.records.len() >= self.cfg.max_batch_size {
+                return Ok(self.take_ready());
+            }
+            // A large transaction goes out in parts of one Kafka transaction (`more`), so memory
+            // stays bounded; its offset comes with the last part. Only committed transactions
+            // reach the binlog, except XA ones, which are held until decided.
+            if let Some(txn) = self
+                .txn
+                .as_mut()
+                .filter(|t| t.xa.is_none() && t.records.len() >= self.cfg.max_batch_size)
+            {
+                self.ready.records.append(&mut txn.records);
+                self.ready.more = true;
                 return Ok(self.take_ready());
             }
             let Some(stream) = self.stream.as_mut() else {

@@ -313,11 +313,7 @@ async fn fencing_producer(rt: &Runtime, name: &str) -> Result<FutureProducer, Ta
 
 /// Writes records in the connector's name (the offsets API): fences any running instance
 /// first, so a zombie cannot overwrite what was written here.
-pub async fn write_as(
-    rt: &Runtime,
-    name: &str,
-    records: Vec<Record>,
-) -> Result<(), TaskError> {
+pub async fn write_as(rt: &Runtime, name: &str, records: Vec<Record>) -> Result<(), TaskError> {
     let producer = fencing_producer(rt, name).await?;
     send(
         &producer,
@@ -385,6 +381,7 @@ async fn send(
         *open = true;
     }
     let more = batch.more;
+    let sending = std::time::Instant::now();
     let mut deliveries = Vec::with_capacity(batch.records.len() + 2);
     // The offset and state go to the runtime's topics, keyed by connector, in the same
     // transaction as the records.
@@ -457,7 +454,10 @@ async fn send(
     }
     let p = producer.clone();
     *open = false;
-    if let Err(e) = blocking(move || p.commit_transaction(TXN_CALL_TIMEOUT), "committing").await {
+    let committing = std::time::Instant::now();
+    let committed = blocking(move || p.commit_transaction(TXN_CALL_TIMEOUT), "committing").await;
+    tracing::debug!(connector = %name, records = all.len(), send_ms = sending.elapsed().as_millis() as u64, commit_ms = committing.elapsed().as_millis() as u64, "batch committed");
+    if let Err(e) = committed {
         abort(producer).await;
         return Err(e);
     }

@@ -543,7 +543,10 @@ fn exactly_once_through_sigkill_of_strom_and_a_database_restart() {
     let (mut node, http) = start_node(&dir.path().join("strom"));
     let mut db = MariaDb::start(&db_dir(dir.path()), &[]);
     db.sql("CREATE DATABASE shop; CREATE TABLE shop.events (id BIGINT PRIMARY KEY, txn INT, v VARCHAR(20));");
-    create(http, "ev", &db.connector_config("f"));
+    let mut config = db.connector_config("f");
+    // Small batches: a large transaction goes out in parts of one Kafka transaction.
+    config["max.batch.size"] = json!("100");
+    create(http, "ev", &config);
     wait_state(http, "ev", "RUNNING", Duration::from_secs(30));
     let addr = node.addr();
     std::thread::scope(|s| {
@@ -561,6 +564,7 @@ fn exactly_once_through_sigkill_of_strom_and_a_database_restart() {
     db.kill9();
     db.restart();
     write_events(&db, 150..250);
+    db.sql("INSERT INTO shop.events SELECT 10000 + seq, -2, 'large' FROM shop.seq_1_to_700");
     wait_state(http, "ev", "RUNNING", Duration::from_secs(60));
     check_exactly_once(&addr, "f.shop.events", &db);
 }
