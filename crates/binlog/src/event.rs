@@ -1,7 +1,5 @@
 //! Debezium's change event envelope (JSON converter, schemas disabled) and its topics.
 
-use std::collections::BTreeMap;
-
 use mysql_async::Value;
 use serde_json::{json, Map, Value as Json};
 use strom_connect::Record;
@@ -82,19 +80,12 @@ fn key_of(table: &Table, row: &Map<String, Json>) -> Option<Vec<u8>> {
     if table.primary_key.is_empty() {
         return None;
     }
-    let key: BTreeMap<&str, &Json> = table
+    // Key columns in primary-key order, as Debezium writes them.
+    let ordered: Map<String, Json> = table
         .primary_key
         .iter()
-        .map(|k| (k.as_str(), row.get(k).unwrap_or(&Json::Null)))
+        .map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Json::Null)))
         .collect();
-    // Key columns in primary-key order, as Debezium writes them.
-    let mut ordered = Map::new();
-    for k in &table.primary_key {
-        ordered.insert(
-            k.clone(),
-            key.get(k.as_str()).map_or(Json::Null, |v| (*v).clone()),
-        );
-    }
     Some(Json::Object(ordered).to_string().into_bytes())
 }
 

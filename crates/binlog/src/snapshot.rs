@@ -31,6 +31,11 @@ pub fn db_error(context: &str, e: mysql_async::Error) -> TaskError {
     TaskError::retriable(format!("{context}: {e}"))
 }
 
+/// Runs a statement whose result is not needed.
+pub async fn execute(conn: &mut Conn, sql: &str, context: &str) -> Result<(), TaskError> {
+    conn.query_drop(sql).await.map_err(|e| db_error(context, e))
+}
+
 /// The captured tables' schemas, from `information_schema`.
 pub async fn read_schemas(conn: &mut Conn, cfg: &MySqlConfig) -> Result<Schemas, TaskError> {
     let columns: Vec<(String, String, String, String)> = conn
@@ -100,12 +105,13 @@ async fn take(
     tx: &mpsc::Sender<Result<Batch, TaskError>>,
 ) -> Result<(), TaskError> {
     // TIMESTAMP columns are read in UTC, as the binlog has them.
-    conn.query_drop("SET time_zone = '+00:00'")
-        .await
-        .map_err(|e| db_error("setting the time zone", e))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .map_err(|e| db_error("setting the isolation level", e))?;
+    execute(conn, "SET time_zone = '+00:00'", "setting the time zone").await?;
+    execute(
+        conn,
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "setting the isolation level",
+    )
+    .await?;
     let locked = match conn.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => true,
         Err(e) => {
@@ -113,9 +119,12 @@ async fn take(
             false
         }
     };
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        .await
-        .map_err(|e| db_error("starting the snapshot transaction", e))?;
+    execute(
+        conn,
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+        "starting the snapshot transaction",
+    )
+    .await?;
     let (file, pos) = if mariadb {
         let vars: Vec<(String, String)> = conn
             .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
@@ -157,9 +166,7 @@ async fn take(
     };
     let schemas = read_schemas(conn, cfg).await?;
     if locked {
-        conn.query_drop("UNLOCK TABLES")
-            .await
-            .map_err(|e| db_error("releasing the read lock", e))?;
+        execute(conn, "UNLOCK TABLES", "releasing the read lock").await?;
     }
     let mut batch = Batch {
         more: true,
@@ -197,7 +204,7 @@ async fn take(
                 .await
                 .map_err(|e| db_error(&format!("reading {id}"), e))?
             {
-                let values: Vec<Option<Value>> = row.unwrap().into_iter().map(Some).collect();
+                let values: Vec<Option<Value>> = row.unwrap_raw();
                 let after = row_json(cfg, db, name, table, values, Origin::Snapshot);
                 batch
                     .records
@@ -217,9 +224,7 @@ async fn take(
             }
         }
     }
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| db_error("ending the snapshot transaction", e))?;
+    execute(conn, "COMMIT", "ending the snapshot transaction").await?;
     let position = Position {
         file,
         pos,

@@ -22,7 +22,7 @@ use crate::event::{
 };
 use crate::schema::{Schemas, Table};
 
-use crate::snapshot::{db_error, offset_json};
+use crate::snapshot::{db_error, execute, offset_json};
 use crate::value::Origin;
 
 /// A binlog position: file and offset of the next event, and the GTID state after it.
@@ -164,14 +164,20 @@ impl MySqlTask {
         use mysql_async::prelude::Queryable;
         if self.mariadb {
             // Without it MariaDB replaces GTID and annotate events with dummies.
-            conn.query_drop("SET @mariadb_slave_capability = 4")
-                .await
-                .map_err(|e| db_error("setting the replica capability", e))?;
+            execute(
+                &mut conn,
+                "SET @mariadb_slave_capability = 4",
+                "setting the replica capability",
+            )
+            .await?;
         }
         // A heartbeat each second (in nanoseconds), so a silent server is told from a dead one.
-        conn.query_drop("SET @master_heartbeat_period = 1000000000")
-            .await
-            .map_err(|e| db_error("setting the heartbeat period", e))?;
+        execute(
+            &mut conn,
+            "SET @master_heartbeat_period = 1000000000",
+            "setting the heartbeat period",
+        )
+        .await?;
         let checksum: Option<String> = conn
             .query_first("SELECT @@GLOBAL.binlog_checksum")
             .await
@@ -182,12 +188,18 @@ impl MySqlTask {
         let by_gtid = self.mariadb && !self.position.gtids.is_empty();
         let file = if by_gtid {
             let state = self.position.gtids.replace('\'', "");
-            conn.query_drop(format!("SET @slave_connect_state = '{state}'"))
-                .await
-                .map_err(|e| db_error("setting the GTID position", e))?;
-            conn.query_drop("SET @slave_gtid_strict_mode = 1")
-                .await
-                .map_err(|e| db_error("setting GTID strict mode", e))?;
+            execute(
+                &mut conn,
+                &format!("SET @slave_connect_state = '{state}'"),
+                "setting the GTID position",
+            )
+            .await?;
+            execute(
+                &mut conn,
+                "SET @slave_gtid_strict_mode = 1",
+                "setting GTID strict mode",
+            )
+            .await?;
             String::new()
         } else {
             self.position.file.clone()

@@ -183,6 +183,20 @@ fn rest_api_answers_as_kafka_connect_and_reports_what_to_fix() {
     );
     assert_eq!((code, e["error_code"].as_u64()), (409, Some(409)));
 
+    // So is a server that is not there.
+    let mut nohost = db.connector_config("nohost");
+    nohost["database.port"] = json!(free_port().to_string());
+    create(http, "nohost", &nohost);
+    let s = wait_state(http, "nohost", "FAILED", Duration::from_secs(30));
+    assert!(
+        s["tasks"][0]["trace"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{s}"
+    );
+    assert_eq!(call("DELETE", http, "/connectors/nohost", None).0, 204);
+
     // Fixing the config through PUT .../config restarts it.
     config["database.password"] = json!(common::mariadb::PASSWORD);
     let (code, _) = call("PUT", http, "/connectors/bad/config", Some(&config));

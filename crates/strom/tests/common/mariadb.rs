@@ -2,7 +2,6 @@
 //! loopback port and socket, ROW binlog, utf8mb4; never a system instance. SQL goes through
 //! the real `mariadb` client.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,12 +91,7 @@ impl MariaDb {
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        super::die_with_test(&mut cmd);
         self.child = Some(cmd.spawn().expect("start mariadbd"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.try_sql("SELECT 1").is_err() {

@@ -140,12 +140,7 @@ impl Strom {
         {
             cmd.args(["--log-level", "warn"]);
         }
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_test(&mut cmd);
         self.child = Some(cmd.spawn().expect("start strom"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(self.addr()).is_err() {
@@ -244,6 +239,17 @@ impl Strom {
 impl Drop for Strom {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Makes `cmd`'s process die with the test (SIGKILL when its parent thread exits), so a failed
+/// or killed test leaves no server behind.
+pub fn die_with_test(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 

@@ -1,7 +1,6 @@
 //! Tiered storage in tests: what a partition keeps on local disk, what a store holds, and a real
 //! S3-compatible server (moto, from the test venv) to hold it.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,12 +60,7 @@ impl Moto {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        super::die_with_test(&mut cmd);
         let child = cmd
             .spawn()
             .expect("start moto (run scripts/test.sh, which installs it into the venv)");
