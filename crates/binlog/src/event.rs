@@ -80,7 +80,8 @@ fn key_of(table: &Table, row: &Map<String, Json>) -> Option<Vec<u8>> {
     if table.primary_key.is_empty() {
         return None;
     }
-    // Key columns in primary-key order, as Debezium writes them.
+    // serde_json sorts an object's members, so every event of a row has the same key bytes
+    // (Debezium writes them in primary-key order; consumers compare keys parsed or as bytes).
     let ordered: Map<String, Json> = table
         .primary_key
         .iter()
