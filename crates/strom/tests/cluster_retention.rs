@@ -242,7 +242,18 @@ async fn a_replica_moved_after_retention_starts_from_a_snapshot() {
     assert_eq!(acked.len(), 600);
     wait_for_log_start_above(&bootstrap, "compacted", 0);
 
-    cluster_cli(cluster.raft_ports[0], &["remove-node", &target.to_string()]);
+    // The node is live and leads partitions of the internal topics: `--wait` returns only
+    // once it has handed them over and nothing is left on it.
+    cluster_cli(
+        cluster.raft_ports[0],
+        &[
+            "remove-node",
+            &target.to_string(),
+            "--wait",
+            "--timeout-secs",
+            "120",
+        ],
+    );
     let moved = cluster.wait_for_replicas(
         &bootstrap,
         "compacted",

@@ -178,15 +178,28 @@ pub(super) fn journal_membership(
     if let Some(&n) = state.live_nodes().iter().find(joins) {
         return Some(conf_change(vec![change(ConfChangeType::AddLearnerNode, n)]));
     }
-    let removed = state
-        .removed_nodes
-        .iter()
-        .copied()
-        .find(|n| *n != me && member(n) && conf.voters != [*n])?;
-    Some(conf_change(vec![change(
-        ConfChangeType::RemoveNode,
-        removed,
-    )]))
+    // A removed node that still holds replicas stays a learner: it must keep applying the
+    // controller's log to see the moves planned for its partitions and, where it leads, to
+    // carry them out (hand leadership over, leave). It goes once nothing is placed on it.
+    let holds_replicas = |n: NodeId| {
+        state
+            .topics
+            .values()
+            .any(|t| t.partitions.iter().any(|pa| pa.hosts(n)))
+    };
+    let (removed, kind) = state.removed_nodes.iter().copied().find_map(|n| {
+        if n == me || !member(&n) || conf.voters == [n] {
+            return None;
+        }
+        if !holds_replicas(n) {
+            Some((n, ConfChangeType::RemoveNode))
+        } else if conf.voters.contains(&n) {
+            Some((n, ConfChangeType::AddLearnerNode))
+        } else {
+            None
+        }
+    })?;
+    Some(conf_change(vec![change(kind, removed)]))
 }
 
 impl Cluster {
@@ -462,6 +475,29 @@ mod tests {
         assert!(journal_membership(&s, &conf(&[1, 2], &[], &[]), 1, &|_| true).is_none());
         let s = state(&[1], &[1]);
         assert!(journal_membership(&s, &conf(&[1], &[], &[]), 2, &|_| true).is_none());
+    }
+
+    #[test]
+    fn a_removed_node_holding_replicas_is_demoted_to_learner_until_drained() {
+        let mut s = state(&[1, 2, 3], &[]);
+        s.apply(&Command::CreateTopic {
+            name: "t".to_string(),
+            id: uuid::Uuid::from_u128(9),
+            partitions: 1,
+            replication_factor: 3,
+            config: Default::default(),
+            now_ms: 0,
+        })
+        .unwrap();
+        s.apply(&Command::RemoveNode { node: 3 }).unwrap();
+        // Still a replica: it keeps following the controller's log, as a learner.
+        let cc = journal_membership(&s, &conf(&[1, 2, 3], &[], &[]), 1, &|_| true);
+        assert_eq!(only(cc), vec![(ConfChangeType::AddLearnerNode, 3)]);
+        assert!(journal_membership(&s, &conf(&[1, 2], &[3], &[]), 1, &|_| true).is_none());
+        // Drained: it leaves.
+        s.topics.clear();
+        let cc = journal_membership(&s, &conf(&[1, 2], &[3], &[]), 1, &|_| true);
+        assert_eq!(only(cc), vec![(ConfChangeType::RemoveNode, 3)]);
     }
 
     #[test]
