@@ -324,6 +324,30 @@ impl Schemas {
     }
 }
 
+/// `CHANGE` (new name) or `MODIFY` (same name) of a column: a new type, maybe a new place
+/// (else the old one), the primary key following a rename.
+fn redefine(
+    table: &mut Table,
+    old: &str,
+    new: &str,
+    sql_type: &str,
+    position: &Option<MySQLColumnPosition>,
+) -> Result<(), String> {
+    let i = find(&table.columns, old).ok_or_else(|| format!("no column {old}"))?;
+    table.columns.remove(i);
+    for k in &mut table.primary_key {
+        if k.eq_ignore_ascii_case(old) {
+            *k = new.to_string();
+        }
+    }
+    let col = Column::from_sql_type(new, sql_type);
+    match position {
+        None => table.columns.insert(i, col),
+        p => place(&mut table.columns, col, p),
+    }
+    Ok(())
+}
+
 fn apply_alter(
     table: &mut Table,
     id: &mut String,
@@ -375,36 +399,25 @@ fn apply_alter(
             data_type,
             column_position,
             ..
-        } => {
-            let i = find(&table.columns, &old_name.value)
-                .ok_or_else(|| format!("no column {}", old_name.value))?;
-            table.columns.remove(i);
-            for k in &mut table.primary_key {
-                if k.eq_ignore_ascii_case(&old_name.value) {
-                    *k = new_name.value.clone();
-                }
-            }
-            let col = Column::from_sql_type(&new_name.value, &data_type.to_string());
-            match column_position {
-                None => table.columns.insert(i, col),
-                p => place(&mut table.columns, col, &p),
-            }
-        }
+        } => redefine(
+            table,
+            &old_name.value,
+            &new_name.value,
+            &data_type.to_string(),
+            &column_position,
+        )?,
         AlterTableOperation::ModifyColumn {
             col_name,
             data_type,
             column_position,
             ..
-        } => {
-            let i = find(&table.columns, &col_name.value)
-                .ok_or_else(|| format!("no column {}", col_name.value))?;
-            table.columns.remove(i);
-            let col = Column::from_sql_type(&col_name.value, &data_type.to_string());
-            match column_position {
-                None => table.columns.insert(i, col),
-                p => place(&mut table.columns, col, &p),
-            }
-        }
+        } => redefine(
+            table,
+            &col_name.value,
+            &col_name.value,
+            &data_type.to_string(),
+            &column_position,
+        )?,
         AlterTableOperation::RenameColumn {
             old_column_name,
             new_column_name,
