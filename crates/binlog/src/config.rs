@@ -78,13 +78,25 @@ impl MySqlConfig {
         self.captures_db(db) && self.tables.accepts(&format!("{db}.{table}"))
     }
 
-    pub fn captures_column(&self, db: &str, table: &str, column: &str) -> bool {
-        self.excluded_columns.include.is_empty()
-            || !self
-                .excluded_columns
-                .include
-                .iter()
-                .any(|r| r.is_match(&format!("{db}.{table}.{column}")))
+    /// Which of a table's columns events carry (`column.exclude.list`), decided once per
+    /// table rather than per row.
+    pub fn captured_columns(
+        &self,
+        db: &str,
+        table: &str,
+        columns: &[crate::schema::Column],
+    ) -> Vec<bool> {
+        columns
+            .iter()
+            .map(|c| {
+                let id = format!("{db}.{table}.{}", c.name);
+                !self
+                    .excluded_columns
+                    .include
+                    .iter()
+                    .any(|r| r.is_match(&id))
+            })
+            .collect()
     }
 }
 

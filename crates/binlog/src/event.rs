@@ -53,18 +53,17 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A row's columns as a JSON object, leaving out excluded columns.
+/// A row's columns as a JSON object, leaving out those not `captured`
+/// (`MySqlConfig::captured_columns`).
 pub fn row_json(
-    cfg: &MySqlConfig,
-    db: &str,
-    table_name: &str,
     table: &Table,
+    captured: &[bool],
     values: Vec<Option<Value>>,
     origin: Origin,
 ) -> Map<String, Json> {
     let mut row = Map::new();
-    for (column, value) in table.columns.iter().zip(values) {
-        if !cfg.captures_column(db, table_name, &column.name) {
+    for ((column, value), keep) in table.columns.iter().zip(values).zip(captured) {
+        if !keep {
             continue;
         }
         row.insert(

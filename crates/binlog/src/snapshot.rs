@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
-use serde_json::json;
 use strom_connect::{Batch, TaskError};
 use tokio::sync::mpsc;
 
@@ -199,13 +198,14 @@ async fn take(
                 row: 0,
                 thread: None,
             };
+            let captured = cfg.captured_columns(db, name, &table.columns);
             while let Some(row) = rows
                 .try_next()
                 .await
                 .map_err(|e| db_error(&format!("reading {id}"), e))?
             {
                 let values: Vec<Option<Value>> = row.unwrap_raw();
-                let after = row_json(cfg, db, name, table, values, Origin::Snapshot);
+                let after = row_json(table, &captured, values, Origin::Snapshot);
                 batch
                     .records
                     .extend(change_records(cfg, table, &source, None, Some(after), true));
@@ -231,7 +231,7 @@ async fn take(
         gtids: gtids.unwrap_or_default(),
     };
     batch.more = false;
-    batch.offset = Some(position.offset(cfg, true));
+    batch.offset = Some(position.offset(cfg));
     batch.state = schema_state(&schemas);
     let _ = tx.send(Ok(batch)).await;
     tracing::info!(
@@ -241,8 +241,4 @@ async fn take(
         position.pos
     );
     Ok(())
-}
-
-pub fn offset_json(position: &Position, snapshot_done: bool) -> serde_json::Value {
-    json!({"file": position.file, "pos": position.pos, "gtids": position.gtids, "ts_sec": now_ms() / 1000, "snapshot_completed": snapshot_done})
 }

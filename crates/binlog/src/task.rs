@@ -22,7 +22,7 @@ use crate::event::{
 };
 use crate::schema::{Schemas, Table};
 
-use crate::snapshot::{db_error, execute, offset_json};
+use crate::snapshot::{db_error, execute};
 use crate::value::Origin;
 
 /// A binlog position: file and offset of the next event, and the GTID state after it.
@@ -36,11 +36,14 @@ pub struct Position {
 
 impl Position {
     /// The source partition and offset as stored in the offsets topic.
-    pub fn offset(&self, cfg: &MySqlConfig, snapshot_done: bool) -> (Json, Json) {
-        (
-            json!({"server": cfg.topic_prefix}),
-            offset_json(self, snapshot_done),
-        )
+    pub fn offset(&self, cfg: &MySqlConfig) -> (Json, Json) {
+        let offset = json!({
+            "file": self.file,
+            "pos": self.pos,
+            "gtids": self.gtids,
+            "ts_sec": crate::event::now_ms() / 1000,
+        });
+        (json!({"server": cfg.topic_prefix}), offset)
     }
 
     pub fn from_offset(offset: &Json) -> Option<Position> {
@@ -247,7 +250,7 @@ impl MySqlTask {
             if committed {
                 self.ready.records.extend(txn.records);
             }
-            self.ready.offset = Some(self.position.offset(&self.cfg, true));
+            self.ready.offset = Some(self.position.offset(&self.cfg));
         }
     }
 
@@ -316,7 +319,7 @@ impl MySqlTask {
                 if let Some(g) = &txn.gtid {
                     self.position.apply_gtid(g, self.mariadb);
                 }
-                self.ready.offset = Some(self.position.offset(&self.cfg, true));
+                self.ready.offset = Some(self.position.offset(&self.cfg));
                 return Ok(());
             }
             _ => {}
@@ -401,7 +404,7 @@ impl MySqlTask {
         if let Some(g) = &txn.gtid {
             self.position.apply_gtid(g, self.mariadb);
         }
-        self.ready.offset = Some(self.position.offset(&self.cfg, true));
+        self.ready.offset = Some(self.position.offset(&self.cfg));
     }
 
     /// A DDL statement: the schemas follow it, and the schema-change topic gets it.
@@ -472,7 +475,7 @@ impl MySqlTask {
         }
         self.ready.state.extend(state);
         self.commit(end_pos);
-        self.ready.offset = Some(self.position.offset(&self.cfg, true));
+        self.ready.offset = Some(self.position.offset(&self.cfg));
         Ok(())
     }
 
@@ -494,7 +497,7 @@ impl MySqlTask {
             return Ok(());
         }
         let id = crate::schema::table_id(&db, &name);
-        let Some(table) = self.schemas.tables.get(&id).cloned() else {
+        let Some(table) = self.schemas.tables.get(&id) else {
             return Err(TaskError::fatal(format!("no schema for {id} in the schema history (a table created while the connector was not following DDL?); reset the connector's offsets to take a new snapshot")));
         };
         if tme.columns_count() as usize != table.columns.len() {
@@ -505,7 +508,8 @@ impl MySqlTask {
             )));
         }
         let mut source = self.source(ev, &db, &name);
-        let cfg = Arc::clone(&self.cfg);
+        let cfg = &self.cfg;
+        let captured = cfg.captured_columns(&db, &name, &table.columns);
         let mut out = Vec::new();
         for (i, row) in rows.rows(tme).enumerate() {
             let (before, after) =
@@ -516,12 +520,12 @@ impl MySqlTask {
                     let values: Vec<Option<Value>> = (0..table.columns.len())
                         .map(|c| r.take(c).and_then(|v| Value::try_from(v).ok()))
                         .collect();
-                    row_json(&cfg, &db, &name, &table, values, Origin::Binlog)
+                    row_json(table, &captured, values, Origin::Binlog)
                 })
             };
             out.extend(change_records(
-                &cfg,
-                &table,
+                cfg,
+                table,
                 &source,
                 decode(before),
                 decode(after),
@@ -614,7 +618,7 @@ impl MySqlTask {
                                 self.last_emit = Instant::now();
                                 let mut batch = std::mem::take(&mut self.ready);
                                 batch.records.push(heartbeat_record(&self.cfg));
-                                batch.offset = Some(self.position.offset(&self.cfg, true));
+                                batch.offset = Some(self.position.offset(&self.cfg));
                                 return Ok(Some(batch));
                             }
                         }

@@ -67,7 +67,6 @@ fn find_plugin(plugins: &[Arc<dyn Plugin>], config: &Config) -> Result<Arc<dyn P
 /// created by the first write through the REST API (on any node), and every node starts its
 /// runtime once it sees them.
 pub struct Connect {
-    plugins: Vec<Arc<dyn Plugin>>,
     settings: Settings,
     runtime: OnceLock<Arc<Runtime>>,
     opening: tokio::sync::Mutex<()>,
@@ -77,7 +76,6 @@ impl Connect {
     /// Starts watching for the runtime's topics in the background.
     pub fn start(settings: Settings) -> Arc<Connect> {
         let connect = Arc::new(Connect {
-            plugins: settings.plugins.clone(),
             settings,
             runtime: OnceLock::new(),
             opening: tokio::sync::Mutex::new(()),

@@ -188,7 +188,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// Checks a config the way Connect does before storing it: a known class, no missing or
 /// malformed property.
 fn check_config(connect: &Connect, config: &Config) -> Result<(), ApiError> {
-    let plugin = find_plugin(&connect.plugins, config).map_err(ApiError::bad_request)?;
+    let plugin = find_plugin(&connect.settings.plugins, config).map_err(ApiError::bad_request)?;
     let issues = plugin.validate(config);
     if issues.is_empty() {
         return Ok(());
@@ -330,6 +330,7 @@ async fn restart(
 
 async fn plugins(State(connect): State<Arc<Connect>>) -> Reply {
     let list: Vec<Value> = connect
+        .settings
         .plugins
         .iter()
         .map(|p| json!({"class": p.class(), "type": "source", "version": p.version()}))
@@ -347,7 +348,7 @@ async fn validate(
     config
         .entry("connector.class".into())
         .or_insert_with(|| class.clone());
-    let plugin = find_plugin(&connect.plugins, &config).map_err(ApiError::bad_request)?;
+    let plugin = find_plugin(&connect.settings.plugins, &config).map_err(ApiError::bad_request)?;
     let issues = plugin.validate(&config);
     let configs: Vec<Value> = plugin
         .config_defs()
@@ -370,18 +371,10 @@ async fn validate(
 async fn offsets(State(connect): State<Arc<Connect>>, Path(name): Path<String>) -> Reply {
     let rt = runtime(&connect)?;
     connector(rt, &name)?;
-    let bootstrap = rt.store.bootstrap().to_string();
-    let owner = name.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        store::read_latest(&bootstrap, store::OFFSETS_TOPIC, |k| {
-            k.get(0).and_then(Value::as_str) == Some(owner.as_str())
-        })
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
-    let list: Vec<Value> = read
-        .into_values()
+    let committed = rt.store.committed(&name).await.map_err(internal)?;
+    let list: Vec<Value> = committed
+        .offsets
+        .into_iter()
         .map(|(k, v)| json!({"partition": k.get(1).cloned().unwrap_or(Value::Null), "offset": v}))
         .collect();
     ok(json!({"offsets": list}))
@@ -443,26 +436,17 @@ async fn alter_offsets(
 async fn reset_offsets(State(connect): State<Arc<Connect>>, Path(name): Path<String>) -> Reply {
     let rt = runtime(&connect)?;
     require_stopped(rt, &name)?;
-    let bootstrap = rt.store.bootstrap().to_string();
-    let owner = name.clone();
-    let (offsets, state) = tokio::task::spawn_blocking(move || {
-        let mine = |k: &Value| k.get(0).and_then(Value::as_str) == Some(owner.as_str());
-        Ok::<_, store::StoreError>((
-            store::read_latest(&bootstrap, store::OFFSETS_TOPIC, mine)?,
-            store::read_latest(&bootstrap, store::STATE_TOPIC, mine)?,
-        ))
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    let committed = rt.store.committed(&name).await.map_err(internal)?;
     // The durable state (a schema history) belongs to the offsets: without them the
     // connector starts over and rebuilds it.
-    let records = offsets
-        .into_values()
+    let records = committed
+        .offsets
+        .into_iter()
         .map(|(k, _)| offset_record(store::OFFSETS_TOPIC, k, None))
         .chain(
-            state
-                .into_values()
+            committed
+                .state
+                .into_iter()
                 .map(|(k, _)| offset_record(store::STATE_TOPIC, k, None)),
         )
         .collect();

@@ -44,10 +44,11 @@ pub enum StoreError {
     #[error("timed out waiting for the connector configs to be read back")]
     Timeout,
     #[error("malformed record in {topic}: {message}")]
-    Malformed {
-        topic: &'static str,
-        message: String,
-    },
+    Malformed { topic: String, message: String },
+    #[error("cannot create the connector topics: {0}")]
+    CreateTopics(String),
+    #[error("cannot start the connector reader: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What a connector is told to be.
@@ -182,10 +183,7 @@ impl Store {
         std::thread::Builder::new()
             .name("connect-reader".into())
             .spawn(move || read_loop(consumer, reader_view, tx))
-            .map_err(|e| StoreError::Malformed {
-                topic: CONFIGS_TOPIC,
-                message: e.to_string(),
-            })?;
+            .map_err(StoreError::Thread)?;
         let store = Arc::new(Store {
             bootstrap: bootstrap.to_string(),
             view,
@@ -324,12 +322,7 @@ async fn create_topics(bootstrap: &str) -> Result<(), StoreError> {
         };
         match outcome {
             None => return Ok(()),
-            Some(e) if Instant::now() > deadline => {
-                return Err(StoreError::Malformed {
-                    topic: CONFIGS_TOPIC,
-                    message: e,
-                })
-            }
+            Some(e) if Instant::now() > deadline => return Err(StoreError::CreateTopics(e)),
             Some(e) => {
                 tracing::debug!("connect topics not created yet: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -411,10 +404,40 @@ fn end_offset(consumer: &BaseConsumer, topic: &str) -> Result<i64, StoreError> {
     }
 }
 
+/// What a connector committed last: its offsets and its durable state, each as (the record's
+/// key, `["NAME", partition or state key]`, its value).
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub offsets: Vec<(Value, Value)>,
+    pub state: Vec<(Value, Value)>,
+}
+
+impl Store {
+    /// Reads `name`'s offsets and state to the end of their topics. Used when a task starts
+    /// (after fencing its predecessor, so no transaction of its connector is still open) and
+    /// by the offsets API.
+    pub async fn committed(&self, name: &str) -> Result<Committed, StoreError> {
+        let bootstrap = self.bootstrap.clone();
+        let owner = name.to_string();
+        let read = tokio::task::spawn_blocking(move || {
+            let mine = |k: &Value| k.get(0).and_then(Value::as_str) == Some(owner.as_str());
+            Ok::<_, StoreError>(Committed {
+                offsets: read_latest(&bootstrap, OFFSETS_TOPIC, mine)?
+                    .into_values()
+                    .collect(),
+                state: read_latest(&bootstrap, STATE_TOPIC, mine)?
+                    .into_values()
+                    .collect(),
+            })
+        });
+        read.await
+            .map_err(|e| StoreError::Thread(std::io::Error::other(e)))?
+    }
+}
+
 /// Reads a compacted topic from the beginning to its end, read_committed, keeping the latest
-/// value of each key that `keep` accepts. Used when a task starts (after fencing its
-/// predecessor, so no transaction of its connector is still open) and by the offsets API.
-pub fn read_latest(
+/// value of each key that `keep` accepts.
+fn read_latest(
     bootstrap: &str,
     topic: &str,
     keep: impl Fn(&Value) -> bool,
@@ -472,19 +495,11 @@ pub fn read_latest(
                 }
                 Err(e) => {
                     return Err(StoreError::Malformed {
-                        topic: leak_name(topic),
+                        topic: topic.to_string(),
                         message: format!("offset {}: {e}", msg.offset()),
                     })
                 }
             },
         }
-    }
-}
-
-fn leak_name(topic: &str) -> &'static str {
-    if topic == STATE_TOPIC {
-        STATE_TOPIC
-    } else {
-        OFFSETS_TOPIC
     }
 }

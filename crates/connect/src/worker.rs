@@ -341,26 +341,22 @@ async fn load_context(
     name: &str,
     config: &Config,
 ) -> Result<TaskContext, TaskError> {
-    let bootstrap = rt.store.bootstrap().to_string();
-    let owner = name.to_string();
-    let (offsets, state) = tokio::task::spawn_blocking(move || {
-        let mine = |k: &Value| k.get(0).and_then(Value::as_str) == Some(owner.as_str());
-        let offsets = store::read_latest(&bootstrap, store::OFFSETS_TOPIC, mine)?;
-        let state = store::read_latest(&bootstrap, store::STATE_TOPIC, mine)?;
-        Ok::<_, store::StoreError>((offsets, state))
-    })
-    .await
-    .map_err(|e| TaskError::retriable(e.to_string()))?
-    .map_err(|e| TaskError::retriable(format!("reading the connector's offsets: {e}")))?;
+    let committed = rt
+        .store
+        .committed(name)
+        .await
+        .map_err(|e| TaskError::retriable(format!("reading the connector's offsets: {e}")))?;
     Ok(TaskContext {
         connector: name.to_string(),
         config: config.clone(),
-        offsets: offsets
-            .into_values()
+        offsets: committed
+            .offsets
+            .into_iter()
             .map(|(k, v)| (k.get(1).cloned().unwrap_or(Value::Null), v))
             .collect(),
-        state: state
-            .into_values()
+        state: committed
+            .state
+            .into_iter()
             .filter_map(|(k, v)| Some((k.get(1)?.as_str()?.to_string(), v)))
             .collect(),
         restarting: false,
