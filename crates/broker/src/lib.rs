@@ -23,6 +23,7 @@ pub mod producer_ids;
 pub mod producer_state;
 pub mod replica;
 pub mod retention;
+pub mod security;
 pub mod tiering;
 pub mod topic;
 pub mod topic_config;

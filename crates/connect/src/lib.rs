@@ -23,7 +23,7 @@ pub use worker::Membership;
 /// Everything the runtime needs from the node.
 pub struct Settings {
     /// The node's own Kafka listener, which the runtime is a client of.
-    pub bootstrap: String,
+    pub kafka: store::KafkaClient,
     /// The worker id statuses name (the node's HTTP address, as Connect's REST URL).
     pub worker_id: String,
     pub plugins: Vec<Arc<dyn Plugin>>,
@@ -84,9 +84,8 @@ impl Connect {
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
             while watcher.runtime.get().is_none() {
-                let bootstrap = watcher.settings.bootstrap.clone();
-                let exists =
-                    tokio::task::spawn_blocking(move || store::topics_exist(&bootstrap)).await;
+                let kafka = watcher.settings.kafka.clone();
+                let exists = tokio::task::spawn_blocking(move || store::topics_exist(&kafka)).await;
                 if let Ok(Ok(true)) = exists {
                     if let Err(e) = watcher.open(false).await {
                         tracing::warn!("connector runtime not ready: {e}");
@@ -113,7 +112,7 @@ impl Connect {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt);
         }
-        let store = store::Store::open(&self.settings.bootstrap, create).await?;
+        let store = store::Store::open(&self.settings.kafka, create).await?;
         let runtime = Arc::new(Runtime {
             store,
             plugins: self.settings.plugins.clone(),

@@ -136,18 +136,29 @@ impl View {
     }
 }
 
+/// How the runtime's clients reach the node's Kafka listener: its address and the
+/// librdkafka properties it needs (security protocol, SASL login, CA).
+#[derive(Clone, Debug, Default)]
+pub struct KafkaClient {
+    pub bootstrap: String,
+    pub properties: Vec<(String, String)>,
+}
+
 /// Kafka client settings shared by the runtime's clients.
-pub fn client_config(bootstrap: &str) -> ClientConfig {
+pub fn client_config(kafka: &KafkaClient) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
+    c.set("bootstrap.servers", &kafka.bootstrap)
         .set("socket.keepalive.enable", "true")
         .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
     c
 }
 
 /// The node's view of the configs and status topics, and the writer to them.
 pub struct Store {
-    bootstrap: String,
+    kafka: KafkaClient,
     view: Arc<RwLock<View>>,
     /// The next configs-topic offset the reader will apply.
     read_position: watch::Receiver<i64>,
@@ -157,18 +168,18 @@ pub struct Store {
 impl Store {
     /// Creates the topics if needed (`create`) and starts the reader thread. Returns once the reader has
     /// caught up with what the configs topic held at start.
-    pub async fn open(bootstrap: &str, create: bool) -> Result<Arc<Store>, StoreError> {
+    pub async fn open(kafka: &KafkaClient, create: bool) -> Result<Arc<Store>, StoreError> {
         if create {
-            create_topics(bootstrap).await?;
+            create_topics(kafka).await?;
         }
-        let producer: FutureProducer = client_config(bootstrap)
+        let producer: FutureProducer = client_config(kafka)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
             .create()?;
         let view = Arc::new(RwLock::new(View::default()));
         let (tx, rx) = watch::channel(0);
-        let consumer: BaseConsumer = client_config(bootstrap)
+        let consumer: BaseConsumer = client_config(kafka)
             .set("group.id", "strom-connect-reader")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
@@ -185,7 +196,7 @@ impl Store {
             .spawn(move || read_loop(consumer, reader_view, tx))
             .map_err(StoreError::Thread)?;
         let store = Arc::new(Store {
-            bootstrap: bootstrap.to_string(),
+            kafka: kafka.clone(),
             view,
             read_position: rx,
             producer,
@@ -194,8 +205,8 @@ impl Store {
         Ok(store)
     }
 
-    pub fn bootstrap(&self) -> &str {
-        &self.bootstrap
+    pub fn kafka(&self) -> &KafkaClient {
+        &self.kafka
     }
 
     pub fn view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
@@ -280,8 +291,8 @@ impl Store {
 }
 
 /// Whether the runtime's topics exist (a metadata request that never creates a topic).
-pub fn topics_exist(bootstrap: &str) -> Result<bool, StoreError> {
-    let consumer: BaseConsumer = client_config(bootstrap)
+pub fn topics_exist(kafka: &KafkaClient) -> Result<bool, StoreError> {
+    let consumer: BaseConsumer = client_config(kafka)
         .set("allow.auto.create.topics", "false")
         .create()?;
     let metadata = consumer.fetch_metadata(None, WRITE_TIMEOUT)?;
@@ -296,8 +307,8 @@ pub fn topics_exist(bootstrap: &str) -> Result<bool, StoreError> {
         .all(|t| names.contains(t)))
 }
 
-async fn create_topics(bootstrap: &str) -> Result<(), StoreError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+async fn create_topics(kafka: &KafkaClient) -> Result<(), StoreError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
     let compact = [("cleanup.policy", "compact"), ("retention.ms", "-1")];
     let topics: Vec<NewTopic> = [CONFIGS_TOPIC, STATUS_TOPIC, OFFSETS_TOPIC, STATE_TOPIC]
         .iter()
@@ -417,15 +428,15 @@ impl Store {
     /// (after fencing its predecessor, so no transaction of its connector is still open) and
     /// by the offsets API.
     pub async fn committed(&self, name: &str) -> Result<Committed, StoreError> {
-        let bootstrap = self.bootstrap.clone();
+        let kafka = self.kafka.clone();
         let owner = name.to_string();
         let read = tokio::task::spawn_blocking(move || {
             let mine = |k: &Value| k.get(0).and_then(Value::as_str) == Some(owner.as_str());
             Ok::<_, StoreError>(Committed {
-                offsets: read_latest(&bootstrap, OFFSETS_TOPIC, mine)?
+                offsets: read_latest(&kafka, OFFSETS_TOPIC, mine)?
                     .into_values()
                     .collect(),
-                state: read_latest(&bootstrap, STATE_TOPIC, mine)?
+                state: read_latest(&kafka, STATE_TOPIC, mine)?
                     .into_values()
                     .collect(),
             })
@@ -438,11 +449,11 @@ impl Store {
 /// Reads a compacted topic from the beginning to its end, read_committed, keeping the latest
 /// value of each key that `keep` accepts.
 fn read_latest(
-    bootstrap: &str,
+    kafka: &KafkaClient,
     topic: &str,
     keep: impl Fn(&Value) -> bool,
 ) -> Result<BTreeMap<String, (Value, Value)>, StoreError> {
-    let consumer: BaseConsumer = client_config(bootstrap)
+    let consumer: BaseConsumer = client_config(kafka)
         .set("group.id", "strom-connect-offsets-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

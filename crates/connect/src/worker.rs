@@ -291,7 +291,7 @@ async fn run_once(
 /// The connector's transactional producer, initialised: every earlier instance is fenced and
 /// its open transaction aborted.
 async fn fencing_producer(rt: &Runtime, name: &str) -> Result<FutureProducer, TaskError> {
-    let producer: FutureProducer = client_config(rt.store.bootstrap())
+    let producer: FutureProducer = client_config(rt.store.kafka())
         .set("transactional.id", transactional_id(name))
         .set(
             "transaction.timeout.ms",

@@ -161,8 +161,12 @@ pub enum EtcdError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the etcd API on `listener` until it fails.
-pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result<(), EtcdError> {
+/// Serves the etcd API on `listener` (over TLS with `tls`) until it fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    etcd: Arc<Etcd>,
+    tls: Option<Arc<strom_tls::TlsServer>>,
+) -> Result<(), EtcdError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(addr = ?local, "etcd API listening");
     let limit = etcd.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -177,10 +181,64 @@ pub async fn serve(listener: tokio::net::TcpListener, etcd: Arc<Etcd>) -> Result
         .add_service(PbClusterServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(LockServer::new(svc.clone()).max_decoding_message_size(limit))
         .add_service(ElectionServer::new(svc).max_decoding_message_size(limit))
-        .serve_with_incoming(
-            // Without TCP_NODELAY, a small response waits for the client's delayed ACK.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-        )
+        .serve_with_incoming(incoming(listener, tls))
         .await?;
     Ok(())
+}
+
+/// Connections once accepted (with TCP_NODELAY: without it a small response waits for the
+/// client's delayed ACK) and, with TLS, handshaken off the accept loop.
+fn incoming(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<strom_tls::TlsServer>>,
+) -> impl futures::Stream<Item = std::io::Result<Conn>> {
+    let rx = strom_tls::incoming(listener, tls, "etcd");
+    futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |c| {
+        c.map(Conn)
+    })
+}
+
+/// An accepted connection, as tonic takes them.
+struct Conn(strom_tls::Conn);
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = Option<SocketAddr>;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }

@@ -59,21 +59,75 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     config: &HttpConfig,
+    tls: Option<Arc<strom_tls::TlsServer>>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
-    let listener = Limited { listener, permits };
-    axum::serve(listener, app).await
+    let local = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(accept_loop(listener, permits, tls, tx));
+    axum::serve(Limited { rx, local }, app).await
 }
 
-/// A listener that stops accepting while `max_connections` are open.
-struct Limited {
+/// Accepts while fewer than `max_connections` are open; TLS handshakes run in their own tasks
+/// (with a deadline), so a client that stalls one holds up nobody else.
+async fn accept_loop(
     listener: tokio::net::TcpListener,
     permits: Arc<tokio::sync::Semaphore>,
+    tls: Option<Arc<strom_tls::TlsServer>>,
+    tx: tokio::sync::mpsc::Sender<(Permitted, std::net::SocketAddr)>,
+) {
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                tracing::warn!("http accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match &tls {
+            None => {
+                let io = Permitted {
+                    stream: strom_tls::Conn::Plain(stream),
+                    _permit: permit,
+                };
+                if tx.send((io, addr)).await.is_err() {
+                    return;
+                }
+            }
+            Some(tls) => {
+                let (tls, tx) = (Arc::clone(tls), tx.clone());
+                tokio::spawn(async move {
+                    match tls.accept(stream).await {
+                        Ok(s) => {
+                            let io = Permitted {
+                                stream: strom_tls::Conn::Tls(Box::new(s)),
+                                _permit: permit,
+                            };
+                            let _ = tx.send((io, addr)).await;
+                        }
+                        Err(e) => tracing::info!(%addr, "HTTP TLS handshake failed: {e}"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The accepted connections, as axum takes them.
+struct Limited {
+    rx: tokio::sync::mpsc::Receiver<(Permitted, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
 }
 
 /// A connection holding one of the listener's permits until it closes.
 pub struct Permitted {
-    stream: tokio::net::TcpStream,
+    stream: strom_tls::Conn,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -82,32 +136,15 @@ impl axum::serve::Listener for Limited {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                // The semaphore is never closed; wait forever rather than spin.
-                std::future::pending::<()>().await;
-                continue;
-            };
-            match self.listener.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let io = Permitted {
-                        stream,
-                        _permit: permit,
-                    };
-                    return (io, addr);
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning on the error.
-                    tracing::warn!("http accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept loop never ends while the listener works; wait rather than spin.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
+        Ok(self.local)
     }
 }
 

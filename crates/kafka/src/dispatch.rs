@@ -7,6 +7,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::handlers::{self, Reply};
+use crate::security::{self, SaslOutcome, Session};
 use crate::server::PendingResponse;
 use crate::{fetch_encoding, precheck, versions, Context};
 
@@ -28,6 +29,23 @@ pub enum DispatchError {
         version: i16,
         reason: String,
     },
+    /// Kafka closes these too: only ApiVersions and SASL before a login.
+    #[error("{0:?} request before SASL authentication")]
+    Unauthenticated(ApiKey),
+    #[error("{0:?} request after the SASL session expired (the client did not re-authenticate)")]
+    SessionExpired(ApiKey),
+}
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    /// Send the response, then close (a failed login).
+    Close,
+}
+
+fn is_sasl(api: ApiKey) -> bool {
+    matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
 /// The fixed start of every request header.
@@ -53,9 +71,21 @@ pub fn handle(
     ctx: &Arc<Context>,
     frame: Bytes,
     peer: std::net::SocketAddr,
-) -> Result<PendingResponse, DispatchError> {
+    session: &mut Session,
+) -> Result<(PendingResponse, After), DispatchError> {
     let p = prefix(&frame);
     let api = ApiKey::try_from(p.api_key).map_err(|_| DispatchError::UnknownApiKey(p.api_key))?;
+    if !is_sasl(api) && api != ApiKey::ApiVersions {
+        if session.needs_login {
+            return Err(DispatchError::Unauthenticated(api));
+        }
+        if session
+            .expires
+            .is_some_and(|e| e <= std::time::Instant::now())
+        {
+            return Err(DispatchError::SessionExpired(api));
+        }
+    }
     let Some((min, max)) = versions::supported(api) else {
         return Err(DispatchError::UnknownApiKey(p.api_key));
     };
@@ -63,7 +93,10 @@ pub fn handle(
         if api == ApiKey::ApiVersions {
             // KIP-511: answer in v0 with the error and our versions so the client can downgrade.
             let resp = handlers::api_versions::unsupported();
-            return Ok(ready(encode(p.correlation_id, api, 0, resp.into())));
+            return Ok((
+                ready(encode(p.correlation_id, api, 0, resp.into())),
+                After::Continue,
+            ));
         }
         return Err(DispatchError::UnsupportedVersion {
             api,
@@ -96,6 +129,34 @@ pub fn handle(
         RequestKind::decode(api, &mut buf, p.version).map_err(|e| malformed(e.to_string()))?;
     let version = p.version;
     let correlation_id = header.correlation_id;
+    let started = std::time::Instant::now();
+    match request {
+        RequestKind::SaslHandshake(r) => {
+            let resp = security::handshake(ctx, session, r, version);
+            crate::metrics::record(api, started, None);
+            return Ok((
+                ready(encode(correlation_id, api, version, resp.into())),
+                After::Continue,
+            ));
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (resp, outcome) = security::authenticate(ctx, session, r);
+            crate::metrics::record(api, started, None);
+            let chunks = encode(correlation_id, api, version, resp.into());
+            return Ok(match outcome {
+                SaslOutcome::Continue => (ready(chunks), After::Continue),
+                SaslOutcome::Failed => {
+                    let delay = ctx.login_failures.record(peer.ip());
+                    let pending: PendingResponse = Box::pin(async move {
+                        tokio::time::sleep(delay).await;
+                        chunks
+                    });
+                    (pending, After::Close)
+                }
+            });
+        }
+        _ => {}
+    }
     let client = handlers::Client {
         id: header
             .client_id
@@ -103,9 +164,10 @@ pub fn handle(
             .map(|c| c.to_string())
             .unwrap_or_default(),
         host: format!("/{}", peer.ip()),
+        ip: session.host.clone(),
+        principal: session.principal.clone(),
     };
-    let started = std::time::Instant::now();
-    Ok(match handlers::handle(ctx, request, version, &client) {
+    let pending: PendingResponse = match crate::authz::handle(ctx, request, version, &client) {
         Reply::Now(resp) => {
             crate::metrics::record(api, started, Some(&*resp));
             ready(encode(correlation_id, api, version, *resp))
@@ -119,7 +181,8 @@ pub fn handle(
             crate::metrics::record(api, started, None);
             Box::pin(async { None })
         }
-    })
+    };
+    Ok((pending, After::Continue))
 }
 
 fn ready(chunks: Option<Vec<Bytes>>) -> PendingResponse {

@@ -52,3 +52,13 @@ pub fn txn_error(err: &strom_txn::TxnError) -> ResponseError {
         TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
     }
 }
+
+/// The authorization failures, by resource type (Kafka answers each with its own code).
+pub mod denied {
+    use kafka_protocol::ResponseError;
+
+    pub const TOPIC: i16 = ResponseError::TopicAuthorizationFailed.code();
+    pub const GROUP: i16 = ResponseError::GroupAuthorizationFailed.code();
+    pub const CLUSTER: i16 = ResponseError::ClusterAuthorizationFailed.code();
+    pub const TRANSACTIONAL_ID: i16 = ResponseError::TransactionalIdAuthorizationFailed.code();
+}

@@ -5,6 +5,7 @@
 //! handler, and writes responses strictly in request order while later requests are already being
 //! processed (pipelining). Handlers talk to [`strom_broker`] only; they never touch files.
 
+pub mod authz;
 pub mod dispatch;
 pub mod errors;
 pub mod fetch_encoding;
@@ -12,6 +13,7 @@ pub mod frame;
 pub mod handlers;
 pub mod metrics;
 pub mod precheck;
+pub mod security;
 pub mod server;
 pub mod trace;
 pub mod versions;
@@ -43,10 +45,29 @@ impl Default for KafkaConfig {
     }
 }
 
-/// What every handler can reach.
+/// One Kafka listener (Kafka's `listeners`/`advertised.listeners` entry).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// The name in Metadata's per-listener addresses (`PLAINTEXT`, `SASL_SSL`, ...).
+    pub name: String,
+    pub protocol: security::Protocol,
+    pub addr: std::net::SocketAddr,
+}
+
+/// What every handler can reach. One per listener: `config` holds that listener's advertised
+/// address, so Metadata on each listener names its own.
 pub struct Context {
     pub broker: Arc<strom_broker::Broker>,
     /// The transaction coordinator (ids whose `__transaction_state` partition is led here).
     pub txn: Arc<strom_txn::TxnCoordinator>,
     pub config: KafkaConfig,
+    pub listener: Listener,
+    /// Users, ACLs and quotas as replicated.
+    pub security: Arc<strom_broker::security::Security>,
+    pub security_config: security::SecurityConfig,
+    /// The listener's TLS identity (SSL and SASL_SSL listeners).
+    pub tls: Option<Arc<strom_tls::TlsServer>>,
+    /// Shared by every listener of the node.
+    pub connections: Arc<security::ConnectionCounts>,
+    pub login_failures: Arc<security::LoginFailures>,
 }

@@ -4,14 +4,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::dispatch::After;
+use crate::security::{Session, UNAUTHENTICATED_FRAME_BYTES};
 use crate::{dispatch, frame, Context};
 
 /// A response being prepared: the frame as chunks for one vectored write, or `None` when the
@@ -26,7 +27,6 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<()> {
     // Group deadlines (sessions, rebalance timeouts) run on this runtime.
     strom_broker::group::Coordinator::start(&ctx.broker);
-    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -37,27 +37,55 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= ctx.config.max_connections {
-            tracing::warn!(%peer, "closing connection: {} connections open", ctx.config.max_connections);
-            strom_metrics::global()
-                .connections_rejected
-                .get_or_create(&strom_metrics::FaceLabel { face: "kafka" })
-                .inc();
-            continue;
-        }
-        open.fetch_add(1, Ordering::Relaxed);
-        let (ctx, open) = (Arc::clone(&ctx), Arc::clone(&open));
+        let slot = match ctx.connections.admit(
+            peer.ip(),
+            ctx.config.max_connections,
+            ctx.security_config.max_connections_per_ip,
+        ) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::warn!(%peer, "closing connection: {why}");
+                strom_metrics::global()
+                    .connections_rejected
+                    .get_or_create(&strom_metrics::FaceLabel { face: "kafka" })
+                    .inc();
+                continue;
+            }
+        };
+        let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
+            let _slot = slot;
             let _counted = strom_metrics::global().connection("kafka");
-            run_connection(stream, peer, ctx).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            let _ = stream.set_nodelay(true);
+            match ctx.tls.clone() {
+                None => {
+                    let (rd, wr) = stream.into_split();
+                    run_connection(rd, wr, peer, ctx, None).await;
+                }
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        let principal = strom_tls::principal(&stream);
+                        let (rd, wr) = tokio::io::split(stream);
+                        run_connection(rd, wr, peer, ctx, principal).await;
+                    }
+                    // Plaintext to a TLS port ends here too.
+                    Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+                },
+            }
         });
     }
 }
 
-async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+async fn run_connection<R, W>(
+    rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    cert_principal: Option<String>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<(PendingResponse, Queued)>(IN_FLIGHT_MAX);
     let writer = tokio::spawn(async move {
         while let Some((pending, _queued)) = rx.recv().await {
@@ -68,14 +96,26 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
                 }
             }
         }
+        let _ = wr.shutdown().await;
     });
+    let principal = cert_principal.unwrap_or_else(|| strom_auth::ANONYMOUS.to_string());
+    let mut session = Session::new(principal, peer.ip(), ctx.listener.protocol.sasl());
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     loop {
-        let frame = match frame::read_frame(&mut rd, ctx.config.max_request_bytes).await {
+        let max = if session.needs_login {
+            UNAUTHENTICATED_FRAME_BYTES.min(ctx.config.max_request_bytes)
+        } else {
+            ctx.config.max_request_bytes
+        };
+        let frame = match frame::read_frame(&mut rd, max).await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(frame::FrameError::Io(e)) => {
                 tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+            Err(frame::FrameError::TooLarge { len, .. }) if len >> 16 == 0x1603 => {
+                tracing::warn!(%peer, "closing connection: TLS handshake on the {} listener, which is not TLS", ctx.listener.name);
                 break;
             }
             Err(e) => {
@@ -84,9 +124,9 @@ async fn run_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
             }
         };
         let queued = Queued::new(frame.len());
-        match dispatch::handle(&ctx, frame, peer) {
-            Ok(pending) => {
-                if tx.send((pending, queued)).await.is_err() {
+        match dispatch::handle(&ctx, frame, peer, &mut session) {
+            Ok((pending, then)) => {
+                if tx.send((pending, queued)).await.is_err() || then == After::Close {
                     break;
                 }
             }

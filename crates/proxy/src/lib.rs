@@ -98,6 +98,8 @@ impl Format {
 pub struct ProxyConfig {
     /// The Kafka listener the proxy's clients connect to (the node's own).
     pub bootstrap: String,
+    /// librdkafka properties the proxy's clients need to reach the listener (security).
+    pub properties: Vec<(String, String)>,
     /// An idle consumer instance is closed after this (Confluent's
     /// `consumer.instance.timeout.ms`, 5 minutes by default).
     pub consumer_instance_timeout: Duration,
@@ -109,6 +111,7 @@ impl ProxyConfig {
     pub fn new(bootstrap: String) -> ProxyConfig {
         ProxyConfig {
             bootstrap,
+            properties: Vec::new(),
             consumer_instance_timeout: Duration::from_secs(300),
             max_consumer_instances: 1000,
         }
@@ -145,6 +148,9 @@ impl Proxy {
         c.set("bootstrap.servers", &self.config.bootstrap)
             .set("client.id", "strom-http-proxy")
             .set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in &self.config.properties {
+            c.set(k, v);
+        }
         c
     }
 

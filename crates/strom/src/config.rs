@@ -141,13 +141,54 @@ settings! {
     /// Cluster mode: rebuild the replicas of a node unheard of for this long on other nodes, in
     /// ms [default: 600000].
     dead_node_timeout_ms: u64,
+    /// Kafka listeners in Kafka's syntax, PROTOCOL://HOST:PORT with PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT or SASL_SSL, comma-separated or repeated; replaces --kafka-addr. The first
+    /// is the one the node registers and its own clients (connectors, HTTP proxy) use
+    /// [default: PLAINTEXT://<kafka-addr>].
+    kafka_listeners: Vec<String>,
+    /// Addresses clients are told for each listener, PROTOCOL://HOST:PORT (Kafka's
+    /// advertised.listeners) [default: the listen addresses].
+    advertised_kafka_listeners: Vec<String>,
+    /// TLS certificate chain (PEM) of every TLS listener; reloaded on SIGHUP or change.
+    tls_cert: PathBuf,
+    /// TLS private key (PEM).
+    tls_key: PathBuf,
+    /// CA (PEM) that client and node certificates must chain to (SSL listeners, mutual TLS).
+    tls_ca: PathBuf,
+    /// SASL mechanisms offered: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN [default: both SCRAM].
+    sasl_mechanisms: Vec<String>,
+    /// Offer PLAIN on SASL_PLAINTEXT listeners too (it sends the password in clear)
+    /// [default: false].
+    sasl_plain_without_tls: bool,
+    /// A SASL login lasts this many ms; clients re-authenticate (KIP-368,
+    /// connections.max.reauth.ms); 0 = the connection's life [default: 0].
+    sasl_session_lifetime_ms: u64,
+    /// Principals allowed everything, e.g. User:admin.
+    super_users: Vec<String>,
+    /// Enforce ACLs [default: on when a SASL or SSL listener exists, off otherwise].
+    authorizer: bool,
+    /// Created as a SCRAM super user on first start if absent (or STROM_BOOTSTRAP_USER).
+    bootstrap_user: String,
+    /// Its password (or STROM_BOOTSTRAP_PASSWORD).
+    bootstrap_password: String,
+    /// Most client connections from one IP address at once [default: 1000].
+    max_connections_per_ip: usize,
+    /// Serve the HTTP listener over TLS (tls_cert, tls_key) [default: false].
+    http_tls: bool,
+    /// Serve the etcd API over TLS (tls_cert, tls_key) [default: false].
+    etcd_tls: bool,
+    /// etcd API: require a client certificate signed by tls_ca (etcd's --client-cert-auth)
+    /// [default: false].
+    etcd_client_cert_auth: bool,
+    /// Cluster mode: mutual TLS between nodes with tls_cert/tls_key, peers verified against
+    /// tls_ca [default: false].
+    raft_tls: bool,
 }
 
 /// Everything `serve` needs, resolved and validated.
 pub struct Settings {
     pub broker: BrokerConfig,
     pub kafka: KafkaConfig,
-    pub kafka_addr: SocketAddr,
     pub log_level: Option<String>,
     /// Log lines as JSON objects rather than text.
     pub log_json: bool,
@@ -161,6 +202,8 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// How long an idle HTTP consumer instance lives.
     pub consumer_instance_timeout: std::time::Duration,
+    /// Kafka listeners (the first is `kafka_addr`), TLS, SASL and the authorizer.
+    pub security: crate::listeners::Security,
 }
 
 impl ServeArgs {
@@ -215,9 +258,14 @@ impl ServeArgs {
             .kafka_addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
         let (advertised_host, advertised_port) = match &args.advertised_kafka_addr {
-            Some(a) => parse_host_port(a)?,
-            None => (kafka_addr.ip().to_string(), i32::from(kafka_addr.port())),
+            Some(a) if args.kafka_listeners.is_none() => parse_host_port(a)?,
+            _ => (kafka_addr.ip().to_string(), i32::from(kafka_addr.port())),
         };
+        let security =
+            crate::listeners::resolve(&args, kafka_addr, (&advertised_host, advertised_port))?;
+        let primary = &security.listeners[0];
+        let (advertised_host, advertised_port) =
+            (primary.advertised_host.clone(), primary.advertised_port);
         let mut cluster = cluster_config(&args, &advertised_host, advertised_port)?;
         let etcd = etcd_config(&args)?;
         let http = listen_addr("--http-addr", args.http_addr.as_deref(), "127.0.0.1:9644")?;
@@ -265,7 +313,6 @@ impl ServeArgs {
                 max_request_bytes,
                 max_connections: args.max_connections.unwrap_or(10_000),
             },
-            kafka_addr,
             log_level: args.log_level,
             otlp_endpoint: args.otlp_endpoint.filter(|e| !e.is_empty()),
             log_json: match args.log_format.as_deref() {
@@ -281,6 +328,7 @@ impl ServeArgs {
                     .unwrap_or(300_000)
                     .max(1000),
             ),
+            security,
         })
     }
 }
@@ -428,6 +476,7 @@ fn cluster_config(
         tick_ms,
         driver: Default::default(),
         endpoints: Default::default(),
+        tls: None,
     }))
 }
 
@@ -497,7 +546,10 @@ mod tests {
         let s = args.resolve().unwrap();
         assert_eq!(s.broker.data_dir, PathBuf::from("/from/file"));
         assert_eq!(s.broker.default_partitions, 5);
-        assert_eq!(s.kafka_addr.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            s.security.listeners[0].listener.addr.to_string(),
+            "127.0.0.1:9092"
+        );
         assert_eq!(s.broker.flush, FlushPolicy::Always);
 
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();

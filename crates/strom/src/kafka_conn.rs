@@ -12,8 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long connecting may take.
@@ -64,11 +63,11 @@ impl Response {
 /// A connection to one broker.
 pub struct Connection {
     addr: String,
-    reader: OwnedReadHalf,
+    reader: Box<dyn AsyncRead + Unpin + Send>,
     read_buf: BytesMut,
     /// When the latest read returned (the arrival time of frames it completed).
     last_read: Instant,
-    writer: OwnedWriteHalf,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
     write_buf: BytesMut,
     next_correlation_id: i32,
     pending: VecDeque<Pending>,
@@ -99,14 +98,30 @@ pub fn connect_std(addr: &str) -> anyhow::Result<std::net::TcpStream> {
 }
 
 impl Connection {
-    /// Connects to `addr` on the current runtime.
+    /// Connects to `addr` on the current runtime, over TLS and logged in as the CLI's security
+    /// settings say ([`crate::cli::security`]).
     pub async fn connect(addr: &str) -> anyhow::Result<Connection> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("cannot reach broker at {addr}: no answer within 5 s"))?
             .map_err(|err| anyhow!("cannot reach broker at {addr}: {err}"))?;
         stream.set_nodelay(true)?;
-        Ok(Connection::new(addr, stream))
+        let security = crate::cli::security::get();
+        let mut conn = match &security.tls {
+            None => Connection::new(addr, stream),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let tls = strom_tls::connect_named(std::sync::Arc::clone(tls), host, stream)
+                    .await
+                    .map_err(|err| anyhow!("TLS with {addr}: {err}"))?;
+                let (reader, writer) = tokio::io::split(tls);
+                Connection::with_halves(addr, Box::new(reader), Box::new(writer))
+            }
+        };
+        if let Some(login) = &security.login {
+            crate::cli::security::login(&mut conn, login).await?;
+        }
+        Ok(conn)
     }
 
     /// Adopts a socket from [`connect_std`] on the current runtime.
@@ -116,6 +131,14 @@ impl Connection {
 
     fn new(addr: &str, stream: TcpStream) -> Connection {
         let (reader, writer) = stream.into_split();
+        Connection::with_halves(addr, Box::new(reader), Box::new(writer))
+    }
+
+    fn with_halves(
+        addr: &str,
+        reader: Box<dyn AsyncRead + Unpin + Send>,
+        writer: Box<dyn AsyncWrite + Unpin + Send>,
+    ) -> Connection {
         Connection {
             addr: addr.to_string(),
             reader,

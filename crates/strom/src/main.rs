@@ -5,7 +5,9 @@ mod bench;
 mod cli;
 mod config;
 mod kafka_conn;
+mod listeners;
 mod progress;
+mod security;
 mod serve;
 mod telemetry;
 
@@ -75,6 +77,32 @@ enum Command {
         #[command(subcommand)]
         command: cli::connector::ConnectorCommand,
     },
+    /// Create, list and delete SCRAM users (Kafka's AlterUserScramCredentials).
+    User {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::security::UserCommand,
+    },
+    /// Create, list and delete ACLs (Kafka's model: principal, resource, operation).
+    Acl {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::security::AclCommand,
+    },
+    /// Set, remove and list client quotas (byte rates, request percentage).
+    Quota {
+        #[command(flatten)]
+        broker: cli::BrokerArgs,
+        #[command(subcommand)]
+        command: cli::security::QuotaCommand,
+    },
+    /// A local certificate authority and certificates for nodes and clients (PEM files).
+    Cert {
+        #[command(subcommand)]
+        command: cli::security::CertCommand,
+    },
     /// Measure throughput and latency against any Kafka-protocol broker.
     Bench {
         #[command(subcommand)]
@@ -84,6 +112,22 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let broker = match &cli.command {
+        Command::Topic { broker, .. }
+        | Command::Group { broker, .. }
+        | Command::Txn { broker, .. }
+        | Command::Produce { broker, .. }
+        | Command::Consume { broker, .. }
+        | Command::User { broker, .. }
+        | Command::Acl { broker, .. }
+        | Command::Quota { broker, .. } => Some(broker),
+        Command::Bench { command } => command.broker(),
+        _ => None,
+    };
+    if let Some(Err(err)) = broker.map(cli::security::init) {
+        eprintln!("error: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Topic { broker, command } => {
@@ -105,6 +149,16 @@ fn main() -> std::process::ExitCode {
             block_on(async move { cli::cluster::run(&args, command).await })
         }
         Command::Connector { args, command } => cli::connector::run(&args, command),
+        Command::User { broker, command } => {
+            block_on(async move { cli::security::user(&broker, command).await })
+        }
+        Command::Acl { broker, command } => {
+            block_on(async move { cli::security::acl(&broker, command).await })
+        }
+        Command::Quota { broker, command } => {
+            block_on(async move { cli::security::quota(&broker, command).await })
+        }
+        Command::Cert { command } => cli::security::cert(command),
         Command::Bench { command } => block_on(bench::run(command)),
     };
     match result {

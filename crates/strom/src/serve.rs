@@ -34,17 +34,49 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(settings.kafka_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.kafka_addr))?;
-        let mut kafka = settings.kafka.clone();
-        let local = listener.local_addr()?;
-        if kafka.advertised_port == 0 {
-            kafka.advertised_port = i32::from(local.port());
+        let sec = &settings.security;
+        if sec.tls.is_some() {
+            strom_tls::spawn_reloader(Duration::from_secs(10));
         }
+        let tls = |auth| -> anyhow::Result<Option<Arc<strom_tls::TlsServer>>> {
+            match &sec.tls {
+                None => Ok(None),
+                Some(files) => Ok(Some(
+                    strom_tls::TlsServer::new(files.clone(), auth)
+                        .context("cannot load the TLS certificate")?,
+                )),
+            }
+        };
+        // Every Kafka listener is bound before the node registers, so port 0 resolves first.
+        let mut kafka_listeners = Vec::new();
+        for l in &sec.listeners {
+            let bound = tokio::net::TcpListener::bind(l.listener.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} ({})", l.listener.addr, l.listener.name))?;
+            let mut l = l.clone();
+            l.listener.addr = bound.local_addr()?;
+            if l.advertised_port == 0 {
+                l.advertised_port = i32::from(l.listener.addr.port());
+            }
+            kafka_listeners.push((bound, l));
+        }
+        let primary = kafka_listeners[0].1.clone();
+        let local = primary.listener.addr;
+        let mut kafka = settings.kafka.clone();
+        kafka.advertised_host = primary.advertised_host.clone();
+        kafka.advertised_port = primary.advertised_port;
         if let Some(mut cluster) = settings.cluster.clone() {
             cluster.kafka_host = kafka.advertised_host.clone();
             cluster.kafka_port = u16::try_from(kafka.advertised_port).unwrap_or(local.port());
+            for (_, l) in &kafka_listeners {
+                cluster.endpoints.insert(
+                    format!("kafka:{}", l.listener.name),
+                    format!("{}:{}", l.advertised_host, l.advertised_port),
+                );
+            }
+            if sec.raft_tls {
+                cluster.tls = sec.tls.clone();
+            }
             let raft = cluster.raft_addr;
             broker
                 .start_cluster(cluster)
@@ -53,6 +85,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
         strom_broker::tiering::task::spawn(&broker);
+        let security = match broker.cluster() {
+            Some(cluster) => strom_broker::security::Security::cluster(cluster),
+            None => strom_broker::security::Security::open_single(&broker)
+                .await
+                .context("cannot open the security journal")?,
+        };
+        let mut security_config = sec.config.clone();
+        security_config.internal_user = Some(crate::security::internal_user(settings.cluster.as_ref()));
+        if let Some(files) = &sec.tls {
+            // The node's own certificate is its principal on SSL listeners: a super user, as
+            // Kafka's brokers are.
+            if let Some(p) = strom_tls::cert_principal(&files.cert) {
+                security_config.super_users.push(p);
+            }
+        }
+        if let Some(user) = sec.bootstrap_user.clone() {
+            crate::security::create_bootstrap_user(Arc::clone(&security), user);
+        }
+        let internal = crate::security::internal_client(&kafka_listeners, &security_config, sec.tls.as_ref());
         // The console's KV page reads the etcd API as a client, at the URL it advertises.
         let etcd_url = settings.etcd.as_ref().map(|(_, c)| c.client_url.clone());
         let http = match settings.http {
@@ -65,12 +116,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let config = strom_http::HttpConfig::default();
                 let admin = strom_http::admin::Admin {
                     broker: Arc::clone(&broker),
-                    kafka_addr: format!("{}:{}", kafka.advertised_host, kafka.advertised_port),
+                    kafka_addr: internal.bootstrap.clone(),
                 };
-                let mut proxy = strom_proxy::ProxyConfig::new(admin.kafka_addr.clone());
+                let mut proxy = strom_proxy::ProxyConfig::new(internal.bootstrap.clone());
+                proxy.properties = internal.properties.clone();
                 proxy.consumer_instance_timeout = settings.consumer_instance_timeout;
                 let connect = strom_connect::Connect::start(strom_connect::Settings {
-                    bootstrap: admin.kafka_addr.clone(),
+                    kafka: internal.clone(),
                     worker_id: listener.local_addr()?.to_string(),
                     plugins: vec![Arc::new(strom_binlog::MySqlPlugin)],
                     membership: membership(&broker),
@@ -83,7 +135,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     strom_connect::rest::routes(connect),
                 ];
                 let app = strom_http::app(routers, &config);
-                Some(tokio::spawn(async move { strom_http::serve(listener, app, &config).await }))
+                let http_tls = if sec.http_tls { tls(strom_tls::ClientAuth::None)? } else { None };
+                Some(tokio::spawn(async move { strom_http::serve(listener, app, &config, http_tls).await }))
             }
         };
         let http_failed = async {
@@ -107,7 +160,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 .context("cannot open the key-value journal")?;
                 println!("etcd API listening on {}", listener.local_addr()?);
-                Some(tokio::spawn(strom_etcd::serve(listener, etcd)))
+                let etcd_tls = match (sec.etcd_tls, sec.etcd_client_cert_auth) {
+                    (false, _) => None,
+                    (true, false) => tls(strom_tls::ClientAuth::None)?,
+                    (true, true) => tls(strom_tls::ClientAuth::Required)?,
+                };
+                Some(tokio::spawn(strom_etcd::serve(listener, etcd, etcd_tls)))
             }
         };
         let etcd_failed = async {
@@ -119,13 +177,47 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
-        tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, "strom is serving");
+        tracing::info!(kafka = %local, data_dir = %data_dir.display(), flush = ?settings.broker.flush, authorizer = security_config.authorizer, "strom is serving");
         println!("strom listening on {local} (data in {})", data_dir.display());
         let txn = strom_txn::TxnCoordinator::start(&broker, strom_txn::TxnConfig::default())
             .context("cannot load the transaction coordinator's state")?;
-        let ctx = Arc::new(strom_kafka::Context { broker: Arc::clone(&broker), txn, config: kafka });
+        let connections = Arc::new(strom_kafka::security::ConnectionCounts::default());
+        let login_failures = Arc::new(strom_kafka::security::LoginFailures::default());
+        let mut serving = tokio::task::JoinSet::new();
+        for (bound, l) in kafka_listeners {
+            if l.listener.addr != local {
+                println!("Kafka {} listener on {}", l.listener.name, l.listener.addr);
+            }
+            let mut config = kafka.clone();
+            config.advertised_host = l.advertised_host.clone();
+            config.advertised_port = l.advertised_port;
+            let listener_tls = match l.listener.protocol {
+                strom_kafka::security::Protocol::Ssl => tls(strom_tls::ClientAuth::Required)?,
+                p if p.tls() => tls(strom_tls::ClientAuth::None)?,
+                _ => None,
+            };
+            let ctx = Arc::new(strom_kafka::Context {
+                broker: Arc::clone(&broker),
+                txn: Arc::clone(&txn),
+                config,
+                listener: l.listener.clone(),
+                security: Arc::clone(&security),
+                security_config: security_config.clone(),
+                tls: listener_tls,
+                connections: Arc::clone(&connections),
+                login_failures: Arc::clone(&login_failures),
+            });
+            serving.spawn(strom_kafka::serve(bound, ctx));
+        }
+        let kafka_failed = async {
+            match serving.join_next().await {
+                Some(Ok(r)) => r.context("kafka listener failed"),
+                Some(Err(e)) => Err(anyhow::anyhow!("kafka listener task failed: {e}")),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            r = strom_kafka::serve(listener, ctx) => r.context("kafka listener failed"),
+            r = kafka_failed => r,
             r = etcd_failed => r,
             r = http_failed => r,
             s = shutdown_signal() => s,

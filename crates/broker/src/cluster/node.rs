@@ -64,6 +64,8 @@ pub struct ClusterConfig {
     pub dead_node_timeout: Duration,
     /// The front ends' client URLs, shared through the controller (see `NodeInfo`).
     pub endpoints: BTreeMap<String, String>,
+    /// Mutual TLS between nodes (in addition to the secret handshake).
+    pub tls: Option<strom_tls::TlsFiles>,
 }
 
 pub struct Cluster {
@@ -104,6 +106,12 @@ impl Cluster {
                     .filter(|(id, _)| **id != config.node_id)
                     .map(|(id, a)| (*id, *a))
                     .collect(),
+                tls: config
+                    .tls
+                    .as_ref()
+                    .map(raft_tls)
+                    .transpose()
+                    .map_err(|e| BrokerError::InvalidConfig(format!("raft TLS: {e}")))?,
             },
             Arc::clone(&router) as Arc<dyn Inbound>,
         )
@@ -684,4 +692,14 @@ fn answer(result: Result<(), BrokerError>) -> Response {
             status: None,
         },
     }
+}
+
+/// Node-to-node mutual TLS from the node's certificate and the cluster's CA.
+fn raft_tls(
+    files: &strom_tls::TlsFiles,
+) -> Result<strom_consensus::transport::RaftTls, strom_tls::TlsError> {
+    Ok(strom_consensus::transport::RaftTls {
+        server: strom_tls::TlsServer::new(files.clone(), strom_tls::ClientAuth::Required)?,
+        client: strom_tls::client_config(files, true)?,
+    })
 }

@@ -109,6 +109,10 @@ pub struct ClusterState {
     /// of Metadata, so clients do not keep dialling a dead node. Cleared when it is heard again.
     #[serde(default)]
     pub fenced_nodes: BTreeSet<NodeId>,
+    /// Users, ACLs and quotas: in the controller so every node enforces the same set as soon
+    /// as it applies the change.
+    #[serde(default)]
+    pub security: strom_auth::SecurityState,
     /// group -> (topic, partition index); derived from `topics`, so not encoded, and rebuilt on
     /// decode. Kept in step by `apply`: code that edits `topics` directly must call
     /// [`ClusterState::rebuild_index`].
@@ -194,6 +198,8 @@ pub enum Command {
         group: GroupId,
         change: strom_tier::ManifestChange,
     },
+    /// Users, ACLs, quotas.
+    Security(strom_auth::Command),
     /// The controller's leader lost (or regained) contact with a node for a broker session.
     SetFenced {
         node: NodeId,
@@ -271,6 +277,7 @@ impl ClusterState {
             next_group_id: 1,
             removed_nodes: BTreeSet::new(),
             fenced_nodes: BTreeSet::new(),
+            security: Default::default(),
             groups: BTreeMap::new(),
         }
     }
@@ -321,6 +328,10 @@ impl ClusterState {
                 } else {
                     Applied::Nothing
                 })
+            }
+            Command::Security(cmd) => {
+                self.security.apply(cmd);
+                Ok(Applied::Nothing)
             }
         }
     }

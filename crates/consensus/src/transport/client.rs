@@ -21,6 +21,7 @@ pub async fn client_call(
     cluster_id: Option<&str>,
     request: Bytes,
     timeout: Duration,
+    tls: Option<std::sync::Arc<strom_tls::rustls::ClientConfig>>,
 ) -> Result<Bytes, TransportError> {
     if secret.is_empty() {
         return Err(TransportError::Config("the cluster secret is empty".into()));
@@ -39,7 +40,7 @@ pub async fn client_call(
         cluster_id,
         secret,
     };
-    tokio::time::timeout(timeout, call(addr, &me, request))
+    tokio::time::timeout(timeout, call(addr, &me, request, tls))
         .await
         .map_err(|_| TransportError::Timeout)?
 }
@@ -48,11 +49,20 @@ async fn call(
     addr: SocketAddr,
     me: &Identity<'_>,
     request: Bytes,
+    tls: Option<std::sync::Arc<strom_tls::rustls::ClientConfig>>,
 ) -> Result<Bytes, TransportError> {
-    let mut stream = TcpStream::connect(addr)
+    let tcp = TcpStream::connect(addr)
         .await
         .map_err(|source| TransportError::Connect { addr, source })?;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    let mut stream = match tls {
+        None => strom_tls::Conn::Plain(tcp),
+        Some(config) => strom_tls::Conn::Client(Box::new(
+            strom_tls::connect(config, addr, tcp)
+                .await
+                .map_err(|source| TransportError::Connect { addr, source })?,
+        )),
+    };
     handshake(&mut stream, Role::Dialer, me, None, &mut None)
         .await
         .map_err(|source| TransportError::Handshake { addr, source })?;

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use strom_tls::Conn;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
 
 use super::frame::{self, Frame, FrameError};
@@ -31,11 +30,34 @@ type Response = (u64, Bytes);
 /// Runs the connection until it breaks (`Err`) or the peer closes it between frames (`Ok`).
 pub(super) async fn run(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: Conn,
     from: NodeId,
     side: Side<'_>,
 ) -> Result<(), TransportError> {
-    let (rd, wr) = stream.into_split();
+    // Plain TCP splits without a lock; a TLS stream's halves share one.
+    match stream {
+        Conn::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            run_halves(shared, rd, wr, from, side).await
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            run_halves(shared, rd, wr, from, side).await
+        }
+    }
+}
+
+async fn run_halves<R, W>(
+    shared: &Arc<Shared>,
+    rd: R,
+    wr: W,
+    from: NodeId,
+    side: Side<'_>,
+) -> Result<(), TransportError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let (responses_tx, responses_rx) = mpsc::unbounded_channel();
     let outbound = match side {
         Side::Outbound { peer, conn_id } => Some((peer, conn_id)),
@@ -47,9 +69,9 @@ pub(super) async fn run(
     }
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
-    rd: OwnedReadHalf,
+    rd: R,
     from: NodeId,
     side: &Side<'_>,
     responses: mpsc::UnboundedSender<Response>,
@@ -93,8 +115,8 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(
-    wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
     outbound: Option<(&Peer, u64)>,
     mut responses: mpsc::UnboundedReceiver<Response>,
 ) -> Result<(), TransportError> {

@@ -83,6 +83,23 @@ pub struct TransportConfig {
     pub secret: Vec<u8>,
     pub cluster_id: String,
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Mutual TLS under the secret handshake: both ends present a certificate of the cluster's
+    /// CA, so a node without one cannot even start the handshake.
+    pub tls: Option<RaftTls>,
+}
+
+#[derive(Clone)]
+pub struct RaftTls {
+    /// Requires and verifies the dialler's certificate.
+    pub server: Arc<strom_tls::TlsServer>,
+    /// Presents this node's certificate and verifies the peer's.
+    pub client: Arc<strom_tls::rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for RaftTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftTls")
+    }
 }
 
 /// What the transport hands to the rest of the node.

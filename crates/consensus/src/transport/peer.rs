@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use strom_tls::Conn;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
@@ -271,9 +272,9 @@ async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
     peer.fail_pending(|| TransportError::Shutdown);
 }
 
-async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<TcpStream, TransportError> {
+async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<Conn, TransportError> {
     let connect = tokio::time::timeout(shared.timing.connect, TcpStream::connect(addr));
-    let mut stream = match connect.await {
+    let stream = match connect.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(source)) => return Err(TransportError::Connect { addr, source }),
         Err(_) => {
@@ -287,6 +288,14 @@ async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<TcpStrea
     stream
         .set_nodelay(true)
         .map_err(|source| TransportError::Connect { addr, source })?;
+    let mut stream = match &shared.tls {
+        None => Conn::Plain(stream),
+        Some(tls) => Conn::Client(Box::new(
+            strom_tls::connect(Arc::clone(&tls.client), addr, stream)
+                .await
+                .map_err(|source| TransportError::Connect { addr, source })?,
+        )),
+    };
     let identity = shared.identity();
     let mut announced = None;
     let hs = handshake(

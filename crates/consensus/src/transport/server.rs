@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strom_tls::Conn;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -41,12 +42,31 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     tracing::debug!(node = shared.node_id, "listener closed");
 }
 
-async fn serve(shared: Arc<Shared>, mut stream: TcpStream, remote: SocketAddr) {
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);
-    if let Err(err) = stream.set_nodelay(true) {
+    if let Err(err) = tcp.set_nodelay(true) {
         tracing::debug!(%remote, %err, "cannot set TCP_NODELAY");
     }
+    let mut stream = match &shared.tls {
+        None => Conn::Plain(tcp),
+        Some(tls) => {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => return,
+                r = tls.server.accept(tcp) => r,
+            };
+            match accepted {
+                Ok(s) => Conn::Tls(Box::new(s)),
+                Err(err) => {
+                    // A node without a certificate of the cluster's CA ends here.
+                    if let Some(suppressed) = shared.log_limiter.allow(LogKey::Accept) {
+                        tracing::warn!(node = shared.node_id, %remote, %err, suppressed, "refused a connection: TLS handshake failed");
+                    }
+                    return;
+                }
+            }
+        }
+    };
     let mut announced = None;
     let result = {
         let identity = shared.identity();

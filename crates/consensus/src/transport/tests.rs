@@ -59,6 +59,7 @@ fn config(node_id: NodeId, secret: &[u8]) -> TransportConfig {
         secret: secret.to_vec(),
         cluster_id: CLUSTER.into(),
         peers: BTreeMap::new(),
+        tls: None,
     }
 }
 
@@ -412,13 +413,13 @@ async fn client_call_needs_the_secret() {
     let (b, rb) = start(2).await;
     let t = Duration::from_secs(2);
     let addr = b.local_addr();
-    let r = client_call(addr, SECRET, Some(CLUSTER), Bytes::from("status"), t).await;
+    let r = client_call(addr, SECRET, Some(CLUSTER), Bytes::from("status"), t, None).await;
     assert_eq!(&r.unwrap()[..], b"0:status");
-    let r = client_call(addr, SECRET, None, Bytes::from("status"), t).await;
+    let r = client_call(addr, SECRET, None, Bytes::from("status"), t, None).await;
     assert_eq!(&r.unwrap()[..], b"0:status");
     assert_eq!(rb.rpcs.load(Ordering::SeqCst), 2);
 
-    let r = client_call(addr, b"guess", None, Bytes::from("status"), t).await;
+    let r = client_call(addr, b"guess", None, Bytes::from("status"), t, None).await;
     assert!(
         matches!(
             r,
@@ -429,7 +430,7 @@ async fn client_call_needs_the_secret() {
         ),
         "{r:?}"
     );
-    let r = client_call(addr, SECRET, Some("other"), Bytes::from("status"), t).await;
+    let r = client_call(addr, SECRET, Some("other"), Bytes::from("status"), t, None).await;
     assert!(
         matches!(
             r,

@@ -105,10 +105,11 @@ pub fn metadata(
                     || leaders.contains(&(n.id as i32)))
         })
         .map(|n| {
+            let (host, port) = kafka_address(ctx, n);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(n.id as i32))
-                .with_host(str_bytes(n.kafka_host.clone()))
-                .with_port(i32::from(n.kafka_port))
+                .with_host(str_bytes(host))
+                .with_port(port)
         })
         .collect();
     // Until this node's registration commits, still name it: a client told of no broker at
@@ -319,6 +320,7 @@ pub(crate) async fn propose_patiently(cluster: &Cluster, cmd: Command) -> Result
 /// offsets, a transactional id's state), as in Kafka. `None` while that topic or partition
 /// has no leader yet.
 pub(crate) fn coordinator_for(
+    ctx: &Context,
     cluster: &Cluster,
     topic: &str,
     partition: usize,
@@ -326,11 +328,22 @@ pub(crate) fn coordinator_for(
     cluster.with_state(|s| {
         let partition = s.topics.get(topic)?.partitions.get(partition)?;
         let node = partition.leader?;
-        let info = s.nodes.get(&node)?;
-        Some((
-            node as i32,
-            info.kafka_host.clone(),
-            i32::from(info.kafka_port),
-        ))
+        let (host, port) = kafka_address(ctx, s.nodes.get(&node)?);
+        Some((node as i32, host, port))
     })
+}
+
+/// A node's address on the listener this request came in on (each node registers every
+/// listener as endpoint `kafka:NAME`); its primary address if it has no such listener.
+pub(crate) fn kafka_address(
+    ctx: &Context,
+    node: &strom_broker::cluster::NodeInfo,
+) -> (String, i32) {
+    node.endpoints
+        .get(&format!("kafka:{}", ctx.listener.name))
+        .and_then(|a| {
+            let (host, port) = a.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .unwrap_or_else(|| (node.kafka_host.clone(), i32::from(node.kafka_port)))
 }

@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod security;
 pub mod txn;
 
 use std::future::Future;
@@ -39,6 +40,10 @@ pub struct Client {
     pub id: String,
     /// The peer address as Kafka prints it, e.g. `/127.0.0.1`.
     pub host: String,
+    /// The peer's IP as ACL host filters name it, e.g. `127.0.0.1`.
+    pub ip: String,
+    /// `User:NAME` once authenticated (SASL or a client certificate), else `User:ANONYMOUS`.
+    pub principal: String,
 }
 
 pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &Client) -> Reply {
@@ -90,6 +95,13 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
         RequestKind::DescribeGroups(r) => now(groups::describe(ctx, r, version).into()),
         RequestKind::DeleteGroups(r) => groups::delete(ctx, r),
         RequestKind::OffsetForLeaderEpoch(r) => now(offset_for_leader_epoch::handle(ctx, r).into()),
+        RequestKind::CreateAcls(r) => security::create_acls(ctx, r),
+        RequestKind::DescribeAcls(r) => now(security::describe_acls(ctx, r)),
+        RequestKind::DeleteAcls(r) => security::delete_acls(ctx, r),
+        RequestKind::DescribeUserScramCredentials(r) => now(security::describe_users(ctx, r)),
+        RequestKind::AlterUserScramCredentials(r) => security::alter_users(ctx, r),
+        RequestKind::DescribeClientQuotas(r) => now(security::describe_quotas(ctx, r)),
+        RequestKind::AlterClientQuotas(r) => security::alter_quotas(ctx, r),
         other => {
             // Unreachable through dispatch, which admits only the versions table's APIs.
             tracing::error!("no handler for {other:?}");
@@ -117,7 +129,7 @@ pub(crate) mod authorized {
     pub const GROUP: i32 = bits(&[3, 6, 8]);
 }
 
-pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 

@@ -18,6 +18,8 @@ use super::{Elem, Field, Schema, StructDef, TaggedField, Ty};
 
 mod groups;
 use groups::*;
+mod security;
+use security::*;
 mod txn;
 use txn::*;
 
@@ -616,6 +618,14 @@ pub(super) static SCHEMAS: &[Schema] = &[
         body: &LIST_GROUPS_REQUEST,
     },
     Schema {
+        api_key: 17,
+        name: "SaslHandshake",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: NEVER_FLEXIBLE,
+        body: &SASL_HANDSHAKE_REQUEST,
+    },
+    Schema {
         api_key: 18,
         name: "ApiVersions",
         min_version: 0,
@@ -696,6 +706,30 @@ pub(super) static SCHEMAS: &[Schema] = &[
         body: &TXN_OFFSET_COMMIT_REQUEST,
     },
     Schema {
+        api_key: 29,
+        name: "DescribeAcls",
+        min_version: 1,
+        max_version: 3,
+        flexible_from: 2,
+        body: &DESCRIBE_ACLS_REQUEST,
+    },
+    Schema {
+        api_key: 30,
+        name: "CreateAcls",
+        min_version: 1,
+        max_version: 3,
+        flexible_from: 2,
+        body: &CREATE_ACLS_REQUEST,
+    },
+    Schema {
+        api_key: 31,
+        name: "DeleteAcls",
+        min_version: 1,
+        max_version: 3,
+        flexible_from: 2,
+        body: &DELETE_ACLS_REQUEST,
+    },
+    Schema {
         api_key: 32,
         name: "DescribeConfigs",
         min_version: 1,
@@ -710,6 +744,14 @@ pub(super) static SCHEMAS: &[Schema] = &[
         max_version: 2,
         flexible_from: 2,
         body: &ALTER_CONFIGS_REQUEST,
+    },
+    Schema {
+        api_key: 36,
+        name: "SaslAuthenticate",
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        body: &SASL_AUTHENTICATE_REQUEST,
     },
     Schema {
         api_key: 37,
@@ -742,6 +784,38 @@ pub(super) static SCHEMAS: &[Schema] = &[
         max_version: 0,
         flexible_from: NEVER_FLEXIBLE,
         body: &OFFSET_DELETE_REQUEST,
+    },
+    Schema {
+        api_key: 48,
+        name: "DescribeClientQuotas",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 1,
+        body: &DESCRIBE_CLIENT_QUOTAS_REQUEST,
+    },
+    Schema {
+        api_key: 49,
+        name: "AlterClientQuotas",
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 1,
+        body: &ALTER_CLIENT_QUOTAS_REQUEST,
+    },
+    Schema {
+        api_key: 50,
+        name: "DescribeUserScramCredentials",
+        min_version: 0,
+        max_version: 0,
+        flexible_from: 0,
+        body: &DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST,
+    },
+    Schema {
+        api_key: 51,
+        name: "AlterUserScramCredentials",
+        min_version: 0,
+        max_version: 0,
+        flexible_from: 0,
+        body: &ALTER_USER_SCRAM_CREDENTIALS_REQUEST,
     },
     Schema {
         api_key: 60,

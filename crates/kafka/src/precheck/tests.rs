@@ -11,21 +11,33 @@ use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
+use kafka_protocol::messages::alter_client_quotas_request::{
+    AlterClientQuotasRequest, EntityData, EntryData, OpData,
+};
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsRequest, AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    AlterUserScramCredentialsRequest, ScramCredentialDeletion, ScramCredentialUpsertion,
+};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::create_acls_request::{AclCreation, CreateAclsRequest};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
 };
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
+use kafka_protocol::messages::delete_acls_request::{DeleteAclsFilter, DeleteAclsRequest};
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::delete_topics_request::{DeleteTopicState, DeleteTopicsRequest};
+use kafka_protocol::messages::describe_acls_request::DescribeAclsRequest;
+use kafka_protocol::messages::describe_client_quotas_request::{
+    ComponentData, DescribeClientQuotasRequest,
+};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
 use kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
@@ -35,6 +47,9 @@ use kafka_protocol::messages::describe_producers_request::{
     DescribeProducersRequest, TopicRequest,
 };
 use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+use kafka_protocol::messages::describe_user_scram_credentials_request::{
+    DescribeUserScramCredentialsRequest, UserName,
+};
 use kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
@@ -66,6 +81,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
+use kafka_protocol::messages::sasl_authenticate_request::SaslAuthenticateRequest;
+use kafka_protocol::messages::sasl_handshake_request::SaslHandshakeRequest;
 use kafka_protocol::messages::sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment};
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -93,6 +110,7 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (14, 0, 5),
     (15, 0, 5),
     (16, 0, 5),
+    (17, 0, 1),
     (18, 0, 3),
     (19, 2, 7),
     (20, 1, 6),
@@ -103,12 +121,20 @@ const EXPECTED: &[(i16, i16, i16)] = &[
     (25, 0, 4),
     (26, 0, 5),
     (28, 0, 5),
+    (29, 1, 3),
+    (30, 1, 3),
+    (31, 1, 3),
     (32, 1, 4),
     (33, 0, 2),
+    (36, 0, 2),
     (37, 0, 3),
     (42, 0, 2),
     (44, 0, 1),
     (47, 0, 0),
+    (48, 0, 1),
+    (49, 0, 1),
+    (50, 0, 0),
+    (51, 0, 0),
     (60, 0, 1),
     (61, 0, 0),
     (65, 0, 0),
@@ -168,6 +194,7 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         14 => pick!(SyncGroupRequest, sync_group),
         15 => pick!(DescribeGroupsRequest, describe_groups),
         16 => pick!(ListGroupsRequest, list_groups),
+        17 => pick!(SaslHandshakeRequest, sasl_handshake),
         18 => pick!(ApiVersionsRequest, api_versions),
         19 => pick!(CreateTopicsRequest, create_topics),
         20 => pick!(DeleteTopicsRequest, delete_topics),
@@ -178,12 +205,26 @@ fn body(api_key: i16, v: i16, variant: Variant) -> Vec<u8> {
         25 => pick!(AddOffsetsToTxnRequest, add_offsets_to_txn),
         26 => pick!(EndTxnRequest, end_txn),
         28 => pick!(TxnOffsetCommitRequest, txn_offset_commit),
+        29 => pick!(DescribeAclsRequest, describe_acls),
+        30 => pick!(CreateAclsRequest, create_acls),
+        31 => pick!(DeleteAclsRequest, delete_acls),
         32 => pick!(DescribeConfigsRequest, describe_configs),
         33 => pick!(AlterConfigsRequest, alter_configs),
+        36 => pick!(SaslAuthenticateRequest, sasl_authenticate),
         37 => pick!(CreatePartitionsRequest, create_partitions),
         42 => pick!(DeleteGroupsRequest, delete_groups),
         44 => pick!(IncrementalAlterConfigsRequest, incremental_alter_configs),
         47 => pick!(OffsetDeleteRequest, offset_delete),
+        48 => pick!(DescribeClientQuotasRequest, describe_client_quotas),
+        49 => pick!(AlterClientQuotasRequest, alter_client_quotas),
+        50 => pick!(
+            DescribeUserScramCredentialsRequest,
+            describe_user_scram_credentials
+        ),
+        51 => pick!(
+            AlterUserScramCredentialsRequest,
+            alter_user_scram_credentials
+        ),
         60 => pick!(DescribeClusterRequest, describe_cluster),
         61 => pick!(DescribeProducersRequest, describe_producers),
         65 => pick!(DescribeTransactionsRequest, describe_transactions),
@@ -219,6 +260,7 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         14 => dec!(SyncGroupRequest),
         15 => dec!(DescribeGroupsRequest),
         16 => dec!(ListGroupsRequest),
+        17 => dec!(SaslHandshakeRequest),
         18 => dec!(ApiVersionsRequest),
         19 => dec!(CreateTopicsRequest),
         20 => dec!(DeleteTopicsRequest),
@@ -229,12 +271,20 @@ fn lib_decode(api_key: i16, v: i16, body: &[u8]) -> Result<usize, String> {
         25 => dec!(AddOffsetsToTxnRequest),
         26 => dec!(EndTxnRequest),
         28 => dec!(TxnOffsetCommitRequest),
+        29 => dec!(DescribeAclsRequest),
+        30 => dec!(CreateAclsRequest),
+        31 => dec!(DeleteAclsRequest),
         32 => dec!(DescribeConfigsRequest),
         33 => dec!(AlterConfigsRequest),
+        36 => dec!(SaslAuthenticateRequest),
         37 => dec!(CreatePartitionsRequest),
         42 => dec!(DeleteGroupsRequest),
         44 => dec!(IncrementalAlterConfigsRequest),
         47 => dec!(OffsetDeleteRequest),
+        48 => dec!(DescribeClientQuotasRequest),
+        49 => dec!(AlterClientQuotasRequest),
+        50 => dec!(DescribeUserScramCredentialsRequest),
+        51 => dec!(AlterUserScramCredentialsRequest),
         60 => dec!(DescribeClusterRequest),
         61 => dec!(DescribeProducersRequest),
         65 => dec!(DescribeTransactionsRequest),
@@ -299,7 +349,7 @@ fn precheck_version_ranges_are_the_advertised_ones() {
             .map(|&(k, min, max)| (k, (min, max)))
             .collect::<Vec<_>>()
     );
-    for unknown in [-1, 4, 5, 6, 7, 17, 36, 1000, i16::MAX, i16::MIN] {
+    for unknown in [-1, 4, 5, 6, 7, 27, 34, 1000, i16::MAX, i16::MIN] {
         assert_eq!(supported_versions(unknown), None);
         assert!(matches!(
             check_request_body(unknown, 0, &[]),

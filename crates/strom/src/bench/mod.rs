@@ -43,6 +43,17 @@ pub enum BenchCommand {
     Kv(kv::KvBenchArgs),
 }
 
+impl BenchCommand {
+    /// The broker flags (security included) of a Kafka workload.
+    pub fn broker(&self) -> Option<&BrokerArgs> {
+        match self {
+            BenchCommand::Produce(a) | BenchCommand::E2e(a) => Some(&a.broker),
+            BenchCommand::Consume(c) => Some(&c.common.broker),
+            BenchCommand::Kv(_) => None,
+        }
+    }
+}
+
 /// Parameters shared by every benchmark workload.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {

@@ -111,6 +111,7 @@ pub fn base_config(broker: &str) -> ClientConfig {
         // Disconnect and reconnect reports are log lines too; they are dropped anyway.
         .set("log.connection.close", "false")
         .set_log_level(RDKafkaLogLevel::Emerg);
+    super::security::get().apply(&mut config);
     config
 }
 

@@ -26,6 +26,15 @@ pub struct ClusterArgs {
         hide_env_values = true
     )]
     pub cluster_secret: Option<String>,
+    /// With --raft-tls on the nodes: a certificate of the cluster's CA to present (PEM).
+    #[arg(long, global = true, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The cluster's CA (PEM).
+    #[arg(long, global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -65,6 +74,21 @@ pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<
     let Some(secret) = &args.cluster_secret else {
         bail!("the cluster secret is needed: --cluster-secret or STROM_CLUSTER_SECRET");
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            strom_tls::client_config(
+                &strom_tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: args.tls_ca.clone(),
+                },
+                true,
+            )
+            .context("cannot load the TLS files")?,
+        ),
+        _ => None,
+    };
+    let tls = &tls;
     let call = |req: Request| async move {
         let bytes = strom_consensus::transport::client_call(
             addr,
@@ -72,6 +96,7 @@ pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<
             None,
             rpc::encode(&req),
             Duration::from_secs(15),
+            tls.clone(),
         )
         .await
         .with_context(|| format!("cannot reach the node at {addr}"))?;
@@ -105,6 +130,7 @@ pub async fn run(args: &ClusterArgs, command: ClusterCommand) -> anyhow::Result<
                     None,
                     req,
                     Duration::from_secs(5),
+                    tls.clone(),
                 )
                 .await
                 {

@@ -11,6 +11,7 @@ pub mod connector;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod security;
 pub mod topic;
 pub mod txn;
 
@@ -27,6 +28,24 @@ pub struct BrokerArgs {
         global = true
     )]
     pub broker: String,
+    /// Log in with SASL as this user (SASL_PLAINTEXT, or SASL_SSL with --tls-ca).
+    #[arg(long, env = "STROM_USER", global = true)]
+    pub user: Option<String>,
+    /// The user's password.
+    #[arg(long, env = "STROM_PASSWORD", global = true, hide_env_values = true)]
+    pub password: Option<String>,
+    /// SASL mechanism: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.
+    #[arg(long, default_value = "SCRAM-SHA-256", global = true)]
+    pub sasl_mechanism: String,
+    /// Connect over TLS, trusting this CA (PEM).
+    #[arg(long, env = "STROM_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Present this client certificate (PEM; an SSL listener's principal is its CN).
+    #[arg(long, global = true, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, global = true)]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Parses `key=value` arguments (the value may itself contain `=`).

@@ -33,7 +33,7 @@ fn locate(ctx: &Context, key_type: i8, key: &str) -> (i16, Option<String>, i32, 
             match ctx
                 .broker
                 .cluster()
-                .and_then(|c| crate::handlers::cluster::coordinator_for(c, topic, partition))
+                .and_then(|c| crate::handlers::cluster::coordinator_for(ctx, c, topic, partition))
             {
                 Some((node, host, port)) => (0, None, node, host, port),
                 None => (

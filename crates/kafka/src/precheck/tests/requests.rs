@@ -609,6 +609,139 @@ pub(super) fn list_transactions(v: i16, m: Mode) -> ListTransactionsRequest {
     )
 }
 
+pub(super) fn sasl_handshake(v: i16, m: Mode) -> SaslHandshakeRequest {
+    let f = m == Mode::Full;
+    fill!(SaslHandshakeRequest, v;
+        mechanism = st(f, "SCRAM-SHA-256"),
+    )
+}
+
+pub(super) fn describe_acls(v: i16, m: Mode) -> DescribeAclsRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeAclsRequest, v;
+        resource_type_filter = 2,
+        resource_name_filter = opt(f, "orders"),
+        pattern_type_filter = 4,
+        principal_filter = opt(f, "User:alice"),
+        host_filter = opt(f, "*"),
+        operation = 3,
+        permission_type = 3,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn create_acls(v: i16, m: Mode) -> CreateAclsRequest {
+    let f = m == Mode::Full;
+    fill!(CreateAclsRequest, v;
+        creations = many(f, |_| fill!(AclCreation, v;
+            resource_type = 2,
+            resource_name = st(f, "orders"),
+            resource_pattern_type = 4,
+            principal = st(f, "User:alice"),
+            host = st(f, "*"),
+            operation = 3,
+            permission_type = 3,
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn delete_acls(v: i16, m: Mode) -> DeleteAclsRequest {
+    let f = m == Mode::Full;
+    fill!(DeleteAclsRequest, v;
+        filters = many(f, |_| fill!(DeleteAclsFilter, v;
+            resource_type_filter = 2,
+            resource_name_filter = opt(f, "orders"),
+            pattern_type_filter = 4,
+            principal_filter = opt(f, "User:alice"),
+            host_filter = opt(f, "*"),
+            operation = 3,
+            permission_type = 2,
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn sasl_authenticate(v: i16, m: Mode) -> SaslAuthenticateRequest {
+    let f = m == Mode::Full;
+    fill!(SaslAuthenticateRequest, v;
+        auth_bytes = blob(f),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn describe_client_quotas(v: i16, m: Mode) -> DescribeClientQuotasRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeClientQuotasRequest, v;
+        components = many(f, |_| fill!(ComponentData, v;
+            entity_type = st(f, "user"),
+            match_type = 2,
+            _match = opt(f, "alice"),
+            unknown_tagged_fields = tags(f),
+        )),
+        strict = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn alter_client_quotas(v: i16, m: Mode) -> AlterClientQuotasRequest {
+    let f = m == Mode::Full;
+    fill!(AlterClientQuotasRequest, v;
+        entries = many(f, |_| fill!(EntryData, v;
+            entity = many(f, |_| fill!(EntityData, v;
+                entity_type = st(f, "user"),
+                entity_name = opt(f, "alice"),
+                unknown_tagged_fields = tags(f),
+            )),
+            ops = many(f, |_| fill!(OpData, v;
+                key = st(f, "producer_byte_rate"),
+                value = 1_048_576.5,
+                remove = true,
+                unknown_tagged_fields = tags(f),
+            )),
+            unknown_tagged_fields = tags(f),
+        )),
+        validate_only = true,
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn describe_user_scram_credentials(
+    v: i16,
+    m: Mode,
+) -> DescribeUserScramCredentialsRequest {
+    let f = m == Mode::Full;
+    fill!(DescribeUserScramCredentialsRequest, v;
+        users = (m != Mode::Nulls).then(|| many(f, |_| fill!(UserName, v;
+            name = st(f, "alice"),
+            unknown_tagged_fields = tags(f),
+        ))),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
+pub(super) fn alter_user_scram_credentials(v: i16, m: Mode) -> AlterUserScramCredentialsRequest {
+    let f = m == Mode::Full;
+    fill!(AlterUserScramCredentialsRequest, v;
+        deletions = many(f, |_| fill!(ScramCredentialDeletion, v;
+            name = st(f, "bob"),
+            mechanism = 2,
+            unknown_tagged_fields = tags(f),
+        )),
+        upsertions = many(f, |_| fill!(ScramCredentialUpsertion, v;
+            name = st(f, "alice"),
+            mechanism = 1,
+            iterations = 8192,
+            salt = blob(f),
+            salted_password = blob(f),
+            unknown_tagged_fields = tags(f),
+        )),
+        unknown_tagged_fields = tags(f),
+    )
+}
+
 /// How a builder fills a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
