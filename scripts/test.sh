@@ -23,6 +23,9 @@ command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 # The web console's test drives headless Chromium through chromedriver.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# librdkafka (built by the rdkafka crate) links OpenSSL for TLS and SASL/SCRAM.
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::handlers::{self, Reply};
+use crate::quota::{self, Mute};
 use crate::security::{self, SaslOutcome, Session};
 use crate::server::PendingResponse;
 use crate::{fetch_encoding, precheck, versions, Context};
@@ -72,7 +73,9 @@ pub fn handle(
     frame: Bytes,
     peer: std::net::SocketAddr,
     session: &mut Session,
+    mute: &Arc<Mute>,
 ) -> Result<(PendingResponse, After), DispatchError> {
+    let frame_bytes = frame.len();
     let p = prefix(&frame);
     let api = ApiKey::try_from(p.api_key).map_err(|_| DispatchError::UnknownApiKey(p.api_key))?;
     if !is_sasl(api) && api != ApiKey::ApiVersions {
@@ -145,8 +148,13 @@ pub fn handle(
             let chunks = encode(correlation_id, api, version, resp.into());
             return Ok(match outcome {
                 SaslOutcome::Continue => (ready(chunks), After::Continue),
-                SaslOutcome::Failed => {
-                    let delay = ctx.login_failures.record(peer.ip());
+                SaslOutcome::Failed(why) => {
+                    let (delay, failures) = ctx.login_failures.record(peer.ip());
+                    // Never the password or the proof: who tried, from where, how often. A
+                    // guesser's flood is logged at the 1st, 2nd, 4th, 8th, ... failure.
+                    if failures.is_power_of_two() {
+                        tracing::warn!(%peer, failures, "failed authentication: {why} ({failures} from this address in the last minute)");
+                    }
                     let pending: PendingResponse = Box::pin(async move {
                         tokio::time::sleep(delay).await;
                         chunks
@@ -167,22 +175,75 @@ pub fn handle(
         ip: session.host.clone(),
         principal: session.principal.clone(),
     };
-    let pending: PendingResponse = match crate::authz::handle(ctx, request, version, &client) {
-        Reply::Now(resp) => {
+    let reply = crate::authz::handle(ctx, request, version, &client);
+    // Quotas: request handling time for every request, produce bytes as they arrive, fetch
+    // bytes as they leave.
+    let record = |kind, amount: f64| {
+        ctx.quotas
+            .record(&ctx.security, &client.principal, &client.id, kind, amount)
+    };
+    let mut throttle = record(
+        quota::Kind::RequestTime,
+        started.elapsed().as_micros() as f64,
+    );
+    if api == ApiKey::Produce {
+        throttle = throttle.max(record(quota::Kind::Produce, frame_bytes as f64));
+    }
+    mute.extend(throttle);
+    let pending: PendingResponse = match reply {
+        Reply::Now(mut resp) => {
             crate::metrics::record(api, started, Some(&*resp));
+            set_throttle(&mut resp, throttle);
             ready(encode(correlation_id, api, version, *resp))
         }
-        Reply::Later(fut) => Box::pin(async move {
-            let resp = fut.await;
-            crate::metrics::record(api, started, resp.as_ref());
-            encode(correlation_id, api, version, resp?)
-        }),
+        Reply::Later(fut) => {
+            let (ctx, mute) = (Arc::clone(ctx), Arc::clone(mute));
+            Box::pin(async move {
+                let resp = fut.await;
+                crate::metrics::record(api, started, resp.as_ref());
+                let mut resp = resp?;
+                let mut throttle = throttle;
+                if let ResponseKind::Fetch(f) = &resp {
+                    let bytes: usize = f
+                        .responses
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                        .sum();
+                    let t = ctx.quotas.record(
+                        &ctx.security,
+                        &client.principal,
+                        &client.id,
+                        quota::Kind::Fetch,
+                        bytes as f64,
+                    );
+                    mute.extend(t);
+                    throttle = throttle.max(t);
+                }
+                set_throttle(&mut resp, throttle);
+                encode(correlation_id, api, version, resp)
+            })
+        }
         Reply::Nothing => {
             crate::metrics::record(api, started, None);
             Box::pin(async { None })
         }
     };
     Ok((pending, After::Continue))
+}
+
+/// Tells a throttled client how long it is held back (Produce and Fetch carry the quotas that
+/// matter to clients; every other response keeps 0).
+fn set_throttle(resp: &mut ResponseKind, throttle: std::time::Duration) {
+    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    if ms == 0 {
+        return;
+    }
+    match resp {
+        ResponseKind::Produce(p) => p.throttle_time_ms = ms,
+        ResponseKind::Fetch(f) => f.throttle_time_ms = ms,
+        _ => {}
+    }
 }
 
 fn ready(chunks: Option<Vec<Bytes>>) -> PendingResponse {

@@ -13,6 +13,7 @@ pub mod frame;
 pub mod handlers;
 pub mod metrics;
 pub mod precheck;
+pub mod quota;
 pub mod security;
 pub mod server;
 pub mod trace;
@@ -70,4 +71,5 @@ pub struct Context {
     /// Shared by every listener of the node.
     pub connections: Arc<security::ConnectionCounts>,
     pub login_failures: Arc<security::LoginFailures>,
+    pub quotas: Arc<quota::Quotas>,
 }

@@ -150,8 +150,9 @@ impl Session {
 /// What a SASL request did to the connection.
 pub enum SaslOutcome {
     Continue,
-    /// The login failed: answer, then close the connection (after the failure delay).
-    Failed,
+    /// The login failed (why, for the log): answer, then close the connection (after the
+    /// failure delay).
+    Failed(String),
 }
 
 pub fn handshake(
@@ -204,8 +205,8 @@ pub fn authenticate(
         (
             SaslAuthenticateResponse::default()
                 .with_error_code(error)
-                .with_error_message(Some(str_bytes(message))),
-            SaslOutcome::Failed,
+                .with_error_message(Some(str_bytes(message.clone()))),
+            SaslOutcome::Failed(message),
         )
     };
     let lookup = |user: &str, m: Mechanism| -> Option<scram::Credential> {
@@ -267,8 +268,8 @@ pub fn authenticate(
             )
         }
         Err(e) => {
-            // Never the password or the proof: only who tried, from where, and why.
-            tracing::warn!(host = %session.host, "SASL authentication failed: {e}");
+            // Logged (rate-limited) by the caller, with how often this address failed.
+            tracing::debug!(host = %session.host, "SASL authentication failed: {e}");
             let message = match e {
                 AuthError::InvalidCredentials(_) => e.to_string(),
                 other => format!("Authentication failed: {other}"),
@@ -354,13 +355,14 @@ pub struct LoginFailures {
 }
 
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-const FAILURE_DELAY_MAX: Duration = Duration::from_secs(5);
+const FAILURE_DELAY_MAX: Duration = Duration::from_secs(1);
 /// Addresses remembered at most; beyond it the oldest entries go.
 const FAILURE_ADDRESSES_MAX: usize = 10_000;
 
 impl LoginFailures {
-    /// Records a failure from `ip` and returns how long to wait before answering it.
-    pub fn record(&self, ip: IpAddr) -> Duration {
+    /// Records a failure from `ip` and returns how long to wait before answering it, and how
+    /// many failures the address has had within the last minute.
+    pub fn record(&self, ip: IpAddr) -> (Duration, u32) {
         let now = Instant::now();
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() >= FAILURE_ADDRESSES_MAX {
@@ -375,9 +377,10 @@ impl LoginFailures {
         }
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
-        // 100 ms (Kafka's connection.failed.authentication.delay.ms), doubling per failure.
-        let delay = Duration::from_millis(100).saturating_mul(1 << (entry.0 - 1).min(6));
-        delay.min(FAILURE_DELAY_MAX)
+        // 100 ms (Kafka's connection.failed.authentication.delay.ms), doubling per failure
+        // within a minute up to a second: a guesser gets at most one try a second per address.
+        let delay = Duration::from_millis(100).saturating_mul(1 << (entry.0 - 1).min(4));
+        (delay.min(FAILURE_DELAY_MAX), entry.0)
     }
 }
 

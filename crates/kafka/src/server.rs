@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::dispatch::After;
+use crate::quota::Mute;
 use crate::security::{Session, UNAUTHENTICATED_FRAME_BYTES};
 use crate::{dispatch, frame, Context};
 
@@ -101,7 +102,10 @@ async fn run_connection<R, W>(
     let principal = cert_principal.unwrap_or_else(|| strom_auth::ANONYMOUS.to_string());
     let mut session = Session::new(principal, peer.ip(), ctx.listener.protocol.sasl());
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
+    let mute = Arc::new(Mute::default());
     loop {
+        // A client over its quota is not read from until its throttle time has passed.
+        mute.wait().await;
         let max = if session.needs_login {
             UNAUTHENTICATED_FRAME_BYTES.min(ctx.config.max_request_bytes)
         } else {
@@ -124,7 +128,7 @@ async fn run_connection<R, W>(
             }
         };
         let queued = Queued::new(frame.len());
-        match dispatch::handle(&ctx, frame, peer, &mut session) {
+        match dispatch::handle(&ctx, frame, peer, &mut session, &mute) {
             Ok((pending, then)) => {
                 if tx.send((pending, queued)).await.is_err() || then == After::Close {
                     break;

@@ -183,6 +183,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("cannot load the transaction coordinator's state")?;
         let connections = Arc::new(strom_kafka::security::ConnectionCounts::default());
         let login_failures = Arc::new(strom_kafka::security::LoginFailures::default());
+        let quotas = Arc::new(strom_kafka::quota::Quotas::default());
         let mut serving = tokio::task::JoinSet::new();
         for (bound, l) in kafka_listeners {
             if l.listener.addr != local {
@@ -206,6 +207,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 tls: listener_tls,
                 connections: Arc::clone(&connections),
                 login_failures: Arc::clone(&login_failures),
+                quotas: Arc::clone(&quotas),
             });
             serving.spawn(strom_kafka::serve(bound, ctx));
         }

@@ -83,7 +83,7 @@ fn poll_metadata<T>(
 pub const SECRET: &str = "test-cluster-secret";
 
 /// Starts node `id` under `root/node{id}`: Raft on `raft_port`, Kafka on `kafka_port`.
-fn start_node(
+pub fn start_node(
     root: &Path,
     id: usize,
     raft_port: u16,

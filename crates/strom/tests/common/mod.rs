@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod mariadb;
 pub mod proxy;
 pub mod rdk;
+pub mod secure;
 pub mod tier;
 pub mod txn;
 pub mod txn_wire;
@@ -74,9 +75,19 @@ impl Strom {
 
     /// Like [`Strom::start`], with extra environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: Vec<(String, String)>) -> Strom {
+        Strom::start_on_with_env(data_dir, free_port(), extra, env)
+    }
+
+    /// Like [`Strom::start_on`], with extra environment variables.
+    pub fn start_on_with_env(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Strom {
         let mut s = Strom {
             child: None,
-            port: free_port(),
+            port,
             data_dir: data_dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             wrapper: Vec::new(),
@@ -120,12 +131,12 @@ impl Strom {
             }
             None => Command::new(BIN),
         };
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--kafka-addr")
-            .arg(self.addr())
-            .args(&self.extra)
+        cmd.arg("serve").arg("--data-dir").arg(&self.data_dir);
+        // With --kafka-listeners the test names every listener (the one at `port` included).
+        if !self.extra.iter().any(|a| a == "--kafka-listeners") {
+            cmd.arg("--kafka-addr").arg(self.addr());
+        }
+        cmd.args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
