@@ -36,8 +36,32 @@ pub struct SecurityState {
     pub users: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
     #[serde(default)]
     pub acls: BTreeSet<Acl>,
-    #[serde(default)]
+    /// Stored as a list of pairs: JSON maps need string keys.
+    #[serde(default, with = "pairs")]
     pub quotas: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
+}
+
+/// A map with structured keys, as a JSON list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// A change to the security state, as committed in the log.
@@ -249,5 +273,8 @@ mod tests {
         assert_eq!(s.quota(Some("alice"), "app", PRODUCER_BYTE_RATE), Some(3.0));
         assert_eq!(s.quota(Some("bob"), "other", PRODUCER_BYTE_RATE), Some(1.0));
         assert_eq!(s.quota(None, "x", CONSUMER_BYTE_RATE), None);
+        // Snapshots and the controller's state are JSON: quotas must survive the round trip.
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SecurityState>(&json).unwrap(), s);
     }
 }

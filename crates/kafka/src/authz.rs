@@ -43,13 +43,27 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
                 .topic_data
                 .into_iter()
                 .partition(|t| can(Write, Topic, &t.name));
+            // A produce creates a missing topic only for a principal that may create it.
+            let creates = |name: &str| can(Create, Cluster, CLUSTER) || can(Create, Topic, name);
+            let (ok, unknown): (Vec<_>, Vec<_>) = ok
+                .into_iter()
+                .partition(|t| topic_exists(ctx, &t.name) || creates(&t.name));
             r.topic_data = ok;
             let reply = pass(r.into());
-            patch(reply, no, |resp, no| {
-                if let ResponseKind::Produce(p) = resp {
+            let refused = (no, unknown);
+            let any = !refused.0.is_empty() || !refused.1.is_empty();
+            if !any {
+                return reply;
+            }
+            map(reply, move |mut resp| {
+                if let ResponseKind::Produce(p) = &mut resp {
                     p.responses
-                        .extend(produce_denied(no, denied::TOPIC).responses);
+                        .extend(produce_denied(&refused.0, denied::TOPIC).responses);
+                    let unknown = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+                    p.responses
+                        .extend(produce_denied(&refused.1, unknown).responses);
                 }
+                resp
             })
         }
         RequestKind::Fetch(mut r) => {
@@ -739,6 +753,13 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
             ))
         }
         other => pass(other),
+    }
+}
+
+fn topic_exists(ctx: &Context, name: &str) -> bool {
+    match ctx.broker.cluster() {
+        Some(c) => c.with_state(|s| s.topics.contains_key(name)),
+        None => ctx.broker.topic(name).is_some(),
     }
 }
 

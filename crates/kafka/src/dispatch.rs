@@ -203,20 +203,29 @@ pub fn handle(
                 crate::metrics::record(api, started, resp.as_ref());
                 let mut resp = resp?;
                 let mut throttle = throttle;
-                if let ResponseKind::Fetch(f) = &resp {
+                if let ResponseKind::Fetch(f) = &mut resp {
                     let bytes: usize = f
                         .responses
                         .iter()
                         .flat_map(|t| &t.partitions)
                         .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
                         .sum();
-                    let t = ctx.quotas.record(
-                        &ctx.security,
-                        &client.principal,
-                        &client.id,
-                        quota::Kind::Fetch,
-                        bytes as f64,
-                    );
+                    let record = |amount: f64| {
+                        ctx.quotas.record(
+                            &ctx.security,
+                            &client.principal,
+                            &client.id,
+                            quota::Kind::Fetch,
+                            amount,
+                        )
+                    };
+                    let t = record(bytes as f64);
+                    if !t.is_zero() {
+                        // Kafka answers a throttled fetch empty and does not count what it
+                        // did not send; the consumer asks again for the same offsets.
+                        record(-(bytes as f64));
+                        f.responses.clear();
+                    }
                     mute.extend(t);
                     throttle = throttle.max(t);
                 }

@@ -65,8 +65,9 @@ impl Sensor {
         }
     }
 
-    /// Adds `amount` now and returns the rate per second over the windows kept.
-    fn record(&mut self, now: Instant, amount: f64) -> f64 {
+    /// Adds `amount` now and returns the rate per second over the windows kept and the span in
+    /// seconds it was measured over.
+    fn record(&mut self, now: Instant, amount: f64) -> (f64, f64) {
         let second = now.duration_since(self.created).as_secs();
         // Slide: windows older than the last WINDOWS seconds are zeroed.
         while self.epoch + (WINDOWS as u64) <= second {
@@ -77,10 +78,11 @@ impl Sensor {
         let slot = (second - self.epoch) as usize;
         self.windows[slot] += amount;
         self.last = now;
-        // The span measured: the full windows behind, plus the current one so far.
+        // Kafka's span: the windows behind plus the current one so far, but never less than
+        // all windows but one, so a new client is not judged on its first burst alone.
         let span = (now.duration_since(self.created).as_secs_f64() - self.epoch as f64)
-            .clamp(1.0, WINDOWS as f64);
-        self.windows.iter().sum::<f64>() / span
+            .clamp((WINDOWS - 1) as f64, WINDOWS as f64);
+        (self.windows.iter().sum::<f64>() / span, span)
     }
 }
 
@@ -116,7 +118,7 @@ impl Quotas {
         if sensors.len() >= SENSORS_MAX {
             sensors.retain(|_, s| now.duration_since(s.last) < IDLE);
         }
-        let rate = sensors
+        let (rate, span) = sensors
             .entry((user.to_string(), client_id.to_string(), kind))
             .or_insert_with(|| Sensor::new(now))
             .record(now, amount);
@@ -124,7 +126,7 @@ impl Quotas {
             return Duration::ZERO;
         }
         // Kafka's rule: the time the client must wait for its rate to fall back to the quota.
-        let ms = ((rate - limit) / limit * (WINDOWS as f64) * 1000.0).min(MAX_THROTTLE_MS);
+        let ms = ((rate - limit) / limit * span * 1000.0).min(MAX_THROTTLE_MS);
         Duration::from_millis(ms as u64)
     }
 }
@@ -163,13 +165,20 @@ mod tests {
     fn sensor_rate_slides() {
         let start = Instant::now();
         let mut s = Sensor::new(start);
-        assert_eq!(s.record(start, 1000.0), 1000.0, "one second at least");
-        let later = start + Duration::from_secs(5);
-        let r = s.record(later, 1000.0);
-        assert!((r - 2000.0 / 5.0).abs() < 50.0, "{r}");
-        // Twenty seconds on, the old windows are gone.
-        let much_later = start + Duration::from_secs(25);
-        let r = s.record(much_later, 11.0);
-        assert!(r < 20.0, "{r}");
+        assert_eq!(
+            s.record(start, 1000.0),
+            (100.0, 10.0),
+            "ten seconds at least"
+        );
+        let later = start + Duration::from_millis(10_500);
+        let (r, span) = s.record(later, 1000.0);
+        assert!(
+            (r - 2000.0 / 10.5).abs() < 1.0 && span == 10.5,
+            "{r} over {span}"
+        );
+        // Thirty seconds on, the old windows are gone.
+        let much_later = start + Duration::from_secs(30);
+        let (r, _) = s.record(much_later, 11.0);
+        assert!(r < 2.0, "{r}");
     }
 }

@@ -300,15 +300,7 @@ impl Context {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
-        if !self.security_config.authorizer || self.is_super(&client.principal) {
-            return true;
-        }
-        let who = Requester {
-            principal: &client.principal,
-            host: &client.ip,
-        };
-        self.security
-            .read(|s| s.allows(&who, op, resource_type, name))
+        self.decide(client, |s, who| s.allows(who, op, resource_type, name))
     }
 
     /// Whether any resource of `resource_type` allows `op` (Kafka lets an idempotent producer
@@ -319,6 +311,20 @@ impl Context {
         op: Operation,
         resource_type: ResourceType,
     ) -> bool {
+        self.decide(client, |s, who| {
+            s.acls
+                .iter()
+                .filter(|a| a.resource_type == resource_type)
+                .any(|a| s.allows(who, op, resource_type, &a.resource_name))
+        })
+    }
+
+    /// `check` on the ACLs, unless the authorizer is off or the principal is a super user.
+    fn decide(
+        &self,
+        client: &crate::handlers::Client,
+        check: impl FnOnce(&strom_auth::SecurityState, &Requester<'_>) -> bool,
+    ) -> bool {
         if !self.security_config.authorizer || self.is_super(&client.principal) {
             return true;
         }
@@ -326,12 +332,7 @@ impl Context {
             principal: &client.principal,
             host: &client.ip,
         };
-        self.security.read(|s| {
-            s.acls
-                .iter()
-                .filter(|a| a.resource_type == resource_type)
-                .any(|a| s.allows(&who, op, resource_type, &a.resource_name))
-        })
+        self.security.read(|s| check(s, &who))
     }
 
     fn is_super(&self, principal: &str) -> bool {

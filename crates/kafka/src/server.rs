@@ -61,11 +61,13 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<
             match ctx.tls.clone() {
                 None => {
                     let (rd, wr) = stream.into_split();
+                    let rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
                     run_connection(rd, wr, peer, ctx, None).await;
                 }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
                         let principal = strom_tls::principal(&stream);
+                        // rustls buffers what it decrypts: a second buffer would only copy.
                         let (rd, wr) = tokio::io::split(stream);
                         run_connection(rd, wr, peer, ctx, principal).await;
                     }
@@ -78,7 +80,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) -> std::io::Result<
 }
 
 async fn run_connection<R, W>(
-    rd: R,
+    mut rd: R,
     mut wr: W,
     peer: SocketAddr,
     ctx: Arc<Context>,
@@ -101,7 +103,6 @@ async fn run_connection<R, W>(
     });
     let principal = cert_principal.unwrap_or_else(|| strom_auth::ANONYMOUS.to_string());
     let mut session = Session::new(principal, peer.ip(), ctx.listener.protocol.sasl());
-    let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     let mute = Arc::new(Mute::default());
     loop {
         // A client over its quota is not read from until its throttle time has passed.

@@ -267,7 +267,10 @@ impl ServeArgs {
         let (advertised_host, advertised_port) =
             (primary.advertised_host.clone(), primary.advertised_port);
         let mut cluster = cluster_config(&args, &advertised_host, advertised_port)?;
-        let etcd = etcd_config(&args)?;
+        let mut etcd = etcd_config(&args)?;
+        if let (Some((_, e)), true) = (etcd.as_mut(), security.etcd_tls) {
+            e.client_url = e.client_url.replacen("http://", "https://", 1);
+        }
         let http = listen_addr("--http-addr", args.http_addr.as_deref(), "127.0.0.1:9644")?;
         if let (Some(c), Some((_, e))) = (cluster.as_mut(), etcd.as_ref()) {
             c.endpoints.insert("etcd".into(), e.client_url.clone());

@@ -136,6 +136,19 @@ pub fn resolve(
         listeners[0].advertised_port = port.parse().context("--advertised-kafka-addr: bad port")?;
     }
 
+    // Kafka refuses to advertise the meta-address; so does the listener syntax (a plain
+    // --kafka-addr 0.0.0.0 keeps its old meaning for existing setups).
+    for l in listeners.iter().filter(|_| !given.is_empty()) {
+        if l.advertised_host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            bail!(
+                "the {} listener on {} would be advertised as {}: clients cannot connect there; give --advertised-kafka-listeners {}://HOST:PORT",
+                l.listener.name, l.listener.addr, l.advertised_host, l.listener.name
+            );
+        }
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),

@@ -187,10 +187,51 @@ fn every_rejection_is_clear() {
     let s = Secured::start(
         dir.path(),
         &certs,
-        &["--sasl-mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"],
+        &[
+            "--sasl-mechanisms",
+            "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            "--sasl-session-lifetime-ms",
+            "2000",
+        ],
     );
     s.create_user("alice", "alice-secret");
     let ca = s.cert("ca.pem");
+
+    // KIP-368: sessions last 2 s; librdkafka re-authenticates on its open connection and keeps
+    // producing past several lifetimes.
+    grant(
+        &s,
+        &[
+            "--topic",
+            "reauth",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "Write,Create",
+        ],
+    );
+    {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &s.sasl_ssl)
+            .set("security.protocol", "SASL_SSL")
+            .set("ssl.ca.location", &ca)
+            .set("sasl.mechanism", "SCRAM-SHA-256")
+            .set("sasl.username", "alice")
+            .set("sasl.password", "alice-secret")
+            .set("message.timeout.ms", "5000")
+            .create()
+            .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        for i in 0..4 {
+            let sent = rt.block_on(producer.send(
+                FutureRecord::<str, str>::to("reauth").payload("x"),
+                Duration::from_secs(5),
+            ));
+            assert!(sent.is_ok(), "record {i} after {} s: {sent:?}", 2 * i);
+            std::thread::sleep(Duration::from_millis(2100));
+        }
+    }
 
     // Wrong password and unknown user: SASL_AUTHENTICATION_FAILED, same words for both.
     for (user, password) in [("alice", "wrong"), ("nobody", "whatever")] {

@@ -282,15 +282,7 @@ pub async fn connect(
     addr: SocketAddr,
     tcp: TcpStream,
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let name = ServerName::IpAddress(addr.ip().into());
-    let connector = tokio_rustls::TlsConnector::from(config);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "TLS handshake timed out",
-        )),
-    }
+    handshake(config, ServerName::IpAddress(addr.ip().into()), tcp).await
 }
 
 /// Connects `tcp` as a TLS client to `host` (a DNS name or an IP address, checked against the
@@ -302,6 +294,14 @@ pub async fn connect_named(
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+    handshake(config, name, tcp).await
+}
+
+async fn handshake(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    tcp: TcpStream,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let connector = tokio_rustls::TlsConnector::from(config);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
         Ok(r) => r,

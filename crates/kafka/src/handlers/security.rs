@@ -27,6 +27,20 @@ fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(str_bytes(s))
 }
 
+/// Commits `cmds` in order, stopping at the first failure (as its Kafka code and message).
+async fn propose_all(
+    ctx: &Context,
+    cmds: impl IntoIterator<Item = Command>,
+) -> Result<(), (i16, String)> {
+    for cmd in cmds {
+        ctx.security
+            .propose(cmd)
+            .await
+            .map_err(|e| (code(&e), e.to_string()))?;
+    }
+    Ok(())
+}
+
 const DISABLED: &str = "No Authorizer is configured on the broker (authorizer = false).";
 
 // ---- ACLs ----
@@ -124,16 +138,13 @@ pub fn create_acls(ctx: &Arc<Context>, r: CreateAclsRequest) -> Reply {
         .collect();
     let ctx = Arc::clone(ctx);
     later(async move {
-        let stored = if acls.is_empty() {
-            Ok(())
-        } else {
-            ctx.security.propose(Command::CreateAcls(acls)).await
-        };
+        let cmds = (!acls.is_empty()).then_some(Command::CreateAcls(acls));
+        let stored = propose_all(&ctx, cmds).await;
         let results = parsed
             .into_iter()
             .map(|a| match (a, &stored) {
                 (Err(e), _) => result(ResponseError::InvalidRequest.code(), Some(e)),
-                (Ok(_), Err(e)) => result(code(e), Some(e.to_string())),
+                (Ok(_), Err((c, m))) => result(*c, Some(m.clone())),
                 (Ok(_), Ok(())) => result(0, None),
             })
             .collect();
@@ -246,16 +257,13 @@ pub fn delete_acls(ctx: &Arc<Context>, r: DeleteAclsRequest) -> Reply {
     all.dedup();
     let ctx = Arc::clone(ctx);
     later(async move {
-        let stored = if all.is_empty() {
-            Ok(())
-        } else {
-            ctx.security.propose(Command::DeleteAcls(all)).await
-        };
+        let cmds = (!all.is_empty()).then_some(Command::DeleteAcls(all));
+        let stored = propose_all(&ctx, cmds).await;
         let results = matches
             .into_iter()
             .map(|m| match (m, &stored) {
                 (Err(e), _) => failed(ResponseError::InvalidRequest.code(), &e),
-                (Ok(_), Err(e)) => failed(code(e), &e.to_string()),
+                (Ok(_), Err((c, m))) => failed(*c, m),
                 (Ok(acls), Ok(())) => DeleteAclsFilterResult::default().with_matching_acls(
                     acls.into_iter()
                         .map(|a| {
@@ -426,16 +434,7 @@ pub fn alter_users(ctx: &Arc<Context>, r: AlterUserScramCredentialsRequest) -> R
         for (user, cmds) in per_user {
             let outcome = match cmds {
                 Err(e) => Err(e),
-                Ok(cmds) => {
-                    let mut r = Ok(());
-                    for cmd in cmds {
-                        if let Err(e) = ctx.security.propose(cmd).await {
-                            r = Err((code(&e), e.to_string()));
-                            break;
-                        }
-                    }
-                    r
-                }
+                Ok(cmds) => propose_all(&ctx, cmds).await,
             };
             let res = Res::default().with_user(str_bytes(user));
             results.push(match outcome {
@@ -586,16 +585,7 @@ pub fn alter_quotas(ctx: &Arc<Context>, r: AlterClientQuotasRequest) -> Reply {
             let outcome = match cmds {
                 Err(m) => Err((ResponseError::InvalidRequest.code(), m)),
                 Ok(_) if validate_only => Ok(()),
-                Ok(cmds) => {
-                    let mut r = Ok(());
-                    for cmd in cmds {
-                        if let Err(e) = ctx.security.propose(cmd).await {
-                            r = Err((code(&e), e.to_string()));
-                            break;
-                        }
-                    }
-                    r
-                }
+                Ok(cmds) => propose_all(&ctx, cmds).await,
             };
             let entry = EntryData::default().with_entity(entity);
             entries.push(match outcome {

@@ -448,68 +448,38 @@ pub async fn acl(broker: &BrokerArgs, cmd: AclCommand) -> anyhow::Result<()> {
             println!("{} ACL(s) created", resp.results.len());
         }
         AclCommand::List(a) => {
-            let (rt, name, pattern) = filter_parts(&a)?;
-            let (principal, permission) = match a.principal()? {
-                Some((p, perm)) => (Some(StrBytes::from_string(p)), perm),
-                None => (None, 1),
-            };
-            let ops = a.operations()?;
-            let req = DescribeAclsRequest::default()
-                .with_resource_type_filter(rt)
-                .with_resource_name_filter(name)
-                .with_pattern_type_filter(pattern)
-                .with_principal_filter(principal)
-                .with_host_filter(None)
-                .with_operation(ops.first().map_or(1, |o| o.code()))
-                .with_permission_type(permission);
-            let resp: DescribeAclsResponse = conn.request(ApiKey::DescribeAcls, 3, &req).await?;
-            check(resp.error_code, resp.error_message.as_ref(), "list ACLs")?;
-            for r in resp.resources {
-                let rt = ResourceType::from_code(r.resource_type).map_or("?", ResourceType::name);
-                let pattern = if r.pattern_type == 4 {
-                    "PREFIXED"
-                } else {
-                    "LITERAL"
-                };
-                for acl in r.acls {
-                    let op = Operation::from_code(acl.operation).map_or("?", Operation::name);
-                    let perm = if acl.permission_type == 2 {
-                        "DENY"
-                    } else {
-                        "ALLOW"
-                    };
-                    println!(
-                        "{rt}:{}:{pattern}\t{}\t{}\t{op}\t{perm}",
-                        r.resource_name.as_str(),
-                        acl.principal.as_str(),
-                        acl.host.as_str()
-                    );
+            let f = Filter::of(&a)?;
+            for op in &f.ops {
+                let req = DescribeAclsRequest::default()
+                    .with_resource_type_filter(f.resource_type)
+                    .with_resource_name_filter(f.name.clone())
+                    .with_pattern_type_filter(f.pattern)
+                    .with_principal_filter(f.principal.clone())
+                    .with_host_filter(None)
+                    .with_operation(*op)
+                    .with_permission_type(f.permission);
+                let resp: DescribeAclsResponse =
+                    conn.request(ApiKey::DescribeAcls, 3, &req).await?;
+                check(resp.error_code, resp.error_message.as_ref(), "list ACLs")?;
+                for r in resp.resources {
+                    print_acls(r);
                 }
             }
         }
         AclCommand::Delete(a) => {
-            let (rt, name, pattern) = filter_parts(&a)?;
-            let (principal, permission) = match a.principal()? {
-                Some((p, perm)) => (Some(StrBytes::from_string(p)), perm),
-                None => (None, 1),
-            };
-            let ops = a.operations()?;
-            let ops: Vec<i8> = if ops.is_empty() {
-                vec![1]
-            } else {
-                ops.iter().map(|o| o.code()).collect()
-            };
-            let filters = ops
-                .into_iter()
+            let f = Filter::of(&a)?;
+            let filters = f
+                .ops
+                .iter()
                 .map(|op| {
                     delete_acls_request::DeleteAclsFilter::default()
-                        .with_resource_type_filter(rt)
-                        .with_resource_name_filter(name.clone())
-                        .with_pattern_type_filter(pattern)
-                        .with_principal_filter(principal.clone())
+                        .with_resource_type_filter(f.resource_type)
+                        .with_resource_name_filter(f.name.clone())
+                        .with_pattern_type_filter(f.pattern)
+                        .with_principal_filter(f.principal.clone())
                         .with_host_filter(None)
-                        .with_operation(op)
-                        .with_permission_type(permission)
+                        .with_operation(*op)
+                        .with_permission_type(f.permission)
                 })
                 .collect();
             let resp: DeleteAclsResponse = conn
@@ -530,24 +500,78 @@ pub async fn acl(broker: &BrokerArgs, cmd: AclCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resource type (1 = any), name and pattern filter (1 = any, 3 literal, 4 prefixed).
-fn filter_parts(a: &AclArgs) -> anyhow::Result<(i8, Option<StrBytes>, i8)> {
-    Ok(match a.resource()? {
-        None => (1, None, 1),
-        Some((rt, name)) => (rt.code(), Some(StrBytes::from_string(name)), a.pattern()),
-    })
+/// DescribeAcls/DeleteAcls filter fields from the flags; 1 is Kafka's ANY.
+struct Filter {
+    resource_type: i8,
+    name: Option<StrBytes>,
+    pattern: i8,
+    principal: Option<StrBytes>,
+    permission: i8,
+    /// One filter per operation given (ANY when none).
+    ops: Vec<i8>,
+}
+
+impl Filter {
+    fn of(a: &AclArgs) -> anyhow::Result<Filter> {
+        let (resource_type, name, pattern) = match a.resource()? {
+            None => (1, None, 1),
+            Some((rt, name)) => (rt.code(), Some(StrBytes::from_string(name)), a.pattern()),
+        };
+        let (principal, permission) = match a.principal()? {
+            Some((p, perm)) => (Some(StrBytes::from_string(p)), perm),
+            None => (None, 1),
+        };
+        let ops = a.operations()?;
+        Ok(Filter {
+            resource_type,
+            name,
+            pattern,
+            principal,
+            permission,
+            ops: if ops.is_empty() {
+                vec![1]
+            } else {
+                ops.iter().map(|o| o.code()).collect()
+            },
+        })
+    }
+}
+
+/// One line per binding: resource, principal, host, operation, permission.
+fn print_acls(r: describe_acls_response::DescribeAclsResource) {
+    let rt = ResourceType::from_code(r.resource_type).map_or("?", ResourceType::name);
+    let pattern = if r.pattern_type == 4 {
+        "PREFIXED"
+    } else {
+        "LITERAL"
+    };
+    for acl in r.acls {
+        let op = Operation::from_code(acl.operation).map_or("?", Operation::name);
+        let perm = if acl.permission_type == 2 {
+            "DENY"
+        } else {
+            "ALLOW"
+        };
+        println!(
+            "{rt}:{}:{pattern}\t{}\t{}\t{op}\t{perm}",
+            r.resource_name.as_str(),
+            acl.principal.as_str(),
+            acl.host.as_str()
+        );
+    }
 }
 
 // ---- strom quota ----
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuotaEntityArgs {
-    /// The user (principal name without User:); "default" for the default user.
+    /// The user the quota is for (principal name without User:); "default" for the default
+    /// user. (Not --user, which is the CLI's own login.)
     #[arg(long)]
-    pub user: Option<String>,
-    /// The client id; "default" for the default client id.
+    pub entity_user: Option<String>,
+    /// The client id the quota is for; "default" for the default client id.
     #[arg(long)]
-    pub client_id: Option<String>,
+    pub entity_client_id: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -579,12 +603,15 @@ fn entity(e: &QuotaEntityArgs) -> anyhow::Result<Vec<alter_client_quotas_request
                 .with_entity_name((n != "default").then(|| StrBytes::from_string(n.clone())))
         })
     };
-    let parts: Vec<_> = [part("user", &e.user), part("client-id", &e.client_id)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let parts: Vec<_> = [
+        part("user", &e.entity_user),
+        part("client-id", &e.entity_client_id),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if parts.is_empty() {
-        bail!("give --user and/or --client-id");
+        bail!("give --entity-user and/or --entity-client-id");
     }
     Ok(parts)
 }

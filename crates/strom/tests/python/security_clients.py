@@ -11,7 +11,7 @@ d. a wrong password, and a user that does not exist, fail authentication in both
    never reach the data path (librdkafka: KafkaError._AUTHENTICATION on the error callback,
    nothing delivered; kafka-python 3.0.12: its producer never bootstraps, see kp_auth_fails for
    what it raises and why). The broker delays each failed login's answer, longer with every
-   failure from the same address (up to 5 s), so this part takes about a minute;
+   failure from the same address (up to 1 s), so this part takes about a minute;
 e. alice, denied All on PREFIX + "secret", gets TOPIC_AUTHORIZATION_FAILED producing there from
    both clients.
 
