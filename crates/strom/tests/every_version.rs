@@ -7,6 +7,8 @@
 mod common;
 #[path = "conformance/groups.rs"]
 mod group_cases;
+#[path = "conformance/security.rs"]
+mod security_cases;
 #[path = "conformance/txn.rs"]
 mod txn_cases;
 
@@ -319,7 +321,7 @@ fn every_advertised_version_answers() {
     order.extend(group_cases::ORDER);
     order.extend(txn_cases::ORDER);
     assert_eq!(
-        order.len(),
+        order.len() + security_cases::ORDER.len(),
         SUPPORTED.len(),
         "a new API needs a conformance case here"
     );
@@ -332,6 +334,54 @@ fn every_advertised_version_answers() {
         for v in min..=max {
             eprintln!("{api:?} v{v}");
             let codes = exchange(&mut conn, api, v, &mut partitions);
+            assert!(
+                codes.iter().all(|c| *c == 0),
+                "{api:?} v{v}: error codes {codes:?}"
+            );
+        }
+    }
+}
+
+/// The SASL, ACL, SCRAM-user and quota APIs need a SASL listener and a super user to answer
+/// without error: a node with the authorizer on and a bootstrap admin.
+#[test]
+fn every_advertised_security_version_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = common::free_ports(2);
+    let listeners = format!(
+        "PLAINTEXT://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{}",
+        ports[0], ports[1]
+    );
+    let _strom = Strom::start_on_with_env(
+        dir.path(),
+        ports[0],
+        &["--kafka-listeners", &listeners],
+        vec![
+            ("STROM_BOOTSTRAP_USER".into(), "admin".into()),
+            ("STROM_BOOTSTRAP_PASSWORD".into(), "admin-secret".into()),
+        ],
+    );
+    let sasl = format!("127.0.0.1:{}", ports[1]);
+    // The bootstrap user is created just after the listener opens.
+    common::wait_until(
+        "the bootstrap admin",
+        std::time::Duration::from_secs(20),
+        || {
+            let mut conn = Conn::connect(&sasl);
+            let codes = security_cases::login(&mut conn, "admin", "admin-secret", 2);
+            (codes.iter().all(|c| *c == 0), format!("{codes:?}"))
+        },
+    );
+    let mut conn = Conn::connect(&sasl);
+    for api in security_cases::ORDER {
+        let (_, min, max) = SUPPORTED
+            .iter()
+            .find(|(k, _, _)| *k == api)
+            .copied()
+            .unwrap();
+        for v in min..=max {
+            eprintln!("{api:?} v{v}");
+            let codes = security_cases::exchange(&mut conn, api, v, ("admin", "admin-secret"));
             assert!(
                 codes.iter().all(|c| *c == 0),
                 "{api:?} v{v}: error codes {codes:?}"
