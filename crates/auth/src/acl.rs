@@ -12,16 +12,20 @@ pub enum ResourceType {
     TransactionalId,
     DelegationToken,
     User,
+    /// Keys of the etcd API (Strom's own type: Kafka clients never see it unless they ask
+    /// for it by its code).
+    EtcdKey,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 7] = [
         ResourceType::Topic,
         ResourceType::Group,
         ResourceType::Cluster,
         ResourceType::TransactionalId,
         ResourceType::DelegationToken,
         ResourceType::User,
+        ResourceType::EtcdKey,
     ];
 
     pub fn code(self) -> i8 {
@@ -32,6 +36,7 @@ impl ResourceType {
             ResourceType::TransactionalId => 5,
             ResourceType::DelegationToken => 6,
             ResourceType::User => 7,
+            ResourceType::EtcdKey => 100,
         }
     }
 
@@ -47,6 +52,7 @@ impl ResourceType {
             ResourceType::TransactionalId => "TransactionalId",
             ResourceType::DelegationToken => "DelegationToken",
             ResourceType::User => "User",
+            ResourceType::EtcdKey => "EtcdKey",
         }
     }
 
@@ -274,8 +280,13 @@ impl AclFilter {
                 p == acl.pattern_type && eq(name, &acl.resource_name)
             }
         };
+        // ANY leaves out Strom's own etcd key bindings: Kafka clients do not know their code.
+        let type_ok = match self.resource_type {
+            Some(t) => t == acl.resource_type,
+            None => acl.resource_type != ResourceType::EtcdKey,
+        };
         name_ok
-            && self.resource_type.is_none_or(|t| t == acl.resource_type)
+            && type_ok
             && eq(&self.principal, &acl.principal)
             && eq(&self.host, &acl.host)
             && self.operation.is_none_or(|o| o == acl.operation)
@@ -321,6 +332,89 @@ pub fn decide<'a>(
         }
     }
     allowed
+}
+
+/// The first key after every key starting with `prefix` (etcd's prefix end); empty when there
+/// is none (a prefix of 0xff bytes only, or the empty prefix): every key up to the end.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
+
+/// Kafka's decision over a key range `[start, end)` (etcd's `range_end`: empty for the key
+/// `start` alone, `\0` for every key from `start`): allowed when one ALLOW binding covers the
+/// whole range and no DENY binding touches any key of it.
+pub fn decide_range<'a>(
+    acls: impl IntoIterator<Item = &'a Acl>,
+    who: &Requester<'_>,
+    op: Operation,
+    resource_type: ResourceType,
+    start: &[u8],
+    end: &[u8],
+) -> bool {
+    // Both the request and each binding as a range [lo, hi), `None` for no upper bound.
+    let request: (Vec<u8>, Option<Vec<u8>>) = match end {
+        [] => (start.to_vec(), Some(after(start))),
+        [0] => (start.to_vec(), None),
+        e => (start.to_vec(), Some(e.to_vec())),
+    };
+    let span = |acl: &Acl| -> (Vec<u8>, Option<Vec<u8>>) {
+        let name = acl.resource_name.as_bytes();
+        match acl.pattern_type {
+            PatternType::Literal if acl.resource_name == "*" => (Vec::new(), None),
+            PatternType::Literal => (name.to_vec(), Some(after(name))),
+            PatternType::Prefixed => {
+                let end = prefix_end(name);
+                (name.to_vec(), (!end.is_empty()).then_some(end))
+            }
+        }
+    };
+    let below = |k: &[u8], hi: &Option<Vec<u8>>| hi.as_deref().is_none_or(|h| k < h);
+    let mut allowed = false;
+    for acl in acls {
+        if acl.resource_type != resource_type
+            || !(acl.principal == who.principal || acl.principal == "User:*")
+            || !(acl.host == "*" || acl.host == who.host)
+        {
+            continue;
+        }
+        let binding = span(acl);
+        match acl.permission {
+            Permission::Deny if acl.operation == op || acl.operation == Operation::All => {
+                let overlaps = below(&request.0, &binding.1) && below(&binding.0, &request.1);
+                if overlaps {
+                    return false;
+                }
+            }
+            Permission::Deny => {}
+            Permission::Allow
+                if acl.operation == Operation::All || op.implied_by().contains(&acl.operation) =>
+            {
+                let covers = binding.0 <= request.0
+                    && match (&request.1, &binding.1) {
+                        (_, None) => true,
+                        (None, Some(_)) => false,
+                        (Some(h), Some(bh)) => h <= bh,
+                    };
+                allowed |= covers;
+            }
+            Permission::Allow => {}
+        }
+    }
+    allowed
+}
+
+/// The first key after `key`.
+fn after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
 }
 
 #[cfg(test)]
@@ -386,6 +480,50 @@ mod tests {
         let mut hosted = acls[0].clone();
         hosted.host = "127.0.0.1".into();
         assert!(!decide([&hosted], &far, Write, Topic, "orders"));
+    }
+
+    #[test]
+    fn key_ranges() {
+        use Operation::*;
+        use PatternType::*;
+        use Permission::*;
+        let carol = Requester {
+            principal: "User:carol",
+            host: "127.0.0.1",
+        };
+        let key =
+            |name: &str, p, op, perm| acl(ResourceType::EtcdKey, name, p, "User:carol", op, perm);
+        let acls = vec![
+            key("/app/", Prefixed, Write, Allow),
+            key("/app/secret", Literal, All, Deny),
+            key("/ro/", Prefixed, Read, Allow),
+        ];
+        let may = |op, start: &str, end: &[u8]| {
+            decide_range(
+                &acls,
+                &carol,
+                op,
+                ResourceType::EtcdKey,
+                start.as_bytes(),
+                end,
+            )
+        };
+        assert!(may(Write, "/app/x", b""));
+        assert!(may(Read, "/ro/a", b""));
+        assert!(!may(Write, "/ro/a", b""), "Read does not imply Write");
+        assert!(may(Read, "/ro/", b"/ro0"), "the whole prefix");
+        assert!(!may(Read, "/ro/", b"/rp"), "beyond the prefix");
+        assert!(!may(Read, "/ro/", &[0]), "every key from /ro/");
+        assert!(!may(Write, "/app/secret", b""), "DENY on the key");
+        assert!(
+            !may(Write, "/app/", b"/app0"),
+            "the range holds a denied key"
+        );
+        assert!(may(Write, "/app/t", b"/app0"), "after the denied key");
+        assert!(!may(Read, "/other", b""));
+        assert_eq!(prefix_end(b"/app/"), b"/app0");
+        assert_eq!(prefix_end(&[0x61, 0xff]), b"b");
+        assert!(prefix_end(&[0xff]).is_empty());
     }
 
     #[test]

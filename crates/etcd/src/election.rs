@@ -5,6 +5,7 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
+use strom_auth::Operation;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -30,6 +31,9 @@ fn leader_key(leader: Option<LeaderKey>) -> Result<LeaderKey, Status> {
 #[tonic::async_trait]
 impl Election for Svc {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Reply<CampaignResponse> {
+        if let Some(a) = self.authz() {
+            a.check_name(&request, Operation::Write, &request.get_ref().name)?;
+        }
         let req = request.into_inner();
         if req.lease == 0 {
             return Err(Status::invalid_argument(
@@ -59,6 +63,9 @@ impl Election for Svc {
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Reply<ProclaimResponse> {
+        if let (Some(a), Some(l)) = (self.authz(), request.get_ref().leader.as_ref()) {
+            a.check(&request, Operation::Write, &l.key, &[])?;
+        }
         let req = request.into_inner();
         let leader = leader_key(req.leader)?;
         let key = Bytes::from(leader.key);
@@ -74,6 +81,9 @@ impl Election for Svc {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Reply<LeaderResponse> {
+        if let Some(a) = self.authz() {
+            a.check_name(&request, Operation::Read, &request.get_ref().name)?;
+        }
         let name = request.into_inner().name;
         self.read_barrier().await?;
         match concurrency::first_waiter(self, &name)? {
@@ -90,6 +100,9 @@ impl Election for Svc {
     /// Every change of leader or of its value, from the current one on (a burst of changes
     /// may reach a slow observer as its last state only).
     async fn observe(&self, request: Request<LeaderRequest>) -> Reply<Self::ObserveStream> {
+        if let Some(a) = self.authz() {
+            a.check_name(&request, Operation::Read, &request.get_ref().name)?;
+        }
         let name = request.into_inner().name;
         let etcd = self.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(OBSERVE_BUFFER);
@@ -142,6 +155,9 @@ impl Election for Svc {
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Reply<ResignResponse> {
+        if let (Some(a), Some(l)) = (self.authz(), request.get_ref().leader.as_ref()) {
+            a.check(&request, Operation::Write, &l.key, &[])?;
+        }
         let leader = leader_key(request.into_inner().leader)?;
         let key = Bytes::from(leader.key);
         let revision = concurrency::delete_if_created_at(self, &key, leader.rev).await?;

@@ -1,6 +1,7 @@
 //! The KV service: Range, Put, DeleteRange, Txn, Compact.
 
 use etcd_client::proto::*;
+use strom_auth::Operation;
 use strom_kv::{Command, Output};
 use tonic::{Request, Response, Status};
 
@@ -17,6 +18,10 @@ fn unexpected(out: Output) -> Status {
 #[tonic::async_trait]
 impl PbKvService for Svc {
     async fn range(&self, request: Request<PbRangeRequest>) -> Reply<PbRangeResponse> {
+        if let Some(a) = self.authz() {
+            let r = request.get_ref();
+            a.check(&request, Operation::Read, &r.key, &r.range_end)?;
+        }
         let req = convert::range_in(request.into_inner());
         if req.key.is_empty() {
             return Err(status::kv(strom_kv::KvError::EmptyKey));
@@ -44,6 +49,9 @@ impl PbKvService for Svc {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Reply<PbPutResponse> {
+        if let Some(a) = self.authz() {
+            a.check(&request, Operation::Write, &request.get_ref().key, &[])?;
+        }
         let cmd = Command::Put(convert::put_in(request.into_inner()));
         match self.propose(cmd).await? {
             (Output::Put(p), revision) => Ok(Response::new(PbPutResponse {
@@ -55,6 +63,10 @@ impl PbKvService for Svc {
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Reply<PbDeleteResponse> {
+        if let Some(a) = self.authz() {
+            let r = request.get_ref();
+            a.check(&request, Operation::Write, &r.key, &r.range_end)?;
+        }
         let cmd = Command::DeleteRange(convert::delete_in(request.into_inner()));
         match self.propose(cmd).await? {
             (Output::DeleteRange(d), revision) => Ok(Response::new(PbDeleteResponse {
@@ -66,6 +78,9 @@ impl PbKvService for Svc {
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Reply<PbTxnResponse> {
+        if let Some(a) = self.authz() {
+            a.check_txn(&request, request.get_ref())?;
+        }
         let cmd = Command::Txn(convert::txn_in(request.into_inner()));
         match self.propose(cmd).await? {
             (Output::Txn(t), revision) => {
@@ -76,6 +91,9 @@ impl PbKvService for Svc {
     }
 
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Reply<PbCompactionResponse> {
+        if let Some(a) = self.authz() {
+            a.check_admin(&request)?;
+        }
         let revision = request.into_inner().revision;
         match self.propose(Command::Compact { revision }).await? {
             (Output::Compact, revision) => Ok(Response::new(PbCompactionResponse {

@@ -7,6 +7,7 @@
 //! index moves, so a slow watcher costs no memory. Lease expiry is decided by the leader's
 //! clock (`lease::Lessor`) and replicated as a revoke.
 
+pub mod authz;
 mod concurrency;
 mod convert;
 mod election;
@@ -202,10 +203,16 @@ fn incoming(
 struct Conn(strom_tls::Conn);
 
 impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = Option<SocketAddr>;
+    type ConnectInfo = authz::Peer;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.peer_addr()
+        authz::Peer {
+            addr: self.0.peer_addr(),
+            principal: match &self.0 {
+                strom_tls::Conn::Tls(s) => strom_tls::principal(s),
+                _ => None,
+            },
+        }
     }
 }
 

@@ -12,6 +12,13 @@ use crate::service::Svc;
 #[tonic::async_trait]
 impl Lock for Svc {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        if let Some(a) = self.authz() {
+            a.check_name(
+                &request,
+                strom_auth::Operation::Write,
+                &request.get_ref().name,
+            )?;
+        }
         let req = request.into_inner();
         if req.lease == 0 {
             // etcd's server would open a session of its own; a lock nobody keeps alive would
@@ -35,6 +42,14 @@ impl Lock for Svc {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        if let Some(a) = self.authz() {
+            a.check(
+                &request,
+                strom_auth::Operation::Write,
+                &request.get_ref().key,
+                &[],
+            )?;
+        }
         let key = Bytes::from(request.into_inner().key);
         let cmd = strom_kv::Command::DeleteRange(strom_kv::DeleteRangeRequest {
             key,

@@ -28,6 +28,10 @@ fn alarm_out(list: Vec<(u64, AlarmType)>) -> Vec<PbAlarmMember> {
 #[tonic::async_trait]
 impl PbMaintenanceService for Svc {
     async fn alarm(&self, request: Request<PbAlarmRequest>) -> Reply<PbAlarmResponse> {
+        // Listing alarms is open; raising or disarming one is administration.
+        if let (Some(a), 1 | 2) = (self.authz(), request.get_ref().action) {
+            a.check_admin(&request)?;
+        }
         let req = request.into_inner();
         let alarm = match req.alarm {
             2 => AlarmType::Corrupt,

@@ -25,6 +25,8 @@ pub struct Etcd {
     cluster_id: u64,
     pub(crate) name: String,
     pub(crate) lessor: Lessor,
+    /// Set when clients authenticate with certificates and the authorizer is on.
+    authorization: std::sync::OnceLock<crate::authz::Authorization>,
 }
 
 /// The services' handle (tonic wants one value per service).
@@ -39,6 +41,15 @@ impl std::ops::Deref for Svc {
 }
 
 impl Etcd {
+    /// Enforces ACLs on every request from now on (see [`crate::authz`]).
+    pub fn authorize(&self, authorization: crate::authz::Authorization) {
+        let _ = self.authorization.set(authorization);
+    }
+
+    pub(crate) fn authz(&self) -> Option<&crate::authz::Authorization> {
+        self.authorization.get()
+    }
+
     pub fn new(
         journal: Arc<Journal<KvMachine>>,
         cluster: Option<Arc<strom_broker::cluster::Cluster>>,
@@ -58,6 +69,7 @@ impl Etcd {
             cluster_id,
             name,
             lessor: Lessor::default(),
+            authorization: std::sync::OnceLock::new(),
         })
     }
 

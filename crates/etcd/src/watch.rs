@@ -48,7 +48,9 @@ impl PbWatchService for Svc {
         request: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(Arc::clone(&self.0), request.into_inner(), tx));
+        // Each watch created on the stream is checked against the stream's principal.
+        let peer = crate::authz::peer_of(&request);
+        tokio::spawn(run(Arc::clone(&self.0), request.into_inner(), tx, peer));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -60,12 +62,19 @@ struct Stream_ {
     out: Out,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
+    /// Who opened the stream: every watch created on it is authorized for them.
+    peer: crate::authz::Peer,
 }
 
 /// The receiver is gone: the stream ends.
 struct Closed;
 
-async fn run(etcd: Arc<Etcd>, mut inbound: Streaming<PbWatchRequest>, out: Out) {
+async fn run(
+    etcd: Arc<Etcd>,
+    mut inbound: Streaming<PbWatchRequest>,
+    out: Out,
+    peer: crate::authz::Peer,
+) {
     let mut applied = etcd.journal().subscribe();
     let interval = etcd.config().progress_notify_interval;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -74,6 +83,7 @@ async fn run(etcd: Arc<Etcd>, mut inbound: Streaming<PbWatchRequest>, out: Out) 
         out,
         watchers: BTreeMap::new(),
         next_id: 0,
+        peer,
     };
     loop {
         let step = tokio::select! {
@@ -122,6 +132,20 @@ impl Stream_ {
                     cancel_reason: reason,
                     ..self.response(INVALID_WATCH_ID, current)
                 };
+                let allowed = self.etcd.authz().is_none_or(|a| {
+                    a.check_peer(
+                        &self.peer,
+                        strom_auth::Operation::Read,
+                        &c.key,
+                        &c.range_end,
+                    )
+                    .is_ok()
+                });
+                if !allowed {
+                    return self
+                        .send(refuse("etcdserver: permission denied".into()))
+                        .await;
+                }
                 if !c.range_end.is_empty()
                     && c.range_end != [0]
                     && c.key.as_slice() >= c.range_end.as_slice()

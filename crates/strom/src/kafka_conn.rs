@@ -74,7 +74,7 @@ pub struct Connection {
 }
 
 /// Connects a blocking socket with Nagle off. Producers connect this way before the clock
-/// starts and adopt the socket on their own runtime ([`Connection::from_std`]).
+/// starts and adopt the socket on their own runtime ([`Connection::adopt`]).
 pub fn connect_std(addr: &str) -> anyhow::Result<std::net::TcpStream> {
     let mut last_err = None;
     let resolved = addr
@@ -106,6 +106,16 @@ impl Connection {
             .map_err(|_| anyhow!("cannot reach broker at {addr}: no answer within 5 s"))?
             .map_err(|err| anyhow!("cannot reach broker at {addr}: {err}"))?;
         stream.set_nodelay(true)?;
+        Connection::secure(addr, stream).await
+    }
+
+    /// Adopts a socket from [`connect_std`] on the current runtime (TLS and login as
+    /// [`Connection::connect`]).
+    pub async fn adopt(addr: &str, stream: std::net::TcpStream) -> anyhow::Result<Connection> {
+        Connection::secure(addr, TcpStream::from_std(stream)?).await
+    }
+
+    async fn secure(addr: &str, stream: TcpStream) -> anyhow::Result<Connection> {
         let security = crate::cli::security::get();
         let mut conn = match &security.tls {
             None => Connection::new(addr, stream),
@@ -122,11 +132,6 @@ impl Connection {
             crate::cli::security::login(&mut conn, login).await?;
         }
         Ok(conn)
-    }
-
-    /// Adopts a socket from [`connect_std`] on the current runtime.
-    pub fn from_std(addr: &str, stream: std::net::TcpStream) -> anyhow::Result<Connection> {
-        Ok(Connection::new(addr, TcpStream::from_std(stream)?))
     }
 
     fn new(addr: &str, stream: TcpStream) -> Connection {

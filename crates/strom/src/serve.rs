@@ -47,6 +47,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 )),
             }
         };
+        // A single node's users and ACLs are loaded before any listener opens: a client that
+        // finds the Kafka port open finds the HTTP and etcd listeners open too (as before).
+        let single_security = match settings.cluster {
+            Some(_) => None,
+            None => Some(
+                strom_broker::security::Security::open_single(&broker)
+                    .await
+                    .context("cannot open the security journal")?,
+            ),
+        };
         // Every Kafka listener is bound before the node registers, so port 0 resolves first.
         let mut kafka_listeners = Vec::new();
         for l in &sec.listeners {
@@ -85,11 +95,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(raft = %raft, "cluster mode: raft transport listening");
         }
         strom_broker::tiering::task::spawn(&broker);
-        let security = match broker.cluster() {
-            Some(cluster) => strom_broker::security::Security::cluster(cluster),
-            None => strom_broker::security::Security::open_single(&broker)
-                .await
-                .context("cannot open the security journal")?,
+        let security = match (broker.cluster(), single_security) {
+            (Some(cluster), _) => strom_broker::security::Security::cluster(cluster),
+            (None, Some(single)) => single,
+            (None, None) => anyhow::bail!("a node without a cluster has its security journal"),
         };
         let mut security_config = sec.config.clone();
         security_config.internal_user = Some(crate::security::internal_user(settings.cluster.as_ref()));
@@ -165,6 +174,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     (true, false) => tls(strom_tls::ClientAuth::None)?,
                     (true, true) => tls(strom_tls::ClientAuth::Required)?,
                 };
+                // Certificates say who a client is; the ACLs (EtcdKey) what it may touch.
+                if sec.etcd_client_cert_auth && security_config.authorizer {
+                    etcd.authorize(strom_etcd::authz::Authorization {
+                        security: Arc::clone(&security),
+                        super_users: security_config.super_users.clone(),
+                    });
+                }
                 Some(tokio::spawn(strom_etcd::serve(listener, etcd, etcd_tls)))
             }
         };

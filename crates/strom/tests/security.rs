@@ -39,6 +39,8 @@ fn tls_sasl_and_mtls_with_real_clients() {
             &etcd,
             "--etcd-tls",
             "true",
+            "--etcd-client-cert-auth",
+            "true",
             "--http-addr",
             &http,
             "--http-tls",
@@ -131,21 +133,84 @@ fn tls_sasl_and_mtls_with_real_clients() {
         "kcat consume over SSL: {out}"
     );
 
-    // etcdctl and curl over TLS.
-    let etcdctl = |args: &[&str]| {
-        let out = std::process::Command::new("etcdctl")
-            .args(["--endpoints", &format!("https://{etcd}"), "--cacert", &ca])
+    // etcdctl over mutual TLS: carol's certificate names her, the ACLs (EtcdKey) say which
+    // keys she may read and write; the node's own certificate is a super user.
+    grant(
+        &s,
+        &[
+            "--etcd-key",
+            "/app/",
+            "--prefixed",
+            "--allow-principal",
+            "User:carol",
+            "--operation",
+            "Read,Write",
+        ],
+    );
+    grant(
+        &s,
+        &[
+            "--etcd-key",
+            "/ro/",
+            "--prefixed",
+            "--allow-principal",
+            "User:carol",
+            "--operation",
+            "Read",
+        ],
+    );
+    let etcdctl = |who: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new("etcdctl");
+        cmd.args([
+            "--endpoints",
+            &format!("https://{etcd}"),
+            "--cacert",
+            &ca,
+            "--command-timeout",
+            "5s",
+        ]);
+        if let Some(who) = who {
+            cmd.args([
+                "--cert",
+                &s.cert(&format!("{who}.pem")),
+                "--key",
+                &s.cert(&format!("{who}-key.pem")),
+            ]);
+        }
+        let out = cmd
             .args(args)
             .output()
             .expect("etcdctl (scripts/test.sh installs etcd-client)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     };
-    assert!(etcdctl(&["put", "tls-key", "tls-value"]).0);
-    let (ok, out) = etcdctl(&["get", "tls-key"]);
-    assert!(ok && out.contains("tls-value"), "{out}");
+    let (ok, out) = etcdctl(Some("carol"), &["put", "/app/k", "v1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = etcdctl(Some("carol"), &["get", "/app/", "--prefix"]);
+    assert!(ok && out.contains("v1"), "{out}");
+    let (ok, out) = etcdctl(Some("carol"), &["put", "/other", "x"]);
+    assert!(
+        !ok && out.contains("permission denied"),
+        "a key outside her ACLs: {out}"
+    );
+    let (ok, out) = etcdctl(Some("carol"), &["put", "/ro/k", "x"]);
+    assert!(
+        !ok && out.contains("permission denied"),
+        "Read does not allow Put: {out}"
+    );
+    let (ok, out) = etcdctl(Some("carol"), &["get", "/", "--prefix"]);
+    assert!(
+        !ok && out.contains("permission denied"),
+        "a range beyond her prefixes: {out}"
+    );
+    let (ok, out) = etcdctl(Some("node"), &["put", "/other", "by the node"]);
+    assert!(ok, "the node's certificate is a super user: {out}");
+    let (ok, out) = etcdctl(None, &["get", "/app/k"]);
+    assert!(!ok, "no client certificate: {out}");
     let (ok, _) = std::process::Command::new("etcdctl")
         .args([
             "--endpoints",
@@ -153,7 +218,7 @@ fn tls_sasl_and_mtls_with_real_clients() {
             "--command-timeout",
             "3s",
             "get",
-            "tls-key",
+            "/app/k",
         ])
         .output()
         .map(|o| (o.status.success(), ()))

@@ -140,4 +140,50 @@ mod tests {
         let _client = crate::connect(config, addr, tcp).await.unwrap();
         assert_eq!(accepted.await.unwrap().as_deref(), Some("User:alice"));
     }
+
+    /// A renewed certificate is served after a reload, and a broken one keeps the old.
+    #[tokio::test]
+    async fn reload_follows_the_files_and_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        create_ca(dir.path(), "test CA", 30).unwrap();
+        issue(dir.path(), "first", &["127.0.0.1".into()], 30).unwrap();
+        issue(dir.path(), "second", &["127.0.0.1".into()], 30).unwrap();
+        let live = |n: &str| dir.path().join(n);
+        std::fs::copy(live("first.pem"), live("node.pem")).unwrap();
+        std::fs::copy(live("first-key.pem"), live("node-key.pem")).unwrap();
+        let files = TlsFiles {
+            cert: live("node.pem"),
+            key: live("node-key.pem"),
+            ca: Some(live("ca.pem")),
+        };
+        let server = TlsServer::new(files.clone(), ClientAuth::None).unwrap();
+        let served = |server: std::sync::Arc<TlsServer>| {
+            let client = crate::client_config(&files, false).unwrap();
+            async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let accept = tokio::spawn(async move {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    server.accept(tcp).await.map(drop)
+                });
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let tls = crate::connect(client, addr, tcp).await.unwrap();
+                accept.await.unwrap().unwrap();
+                let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+                crate::principal_of(&cert)
+            }
+        };
+        assert_eq!(served(server.clone()).await.as_deref(), Some("User:first"));
+        std::fs::copy(live("second.pem"), live("node.pem")).unwrap();
+        std::fs::copy(live("second-key.pem"), live("node-key.pem")).unwrap();
+        server.reload(true);
+        assert_eq!(served(server.clone()).await.as_deref(), Some("User:second"));
+        std::fs::write(live("node.pem"), "not a certificate").unwrap();
+        server.reload(true);
+        assert_eq!(
+            served(server.clone()).await.as_deref(),
+            Some("User:second"),
+            "a broken file keeps the last good certificate"
+        );
+    }
 }

@@ -331,6 +331,9 @@ pub struct AclArgs {
     pub group: Option<String>,
     #[arg(long)]
     pub transactional_id: Option<String>,
+    /// Keys of the etcd API (a key, or with --prefixed every key starting with it).
+    #[arg(long)]
+    pub etcd_key: Option<String>,
     /// The cluster resource (kafka-cluster).
     #[arg(long)]
     pub cluster: bool,
@@ -370,6 +373,7 @@ impl AclArgs {
             self.transactional_id
                 .clone()
                 .map(|t| (ResourceType::TransactionalId, t)),
+            self.etcd_key.clone().map(|k| (ResourceType::EtcdKey, k)),
             self.cluster
                 .then(|| (ResourceType::Cluster, "kafka-cluster".to_string())),
         ]
@@ -379,7 +383,7 @@ impl AclArgs {
         match given.len() {
             0 => Ok(None),
             1 => Ok(given.into_iter().next()),
-            _ => bail!("give one of --topic, --group, --transactional-id, --cluster"),
+            _ => bail!("give one of --topic, --group, --transactional-id, --etcd-key, --cluster"),
         }
     }
 
@@ -413,7 +417,7 @@ pub async fn acl(broker: &BrokerArgs, cmd: AclCommand) -> anyhow::Result<()> {
     match cmd {
         AclCommand::Create(a) => {
             let Some((rt, name)) = a.resource()? else {
-                bail!("give the resource: --topic, --group, --transactional-id or --cluster");
+                bail!("give the resource: --topic, --group, --transactional-id, --etcd-key or --cluster");
             };
             let Some((principal, permission)) = a.principal()? else {
                 bail!("give --allow-principal or --deny-principal");
@@ -448,7 +452,12 @@ pub async fn acl(broker: &BrokerArgs, cmd: AclCommand) -> anyhow::Result<()> {
             println!("{} ACL(s) created", resp.results.len());
         }
         AclCommand::List(a) => {
-            let f = Filter::of(&a)?;
+            let mut f = Filter::of(&a)?;
+            // Listing a resource shows its literal and prefixed bindings (kafka-acls.sh lists
+            // any pattern too); --prefixed narrows it to the prefixed ones.
+            if f.name.is_some() && !a.prefixed {
+                f.pattern = 1;
+            }
             for op in &f.ops {
                 let req = DescribeAclsRequest::default()
                     .with_resource_type_filter(f.resource_type)

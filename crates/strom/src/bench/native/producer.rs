@@ -80,7 +80,7 @@ pub(super) struct State<'a> {
 
 /// One producer: send per the plan, then wait for every outstanding acknowledgement.
 pub async fn run(setup: ProducerSetup, plan: Plan) -> anyhow::Result<Stats> {
-    let mut state = State::new(setup, &plan)?;
+    let mut state = State::new(setup, &plan).await?;
     let template = Bytes::copy_from_slice(&plan.payload);
     let mut seq = 0u64;
     while !state.broken && plan.max_records.is_none_or(|max| seq < max) {
@@ -126,11 +126,11 @@ pub async fn run(setup: ProducerSetup, plan: Plan) -> anyhow::Result<Stats> {
 }
 
 impl<'a> State<'a> {
-    fn new(setup: ProducerSetup, plan: &'a Plan) -> anyhow::Result<State<'a>> {
+    async fn new(setup: ProducerSetup, plan: &'a Plan) -> anyhow::Result<State<'a>> {
         let mut leaders = Vec::with_capacity(setup.connections.len());
         for (addr, stream) in setup.connections {
             leaders.push(Leader {
-                conn: Connection::from_std(&addr, stream)?,
+                conn: Connection::adopt(&addr, stream).await?,
                 partitions: Vec::new(),
                 in_flight: VecDeque::new(),
             });
