@@ -62,6 +62,32 @@ impl Authorization {
         key: &[u8],
         range_end: &[u8],
     ) -> Result<(), Status> {
+        self.decide(peer, |s, who| {
+            decide_range(&s.acls, who, op, ResourceType::EtcdKey, key, range_end)
+        })
+        .inspect_err(|_| {
+            tracing::debug!(principal = ?peer.principal, ?op, key = %String::from_utf8_lossy(key), "etcd request denied");
+        })
+    }
+
+    /// Administration of the whole store: Alter on the cluster (super users pass).
+    pub fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.decide(&peer_of(request), |s, who| {
+            s.allows(
+                who,
+                Operation::Alter,
+                ResourceType::Cluster,
+                "kafka-cluster",
+            )
+        })
+    }
+
+    /// `allowed` on the ACLs for the peer's principal, unless it is a super user.
+    fn decide(
+        &self,
+        peer: &Peer,
+        allowed: impl FnOnce(&strom_auth::SecurityState, &Requester<'_>) -> bool,
+    ) -> Result<(), Status> {
         let principal = peer
             .principal
             .clone()
@@ -74,39 +100,7 @@ impl Authorization {
             principal: &principal,
             host: &host,
         };
-        let allowed = self
-            .security
-            .read(|s| decide_range(&s.acls, &who, op, ResourceType::EtcdKey, key, range_end));
-        if allowed {
-            Ok(())
-        } else {
-            tracing::debug!(%principal, ?op, key = %String::from_utf8_lossy(key), "etcd request denied");
-            Err(denied())
-        }
-    }
-
-    /// Administration of the whole store: Alter on the cluster (super users pass).
-    pub fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let peer = peer_of(request);
-        let principal = peer
-            .principal
-            .unwrap_or_else(|| strom_auth::ANONYMOUS.to_string());
-        if self.super_users.contains(&principal) {
-            return Ok(());
-        }
-        let host = peer.addr.map(|a| a.ip().to_string()).unwrap_or_default();
-        let who = Requester {
-            principal: &principal,
-            host: &host,
-        };
-        if self.security.read(|s| {
-            s.allows(
-                &who,
-                Operation::Alter,
-                ResourceType::Cluster,
-                "kafka-cluster",
-            )
-        }) {
+        if self.security.read(|s| allowed(s, &who)) {
             Ok(())
         } else {
             Err(denied())
