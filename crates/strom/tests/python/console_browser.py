@@ -12,6 +12,7 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -26,7 +27,9 @@ for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disabl
     opts.add_argument(a)
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-wait = WebDriverWait(driver, 30)
+# The pages re-render what they poll: an element found a moment ago may be replaced before its
+# text is read. That is not a failure, only a reason to look again on the next poll.
+wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def until(f, what):
