@@ -306,6 +306,21 @@ async fn across_nodes_the_leader_and_the_group_coordinator_add_to_the_transactio
             })
             .find(|(_, node)| *node != txn_node)
             .expect("a group coordinated elsewhere");
+        // Elections may leave every partition led by the coordinator's node; the preferred
+        // leaders (first replicas) are spread, so hand leadership back to them until one is not.
+        let mut leaders = leaders;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while leaders.iter().all(|l| *l == txn_node) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a partition led elsewhere"
+            );
+            // The command asks every node to hand over what it leads.
+            common::cluster::cluster_cli(cluster.raft_ports[0], &["rebalance-leaders"]);
+            std::thread::sleep(Duration::from_millis(500));
+            leaders =
+                cluster.wait_for_leaders(&bootstrap, topic, 3, 3, &[], Duration::from_secs(30));
+        }
         let partition = leaders
             .iter()
             .position(|l| *l != txn_node)
