@@ -4,12 +4,16 @@
 //! front end maps its requests onto these types.
 
 pub mod acl;
+pub mod caller;
+pub mod failures;
 pub mod scram;
 pub mod state;
 
 pub use acl::{
     Acl, AclFilter, Operation, PatternFilter, PatternType, Permission, Requester, ResourceType,
 };
+pub use caller::Caller;
+pub use failures::LoginFailures;
 pub use scram::{Credential, Mechanism};
 pub use state::{Command, SecurityState};
 

@@ -11,12 +11,13 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use strom_auth::Caller;
 use tokio::sync::{Mutex, Semaphore};
 
 /// Keys one listing returns at most.
@@ -25,16 +26,23 @@ const MAX_KEYS: i64 = 1000;
 const MAX_WATCHES: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether an authenticated HTTP caller may read every key of `[key, range_end)` (etcd's range
+/// convention): the key ACLs the etcd API enforces, applied to the console's caller, since the
+/// console reads the store with the node's own rights.
+pub type MayRead = Arc<dyn Fn(&Caller, &[u8], &[u8]) -> bool + Send + Sync>;
+
 #[derive(Clone)]
 struct Kv {
     endpoint: Option<String>,
+    may_read: Option<MayRead>,
     client: Arc<Mutex<Option<Client>>>,
     watches: Arc<Semaphore>,
 }
 
-pub(crate) fn routes(endpoint: Option<String>) -> Router {
+pub(crate) fn routes(endpoint: Option<String>, may_read: Option<MayRead>) -> Router {
     let kv = Kv {
         endpoint,
+        may_read,
         client: Arc::new(Mutex::new(None)),
         watches: Arc::new(Semaphore::new(MAX_WATCHES)),
     };
@@ -103,7 +111,43 @@ fn under(prefix: &str) -> (Vec<u8>, bool) {
     }
 }
 
-async fn list(State(kv): State<Kv>, Query(q): Query<PrefixQuery>) -> Response {
+impl Kv {
+    /// Refuses a caller the key ACLs do not let read every key under `prefix`.
+    fn check(&self, caller: Option<&Caller>, prefix: &str) -> Result<(), Response> {
+        let Some(may_read) = &self.may_read else {
+            return Ok(());
+        };
+        let (key, all) = under(prefix);
+        let end = if all {
+            vec![0]
+        } else {
+            match strom_auth::acl::prefix_end(&key) {
+                end if end.is_empty() => vec![0],
+                end => end,
+            }
+        };
+        match caller {
+            Some(c) if may_read(c, &key, &end) => Ok(()),
+            Some(c) => Err(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} may not read every key under '{prefix}' (a Read ACL on EtcdKey)",
+                    c.principal()
+                ),
+            )),
+            None => Err(error(StatusCode::UNAUTHORIZED, "authentication required")),
+        }
+    }
+}
+
+async fn list(
+    State(kv): State<Kv>,
+    caller: Option<Extension<Caller>>,
+    Query(q): Query<PrefixQuery>,
+) -> Response {
+    if let Err(r) = kv.check(caller.as_deref(), &q.prefix) {
+        return r;
+    }
     let mut client = match kv.client().await {
         Ok(c) => c,
         Err(r) => return r,
@@ -128,7 +172,14 @@ async fn list(State(kv): State<Kv>, Query(q): Query<PrefixQuery>) -> Response {
     }
 }
 
-async fn watch(State(kv): State<Kv>, Query(q): Query<PrefixQuery>) -> Response {
+async fn watch(
+    State(kv): State<Kv>,
+    caller: Option<Extension<Caller>>,
+    Query(q): Query<PrefixQuery>,
+) -> Response {
+    if let Err(r) = kv.check(caller.as_deref(), &q.prefix) {
+        return r;
+    }
     let Ok(permit) = Arc::clone(&kv.watches).try_acquire_owned() else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,

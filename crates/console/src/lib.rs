@@ -8,6 +8,8 @@
 
 mod kv;
 
+pub use kv::MayRead;
+
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,15 +21,15 @@ use axum::Router;
 struct Assets;
 
 /// The console's routes; `etcd` is the node's etcd client URL (`None`: the etcd API is off,
-/// and the KV page says so).
-pub fn routes(etcd: Option<String>) -> Router {
+/// and the KV page says so); `may_read`, with the authorizer on, the key ACLs' verdict.
+pub fn routes(etcd: Option<String>, may_read: Option<kv::MayRead>) -> Router {
     Router::new()
         .route("/", get(|| asset("index.html")))
         .route(
             "/console/{*file}",
             get(|Path(file): Path<String>| asset_owned(file)),
         )
-        .merge(kv::routes(etcd))
+        .merge(kv::routes(etcd, may_read))
 }
 
 async fn asset_owned(file: String) -> Response {

@@ -34,13 +34,19 @@ pub struct Admin {
     pub kafka_addr: String,
 }
 
-pub fn routes(admin: Admin) -> Router {
+/// The probes a load balancer or orchestrator polls: answered without credentials.
+pub fn health(admin: Admin) -> Router {
     Router::new()
         .route(
             "/v1/status/live",
             get(|| async { Json(json!({"status": "live"})) }),
         )
         .route("/v1/status/ready", get(ready))
+        .with_state(admin)
+}
+
+pub fn routes(admin: Admin) -> Router {
+    Router::new()
         .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(topics))
         .route("/v1/topics/{name}", get(topic))

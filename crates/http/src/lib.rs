@@ -9,6 +9,7 @@
 //! (`{"error_code": N, "message": "..."}`), which its REST clients parse.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod metrics;
 
@@ -19,6 +20,7 @@ use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+pub use auth::{Access, HttpAuth};
 pub use error::ApiError;
 
 /// Limits of the HTTP listener.
@@ -39,10 +41,22 @@ impl Default for HttpConfig {
     }
 }
 
-/// The node's HTTP application: `routers` merged, with the limits and a JSON 404 for the rest.
-pub fn app(routers: Vec<Router>, config: &HttpConfig) -> Router {
+/// The node's HTTP application: `routers` merged, each behind the access it needs when `auth`
+/// is on (the authorizer is), with the limits and a JSON 404 for the rest.
+pub fn app(
+    routers: Vec<(Access, Router)>,
+    config: &HttpConfig,
+    auth: Option<Arc<HttpAuth>>,
+) -> Router {
     let mut app = Router::new();
-    for r in routers {
+    for (access, r) in routers {
+        let r = match &auth {
+            Some(auth) => r.route_layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(auth), access),
+                auth::guard,
+            )),
+            None => r,
+        };
         app = app.merge(r);
     }
     app.route_layer(axum::middleware::from_fn(metrics::measure))
@@ -65,7 +79,11 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(accept_loop(listener, permits, tls, tx));
-    axum::serve(Limited { rx, local }, app).await
+    axum::serve(
+        Limited { rx, local },
+        app.into_make_service_with_connect_info::<RemoteAddr>(),
+    )
+    .await
 }
 
 /// Accepts while fewer than `max_connections` are open; TLS handshakes run in their own tasks
@@ -116,6 +134,18 @@ async fn accept_loop(
                 });
             }
         }
+    }
+}
+
+/// The client's address, as handlers see it (`ConnectInfo<RemoteAddr>`).
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>>
+    for RemoteAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> RemoteAddr {
+        RemoteAddr(*stream.remote_addr())
     }
 }
 
@@ -211,7 +241,7 @@ mod tests {
             ..HttpConfig::default()
         };
         let echo = Router::new().route("/echo", post(|body: String| async move { body }));
-        let app = app(vec![echo], &config);
+        let app = app(vec![(Access::Public, echo)], &config, None);
         assert_eq!(
             send(app.clone(), "POST", "/echo", vec![b'a'; 1000]).await,
             (StatusCode::OK, "a".repeat(1000))

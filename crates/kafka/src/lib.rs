@@ -70,6 +70,6 @@ pub struct Context {
     pub tls: Option<Arc<strom_tls::TlsServer>>,
     /// Shared by every listener of the node.
     pub connections: Arc<security::ConnectionCounts>,
-    pub login_failures: Arc<security::LoginFailures>,
+    pub login_failures: Arc<strom_auth::LoginFailures>,
     pub quotas: Arc<quota::Quotas>,
 }

@@ -10,11 +10,10 @@
 //!   the group's offsets of every partition of a topic, as `kafka-consumer-groups
 //!   --reset-offsets` does; like Kafka, only while the group has no active members.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
@@ -25,7 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{blocking, parse_body, reply, LogContext, Proxy, ProxyError, KAFKA_TIMEOUT};
+use crate::{blocking, parse_body, reply, Acting, LogContext, ProxyError, KAFKA_TIMEOUT};
 
 /// Most records one browse returns.
 const MAX_LIMIT: i64 = 500;
@@ -45,8 +44,8 @@ fn b64(bytes: &[u8]) -> String {
     crate::BASE64.encode(bytes)
 }
 
-pub async fn records(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn records(
+    proxy: Acting,
     Path((topic, partition)): Path<(String, i32)>,
     Query(q): Query<BrowseQuery>,
 ) -> Result<Response, ProxyError> {
@@ -59,7 +58,7 @@ pub async fn records(
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .create_with_context(LogContext)
-            .map_err(|e| ProxyError::kafka(format!("consumer: {e}")))?;
+            .map_err(|e| ProxyError::of_kafka("consumer", &e))?;
         let (low, high) = consumer
             .fetch_watermarks(&topic, partition, KAFKA_TIMEOUT)
             .map_err(|e| match e.rdkafka_error_code() {
@@ -69,7 +68,7 @@ pub async fn records(
                 Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {
                     ProxyError::topic_not_found(&topic)
                 }
-                _ => ProxyError::kafka(format!("watermarks: {e}")),
+                _ => ProxyError::of_kafka("watermarks", &e),
             })?;
         let start = match (q.offset, q.timestamp) {
             (Some(o), _) => o.clamp(low, high),
@@ -79,7 +78,7 @@ pub async fn records(
                     .map_err(|e| ProxyError::kafka(e.to_string()))?;
                 let found = consumer
                     .offsets_for_times(tpl, KAFKA_TIMEOUT)
-                    .map_err(|e| ProxyError::kafka(format!("offsets for times: {e}")))?;
+                    .map_err(|e| ProxyError::of_kafka("offsets for times", &e))?;
                 match found.find_partition(&topic, partition).map(|p| p.offset()) {
                     Some(Offset::Offset(o)) => o,
                     _ => high,
@@ -94,7 +93,7 @@ pub async fn records(
                 .map_err(|e| ProxyError::kafka(e.to_string()))?;
             consumer
                 .assign(&tpl)
-                .map_err(|e| ProxyError::kafka(format!("assign: {e}")))?;
+                .map_err(|e| ProxyError::of_kafka("assign", &e))?;
             let deadline = Instant::now() + READ_WAIT;
             let mut bytes = 0;
             let mut next = start;
@@ -106,7 +105,7 @@ pub async fn records(
                 let Some(polled) = consumer.poll(left) else {
                     continue;
                 };
-                let m = polled.map_err(|e| ProxyError::kafka(format!("read: {e}")))?;
+                let m = polled.map_err(|e| ProxyError::of_kafka("read", &e))?;
                 next = m.offset() + 1;
                 let mut headers = Vec::new();
                 if let Some(hs) = m.headers() {
@@ -170,6 +169,9 @@ fn topic_error(topic: &str, code: rdkafka::types::RDKafkaErrorCode) -> ProxyErro
     match code {
         C::TopicAlreadyExists => ProxyError::new(40002, format!("Topic '{topic}' already exists.")),
         C::UnknownTopicOrPartition => ProxyError::topic_not_found(topic),
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
+            ProxyError::forbidden(format!("Not authorized to access topics: [{topic}]"))
+        }
         C::InvalidTopic | C::InvalidPartitions | C::InvalidReplicationFactor | C::InvalidConfig => {
             ProxyError::bad_request(format!("{topic}: {code}"))
         }
@@ -177,8 +179,8 @@ fn topic_error(topic: &str, code: rdkafka::types::RDKafkaErrorCode) -> ProxyErro
     }
 }
 
-pub async fn create_topic(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn create_topic(
+    proxy: Acting,
     Path(cluster): Path<String>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -195,7 +197,7 @@ pub async fn create_topic(
         .admin()?
         .create_topics([&new], &admin_options())
         .await
-        .map_err(|e| ProxyError::kafka(format!("create topics: {e}")))?;
+        .map_err(|e| ProxyError::of_kafka("create topics", &e))?;
     for r in results {
         if let Err((topic, code)) = r {
             return Err(topic_error(&topic, code));
@@ -214,15 +216,15 @@ pub async fn create_topic(
     ))
 }
 
-pub async fn delete_topic(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn delete_topic(
+    proxy: Acting,
     Path((_cluster, topic)): Path<(String, String)>,
 ) -> Result<Response, ProxyError> {
     let results = proxy
         .admin()?
         .delete_topics(&[topic.as_str()], &admin_options())
         .await
-        .map_err(|e| ProxyError::kafka(format!("delete topics: {e}")))?;
+        .map_err(|e| ProxyError::of_kafka("delete topics", &e))?;
     for r in results {
         if let Err((topic, code)) = r {
             return Err(topic_error(&topic, code));
@@ -239,8 +241,8 @@ struct Reset {
     to: serde_json::Value,
 }
 
-pub async fn reset_offsets(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn reset_offsets(
+    proxy: Acting,
     Path(group): Path<String>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -262,10 +264,10 @@ pub async fn reset_offsets(
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .create_with_context(LogContext)
-            .map_err(|e| ProxyError::kafka(format!("consumer: {e}")))?;
+            .map_err(|e| ProxyError::of_kafka("consumer", &e))?;
         let md = consumer
             .fetch_metadata(Some(&r.topic), KAFKA_TIMEOUT)
-            .map_err(|e| ProxyError::kafka(format!("metadata: {e}")))?;
+            .map_err(|e| ProxyError::of_kafka("metadata", &e))?;
         let partitions: Vec<i32> = md
             .topics()
             .iter()
@@ -277,7 +279,7 @@ pub async fn reset_offsets(
         for p in partitions {
             let (low, high) = consumer
                 .fetch_watermarks(&r.topic, p, KAFKA_TIMEOUT)
-                .map_err(|e| ProxyError::kafka(format!("watermarks: {e}")))?;
+                .map_err(|e| ProxyError::of_kafka("watermarks", &e))?;
             let offset = match to.as_str() {
                 "earliest" => low,
                 "latest" => high,

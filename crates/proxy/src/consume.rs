@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -22,7 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{blocking, parse_body, reply, Format, LogContext, Proxy, ProxyError, KAFKA_TIMEOUT};
+use crate::{
+    blocking, parse_body, reply, Acting, Format, LogContext, Proxy, ProxyError, KAFKA_TIMEOUT,
+};
 
 /// Longest a records request waits for records, whatever the client asks.
 const MAX_RECORDS_WAIT: Duration = Duration::from_secs(30);
@@ -31,6 +33,8 @@ const MAX_RECORDS_BYTES: usize = 8 << 20;
 
 pub struct Instance {
     format: Format,
+    /// The authenticated user who created it; only they may use it.
+    owner: Option<String>,
     consumer: Mutex<BaseConsumer<LogContext>>,
     last_used: Mutex<Instant>,
 }
@@ -60,10 +64,17 @@ impl Instances {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, group: &str, name: &str) -> Result<Arc<Instance>, ProxyError> {
+    /// The instance, if `owner` created it (another user's is as good as absent).
+    fn get(
+        &self,
+        group: &str,
+        name: &str,
+        owner: &Option<String>,
+    ) -> Result<Arc<Instance>, ProxyError> {
         let instance = self
             .lock()
             .get(&(group.to_string(), name.to_string()))
+            .filter(|i| i.owner == *owner)
             .cloned()
             .ok_or_else(ProxyError::instance_not_found)?;
         instance.touch();
@@ -127,6 +138,17 @@ pub(crate) fn spawn_reaper(proxy: &Arc<Proxy>) {
                     .filter_map(|k| map.remove(&k).map(|i| (k, i)))
                     .collect()
             };
+            // Callers' clients idle as long as an instance may be go too.
+            let idle: Vec<Arc<crate::Clients>> = {
+                let mut map = proxy.per_caller();
+                let keys: Vec<_> = map
+                    .iter()
+                    .filter(|(_, c)| c.idle_for() > timeout)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.iter().filter_map(|k| map.remove(k)).collect()
+            };
+            idle.into_iter().for_each(crate::close);
             for ((group, name), instance) in expired {
                 tracing::info!(
                     group,
@@ -151,7 +173,7 @@ fn setting(v: &Value) -> Option<String> {
 }
 
 async fn create(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path(group): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -218,6 +240,7 @@ async fn create(
         }
         let instance = Instance {
             format,
+            owner: proxy.owner.clone(),
             consumer: Mutex::new(consumer),
             last_used: Mutex::new(Instant::now()),
         };
@@ -237,9 +260,10 @@ async fn create(
 }
 
 async fn delete(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
 ) -> Result<Response, ProxyError> {
+    proxy.consumers.get(&group, &name, &proxy.owner)?;
     let instance = proxy
         .consumers
         .lock()
@@ -260,12 +284,12 @@ fn no_content() -> Response {
 
 /// Runs `f` with the instance's consumer on a blocking thread, one call at a time.
 async fn with_consumer<T: Send + 'static>(
-    proxy: &Proxy,
+    proxy: &Acting,
     group: &str,
     name: &str,
     f: impl FnOnce(&BaseConsumer<LogContext>, Format) -> Result<T, ProxyError> + Send + 'static,
 ) -> Result<T, ProxyError> {
-    let instance = proxy.consumers.get(group, name)?;
+    let instance = proxy.consumers.get(group, name, &proxy.owner)?;
     blocking(move || {
         let consumer = instance.consumer.lock().unwrap_or_else(|p| p.into_inner());
         let result = f(&consumer, instance.format);
@@ -276,7 +300,7 @@ async fn with_consumer<T: Send + 'static>(
 }
 
 fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> ProxyError + '_ {
-    move |e| ProxyError::kafka(format!("{what}: {e}"))
+    move |e| ProxyError::of_kafka(what, &e)
 }
 
 #[derive(Deserialize)]
@@ -287,7 +311,7 @@ struct Subscription {
 }
 
 async fn subscribe(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -312,7 +336,7 @@ async fn subscribe(
 }
 
 async fn subscription(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
 ) -> Result<Response, ProxyError> {
     let topics = with_consumer(&proxy, &group, &name, |c, _| {
@@ -328,7 +352,7 @@ async fn subscription(
 }
 
 async fn unsubscribe(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
 ) -> Result<Response, ProxyError> {
     with_consumer(&proxy, &group, &name, |c, _| {
@@ -380,7 +404,7 @@ fn partitions_json(tpl: &TopicPartitionList) -> Vec<Value> {
 }
 
 async fn assign(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -394,7 +418,7 @@ async fn assign(
 }
 
 async fn assignments(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
 ) -> Result<Response, ProxyError> {
     let tpl = with_consumer(&proxy, &group, &name, |c, _| {
@@ -408,7 +432,7 @@ async fn assignments(
 }
 
 async fn seek_each(
-    proxy: &Proxy,
+    proxy: &Acting,
     group: &str,
     name: &str,
     targets: Vec<(String, i32, Offset)>,
@@ -430,7 +454,7 @@ async fn seek_each(
 }
 
 async fn seek(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -444,7 +468,7 @@ async fn seek(
 }
 
 async fn seek_to(
-    proxy: &Proxy,
+    proxy: &Acting,
     group: &str,
     name: &str,
     body: &[u8],
@@ -460,7 +484,7 @@ async fn seek_to(
 }
 
 async fn seek_to_beginning(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -468,7 +492,7 @@ async fn seek_to_beginning(
 }
 
 async fn seek_to_end(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -493,7 +517,7 @@ fn encode(format: Format, bytes: Option<&[u8]>) -> Result<Value, String> {
 }
 
 async fn records(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     Query(q): Query<RecordsQuery>,
     headers: HeaderMap,
@@ -574,7 +598,7 @@ async fn records(
 /// list, each given offset + 1 (the offset named is the last record processed, as in
 /// Confluent's proxy, and the group resumes after it).
 async fn commit(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
@@ -606,7 +630,7 @@ async fn commit(
 
 /// The group's committed offsets (the next offset to read) for the partitions in the body.
 async fn committed(
-    State(proxy): State<Arc<Proxy>>,
+    proxy: Acting,
     Path((group, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {

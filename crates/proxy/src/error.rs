@@ -39,8 +39,26 @@ impl ProxyError {
         ProxyError::new(400, message)
     }
 
+    /// Confluent's answer when the caller's ACLs refuse them (the proxy acts as the caller).
+    pub fn forbidden(message: impl Into<String>) -> ProxyError {
+        ProxyError::new(40301, message)
+    }
+
     pub fn kafka(message: impl Into<String>) -> ProxyError {
         ProxyError::new(50002, message)
+    }
+
+    /// A failed Kafka call: 40301 when the caller's ACLs refused it, 50002 otherwise.
+    pub fn of_kafka(what: &str, e: &rdkafka::error::KafkaError) -> ProxyError {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match e.rdkafka_error_code() {
+            Some(
+                Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::ClusterAuthorizationFailed,
+            ) => ProxyError::forbidden(format!("{what}: {e}")),
+            _ => ProxyError::kafka(format!("{what}: {e}")),
+        }
     }
 
     fn status(&self) -> StatusCode {

@@ -37,6 +37,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext};
+use strom_auth::Caller;
 
 pub use error::ProxyError;
 
@@ -120,44 +121,126 @@ impl ProxyConfig {
 
 pub struct Proxy {
     config: ProxyConfig,
-    /// Created on first use, so a node whose proxy is never used runs no librdkafka threads.
-    producer: OnceLock<Result<FutureProducer<LogContext>, KafkaError>>,
-    admin: OnceLock<Result<AdminClient<LogContext>, KafkaError>>,
-    /// Metadata lookups go through a consumer handle: unlike a producer's, its requests never
-    /// create the topic they ask about.
-    metadata: OnceLock<Result<BaseConsumer<LogContext>, KafkaError>>,
+    /// The clients of requests that name no caller (the HTTP listener does not authenticate).
+    shared: Arc<Clients>,
+    /// Each authenticated caller's own clients, logged in as them (Redpanda's HTTP Proxy keeps
+    /// such a cache too): the Kafka listener's ACLs decide what they may do, so the proxy is
+    /// no way around them. Keyed by (user, password) so a changed password gets new clients.
+    per_caller: Mutex<HashMap<(String, String), Arc<Clients>>>,
     consumers: consume::Instances,
     /// Partition counts by topic, with when they were learned (see `produce`).
     partition_counts: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
+/// Callers whose clients are kept at most; the one idle longest makes room for a new one.
+const MAX_CALLERS: usize = 100;
+
+/// One identity's librdkafka clients, each created on first use, so a node whose proxy is
+/// never used runs no librdkafka threads.
+pub(crate) struct Clients {
+    config: ClientConfig,
+    producer: OnceLock<Result<FutureProducer<LogContext>, KafkaError>>,
+    admin: OnceLock<Result<AdminClient<LogContext>, KafkaError>>,
+    /// Metadata lookups go through a consumer handle: unlike a producer's, its requests never
+    /// create the topic they ask about.
+    metadata: OnceLock<Result<BaseConsumer<LogContext>, KafkaError>>,
+    last_used: Mutex<Instant>,
+}
+
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
+        let mut base = ClientConfig::new();
+        base.set("bootstrap.servers", &config.bootstrap)
+            .set("client.id", "strom-http-proxy")
+            .set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in &config.properties {
+            base.set(k, v);
+        }
         Arc::new(Proxy {
             config,
-            producer: OnceLock::new(),
-            admin: OnceLock::new(),
-            metadata: OnceLock::new(),
+            shared: Arc::new(Clients::new(base)),
+            per_caller: Mutex::new(HashMap::new()),
             consumers: consume::Instances::default(),
             partition_counts: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.config.bootstrap)
-            .set("client.id", "strom-http-proxy")
-            .set_log_level(RDKafkaLogLevel::Warning);
-        for (k, v) in &self.config.properties {
-            c.set(k, v);
-        }
-        c
     }
 
     fn partition_counts(&self) -> MutexGuard<'_, HashMap<String, (usize, Instant)>> {
         self.partition_counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn per_caller(&self) -> MutexGuard<'_, HashMap<(String, String), Arc<Clients>>> {
+        self.per_caller.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The clients acting for `caller`: the shared ones without one, else the caller's own.
+    fn clients(&self, caller: Option<&Caller>) -> Result<Arc<Clients>, ProxyError> {
+        let Some(caller) = caller else {
+            return Ok(Arc::clone(&self.shared));
+        };
+        let mechanism = match self.shared.config.get("sasl.mechanism") {
+            None => {
+                return Err(ProxyError::new(
+                    503,
+                    "the HTTP proxy acts as the HTTP user through a SASL listener, and this node has none (add a SASL_SSL or SASL_PLAINTEXT listener)",
+                ))
+            }
+            // PLAIN checks the password against the same credentials.
+            Some("PLAIN") => "PLAIN",
+            Some(_) => caller.mechanism.name(),
+        };
+        let key = (caller.user.clone(), caller.password.clone());
+        let mut map = self.per_caller();
+        if let Some(c) = map.get(&key) {
+            c.touch();
+            return Ok(Arc::clone(c));
+        }
+        if map.len() >= MAX_CALLERS {
+            let idlest = map
+                .iter()
+                .max_by_key(|(_, c)| c.idle_for())
+                .map(|(k, _)| k.clone());
+            if let Some(gone) = idlest.and_then(|k| map.remove(&k)) {
+                close(gone);
+            }
+        }
+        let mut config = self.shared.config.clone();
+        config
+            .set("sasl.mechanism", mechanism)
+            .set("sasl.username", &caller.user)
+            .set("sasl.password", &caller.password);
+        let clients = Arc::new(Clients::new(config));
+        map.insert(key, Arc::clone(&clients));
+        Ok(clients)
+    }
+}
+
+impl Clients {
+    fn new(config: ClientConfig) -> Clients {
+        Clients {
+            config,
+            producer: OnceLock::new(),
+            admin: OnceLock::new(),
+            metadata: OnceLock::new(),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        self.config.clone()
     }
 
     fn producer(&self) -> Result<&FutureProducer<LogContext>, ProxyError> {
@@ -175,9 +258,7 @@ impl Proxy {
             .as_ref()
             .map_err(|e| ProxyError::kafka(format!("cannot create the proxy's producer: {e}")))
     }
-}
 
-impl Proxy {
     fn admin(&self) -> Result<&AdminClient<LogContext>, ProxyError> {
         self.admin
             .get_or_init(|| self.client_config().create_with_context(LogContext))
@@ -196,6 +277,62 @@ impl Proxy {
             .map_err(|e| {
                 ProxyError::kafka(format!("cannot create the proxy's metadata client: {e}"))
             })
+    }
+}
+
+/// Closing librdkafka clients blocks (they flush and leave): off the async workers.
+fn close(clients: Arc<Clients>) {
+    tokio::task::spawn_blocking(move || drop(clients));
+}
+
+/// A request's view of the proxy: the clients it acts through (its caller's, when the HTTP
+/// listener authenticated one) and the user owning the consumer instances it may touch.
+#[derive(Clone)]
+pub(crate) struct Acting {
+    proxy: Arc<Proxy>,
+    clients: Arc<Clients>,
+    owner: Option<String>,
+}
+
+impl std::ops::Deref for Acting {
+    type Target = Proxy;
+
+    fn deref(&self) -> &Proxy {
+        &self.proxy
+    }
+}
+
+impl Acting {
+    fn client_config(&self) -> ClientConfig {
+        self.clients.client_config()
+    }
+
+    fn producer(&self) -> Result<&FutureProducer<LogContext>, ProxyError> {
+        self.clients.producer()
+    }
+
+    fn admin(&self) -> Result<&AdminClient<LogContext>, ProxyError> {
+        self.clients.admin()
+    }
+
+    fn metadata_client(&self) -> Result<&BaseConsumer<LogContext>, ProxyError> {
+        self.clients.metadata_client()
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<Proxy>> for Acting {
+    type Rejection = ProxyError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        proxy: &Arc<Proxy>,
+    ) -> Result<Acting, ProxyError> {
+        let caller = parts.extensions.get::<Caller>();
+        Ok(Acting {
+            proxy: Arc::clone(proxy),
+            clients: proxy.clients(caller)?,
+            owner: caller.map(|c| c.user.clone()),
+        })
     }
 }
 

@@ -3,11 +3,10 @@
 //! record with typed key and value). Records go through the proxy's producer (acks=all,
 //! idempotent), so a 200 means every record is committed as a Kafka client's would be.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
@@ -16,7 +15,7 @@ use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{parse_body, reply, topics, Format, Proxy, ProxyError, KAFKA_TIMEOUT};
+use crate::{parse_body, reply, topics, Acting, Format, ProxyError, KAFKA_TIMEOUT};
 
 /// Records in one v2 request; a larger batch is refused (the body limit bounds bytes).
 const MAX_RECORDS: usize = 10_000;
@@ -61,7 +60,7 @@ struct Outgoing {
 
 /// Sends `records` to `topic` in order; each one's (partition, offset) or error.
 async fn send_all(
-    proxy: &Arc<Proxy>,
+    proxy: &Acting,
     topic: &str,
     records: &[Outgoing],
 ) -> Result<Vec<Result<(i32, i64), String>>, ProxyError> {
@@ -90,8 +89,20 @@ async fn send_all(
         }
         producer.send(record, KAFKA_TIMEOUT)
     });
-    Ok(futures::future::join_all(sends)
-        .await
+    let results = futures::future::join_all(sends).await;
+    // Refused by the caller's ACLs: no record of the request can succeed.
+    let denied = results.iter().any(|r| {
+        r.as_ref().is_err_and(|(e, _)| {
+            e.rdkafka_error_code()
+                == Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)
+        })
+    });
+    if denied {
+        return Err(ProxyError::forbidden(format!(
+            "Not authorized to access topics: [{topic}]"
+        )));
+    }
+    Ok(results
         .into_iter()
         .map(|r| {
             r.map(|d| (d.partition, d.offset))
@@ -106,7 +117,7 @@ const PARTITIONS_TTL: Duration = Duration::from_secs(10);
 /// The topic's partition count, or 40401: an unknown topic is not created by producing. Kept
 /// for [`PARTITIONS_TTL`], so a stream of produce requests does not cost a metadata round trip
 /// each; an unknown topic is asked about every time, so one created meanwhile is found.
-async fn partition_count(proxy: &Arc<Proxy>, topic: &str) -> Result<usize, ProxyError> {
+async fn partition_count(proxy: &Acting, topic: &str) -> Result<usize, ProxyError> {
     if let Some(&(count, at)) = proxy.partition_counts().get(topic) {
         if at.elapsed() < PARTITIONS_TTL {
             return Ok(count);
@@ -128,7 +139,7 @@ async fn partition_count(proxy: &Arc<Proxy>, topic: &str) -> Result<usize, Proxy
 }
 
 async fn produce_v2(
-    proxy: Arc<Proxy>,
+    proxy: Acting,
     topic: String,
     partition: Option<i32>,
     headers: &HeaderMap,
@@ -175,8 +186,8 @@ async fn produce_v2(
     ))
 }
 
-pub async fn to_topic(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn to_topic(
+    proxy: Acting,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -184,8 +195,8 @@ pub async fn to_topic(
     produce_v2(proxy, topic, None, &headers, &body).await
 }
 
-pub async fn to_partition(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn to_partition(
+    proxy: Acting,
     Path((topic, partition)): Path<(String, i32)>,
     headers: HeaderMap,
     body: Bytes,
@@ -241,8 +252,8 @@ impl V3Data {
 }
 
 /// v3's produce, one record per request; the cluster id in the path is not checked.
-pub async fn v3_record(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn v3_record(
+    proxy: Acting,
     Path((cluster, topic)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ProxyError> {

@@ -1,9 +1,7 @@
 //! `GET /topics`, `/topics/{name}`, `/topics/{name}/partitions[/{p}]`, from the cluster's
 //! metadata as a client sees it.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
@@ -11,19 +9,26 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::metadata::MetadataPartition;
 use serde_json::{json, Value};
 
-use crate::{blocking, reply, Proxy, ProxyError, KAFKA_TIMEOUT};
+use crate::{blocking, reply, Acting, ProxyError, KAFKA_TIMEOUT};
 
 /// One topic's partitions as metadata lists them; `None` if the topic does not exist.
 pub(crate) async fn partitions_of(
-    proxy: &Arc<Proxy>,
+    proxy: &Acting,
     topic: Option<String>,
 ) -> Result<Vec<(String, Vec<Value>)>, ProxyError> {
-    let proxy = Arc::clone(proxy);
+    let proxy = proxy.clone();
     blocking(move || {
         let md = proxy
             .metadata_client()?
             .fetch_metadata(topic.as_deref(), KAFKA_TIMEOUT)
-            .map_err(|e| ProxyError::kafka(format!("metadata: {e}")))?;
+            .map_err(|e| ProxyError::of_kafka("metadata", &e))?;
+        let denied = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+        if let Some(t) = md.topics().iter().find(|t| t.error() == Some(denied)) {
+            return Err(ProxyError::forbidden(format!(
+                "Not authorized to access topics: [{}]",
+                t.name()
+            )));
+        }
         Ok(md
             .topics()
             .iter()
@@ -53,7 +58,7 @@ fn partition_json(p: &MetadataPartition) -> Value {
 }
 
 /// The partitions of `topic`, or 40401.
-async fn topic_partitions(proxy: &Arc<Proxy>, topic: &str) -> Result<Vec<Value>, ProxyError> {
+async fn topic_partitions(proxy: &Acting, topic: &str) -> Result<Vec<Value>, ProxyError> {
     partitions_of(proxy, Some(topic.to_string()))
         .await?
         .into_iter()
@@ -62,7 +67,7 @@ async fn topic_partitions(proxy: &Arc<Proxy>, topic: &str) -> Result<Vec<Value>,
         .ok_or_else(|| ProxyError::topic_not_found(topic))
 }
 
-pub async fn list(State(proxy): State<Arc<Proxy>>) -> Result<Response, ProxyError> {
+pub(crate) async fn list(proxy: Acting) -> Result<Response, ProxyError> {
     let mut names: Vec<String> = partitions_of(&proxy, None)
         .await?
         .into_iter()
@@ -73,8 +78,8 @@ pub async fn list(State(proxy): State<Arc<Proxy>>) -> Result<Response, ProxyErro
     Ok(reply(StatusCode::OK, json!(names)))
 }
 
-pub async fn describe(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn describe(
+    proxy: Acting,
     Path(topic): Path<String>,
 ) -> Result<Response, ProxyError> {
     let partitions = topic_partitions(&proxy, &topic).await?;
@@ -85,7 +90,7 @@ pub async fn describe(
             &AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT)),
         )
         .await
-        .map_err(|e| ProxyError::kafka(format!("describe configs: {e}")))?;
+        .map_err(|e| ProxyError::of_kafka("describe configs", &e))?;
     let mut configs = serde_json::Map::new();
     for resource in results.into_iter().flatten() {
         for entry in resource.entries {
@@ -98,16 +103,16 @@ pub async fn describe(
     ))
 }
 
-pub async fn partitions(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn partitions(
+    proxy: Acting,
     Path(topic): Path<String>,
 ) -> Result<Response, ProxyError> {
     let partitions = topic_partitions(&proxy, &topic).await?;
     Ok(reply(StatusCode::OK, json!(partitions)))
 }
 
-pub async fn partition(
-    State(proxy): State<Arc<Proxy>>,
+pub(crate) async fn partition(
+    proxy: Acting,
     Path((topic, partition)): Path<(String, i32)>,
 ) -> Result<Response, ProxyError> {
     topic_partitions(&proxy, &topic)

@@ -113,6 +113,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             crate::security::create_bootstrap_user(Arc::clone(&security), user);
         }
         let internal = crate::security::internal_client(&kafka_listeners, &security_config, sec.tls.as_ref());
+        // Counted per address across the Kafka listeners and HTTP, whichever a guesser tries.
+        let login_failures = Arc::new(strom_auth::LoginFailures::default());
         // The console's KV page reads the etcd API as a client, at the URL it advertises.
         let etcd_url = settings.etcd.as_ref().map(|(_, c)| c.client_url.clone());
         let http = match settings.http {
@@ -136,14 +138,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     plugins: vec![Arc::new(strom_binlog::MySqlPlugin)],
                     membership: membership(&broker),
                 });
+                use strom_http::Access;
                 let routers = vec![
-                    strom_http::admin::routes(admin),
-                    strom_http::metrics::routes(&broker),
-                    strom_proxy::routes(strom_proxy::Proxy::new(proxy)),
-                    strom_console::routes(etcd_url.clone()),
-                    strom_connect::rest::routes(connect),
+                    (Access::Public, strom_http::admin::health(admin.clone())),
+                    (Access::Cluster, strom_http::admin::routes(admin)),
+                    (Access::Authenticated, strom_http::metrics::routes(&broker)),
+                    (Access::Authenticated, strom_proxy::routes(strom_proxy::Proxy::new(proxy))),
+                    (Access::Authenticated, strom_console::routes(etcd_url.clone(), console_key_acls(&security, &security_config))),
+                    (Access::Cluster, strom_connect::rest::routes(connect)),
                 ];
-                let app = strom_http::app(routers, &config);
+                // With the authorizer on, HTTP callers log in too (Basic, as SCRAM users).
+                let auth = security_config.authorizer.then(|| {
+                    let mechanisms = security_config
+                        .sasl_mechanisms
+                        .iter()
+                        .filter_map(|m| match m {
+                            strom_kafka::security::SaslMechanism::Scram(m) => Some(*m),
+                            strom_kafka::security::SaslMechanism::Plain => None,
+                        })
+                        .collect();
+                    strom_http::HttpAuth::new(
+                        Arc::clone(&security),
+                        security_config.super_users.clone(),
+                        mechanisms,
+                        Arc::clone(&login_failures),
+                    )
+                });
+                let app = strom_http::app(routers, &config, auth);
                 let http_tls = if sec.http_tls { tls(strom_tls::ClientAuth::None)? } else { None };
                 Some(tokio::spawn(async move { strom_http::serve(listener, app, &config, http_tls).await }))
             }
@@ -198,7 +219,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let txn = strom_txn::TxnCoordinator::start(&broker, strom_txn::TxnConfig::default())
             .context("cannot load the transaction coordinator's state")?;
         let connections = Arc::new(strom_kafka::security::ConnectionCounts::default());
-        let login_failures = Arc::new(strom_kafka::security::LoginFailures::default());
         let quotas = Arc::new(strom_kafka::quota::Quotas::default());
         let mut serving = tokio::task::JoinSet::new();
         for (bound, l) in kafka_listeners {
@@ -283,6 +303,31 @@ fn init_logging(level: Option<&str>, json: bool) -> anyhow::Result<()> {
 }
 
 /// Who may run connectors: every node the controller has not fenced or removed.
+/// The console's caller may read keys the etcd API's key ACLs let them read (super users all).
+fn console_key_acls(
+    security: &Arc<strom_broker::security::Security>,
+    config: &strom_kafka::security::SecurityConfig,
+) -> Option<strom_console::MayRead> {
+    if !config.authorizer {
+        return None;
+    }
+    let authz = strom_etcd::authz::Authorization {
+        security: Arc::clone(security),
+        super_users: config.super_users.clone(),
+    };
+    Some(Arc::new(
+        move |caller: &strom_auth::Caller, key: &[u8], end: &[u8]| {
+            let peer = strom_etcd::authz::Peer {
+                addr: Some(std::net::SocketAddr::new(caller.ip, 0)),
+                principal: Some(caller.principal()),
+            };
+            authz
+                .check_peer(&peer, strom_auth::Operation::Read, key, end)
+                .is_ok()
+        },
+    ))
+}
+
 fn membership(broker: &Arc<Broker>) -> Arc<dyn Fn() -> strom_connect::Membership + Send + Sync> {
     let broker = Arc::clone(broker);
     Arc::new(move || {

@@ -14,14 +14,6 @@ use common::cluster::{self, start_node};
 use common::secure::{make_certs, Secured, ADMIN, ADMIN_PASSWORD};
 use common::{cli, free_ports, wait_until, Strom};
 
-/// The broker's address and the CA for clients.
-fn grant(s: &Secured, args: &[&str]) {
-    let mut all = vec!["acl", "create"];
-    all.extend_from_slice(args);
-    let (ok, out, err) = s.admin(&all);
-    assert!(ok, "acl create {args:?}: {out}{err}");
-}
-
 #[test]
 fn tls_sasl_and_mtls_with_real_clients() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,41 +42,32 @@ fn tls_sasl_and_mtls_with_real_clients() {
     s.create_user("alice", "alice-secret");
     s.create_user("bob", "bob-secret");
     for p in ["User:alice", "User:bob", "User:carol"] {
-        grant(
-            &s,
-            &[
-                "--topic",
-                "sec-",
-                "--prefixed",
-                "--allow-principal",
-                p,
-                "--operation",
-                "Read,Write,Create,Describe",
-            ],
-        );
-        grant(
-            &s,
-            &[
-                "--group",
-                "*",
-                "--allow-principal",
-                p,
-                "--operation",
-                "Read",
-            ],
-        );
-    }
-    grant(
-        &s,
-        &[
+        s.grant(&[
             "--topic",
-            "sec-secret",
-            "--deny-principal",
-            "User:alice",
+            "sec-",
+            "--prefixed",
+            "--allow-principal",
+            p,
             "--operation",
-            "All",
-        ],
-    );
+            "Read,Write,Create,Describe",
+        ]);
+        s.grant(&[
+            "--group",
+            "*",
+            "--allow-principal",
+            p,
+            "--operation",
+            "Read",
+        ]);
+    }
+    s.grant(&[
+        "--topic",
+        "sec-secret",
+        "--deny-principal",
+        "User:alice",
+        "--operation",
+        "All",
+    ]);
     let (ok, users, err) = s.admin(&["user", "list"]);
     assert!(
         ok && users.contains("alice\tSCRAM-SHA-256") && users.contains("bob"),
@@ -135,30 +118,24 @@ fn tls_sasl_and_mtls_with_real_clients() {
 
     // etcdctl over mutual TLS: carol's certificate names her, the ACLs (EtcdKey) say which
     // keys she may read and write; the node's own certificate is a super user.
-    grant(
-        &s,
-        &[
-            "--etcd-key",
-            "/app/",
-            "--prefixed",
-            "--allow-principal",
-            "User:carol",
-            "--operation",
-            "Read,Write",
-        ],
-    );
-    grant(
-        &s,
-        &[
-            "--etcd-key",
-            "/ro/",
-            "--prefixed",
-            "--allow-principal",
-            "User:carol",
-            "--operation",
-            "Read",
-        ],
-    );
+    s.grant(&[
+        "--etcd-key",
+        "/app/",
+        "--prefixed",
+        "--allow-principal",
+        "User:carol",
+        "--operation",
+        "Read,Write",
+    ]);
+    s.grant(&[
+        "--etcd-key",
+        "/ro/",
+        "--prefixed",
+        "--allow-principal",
+        "User:carol",
+        "--operation",
+        "Read",
+    ]);
     let etcdctl = |who: Option<&str>, args: &[&str]| {
         let mut cmd = std::process::Command::new("etcdctl");
         cmd.args([
@@ -224,7 +201,14 @@ fn tls_sasl_and_mtls_with_real_clients() {
         .map(|o| (o.status.success(), ()))
         .unwrap();
     assert!(!ok, "plaintext gRPC to the TLS etcd listener must fail");
-    let (code, body) = common::curl(&["--cacert", &ca, &format!("https://{http}/metrics")]);
+    let login = format!("{ADMIN}:{ADMIN_PASSWORD}");
+    let (code, body) = common::curl(&[
+        "--cacert",
+        &ca,
+        "-u",
+        &login,
+        &format!("https://{http}/metrics"),
+    ]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("# EOF"));
     let (code, _) = common::curl(&[&format!("http://{http}/metrics")]);
@@ -257,6 +241,8 @@ fn every_rejection_is_clear() {
             "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
             "--sasl-session-lifetime-ms",
             "2000",
+            "--max-connections-per-ip",
+            "50",
         ],
     );
     s.create_user("alice", "alice-secret");
@@ -264,17 +250,14 @@ fn every_rejection_is_clear() {
 
     // KIP-368: sessions last 2 s; librdkafka re-authenticates on its open connection and keeps
     // producing past several lifetimes.
-    grant(
-        &s,
-        &[
-            "--topic",
-            "reauth",
-            "--allow-principal",
-            "User:alice",
-            "--operation",
-            "Write,Create",
-        ],
-    );
+    s.grant(&[
+        "--topic",
+        "reauth",
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "Write,Create",
+    ]);
     {
         use rdkafka::producer::{FutureProducer, FutureRecord};
         let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -404,6 +387,74 @@ fn every_rejection_is_clear() {
     );
     let (ok, out, err) = s.admin(&["topic", "list"]);
     assert!(ok && out.contains("private"), "{out}{err}");
+    hostile_connections(&s);
+}
+
+/// A client that opens a TLS connection and never handshakes is cut off at the deadline; one
+/// address cannot hold more than `--max-connections-per-ip` (50 here) while others still get in.
+fn hostile_connections(s: &Secured) {
+    let started = std::time::Instant::now();
+    let mut stalled = TcpStream::connect(&s.sasl_ssl).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = stalled.read(&mut buf).unwrap_or(0);
+    let waited = started.elapsed();
+    assert_eq!(n, 0, "a stalled handshake is closed, not answered");
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "closed after {waited:?}, the deadline is 10 s"
+    );
+
+    // 127.0.0.2 fills its allowance; the next connection from it is closed at once, while
+    // 127.0.0.1 is served, and a freed slot is usable again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let target: std::net::SocketAddr = s.plaintext.parse().unwrap();
+    let from_two = || {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let stream = rt.block_on(socket.connect(target)).unwrap();
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    };
+    let closed_at_once = |mut c: TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        matches!(c.read(&mut [0u8; 1]), Ok(0) | Err(_)) && c.peer_addr().is_ok_and(|a| a == target)
+    };
+    let held: Vec<TcpStream> = (0..50).map(|_| from_two()).collect();
+    // The accept loop admits in order: once the 51st is refused, the 50 were counted.
+    assert!(
+        closed_at_once(from_two()),
+        "the 51st connection from 127.0.0.2 is refused"
+    );
+    let (ok, out) = s.kcat(&s.plaintext, &[], &["-L"], "");
+    assert!(ok, "127.0.0.1 is still served: {out}");
+    for c in &held {
+        c.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut one = [0u8; 1];
+        assert!(
+            matches!((&*c).read(&mut one), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+            "the 50 admitted connections stay open"
+        );
+    }
+    drop(held);
+    wait_until(
+        "a slot freed for 127.0.0.2",
+        Duration::from_secs(10),
+        || {
+            let mut c = from_two();
+            c.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let refused = matches!(c.read(&mut [0u8; 1]), Ok(0));
+            (!refused, "still refused".into())
+        },
+    );
 }
 
 /// The ACL table (every operation denied, then allowed by an ACL on an open connection; DENY

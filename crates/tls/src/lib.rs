@@ -67,7 +67,8 @@ pub enum ClientAuth {
     Required,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto every TLS config of the process uses (aws-lc-rs).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

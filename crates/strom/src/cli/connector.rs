@@ -16,6 +16,56 @@ pub struct ConnectArgs {
         global = true
     )]
     pub url: String,
+    /// Log in as this SCRAM user (HTTP Basic), when the node's authorizer is on.
+    #[arg(long, env = "STROM_USER", global = true)]
+    pub user: Option<String>,
+    #[arg(long, env = "STROM_PASSWORD", global = true, hide_env_values = true)]
+    pub password: Option<String>,
+    /// Trust this CA (PEM) for an `https://` URL (a node with `--http-tls`).
+    #[arg(long, env = "STROM_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// The REST client: the CA to trust and the Basic credentials to send.
+struct Client {
+    agent: ureq::Agent,
+    authorization: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ConnectArgs) -> anyhow::Result<Client> {
+        use base64::Engine as _;
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(ca) = &args.tls_ca {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if roots.is_empty() {
+                bail!("{} holds no PEM certificate", ca.display());
+            }
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                .unversioned_rustls_crypto_provider(strom_tls::provider())
+                .build();
+            config = config.tls_config(tls);
+        }
+        let authorization = match (&args.user, &args.password) {
+            (Some(user), Some(password)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (Some(_), None) => bail!("--user needs --password (or STROM_PASSWORD)"),
+            _ => None,
+        };
+        Ok(Client {
+            agent: config.build().into(),
+            authorization,
+        })
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -78,25 +128,28 @@ fn read_config(path: &PathBuf) -> anyhow::Result<Value> {
     Ok(Value::Object(map))
 }
 
-fn call(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
+fn call(client: &Client, method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    let agent = &client.agent;
+    let auth = client.authorization.as_deref().unwrap_or("");
+    let with_auth = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match auth {
+        "" => r,
+        a => r.header("authorization", a),
+    };
+    let without_body = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match auth {
+        "" => r,
+        a => r.header("authorization", a),
+    };
     let response = match (method, body) {
-        ("GET", _) => agent.get(url).call(),
-        ("DELETE", _) => agent.delete(url).call(),
-        ("POST", Some(b)) => agent
-            .post(url)
+        ("GET", _) => without_body(agent.get(url)).call(),
+        ("DELETE", _) => without_body(agent.delete(url)).call(),
+        ("POST", Some(b)) => with_auth(agent.post(url))
             .header("content-type", "application/json")
             .send(b.to_string().as_bytes()),
-        ("POST", None) => agent.post(url).send_empty(),
-        ("PUT", Some(b)) => agent
-            .put(url)
+        ("POST", None) => with_auth(agent.post(url)).send_empty(),
+        ("PUT", Some(b)) => with_auth(agent.put(url))
             .header("content-type", "application/json")
             .send(b.to_string().as_bytes()),
-        (_, _) => agent.put(url).send_empty(),
+        (_, _) => with_auth(agent.put(url)).send_empty(),
     }
     .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status().as_u16();
@@ -110,10 +163,7 @@ fn call(
 }
 
 pub fn run(args: &ConnectArgs, command: ConnectorCommand) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = Client::new(args)?;
     let base = args.url.trim_end_matches('/');
     let path = |name: &str, tail: &str| format!("{base}/connectors/{name}{tail}");
     match command {

@@ -121,6 +121,14 @@ impl Secured {
         self.as_user(ADMIN, ADMIN_PASSWORD, args)
     }
 
+    /// `strom acl create` as the admin.
+    pub fn grant(&self, args: &[&str]) {
+        let mut all = vec!["acl", "create"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = self.admin(&all);
+        assert!(ok, "acl create {args:?}: {out}{err}");
+    }
+
     /// Creates a SCRAM user (both mechanisms) through the admin.
     pub fn create_user(&self, user: &str, password: &str) {
         let ca = self.cert("ca.pem");
