@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The cost of TLS and SASL (docs/benchmarks.md, "Security"): W1 (maximum throughput) and W3
-# (5,000 records/s, ack latency) with librdkafka, back to back against single nodes (release;
+# (5,000 records/s, ack latency) with librdkafka or the native client, back to back against
+# single nodes (release;
 # acks=all, fsync before every acknowledgement):
 #   plain       zero-config: PLAINTEXT, no authorizer
 #   plain+acl   PLAINTEXT with the authorizer on (User:ANONYMOUS allowed by prefixed ACLs)
 #   sasl_ssl    SASL_SSL, SCRAM-SHA-512, TLS 1.3, a user allowed by prefixed ACLs
-# Usage: scripts/bench-security.sh [DURATION_SECS]
+# Each W1 run also prints the broker's CPU per acknowledged record (/proc/PID/stat).
+# Usage: scripts/bench-security.sh [DURATION_SECS] [rdkafka|native]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-15}
+client=${2:-rdkafka}
 cargo build --release -q -p strom
 strom=${CARGO_TARGET_DIR:-target}/release/strom
 work=$(mktemp -d /tmp/strom-bench-security.XXXXXX)
@@ -30,11 +33,19 @@ start() { # data dir, serve flags...
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
 run() { # label, broker flags...
   local label=$1; shift
-  "$strom" bench produce "$@" --workload "W1 $label" --partitions 4 --producers 4 \
-    --message-size 1024 --acks all --warmup 3 --duration "$duration" --rate 0 --linger-ms 5
-  "$strom" bench produce "$@" --workload "W3 $label" --partitions 4 --producers 4 \
+  local before after
+  before=$(cpu_ticks)
+  "$strom" bench produce "$@" --client "$client" --workload "W1 $label" --partitions 4 \
+    --producers 4 --message-size 1024 --acks all --warmup 3 --duration "$duration" --rate 0 \
+    --linger-ms 5
+  after=$(cpu_ticks)
+  # Divided by (3 + duration) s times W1's records/s: the broker's CPU per record.
+  echo "W1 $label: broker CPU $(( (after - before) * 10 )) ms over $((3 + duration)) s (warmup included)"
+  "$strom" bench produce "$@" --client "$client" --workload "W3 $label" --partitions 4 --producers 4 \
     --message-size 1024 --acks all --warmup 3 --duration "$duration" --rate 5000 --linger-ms 0
 }
 
@@ -50,7 +61,7 @@ sleep 1
 STROM_NEW_PASSWORD=bench-secret "$strom" user create bench "${admin[@]}" >/dev/null
 for p in User:ANONYMOUS User:bench; do
   "$strom" acl create "${admin[@]}" --topic bench- --prefixed --allow-principal $p \
-    --operation Read,Write,Create,Describe >/dev/null
+    --operation Read,Write,Create,Describe,Delete >/dev/null
   "$strom" acl create "${admin[@]}" --group '*' --allow-principal $p --operation Read >/dev/null
   "$strom" acl create "${admin[@]}" --cluster --allow-principal $p --operation IdempotentWrite >/dev/null
 done

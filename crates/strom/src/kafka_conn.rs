@@ -196,9 +196,13 @@ impl Connection {
         let len = i32::try_from(buf.len() - 4)
             .map_err(|_| anyhow!("{api:?} request of {} bytes is too large", buf.len()))?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.writer
-            .write_all(buf)
-            .await
+        // TLS may keep what the socket did not take in its own buffer: flushing sends it, or
+        // the request could wait there for the next one.
+        let sent = async {
+            self.writer.write_all(buf).await?;
+            self.writer.flush().await
+        };
+        sent.await
             .with_context(|| format!("sending {api:?} request to {}", self.addr))?;
         if expect_response {
             self.pending.push_back(Pending {
