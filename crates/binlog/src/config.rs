@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use regex::Regex;
+use strom_connect::props::{Filter, Props};
 use strom_connect::{Config, ConfigDef, ConfigIssue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,36 +15,6 @@ pub enum SnapshotMode {
     Never,
     /// A snapshot when there is no offset or the binlog it names is gone.
     WhenNeeded,
-}
-
-/// A list of regular expressions matched against a whole name, as Debezium's include and
-/// exclude lists are.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
-}
-
-impl Filter {
-    fn new(include: Option<&str>, exclude: Option<&str>) -> Result<Filter, String> {
-        let compile = |list: Option<&str>| -> Result<Vec<Regex>, String> {
-            list.unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Regex::new(&format!("^(?:{s})$")).map_err(|e| format!("'{s}': {e}")))
-                .collect()
-        };
-        Ok(Filter {
-            include: compile(include)?,
-            exclude: compile(exclude)?,
-        })
-    }
-
-    pub fn accepts(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(name)))
-            && !self.exclude.iter().any(|r| r.is_match(name))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,11 +60,7 @@ impl MySqlConfig {
             .iter()
             .map(|c| {
                 let id = format!("{db}.{table}.{}", c.name);
-                !self
-                    .excluded_columns
-                    .include
-                    .iter()
-                    .any(|r| r.is_match(&id))
+                !self.excluded_columns.names(&id)
             })
             .collect()
     }
@@ -126,87 +92,55 @@ pub fn defs() -> Vec<ConfigDef> {
 }
 
 pub fn parse(config: &Config) -> Result<MySqlConfig, Vec<ConfigIssue>> {
-    let mut issues = strom_connect::plugin::missing_required(&defs(), config);
-    let mut issue = |name: &str, message: String| {
-        issues.push(ConfigIssue {
-            name: name.to_string(),
-            message,
-        })
-    };
-    let get = |k: &str| config.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let mut number = |k: &str, default: u64, max: u64| -> u64 {
-        match get(k).map(str::parse::<u64>) {
-            None => default,
-            Some(Ok(n)) if n <= max => n,
-            Some(_) => {
-                issue(
-                    k,
-                    format!(
-                        "Invalid value {} for configuration {k}: must be a number from 0 to {max}",
-                        get(k).unwrap_or("")
-                    ),
-                );
-                default
-            }
-        }
-    };
-    let port = number("database.port", 3306, u64::from(u16::MAX)) as u16;
+    let mut p = Props::new(config, &defs());
+    let port = p.number("database.port", 3306, u64::from(u16::MAX)) as u16;
     let name = config.get("name").cloned().unwrap_or_default();
     // Debezium's range for a derived id: 5400..=6400.
     let default_id = 5400 + u64::from(crc32c::crc32c(name.as_bytes()) % 1000);
-    let server_id = number("database.server.id", default_id, u64::from(u32::MAX)) as u32;
-    let heartbeat = number("heartbeat.interval.ms", 0, 24 * 3600 * 1000);
-    let max_batch_size = number("max.batch.size", 2048, 1_000_000).max(1) as usize;
-    let snapshot_mode = match get("snapshot.mode").unwrap_or("initial") {
+    let server_id = p.number("database.server.id", default_id, u64::from(u32::MAX)) as u32;
+    let heartbeat = p.number("heartbeat.interval.ms", 0, 24 * 3600 * 1000);
+    let max_batch_size = p.number("max.batch.size", 2048, 1_000_000).max(1) as usize;
+    let snapshot_mode = match p.get("snapshot.mode").unwrap_or("initial") {
         "initial" => SnapshotMode::Initial,
         "no_data" | "schema_only" => SnapshotMode::NoData,
         "never" => SnapshotMode::Never,
         "when_needed" => SnapshotMode::WhenNeeded,
         other => {
-            issue("snapshot.mode", format!("Invalid value {other} for configuration snapshot.mode: must be one of initial, no_data, never, when_needed"));
+            p.issue("snapshot.mode", format!("Invalid value {other} for configuration snapshot.mode: must be one of initial, no_data, never, when_needed"));
             SnapshotMode::Initial
         }
     };
-    let mut filter = |inc: &str, exc: &str| match Filter::new(get(inc), get(exc)) {
-        Ok(f) => f,
-        Err(e) => {
-            issue(inc, format!("Invalid regular expression {e}"));
-            Filter::default()
+    let databases = p.filter("database.include.list", None, "database.exclude.list", None);
+    let tables = p.filter("table.include.list", None, "table.exclude.list", None);
+    let excluded_columns = p.filter("column.exclude.list", None, "", None);
+    for (inc, exc) in [
+        ("database.include.list", "database.exclude.list"),
+        ("table.include.list", "table.exclude.list"),
+    ] {
+        if p.get(inc).is_some() && p.get(exc).is_some() {
+            p.issue(exc, format!("{inc} and {exc} cannot both be set"));
         }
-    };
-    let databases = filter("database.include.list", "database.exclude.list");
-    let tables = filter("table.include.list", "table.exclude.list");
-    let excluded_columns = filter("column.exclude.list", "");
-    if get("database.include.list").is_some() && get("database.exclude.list").is_some() {
-        issue(
-            "database.exclude.list",
-            "database.include.list and database.exclude.list cannot both be set".into(),
-        );
     }
-    if get("table.include.list").is_some() && get("table.exclude.list").is_some() {
-        issue(
-            "table.exclude.list",
-            "table.include.list and table.exclude.list cannot both be set".into(),
-        );
-    }
-    if let Some(p) = get("topic.prefix") {
-        if !p
+    if let Some(prefix) = p.get("topic.prefix") {
+        if !prefix
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
-            issue("topic.prefix", format!("Invalid value {p} for configuration topic.prefix: only letters, digits, '.', '_' and '-'"));
+            p.issue("topic.prefix", format!("Invalid value {prefix} for configuration topic.prefix: only letters, digits, '.', '_' and '-'"));
         }
     }
-    if !issues.is_empty() {
-        return Err(issues);
-    }
-    Ok(MySqlConfig {
-        hostname: get("database.hostname").unwrap_or_default().to_string(),
+    let (hostname, user, topic_prefix) = (
+        p.string("database.hostname"),
+        p.string("database.user"),
+        p.string("topic.prefix"),
+    );
+    p.finish(|| MySqlConfig {
+        hostname,
         port,
-        user: get("database.user").unwrap_or_default().to_string(),
+        user,
         password: config.get("database.password").cloned().unwrap_or_default(),
         server_id,
-        topic_prefix: get("topic.prefix").unwrap_or_default().to_string(),
+        topic_prefix,
         databases,
         tables,
         excluded_columns,

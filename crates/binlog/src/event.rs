@@ -118,7 +118,7 @@ pub fn change_records(
         topic: topic.clone(),
         key,
         value,
-        timestamp_ms: None,
+        ..Default::default()
     };
     match (before, after) {
         (None, Some(after)) => {
@@ -174,7 +174,7 @@ pub fn schema_change_record(
         topic: cfg.topic_prefix.clone(),
         key: Some(json!({"databaseName": source.db}).to_string().into_bytes()),
         value: Some(value.to_string().into_bytes()),
-        timestamp_ms: None,
+        ..Default::default()
     }
 }
 
@@ -208,6 +208,6 @@ pub fn heartbeat_record(cfg: &MySqlConfig) -> Record {
                 .into_bytes(),
         ),
         value: Some(json!({"ts_ms": now_ms()}).to_string().into_bytes()),
-        timestamp_ms: None,
+        ..Default::default()
     }
 }

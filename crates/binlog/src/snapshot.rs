@@ -231,7 +231,7 @@ async fn take(
         gtids: gtids.unwrap_or_default(),
     };
     batch.more = false;
-    batch.offset = Some(position.offset(cfg));
+    batch.offsets = vec![position.offset(cfg)];
     batch.state = schema_state(&schemas);
     let _ = tx.send(Ok(batch)).await;
     tracing::info!(

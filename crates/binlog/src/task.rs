@@ -250,7 +250,7 @@ impl MySqlTask {
             if committed {
                 self.ready.records.extend(txn.records);
             }
-            self.ready.offset = Some(self.position.offset(&self.cfg));
+            self.ready.offsets = vec![self.position.offset(&self.cfg)];
         }
     }
 
@@ -319,7 +319,7 @@ impl MySqlTask {
                 if let Some(g) = &txn.gtid {
                     self.position.apply_gtid(g, self.mariadb);
                 }
-                self.ready.offset = Some(self.position.offset(&self.cfg));
+                self.ready.offsets = vec![self.position.offset(&self.cfg)];
                 return Ok(());
             }
             _ => {}
@@ -404,7 +404,7 @@ impl MySqlTask {
         if let Some(g) = &txn.gtid {
             self.position.apply_gtid(g, self.mariadb);
         }
-        self.ready.offset = Some(self.position.offset(&self.cfg));
+        self.ready.offsets = vec![self.position.offset(&self.cfg)];
     }
 
     /// A DDL statement: the schemas follow it, and the schema-change topic gets it.
@@ -475,7 +475,7 @@ impl MySqlTask {
         }
         self.ready.state.extend(state);
         self.commit(end_pos);
-        self.ready.offset = Some(self.position.offset(&self.cfg));
+        self.ready.offsets = vec![self.position.offset(&self.cfg)];
         Ok(())
     }
 
@@ -540,8 +540,8 @@ impl MySqlTask {
     fn snapshot_done(&mut self, batch: &mut Batch) {
         self.snapshot = None;
         if let Some(p) = batch
-            .offset
-            .as_ref()
+            .offsets
+            .last()
             .and_then(|(_, o)| Position::from_offset(o))
         {
             self.position = p;
@@ -618,7 +618,7 @@ impl MySqlTask {
                                 self.last_emit = Instant::now();
                                 let mut batch = std::mem::take(&mut self.ready);
                                 batch.records.push(heartbeat_record(&self.cfg));
-                                batch.offset = Some(self.position.offset(&self.cfg));
+                                batch.offsets = vec![self.position.offset(&self.cfg)];
                                 return Ok(Some(batch));
                             }
                         }
@@ -710,7 +710,7 @@ pub fn records_from_json(v: &Json) -> Vec<Record> {
                             .get("value")
                             .and_then(Json::as_str)
                             .map(|s| s.as_bytes().to_vec()),
-                        timestamp_ms: None,
+                        ..Default::default()
                     })
                 })
                 .collect()

@@ -8,6 +8,7 @@
 //! `strom-binlog`) and are handed in by the binary.
 
 pub mod plugin;
+pub mod props;
 pub mod rest;
 pub mod store;
 pub mod worker;

@@ -15,21 +15,25 @@ use serde_json::Value;
 pub type Config = BTreeMap<String, String>;
 
 /// One record to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub timestamp_ms: Option<i64>,
+    /// The partition to write to; `None` lets the producer's partitioner choose by key.
+    pub partition: Option<i32>,
+    /// Kafka record headers, in order; a `None` value is a null header.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// What a task hands the runtime to write atomically.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub records: Vec<Record>,
-    /// The source partition and the offset reached after these records (Kafka Connect's
-    /// source offset; stored in the offsets topic in the same transaction).
-    pub offset: Option<(Value, Value)>,
+    /// Each source partition these records came from with the offset reached after them
+    /// (Kafka Connect's source offsets; stored in the offsets topic in the same transaction).
+    pub offsets: Vec<(Value, Value)>,
     /// Changes to the connector's durable state (e.g. a schema history), by key; `None`
     /// deletes. Stored in the state topic in the same transaction.
     pub state: Vec<(String, Option<Value>)>,
@@ -40,7 +44,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.offset.is_none() && self.state.is_empty()
+        self.records.is_empty() && self.offsets.is_empty() && self.state.is_empty()
     }
 }
 
@@ -82,6 +86,9 @@ pub struct TaskContext {
     /// The connector ran on this node before and is being restarted after a retriable
     /// failure: a source that is unreachable now is retried, not failed.
     pub restarting: bool,
+    /// How to reach the cluster the records go to (this node's), for a source that must
+    /// prepare it (a mirror creates the topics it writes to).
+    pub target: crate::store::KafkaClient,
 }
 
 /// A running source task.
@@ -89,6 +96,13 @@ pub trait SourceTask: Send {
     /// The next batch, waiting for one; `Ok(None)` when nothing came for a while (the runtime
     /// checks whether it should stop or pause, then polls again).
     fn poll(&mut self) -> BoxFuture<'_, Result<Option<Batch>, TaskError>>;
+
+    /// The transaction holding the batches polled since the last call committed; `landed` is
+    /// the (partition, offset) of each of their records, in order. A mirror learns from it
+    /// which target offset each source offset became.
+    fn committed(&mut self, landed: Vec<(i32, i64)>) {
+        let _ = landed;
+    }
 }
 
 /// One property a plugin knows, as `config/validate` describes it.

@@ -461,6 +461,6 @@ fn offset_record(topic: &str, key: Value, value: Option<Value>) -> Record {
         topic: topic.to_string(),
         key: Some(key.to_string().into_bytes()),
         value: value.map(|v| v.to_string().into_bytes()),
-        timestamp_ms: None,
+        ..Default::default()
     }
 }

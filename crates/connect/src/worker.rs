@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -260,6 +261,8 @@ async fn run_once(
     rt.report(name, state_name(state), None, generation).await;
     // A transaction spanning batches (`Batch::more`) is finished before pausing.
     let mut open = false;
+    // Where the open transaction's records landed, told to the task once it commits.
+    let mut landed: Vec<(i32, i64)> = Vec::new();
     loop {
         if state == Target::Paused && !open {
             if target.changed().await.is_err() {
@@ -282,7 +285,11 @@ async fn run_once(
         };
         if let Some(batch) = batch {
             if !batch.is_empty() || (open && !batch.more) {
-                send(&producer, name, batch, &mut open).await?;
+                let more = batch.more;
+                landed.extend(send(&producer, name, batch, &mut open).await?);
+                if !more {
+                    task.committed(std::mem::take(&mut landed));
+                }
             }
         }
     }
@@ -325,6 +332,7 @@ pub async fn write_as(rt: &Runtime, name: &str, records: Vec<Record>) -> Result<
         &mut false,
     )
     .await
+    .map(drop)
 }
 
 fn state_name(t: Target) -> &'static str {
@@ -360,17 +368,19 @@ async fn load_context(
             .filter_map(|(k, v)| Some((k.get(1)?.as_str()?.to_string(), v)))
             .collect(),
         restarting: false,
+        target: rt.store.kafka().clone(),
     })
 }
 
 /// Writes one batch in the open transaction (beginning one if none is open), and commits
-/// unless the batch says the transaction goes on.
+/// unless the batch says the transaction goes on; returns the (partition, offset) each of the
+/// batch's records was written at.
 async fn send(
     producer: &FutureProducer,
     name: &str,
     batch: Batch,
     open: &mut bool,
-) -> Result<(), TaskError> {
+) -> Result<Vec<(i32, i64)>, TaskError> {
     if !*open {
         let p = producer.clone();
         blocking(move || p.begin_transaction(), "beginning a transaction").await?;
@@ -385,10 +395,11 @@ async fn send(
         topic: topic.to_string(),
         key: Some(json!([name, key]).to_string().into_bytes()),
         value: value.map(|v| v.to_string().into_bytes()),
-        timestamp_ms: None,
+        ..Default::default()
     };
+    let own = batch.records.len();
     let mut all = batch.records;
-    if let Some((partition, offset)) = batch.offset {
+    for (partition, offset) in batch.offsets {
         all.push(runtime_record(
             store::OFFSETS_TOPIC,
             partition,
@@ -413,6 +424,18 @@ async fn send(
         if let Some(ts) = r.timestamp_ms {
             record = record.timestamp(ts);
         }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if !r.headers.is_empty() {
+            let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                })
+            });
+            record = record.headers(headers);
+        }
         loop {
             match producer.send_result(record) {
                 Ok(d) => {
@@ -433,9 +456,15 @@ async fn send(
     }
     // Every record is acknowledged before the commit (or the next batch): a failed one
     // aborts the transaction instead of committing without it.
+    let mut landed = Vec::with_capacity(own);
     for d in deliveries {
         let failed = match d.await {
-            Ok(Ok(_)) => None,
+            Ok(Ok(at)) => {
+                if landed.len() < own {
+                    landed.push((at.partition, at.offset));
+                }
+                None
+            }
             Ok(Err((e, _))) => Some(kafka_error("writing a record", e)),
             Err(_) => Some(TaskError::retriable("a delivery report was lost")),
         };
@@ -446,7 +475,7 @@ async fn send(
         }
     }
     if more {
-        return Ok(());
+        return Ok(landed);
     }
     let p = producer.clone();
     *open = false;
@@ -457,7 +486,7 @@ async fn send(
         abort(producer).await;
         return Err(e);
     }
-    Ok(())
+    Ok(landed)
 }
 
 async fn abort(producer: &FutureProducer) {

@@ -135,7 +135,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let connect = strom_connect::Connect::start(strom_connect::Settings {
                     kafka: internal.clone(),
                     worker_id: listener.local_addr()?.to_string(),
-                    plugins: vec![Arc::new(strom_binlog::MySqlPlugin)],
+                    plugins: vec![Arc::new(strom_binlog::MySqlPlugin), Arc::new(strom_mirror::MirrorPlugin)],
                     membership: membership(&broker),
                 });
                 use strom_http::Access;

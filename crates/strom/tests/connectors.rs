@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::connect::{call, create, status_of, url, wait_state};
 use common::mariadb::MariaDb;
 use common::rdk::consume_all_with;
 use common::{curl, free_port, wait_until, Strom};
@@ -22,44 +23,6 @@ fn start_node(dir: &std::path::Path) -> (Strom, u16) {
     let http = free_port();
     let node = Strom::start(dir, &["--http-addr", &format!("127.0.0.1:{http}")]);
     (node, http)
-}
-
-fn url(http: u16, path: &str) -> String {
-    format!("http://127.0.0.1:{http}{path}")
-}
-
-fn call(method: &str, http: u16, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let target = url(http, path);
-    let mut args = vec!["-X", method, target.as_str()];
-    let text;
-    if let Some(b) = body {
-        text = b.to_string();
-        args.extend([
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            text.as_str(),
-        ]);
-    }
-    let (code, body) = curl(&args);
-    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn status_of(http: u16, name: &str) -> Value {
-    call("GET", http, &format!("/connectors/{name}/status"), None).1
-}
-
-fn wait_state(http: u16, name: &str, want: &str, timeout: Duration) -> Value {
-    let mut last = Value::Null;
-    wait_until(&format!("connector {name} {want}"), timeout, || {
-        last = status_of(http, name);
-        (
-            last["connector"]["state"] == want
-                && (want == "STOPPED" || last["tasks"][0]["state"] == want),
-            last.to_string(),
-        )
-    });
-    last
 }
 
 /// Every record of `topic` visible to a read_committed consumer: (key, value) as JSON.
@@ -300,16 +263,6 @@ fn rest_api_answers_as_kafka_connect_and_reports_what_to_fix() {
     assert_eq!(call("DELETE", http, "/connectors/bad", None).0, 204);
     assert_eq!(call("GET", http, "/connectors/bad", None).0, 404);
     drop(node);
-}
-
-fn create(http: u16, name: &str, config: &Value) {
-    let (code, body) = call(
-        "POST",
-        http,
-        "/connectors",
-        Some(&json!({"name": name, "config": config})),
-    );
-    assert_eq!(code, 201, "{body}");
 }
 
 /// The JSON of one of `orders`' rows as the snapshot and the binlog must both render it.

@@ -123,8 +123,15 @@ pub fn metadata(
         );
     }
     // Every node accepts admin requests and forwards them to the controller's leader (as Kafka
-    // does since KIP-590), so while no leader is known this node is as good an answer as any.
-    let controller = cluster.controller_leader().unwrap_or(me) as i32;
+    // does since KIP-590), so while no leader is known, or the leader is not in the list (its
+    // registration not yet applied here, or fenced), this node is as good an answer as any: a
+    // client told of a controller it has no address for waits for one until its admin request
+    // times out.
+    let controller = cluster
+        .controller_leader()
+        .map(|l| l as i32)
+        .filter(|l| brokers.iter().any(|b| b.node_id.0 == *l))
+        .unwrap_or(me as i32);
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(cluster.cluster_id())))

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod connect;
 pub mod etcd;
 pub mod mariadb;
 pub mod proxy;
