@@ -103,6 +103,12 @@ pub trait SourceTask: Send {
     fn committed(&mut self, landed: Vec<(i32, i64)>) {
         let _ = landed;
     }
+
+    /// How far along the task is (a mirror: how far behind its source), shown in the task's
+    /// status as `progress`; asked every few seconds between polls.
+    fn progress(&mut self) -> Option<Value> {
+        None
+    }
 }
 
 /// One property a plugin knows, as `config/validate` describes it.

@@ -107,6 +107,9 @@ fn status_json(rt: &Runtime, name: &str, c: &store::Connector) -> Value {
                 if let Some(t) = &s.trace {
                     m["trace"] = json!(t);
                 }
+                if let Some(p) = &s.progress {
+                    m["progress"] = p.clone();
+                }
                 m
             }
             None => json!({"state": "UNASSIGNED", "worker_id": ""}),

@@ -79,6 +79,9 @@ pub struct Status {
     pub trace: Option<String>,
     pub worker_id: String,
     pub generation: i64,
+    /// What a running task last said about its progress (a mirror's lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default)]

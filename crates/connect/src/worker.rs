@@ -55,6 +55,8 @@ const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Backoff after a retriable failure, doubling up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a running task's progress is asked for and, when it changed, written to its status.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 struct Running {
     generation: i64,
@@ -197,6 +199,9 @@ async fn run_connector(
                     backoff = BACKOFF_MIN;
                 }
                 tracing::warn!(connector = %name, "connector failed, retrying in {backoff:?}: {e}");
+                // Still meant to run, and trying: the status says why it is not making progress.
+                let why = format!("retrying in {backoff:?} after: {e}");
+                rt.report(&name, "RUNNING", Some(why), generation).await;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -263,6 +268,8 @@ async fn run_once(
     let mut open = false;
     // Where the open transaction's records landed, told to the task once it commits.
     let mut landed: Vec<(i32, i64)> = Vec::new();
+    let mut next_progress = tokio::time::Instant::now() + PROGRESS_EVERY;
+    let mut progress: Option<Value> = None;
     loop {
         if state == Target::Paused && !open {
             if target.changed().await.is_err() {
@@ -283,6 +290,18 @@ async fn run_once(
                 continue;
             }
         };
+        if tokio::time::Instant::now() >= next_progress {
+            next_progress = tokio::time::Instant::now() + PROGRESS_EVERY;
+            let now = task.progress();
+            if now.is_some() && now != progress {
+                progress = now;
+                let mut status = rt.status(state_name(state), None, generation);
+                status.progress = progress.clone();
+                if let Err(e) = rt.store.put_status(&task_key(name), Some(&status)).await {
+                    tracing::debug!(connector = %name, "cannot write the task's progress: {e}");
+                }
+            }
+        }
         if let Some(batch) = batch {
             if !batch.is_empty() || (open && !batch.more) {
                 let more = batch.more;
@@ -501,6 +520,7 @@ impl Runtime {
             trace,
             worker_id: self.worker_id.clone(),
             generation,
+            progress: None,
         }
     }
 

@@ -53,6 +53,11 @@ pub struct GroupLabel {
     pub group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorLabel {
+    pub connector: String,
+}
+
 /// A topic's traffic counters, held by the topic so a produce or fetch adds to them directly.
 #[derive(Clone, Debug, Default)]
 pub struct TopicCounters {
@@ -93,6 +98,10 @@ pub struct Metrics {
     pub cleaner_records_removed: Counter,
     pub tier_segments_uploaded: Counter,
     pub tier_bytes_uploaded: Counter,
+    pub mirror_records: Family<ConnectorLabel, Counter>,
+    pub mirror_bytes: Family<ConnectorLabel, Counter>,
+    pub mirror_lag_records: Family<ConnectorLabel, Gauge>,
+    pub mirror_lag_seconds: Family<ConnectorLabel, Gauge>,
 }
 
 /// Latency buckets from 100 µs to about 26 s, doubling.
@@ -130,6 +139,10 @@ impl Metrics {
             cleaner_records_removed: Counter::default(),
             tier_segments_uploaded: Counter::default(),
             tier_bytes_uploaded: Counter::default(),
+            mirror_records: Family::default(),
+            mirror_bytes: Family::default(),
+            mirror_lag_records: Family::default(),
+            mirror_lag_seconds: Family::default(),
         }
     }
 
@@ -331,6 +344,28 @@ impl Metrics {
             "Bytes uploaded to the object store",
             Unit::Bytes,
             self.tier_bytes_uploaded.clone(),
+        );
+        r.register(
+            "mirror_records",
+            "Records a mirror connector wrote here, by connector",
+            self.mirror_records.clone(),
+        );
+        r.register_with_unit(
+            "mirror",
+            "Key and value bytes a mirror connector wrote here, by connector",
+            Unit::Bytes,
+            self.mirror_bytes.clone(),
+        );
+        r.register(
+            "mirror_lag_records",
+            "Offsets of the source a mirror connector has not copied yet (every partition)",
+            self.mirror_lag_records.clone(),
+        );
+        r.register_with_unit(
+            "mirror_lag",
+            "Age of the last record a mirror connector copied, on its partitions that are behind (0 when caught up)",
+            Unit::Seconds,
+            self.mirror_lag_seconds.clone(),
         );
     }
 }

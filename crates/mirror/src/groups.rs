@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use strom_connect::props::Filter;
 use strom_connect::TaskError;
@@ -47,9 +47,9 @@ fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
 }
 
 /// The offsets the source's groups named by `groups` committed on `partitions`.
-pub fn source_offsets(
+pub fn source_offsets<C: ConsumerContext>(
     source: &ClientConfig,
-    lister: &BaseConsumer<Logs>,
+    lister: &BaseConsumer<C>,
     groups: &Filter,
     partitions: &[(String, i32)],
 ) -> Result<Vec<Committed>, TaskError> {

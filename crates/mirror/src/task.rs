@@ -29,7 +29,9 @@ use crate::{groups, policy};
 
 /// How long a metadata or admin call to either cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// A poll waits this long for the first record, then this long for more.
+/// A poll waits this long for the first record, then takes what arrives within this long of
+/// it: a batch (one transaction) holds at most that much of a steady stream, which bounds
+/// the lag it adds.
 const FIRST_WAIT: Duration = Duration::from_millis(500);
 const LINGER: Duration = Duration::from_millis(20);
 /// Most bytes of keys and values in one batch.
@@ -67,12 +69,73 @@ impl ClientContext for Logs {
 
 impl ConsumerContext for Logs {}
 
+/// High watermarks of the source partitions, from librdkafka's statistics.
+type HighWatermarks = Arc<std::sync::Mutex<HashMap<(String, i32), i64>>>;
+
+/// The source consumer's context: logs, and the high watermarks its statistics report (the
+/// lag in the status, without a request per partition).
+#[derive(Clone, Default)]
+pub struct SourceContext {
+    highs: HighWatermarks,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        Logs.log(level, facility, message)
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        Logs.error(error, reason)
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut highs = self.highs.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, topic) in statistics.topics {
+            for (p, partition) in topic.partitions {
+                // librdkafka reports -1 for its internal "unassigned" partition and unknowns.
+                if p >= 0 && partition.hi_offset >= 0 {
+                    highs.insert((name.clone(), p), partition.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+/// The connector's instruments.
+struct Instruments {
+    records: prometheus_client::metrics::counter::Counter,
+    bytes: prometheus_client::metrics::counter::Counter,
+    lag_records: prometheus_client::metrics::gauge::Gauge,
+    lag_seconds: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Instruments {
+    fn of(connector: &str) -> Instruments {
+        let m = strom_metrics::global();
+        let label = strom_metrics::ConnectorLabel {
+            connector: connector.to_string(),
+        };
+        Instruments {
+            records: m.mirror_records.get_or_create(&label).clone(),
+            bytes: m.mirror_bytes.get_or_create(&label).clone(),
+            lag_records: m.mirror_lag_records.get_or_create(&label).clone(),
+            lag_seconds: m.mirror_lag_seconds.get_or_create(&label).clone(),
+        }
+    }
+}
+
 pub struct MirrorTask {
     cfg: Arc<MirrorConfig>,
     /// The source clients' settings (for group handles) and this cluster's.
     source_config: ClientConfig,
     target_config: ClientConfig,
-    consumer: Arc<BaseConsumer<Logs>>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    highs: HighWatermarks,
+    /// The timestamp of the last record mirrored from each source partition.
+    last_timestamps: HashMap<(String, i32), i64>,
+    instruments: Instruments,
     source_admin: AdminClient<Logs>,
     target_admin: Arc<AdminClient<Logs>>,
     source_id: String,
@@ -122,8 +185,11 @@ pub async fn start(ctx: TaskContext, cfg: MirrorConfig) -> Result<MirrorTask, Ta
     for (k, v) in &cfg.source_properties {
         source.set(k, v);
     }
-    let consumer: BaseConsumer<Logs> = source
+    let context = SourceContext::default();
+    let highs = Arc::clone(&context.highs);
+    let consumer: BaseConsumer<SourceContext> = source
         .clone()
+        .set("statistics.interval.ms", "5000")
         // Required by librdkafka, never joined: positions come from the connector's offsets.
         .set("group.id", format!("strom-mirror-{}", ctx.connector))
         .set("enable.auto.commit", "false")
@@ -132,7 +198,7 @@ pub async fn start(ctx: TaskContext, cfg: MirrorConfig) -> Result<MirrorTask, Ta
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .create_with_context(Logs)
+        .create_with_context(context)
         .map_err(kafka("creating the source consumer"))?;
     let consumer = Arc::new(consumer);
     let source_admin: AdminClient<Logs> = source
@@ -180,6 +246,9 @@ pub async fn start(ctx: TaskContext, cfg: MirrorConfig) -> Result<MirrorTask, Ta
         source_config: source,
         target_config,
         consumer,
+        highs,
+        last_timestamps: HashMap::new(),
+        instruments: Instruments::of(&ctx.connector),
         source_admin,
         target_admin,
         source_id,
@@ -421,6 +490,14 @@ impl MirrorTask {
             }
             self.in_flight
                 .push((m.topic().to_string(), m.partition(), m.offset()));
+            if let Some(ts) = m.timestamp().to_millis() {
+                self.last_timestamps
+                    .insert((m.topic().to_string(), m.partition()), ts);
+            }
+            self.instruments.records.inc();
+            self.instruments.bytes.inc_by(
+                (m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)) as u64,
+            );
             batch.records.push(Record {
                 topic: target.clone(),
                 key: m.key().map(<[u8]>::to_vec),
@@ -519,19 +596,19 @@ impl MirrorTask {
 }
 
 /// Records from the consumer: waits up to [`FIRST_WAIT`] for one, then takes what arrives
-/// within [`LINGER`] of the last, up to the batch limits.
+/// within [`LINGER`] of it, up to the batch limits.
 fn poll_some(
-    consumer: &BaseConsumer<Logs>,
+    consumer: &BaseConsumer<SourceContext>,
     max_records: usize,
 ) -> Result<Vec<OwnedMessage>, TaskError> {
     let mut out = Vec::new();
     let mut bytes = 0;
     let started = Instant::now();
+    let mut first: Option<Instant> = None;
     loop {
-        let wait = if out.is_empty() {
-            FIRST_WAIT.saturating_sub(started.elapsed())
-        } else {
-            LINGER
+        let wait = match first {
+            None => FIRST_WAIT.saturating_sub(started.elapsed()),
+            Some(at) => LINGER.saturating_sub(at.elapsed()),
         };
         if wait.is_zero() {
             return Ok(out);
@@ -539,6 +616,7 @@ fn poll_some(
         match consumer.poll(wait) {
             None => return Ok(out),
             Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
                 bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
                 out.push(m.detach());
                 if out.len() >= max_records || bytes >= MAX_BATCH_BYTES {
@@ -564,6 +642,44 @@ fn poll_some(
 }
 
 impl SourceTask for MirrorTask {
+    fn progress(&mut self) -> Option<Value> {
+        let highs = self.highs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut partitions = Vec::new();
+        let (mut behind_total, mut seconds_max) = (0i64, 0i64);
+        for (topic, (target, n)) in &self.mirrored {
+            for p in 0..*n {
+                let key = (topic.clone(), p);
+                let Some(&high) = highs.get(&key) else {
+                    continue;
+                };
+                let behind = (high - self.positions.get(&key).copied().unwrap_or(0)).max(0);
+                // The newest record copied is at least as old as the oldest one waiting.
+                let seconds = match (behind, self.last_timestamps.get(&key)) {
+                    (0, _) => Some(0),
+                    (_, Some(ts)) => Some(((now_ms - ts) / 1000).max(0)),
+                    (_, None) => None,
+                };
+                behind_total += behind;
+                seconds_max = seconds_max.max(seconds.unwrap_or(0));
+                partitions.push(json!({
+                    "topic": topic, "partition": p, "target": target,
+                    "records_behind": behind, "seconds_behind": seconds,
+                }));
+            }
+        }
+        self.instruments.lag_records.set(behind_total);
+        self.instruments.lag_seconds.set(seconds_max);
+        Some(json!({
+            "source": self.cfg.source_alias,
+            "records_behind": behind_total,
+            "seconds_behind": seconds_max,
+            "partitions": partitions,
+        }))
+    }
+
     fn committed(&mut self, landed: Vec<(i32, i64)>) {
         // Reading the source from a mirrored record is reading the target from its copy, and
         // from after the last one, from after its copy; so a group that stopped anywhere in

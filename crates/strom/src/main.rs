@@ -77,6 +77,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::connector::ConnectorCommand,
     },
+    /// Cross-cluster mirrors (mirror connectors): their lag per topic.
+    Mirror {
+        #[command(flatten)]
+        args: cli::connector::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::mirror::MirrorCommand,
+    },
     /// Create, list and delete SCRAM users (Kafka's AlterUserScramCredentials).
     User {
         #[command(flatten)]
@@ -149,6 +156,7 @@ fn main() -> std::process::ExitCode {
             block_on(async move { cli::cluster::run(&args, command).await })
         }
         Command::Connector { args, command } => cli::connector::run(&args, command),
+        Command::Mirror { args, command } => cli::mirror::run(&args, command),
         Command::User { broker, command } => {
             block_on(async move { cli::security::user(&broker, command).await })
         }

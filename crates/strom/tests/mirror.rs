@@ -9,9 +9,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::connect::{create, wait_state};
+use common::connect::{create, status_of, wait_state};
 use common::rdk::{consume_all_with, Rec};
-use common::{free_port, wait_until, Strom};
+use common::{cli, free_port, wait_until, Strom};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -325,6 +325,48 @@ fn mirrors_records_topics_and_configs_and_an_active_active_pair_does_not_loop() 
     );
     assert_eq!(eu.len(), 4, "{eu:?}");
 
+    // Aggregation: a second source into the same cluster keeps its topics apart (default
+    // policy), and one consumer subscribed by regex reads both.
+    let (c, _) = start_node(&dir.path().join("c"));
+    create_topic(&c.addr(), "orders", 1, &[]);
+    let pc = producer(&c.addr());
+    for i in 0..5 {
+        send(
+            &pc,
+            "orders",
+            0,
+            "k",
+            &format!("eu{i}"),
+            1_700_000_000_000,
+            OwnedHeaders::new(),
+        );
+    }
+    create(
+        b_http,
+        "from-c",
+        &json!({
+            "connector.class": "org.apache.kafka.connect.mirror.MirrorSourceConnector",
+            "source.cluster.alias": "eu-central",
+            "target.cluster.alias": "us-west",
+            "source.cluster.bootstrap.servers": c.addr(),
+            "topics": "orders",
+            "emit.checkpoints.enabled": "false",
+        }),
+    );
+    let eu = committed(
+        &b.addr(),
+        "eu-central.orders",
+        1,
+        5,
+        Duration::from_secs(30),
+    );
+    assert_eq!(eu.len(), 5, "{eu:?}");
+    let aggregate = read_some(&b.addr(), "aggregate", "^.*\\.orders$", 65);
+    assert!(
+        aggregate.contains("v0") && aggregate.contains("eu4"),
+        "{aggregate:?}"
+    );
+
     // Active-active with the identity policy: the same topic name on both sides, producers on
     // both, each record exactly once on each side and nothing copied back.
     create_topic(&a.addr(), "shared", 2, &[]);
@@ -475,7 +517,16 @@ fn exactly_once_through_sigkill_of_the_mirror_node_and_of_the_source() {
         (n >= 8_000, format!("{n} offsets on the target"))
     });
     a.kill9();
-    std::thread::sleep(Duration::from_secs(2));
+    // The mirror waits for its source with backoff, and its status says so.
+    wait_until(
+        "the status shows the retries",
+        Duration::from_secs(60),
+        || {
+            let s = status_of(b_http, "from-a");
+            let trace = s["tasks"][0]["trace"].as_str().unwrap_or("").to_string();
+            (trace.contains("retrying"), s.to_string())
+        },
+    );
     a.restart();
     let got = committed(
         &b.addr(),
@@ -507,4 +558,38 @@ fn exactly_once_through_sigkill_of_the_mirror_node_and_of_the_source() {
         Duration::from_secs(5),
     );
     assert_eq!(again.len(), total);
+
+    // Caught up: the status, `strom mirror status` and the metrics say no lag.
+    wait_until("no lag reported", Duration::from_secs(30), || {
+        let s = status_of(b_http, "from-a");
+        let p = &s["tasks"][0]["progress"];
+        let parts = p["partitions"].as_array().map_or(0, Vec::len);
+        (
+            p["records_behind"] == 0
+                && parts == PARTITIONS as usize
+                && s["tasks"][0]["trace"].is_null(),
+            s.to_string(),
+        )
+    });
+    let url = format!("http://127.0.0.1:{b_http}");
+    let (ok, out, err) = cli(&["mirror", "status", "--url", &url], "");
+    assert!(ok, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("stream -> a.stream"))
+        .unwrap_or_default();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        fields.len() >= 3 && fields[fields.len() - 3..] == ["4", "0", "0"],
+        "{out}"
+    );
+    let (_, metrics) = common::curl(&[&format!("{url}/metrics")]);
+    assert!(
+        metrics.contains("strom_mirror_records_total{connector=\"from-a\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strom_mirror_lag_records{connector=\"from-a\"} 0"),
+        "{metrics}"
+    );
 }

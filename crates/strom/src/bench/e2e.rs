@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
 use kafka_protocol::records::RecordBatchDecoder;
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset};
 
@@ -17,6 +18,36 @@ use super::produce::{commit_row, produce_header, produce_row, rate_label, row_co
 use super::report::{self, latency_histogram, Table};
 use super::{native, BenchArgs, ClientKind};
 use crate::cli::client::{self, describe_error, Consumer, QuietContext};
+
+/// How long a mirror may take to create the topic on the tail broker.
+const TOPIC_ARRIVAL: Duration = Duration::from_secs(60);
+
+/// Waits until `topic` has `partitions` partitions on `broker` (a mirror creates it there).
+fn arrived(broker: &str, topic: &str, partitions: usize) -> anyhow::Result<()> {
+    let consumer: Consumer = super::consumer_config(broker)
+        .create_with_context(QuietContext)
+        .context("creating consumer")?;
+    let deadline = Instant::now() + TOPIC_ARRIVAL;
+    loop {
+        let found = tokio::task::block_in_place(|| {
+            consumer.fetch_metadata(Some(topic), client::REQUEST_TIMEOUT)
+        })
+        .ok()
+        .and_then(|md| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+        });
+        if found.is_some_and(|n| n >= partitions) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("topic {topic} did not arrive on {broker} within {TOPIC_ARRIVAL:?} (is a mirror with the identity policy copying it?)");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// How long the consumer may keep reading after the producers have finished.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -114,12 +145,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let topic = args.topic_name();
     let partitions = super::prepare_topic(&args, &topic, true).await?;
     let rate = args.rate.unwrap_or(DEFAULT_RATE);
+    let tail_broker = match &args.tail_broker {
+        Some(other) => {
+            arrived(other, &topic, partitions.len())?;
+            other.clone()
+        }
+        None => args.broker.broker.clone(),
+    };
 
     // Start exactly at the current end of every partition, before producing, so that no
     // record of this run can be skipped by a late offset lookup.
     let tail = match args.client {
         ClientKind::Rdkafka => {
-            let mut config = super::consumer_config(&args.broker.broker);
+            let mut config = super::consumer_config(&tail_broker);
             if args.transactional {
                 // librdkafka's default too; stated so the run says what it measures.
                 config.set("isolation.level", "read_committed");
@@ -135,7 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Tail::Rdkafka(consumer)
         }
         ClientKind::Native => {
-            let cluster = native::Cluster::discover(&args.broker.broker, &topic).await?;
+            let cluster = native::Cluster::discover(&tail_broker, &topic).await?;
             let reader = native::Reader::open(
                 &cluster,
                 &partitions,

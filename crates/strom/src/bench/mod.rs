@@ -131,6 +131,10 @@ pub struct BenchArgs {
     /// needs: without it records have no key.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: Option<u64>,
+    /// bench e2e: read the records from this broker instead, where a mirror copies the topic
+    /// under the same name (its identity policy): the latency then includes the mirror.
+    #[arg(long)]
+    pub tail_broker: Option<String>,
 }
 
 /// The client library a benchmark's producers and consumers use.

@@ -27,13 +27,13 @@ pub struct ConnectArgs {
 }
 
 /// The REST client: the CA to trust and the Basic credentials to send.
-struct Client {
+pub(crate) struct Client {
     agent: ureq::Agent,
     authorization: Option<String>,
 }
 
 impl Client {
-    fn new(args: &ConnectArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(args: &ConnectArgs) -> anyhow::Result<Client> {
         use base64::Engine as _;
         let mut config = ureq::Agent::config_builder().http_status_as_error(false);
         if let Some(ca) = &args.tls_ca {
@@ -128,7 +128,12 @@ fn read_config(path: &PathBuf) -> anyhow::Result<Value> {
     Ok(Value::Object(map))
 }
 
-fn call(client: &Client, method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+pub(crate) fn call(
+    client: &Client,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
     let agent = &client.agent;
     let auth = client.authorization.as_deref().unwrap_or("");
     let with_auth = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match auth {

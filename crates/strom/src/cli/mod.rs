@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod connector;
 pub mod consume;
 pub mod group;
+pub mod mirror;
 pub mod produce;
 pub mod security;
 pub mod topic;
