@@ -67,12 +67,7 @@ impl MySqlConfig {
 }
 
 pub fn defs() -> Vec<ConfigDef> {
-    let d = |name, required, default, documentation| ConfigDef {
-        name,
-        required,
-        default,
-        documentation,
-    };
+    let d = ConfigDef::new;
     vec![
         d("database.hostname", true, None, "Host of the MySQL or MariaDB server."),
         d("database.port", false, Some("3306"), "Port of the server."),

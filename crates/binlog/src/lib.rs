@@ -69,15 +69,8 @@ impl Plugin for MySqlPlugin {
 /// Connects, checks the server's settings, and decides where to start: the stored offset, or
 /// a snapshot (with or without rows), or the oldest binlog.
 async fn start(ctx: TaskContext) -> Result<MySqlTask, TaskError> {
-    let cfg = Arc::new(config::parse(&ctx.config).map_err(|issues| {
-        TaskError::fatal(
-            issues
-                .iter()
-                .map(|i| format!("{}: {}", i.name, i.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?);
+    let cfg =
+        Arc::new(config::parse(&ctx.config).map_err(|issues| TaskError::invalid_config(&issues))?);
     let opts: mysql_async::Opts = OptsBuilder::default()
         .ip_or_hostname(cfg.hostname.clone())
         .tcp_port(cfg.port)

@@ -72,6 +72,17 @@ impl TaskError {
             retriable: true,
         }
     }
+
+    /// A config the plugin refuses: every problem, in one message.
+    pub fn invalid_config(issues: &[ConfigIssue]) -> TaskError {
+        TaskError::fatal(
+            issues
+                .iter()
+                .map(|i| format!("{}: {}", i.name, i.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
 }
 
 /// What a task starts from: its connector's name and config, the offsets and durable state
@@ -118,6 +129,22 @@ pub struct ConfigDef {
     pub required: bool,
     pub default: Option<&'static str>,
     pub documentation: &'static str,
+}
+
+impl ConfigDef {
+    pub const fn new(
+        name: &'static str,
+        required: bool,
+        default: Option<&'static str>,
+        documentation: &'static str,
+    ) -> ConfigDef {
+        ConfigDef {
+            name,
+            required,
+            default,
+            documentation,
+        }
+    }
 }
 
 /// A problem with one property of a config.

@@ -35,12 +35,7 @@ const TOPICS_EXCLUDE_DEFAULT: &str = r".*[\-\.]internal, .*\.replica, __.*, _sch
 const GROUPS_EXCLUDE_DEFAULT: &str = "console-consumer-.*, connect-.*, __.*, strom-mirror-.*";
 
 pub fn defs() -> Vec<ConfigDef> {
-    let d = |name, required, default, documentation| ConfigDef {
-        name,
-        required,
-        default,
-        documentation,
-    };
+    let d = ConfigDef::new;
     vec![
         d("source.cluster.alias", true, None, "The source cluster's name; the default replication policy prefixes remote topics with it."),
         d("target.cluster.alias", false, Some("target"), "This cluster's name, as other mirrors call it (so a topic that came from here is not mirrored back)."),

@@ -52,15 +52,8 @@ impl Plugin for MirrorPlugin {
         ctx: TaskContext,
     ) -> BoxFuture<'static, Result<Box<dyn SourceTask>, TaskError>> {
         Box::pin(async move {
-            let cfg = config::parse(&ctx.config).map_err(|issues| {
-                TaskError::fatal(
-                    issues
-                        .iter()
-                        .map(|i| format!("{}: {}", i.name, i.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
+            let cfg =
+                config::parse(&ctx.config).map_err(|issues| TaskError::invalid_config(&issues))?;
             task::start(ctx, cfg)
                 .await
                 .map(|t| Box::new(t) as Box<dyn SourceTask>)
