@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::connect::{create, status_of, wait_state};
 use common::rdk::{consume_all_with, Rec};
 use common::{cli, free_port, wait_until, Strom};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -217,6 +219,7 @@ fn mirrors_records_topics_and_configs_and_an_active_active_pair_does_not_loop() 
             "source.bootstrap.servers": a.addr(),
             "topics": "orders.*",
             "refresh.topics.interval.seconds": "1",
+            "sync.topic.configs.interval.seconds": "1",
             "emit.checkpoints.interval.seconds": "1",
             "sync.group.offsets.enabled": "true",
             "sync.group.offsets.interval.seconds": "1",
@@ -260,6 +263,22 @@ fn mirrors_records_topics_and_configs_and_an_active_active_pair_does_not_loop() 
         topic_config(&b.addr(), "us-east.orders", "retention.ms").as_deref(),
         Some("3600000"),
         "the topic's config is copied"
+    );
+    // A change of the source's config follows.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("orders")).set("retention.ms", "7200000");
+    for r in
+        futures::executor::block_on(admin(&a.addr()).alter_configs([&alter], &AdminOptions::new()))
+            .expect("alter configs")
+    {
+        r.expect("config altered");
+    }
+    wait_until(
+        "the config change followed",
+        Duration::from_secs(30),
+        || {
+            let v = topic_config(&b.addr(), "us-east.orders", "retention.ms");
+            (v.as_deref() == Some("7200000"), format!("{v:?}"))
+        },
     );
     assert!(
         !topics(&b.addr()).iter().any(|t| t.contains("payments")),
