@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# CPU per acknowledged record on the replicated write path (issue 20's "measure first"): three
+# release nodes on this machine, a topic of 4 partitions with replication factor 3, librdkafka
+# producers at a fixed rate with linger 0 (so every record is its own batch, and its own Raft
+# entry) and acks=all. Each broker thread's CPU time (/proc/PID/task/TID/stat, user + system)
+# is read before and after each run; the difference, summed over the three brokers and divided
+# by the records acknowledged, is the cost of one replicated entry, broken down by thread name
+# (digits dropped, so the Tokio workers or the flushers of all three nodes add up).
+# Usage: scripts/bench-replication-cpu.sh [DURATION_SECS] [RATE...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-20}
+shift || true
+[ $# -gt 0 ] && rates=("$@") || rates=(1000 5000)
+cargo build --release -q -p strom
+strom=${CARGO_TARGET_DIR:-target}/release/strom
+work=$(mktemp -d /tmp/strom-bench-cpu.XXXXXX)
+peers=1@127.0.0.1:31301,2@127.0.0.1:31302,3@127.0.0.1:31303
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+for i in 1 2 3; do
+  "$strom" serve --data-dir "$work/n$i" --node-id $i --kafka-addr "127.0.0.1:3140$i" \
+    --raft-addr "127.0.0.1:3130$i" --peers $peers --cluster-secret bench-cpu \
+    --etcd-addr '' --http-addr '' >>"$work/n$i.log" 2>&1 &
+  pids+=($!)
+done
+sleep 8
+"$strom" topic create cpu -b 127.0.0.1:31401 --partitions 4 --replication-factor 3 >/dev/null
+sleep 3
+
+# "name ticks" for every thread of the brokers (clock ticks; 100 per second).
+threads() {
+  for p in "${pids[@]}"; do
+    for t in /proc/$p/task/*/stat; do
+      # The name is in parentheses and may hold spaces: split around the last ')'.
+      sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1\t\2/' "$t" 2>/dev/null |
+        awk -F'\t' '{ split($2, f, " "); name = $1; gsub(/[0-9]+/, "", name); print name "\t" f[12] + f[13] }'
+    done
+  done | awk -F'\t' '{ s[$1] += $2 } END { for (n in s) print n "\t" s[n] }' | sort
+}
+
+# Idle first: what the three nodes spend with no traffic (ticks, heartbeats, timers), per second.
+threads >"$work/before"
+sleep "$duration"
+threads >"$work/after"
+echo "== idle: broker CPU per second, by thread:"
+join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/before" "$work/after" |
+  awk -F'\t' -v s="$duration" '
+    { d = ($3 - $2) * 10; if (d > 0) { ms[$1] = d / s; total += d / s } }
+    END {
+      for (t in ms) printf "  %-24s %8.1f ms/s\n", t, ms[t] | "sort -k2 -nr"
+      close("sort -k2 -nr")
+      printf "  %-24s %8.1f ms/s  (all three brokers)\n", "total", total
+    }'
+
+for rate in "${rates[@]}"; do
+  threads >"$work/before"
+  out=$("$strom" bench produce -b 127.0.0.1:31401 --topic cpu --partitions 4 --producers 4 \
+    --message-size 1024 --acks all --warmup 0 --duration "$duration" --rate "$rate" --linger-ms 0 \
+    --workload "rate-$rate")
+  threads >"$work/after"
+  echo "$out" | tail -2
+  records=$(echo "$out" | tail -1 | awk '{print $8}')
+  echo "== $rate records/s: $records records acknowledged; broker CPU per record, by thread:"
+  join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/before" "$work/after" |
+    awk -F'\t' -v n="$records" '
+      { d = ($3 - $2) * 10000; if (d > 0) { us[$1] = d / n; total += d / n } }
+      END {
+        for (t in us) printf "  %-24s %8.1f us\n", t, us[t] | "sort -k2 -nr"
+        close("sort -k2 -nr")
+        printf "  %-24s %8.1f us  (all three brokers)\n", "total", total
+      }'
+done
