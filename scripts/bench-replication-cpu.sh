@@ -40,19 +40,25 @@ threads() {
   done | awk -F'\t' '{ s[$1] += $2 } END { for (n in s) print n "\t" s[n] }' | sort
 }
 
-# Idle first: what the three nodes spend with no traffic (ticks, heartbeats, timers), per second.
+# The CPU each thread group spent between the "before" and "after" snapshots, in microseconds
+# (a tick is 10 ms), divided by $1 and printed with unit $2.
+report() {
+  join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/before" "$work/after" |
+    awk -F'\t' -v per="$1" -v unit="$2" '
+      { d = ($3 - $2) * 10000 / per; if (d > 0) { v[$1] = d; total += d } }
+      END {
+        for (t in v) printf "  %-24s %10.1f %s\n", t, v[t], unit | "sort -k2 -nr"
+        close("sort -k2 -nr")
+        printf "  %-24s %10.1f %s  (all three brokers)\n", "total", total, unit
+      }'
+}
+
+# Idle first: what the three nodes spend with no traffic (ticks, heartbeats, timers).
 threads >"$work/before"
 sleep "$duration"
 threads >"$work/after"
 echo "== idle: broker CPU per second, by thread:"
-join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/before" "$work/after" |
-  awk -F'\t' -v s="$duration" '
-    { d = ($3 - $2) * 10; if (d > 0) { ms[$1] = d / s; total += d / s } }
-    END {
-      for (t in ms) printf "  %-24s %8.1f ms/s\n", t, ms[t] | "sort -k2 -nr"
-      close("sort -k2 -nr")
-      printf "  %-24s %8.1f ms/s  (all three brokers)\n", "total", total
-    }'
+report "$duration" "us/s"
 
 for rate in "${rates[@]}"; do
   threads >"$work/before"
@@ -63,12 +69,5 @@ for rate in "${rates[@]}"; do
   echo "$out" | tail -2
   records=$(echo "$out" | tail -1 | awk '{print $8}')
   echo "== $rate records/s: $records records acknowledged; broker CPU per record, by thread:"
-  join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/before" "$work/after" |
-    awk -F'\t' -v n="$records" '
-      { d = ($3 - $2) * 10000; if (d > 0) { us[$1] = d / n; total += d / n } }
-      END {
-        for (t in us) printf "  %-24s %8.1f us\n", t, us[t] | "sort -k2 -nr"
-        close("sort -k2 -nr")
-        printf "  %-24s %8.1f us  (all three brokers)\n", "total", total
-      }'
+  report "$records" "us"
 done
