@@ -112,6 +112,12 @@ fn under(prefix: &str) -> (Vec<u8>, bool) {
 }
 
 impl Kv {
+    /// A client for reading every key under `prefix`, if `caller` may.
+    async fn open(&self, caller: Option<&Caller>, prefix: &str) -> Result<Client, Response> {
+        self.check(caller, prefix)?;
+        self.client().await
+    }
+
     /// Refuses a caller the key ACLs do not let read every key under `prefix`.
     fn check(&self, caller: Option<&Caller>, prefix: &str) -> Result<(), Response> {
         let Some(may_read) = &self.may_read else {
@@ -145,10 +151,7 @@ async fn list(
     caller: Option<Extension<Caller>>,
     Query(q): Query<PrefixQuery>,
 ) -> Response {
-    if let Err(r) = kv.check(caller.as_deref(), &q.prefix) {
-        return r;
-    }
-    let mut client = match kv.client().await {
+    let mut client = match kv.open(caller.as_deref(), &q.prefix).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -177,16 +180,13 @@ async fn watch(
     caller: Option<Extension<Caller>>,
     Query(q): Query<PrefixQuery>,
 ) -> Response {
-    if let Err(r) = kv.check(caller.as_deref(), &q.prefix) {
-        return r;
-    }
     let Ok(permit) = Arc::clone(&kv.watches).try_acquire_owned() else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             format!("{MAX_WATCHES} live watches are open"),
         );
     };
-    let mut client = match kv.client().await {
+    let mut client = match kv.open(caller.as_deref(), &q.prefix).await {
         Ok(c) => c,
         Err(r) => return r,
     };

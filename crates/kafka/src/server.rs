@@ -93,13 +93,7 @@ async fn run_connection<R, W>(
     let writer = tokio::spawn(async move {
         while let Some((pending, _queued)) = rx.recv().await {
             if let Some(chunks) = pending.await {
-                // A TLS stream may hold ciphertext the socket did not take yet: the flush
-                // sends it now rather than with the next response, which may never come.
-                let written = async {
-                    write_chunks(&mut wr, chunks).await?;
-                    wr.flush().await
-                };
-                if let Err(e) = written.await {
+                if let Err(e) = write_chunks(&mut wr, chunks).await {
                     tracing::debug!(%peer, "write failed: {e}");
                     return;
                 }
@@ -205,5 +199,7 @@ async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
             first += 1;
         }
     }
-    Ok(())
+    // A TLS stream may hold ciphertext the socket did not take yet: the flush sends it now
+    // rather than with the next response, which may never come.
+    wr.flush().await
 }
