@@ -7,13 +7,16 @@
 # by the records acknowledged, is the cost of one replicated entry, broken down by thread name
 # (digits dropped, so the Tokio workers or the flushers of all three nodes add up).
 # Usage: scripts/bench-replication-cpu.sh [DURATION_SECS] [RATE...]
+# STROM_BIN=path runs that binary instead of building this checkout (an A/B of two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-20}
 shift || true
 [ $# -gt 0 ] && rates=("$@") || rates=(1000 5000)
-cargo build --release -q -p strom
-strom=${CARGO_TARGET_DIR:-target}/release/strom
+if [ -z "${STROM_BIN:-}" ]; then
+  cargo build --release -q -p strom
+fi
+strom=${STROM_BIN:-${CARGO_TARGET_DIR:-target}/release/strom}
 work=$(mktemp -d /tmp/strom-bench-cpu.XXXXXX)
 peers=1@127.0.0.1:31301,2@127.0.0.1:31302,3@127.0.0.1:31303
 pids=()

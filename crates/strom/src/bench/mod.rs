@@ -5,6 +5,7 @@ mod consume;
 mod e2e;
 mod kv;
 mod native;
+mod nats;
 mod payload;
 mod plan;
 mod produce;
@@ -144,6 +145,9 @@ pub enum ClientKind {
     Rdkafka,
     /// Strom's minimal tokio + kafka-protocol client (bench/native).
     Native,
+    /// NATS JetStream (async-nats), for a side-by-side with NATS (bench produce only;
+    /// `-b` is the NATS server).
+    Nats,
 }
 
 impl ClientKind {
@@ -151,6 +155,7 @@ impl ClientKind {
         match self {
             ClientKind::Rdkafka => "rdkafka",
             ClientKind::Native => "native",
+            ClientKind::Nats => "nats",
         }
     }
 }
@@ -179,6 +184,11 @@ impl BenchArgs {
 
 /// Runs one benchmark workload.
 pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
+    if let BenchCommand::Produce(args) | BenchCommand::E2e(args) = &cmd {
+        if args.client == ClientKind::Nats {
+            nats::check_supported(&cmd)?;
+        }
+    }
     let common = match &mut cmd {
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => args,
         BenchCommand::Consume(args) => &mut args.common,
@@ -188,6 +198,7 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
     if common.client == ClientKind::Native {
         native::check_supported(common)?;
     }
+
     txn::check_supported(common)?;
     // A topic the benchmark names itself is its own to remove afterwards: durable runs write
     // gigabytes a minute, and leftover topics would fill the broker's disk run after run.
@@ -204,6 +215,10 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
         args.topic = Some(name.clone());
     }
     let broker = common_broker(&cmd);
+    let nats_args = match &cmd {
+        BenchCommand::Produce(args) if args.client == ClientKind::Nats => Some(args.clone()),
+        _ => None,
+    };
     let result = match cmd {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
@@ -211,7 +226,11 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kv(args) => kv::run(args).await,
     };
     if let Some(topic) = generated {
-        if let Err(err) = delete_topic(&broker, &topic).await {
+        let deleted = match &nats_args {
+            Some(args) => nats::delete(args, &topic).await,
+            None => delete_topic(&broker, &topic).await,
+        };
+        if let Err(err) = deleted {
             eprintln!("warning: could not delete benchmark topic {topic}: {err:#}");
         }
     }
@@ -246,6 +265,9 @@ async fn delete_topic(broker: &str, topic: &str) -> anyhow::Result<()> {
 /// Connects an admin client, creates the topic if `create` (an existing topic is fine) and
 /// waits until every partition has a leader. Returns the partition ids.
 async fn prepare_topic(args: &BenchArgs, topic: &str, create: bool) -> anyhow::Result<Vec<i32>> {
+    if args.client == ClientKind::Nats {
+        return nats::prepare(args, topic).await;
+    }
     let broker = &args.broker.broker;
     client::ensure_reachable(broker)?;
     let admin: Admin = client::admin_config(broker)
@@ -320,6 +342,7 @@ fn producer_config(args: &BenchArgs, acks: Acks, run: u32, id: u32) -> ClientCon
 enum Producers {
     Rdkafka(Vec<Producer>),
     Native(Vec<native::ProducerSetup>),
+    Nats(Vec<async_nats::jetstream::Context>),
 }
 
 impl Producers {
@@ -328,6 +351,7 @@ impl Producers {
         match self {
             Producers::Rdkafka(producers) => plan::spawn(producers, plan, producer::run),
             Producers::Native(setups) => plan::spawn(setups, plan, native::run_producer),
+            Producers::Nats(contexts) => plan::spawn(contexts, plan, nats::run_producer),
         }
     }
 }
@@ -358,6 +382,7 @@ async fn create_producers(
         ClientKind::Native => native::connect_producers(args, acks, topic, partitions)
             .await
             .map(Producers::Native),
+        ClientKind::Nats => nats::producers(args).await.map(Producers::Nats),
     }
 }
 
