@@ -5,18 +5,15 @@
 //! when JetStream's publish acknowledgement arrives (stored by a quorum of the stream's
 //! replicas).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 
-use super::plan::{Plan, Stats, YIELD_EVERY};
+use super::plan::{self, Plan, Stats, YIELD_EVERY};
 use super::{Acks, BenchArgs, BenchCommand};
-
-/// How long a fixed-rate producer sleeps at most between looks at its acknowledgements.
-const SETTLE_STEP: Duration = Duration::from_micros(100);
 
 /// Only what means the same on both sides: produce, acks=all, no keys or transactions.
 pub fn check_supported(cmd: &BenchCommand) -> anyhow::Result<()> {
@@ -144,16 +141,11 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
             }
         }
         if let Some(due) = due {
-            loop {
+            plan::wait_until(due, || {
                 while let Some(Some((s, done))) = in_flight.next().now_or_never() {
                     settle(&mut stats, s, done, &plan);
                 }
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                std::thread::sleep((due - now).min(SETTLE_STEP));
-            }
+            });
         }
         let now = Instant::now();
         if due.is_none() && now >= window_end {

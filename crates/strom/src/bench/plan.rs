@@ -23,6 +23,23 @@ use super::txn::TxnStats;
 /// Records sent between voluntary yields to the async runtime.
 pub const YIELD_EVERY: u64 = 64;
 
+/// How long a fixed-rate producer sleeps at most between looks at its acknowledgements.
+const SETTLE_STEP: Duration = Duration::from_micros(100);
+
+/// Waits until a record's send time, taking the acknowledgements that arrive meanwhile
+/// (`settle_ready`) in steps short enough that each one's latency is taken within ~0.1 ms of
+/// its arrival. The producer's own thread sleeps: a runtime timer would round up to 1 ms.
+pub fn wait_until(due: Instant, mut settle_ready: impl FnMut()) {
+    loop {
+        settle_ready();
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        std::thread::sleep((due - now).min(SETTLE_STEP));
+    }
+}
+
 /// What one producer sends and when it stops.
 #[derive(Clone)]
 pub struct Plan {

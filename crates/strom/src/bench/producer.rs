@@ -12,15 +12,12 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::plan::{Plan, Stats, YIELD_EVERY};
+use super::plan::{self, Plan, Stats, YIELD_EVERY};
 use super::txn::{self, Ended, Txn};
 use crate::cli::client::{describe_error, Producer};
 
 /// A finished delivery: sequence number, intended send time and librdkafka's report.
 type Settled = (u64, Instant, Result<OwnedDeliveryResult, Canceled>);
-
-/// How long a fixed-rate producer sleeps at most between looks at its acknowledgements.
-const SETTLE_STEP: Duration = Duration::from_micros(100);
 
 /// Accounts for one finished delivery; the acknowledgement time is when it is looked at.
 fn settle(stats: &mut Stats, (seq, intended, result): Settled, plan: &Plan, window_end: Instant) {
@@ -75,18 +72,11 @@ pub async fn run(producer: Producer, plan: Plan) -> anyhow::Result<Stats> {
             }
         }
         if let Some(due) = due {
-            // Collect acknowledgements while waiting for the slot, in steps short enough that
-            // an acknowledgement's latency is taken within ~0.1 ms of its arrival.
-            loop {
+            plan::wait_until(due, || {
                 while let Some(Some(done)) = in_flight.next().now_or_never() {
                     settle(&mut stats, done, &plan, window_end);
                 }
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                std::thread::sleep((due - now).min(SETTLE_STEP));
-            }
+            });
         }
         let now = Instant::now();
         if due.is_none() && now >= window_end {
