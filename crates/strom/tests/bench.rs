@@ -373,6 +373,7 @@ fn the_nats_client_publishes_to_a_real_jetstream() {
 
     for (args, why) in [
         (&["e2e", "--client", "nats"][..], "bench produce only"),
+        (&["consume", "--client", "nats"][..], "bench produce only"),
         (
             &["produce", "--client", "nats", "--acks", "1"][..],
             "--acks all",

@@ -184,10 +184,14 @@ impl BenchArgs {
 
 /// Runs one benchmark workload.
 pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
-    if let BenchCommand::Produce(args) | BenchCommand::E2e(args) = &cmd {
-        if args.client == ClientKind::Nats {
-            nats::check_supported(&cmd)?;
-        }
+    // Before anything touches the server: a NATS run is a produce run only.
+    let client = match &cmd {
+        BenchCommand::Produce(args) | BenchCommand::E2e(args) => Some(args.client),
+        BenchCommand::Consume(args) => Some(args.common.client),
+        BenchCommand::Kv(_) => None,
+    };
+    if client == Some(ClientKind::Nats) {
+        nats::check_supported(&cmd)?;
     }
     let common = match &mut cmd {
         BenchCommand::Produce(args) | BenchCommand::E2e(args) => args,
@@ -198,7 +202,6 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
     if common.client == ClientKind::Native {
         native::check_supported(common)?;
     }
-
     txn::check_supported(common)?;
     // A topic the benchmark names itself is its own to remove afterwards: durable runs write
     // gigabytes a minute, and leftover topics would fill the broker's disk run after run.
@@ -215,8 +218,11 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
         args.topic = Some(name.clone());
     }
     let broker = common_broker(&cmd);
-    let nats_args = match &cmd {
-        BenchCommand::Produce(args) if args.client == ClientKind::Nats => Some(args.clone()),
+    // Where a NATS run's streams are, for removing them afterwards.
+    let nats_streams = match &cmd {
+        BenchCommand::Produce(args) if args.client == ClientKind::Nats => {
+            Some((nats::url(args), args.partitions))
+        }
         _ => None,
     };
     let result = match cmd {
@@ -226,8 +232,8 @@ pub async fn run(mut cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kv(args) => kv::run(args).await,
     };
     if let Some(topic) = generated {
-        let deleted = match &nats_args {
-            Some(args) => nats::delete(args, &topic).await,
+        let deleted = match &nats_streams {
+            Some((url, partitions)) => nats::delete(url, &topic, *partitions).await,
             None => delete_topic(&broker, &topic).await,
         };
         if let Err(err) = deleted {

@@ -31,7 +31,7 @@ pub fn check_supported(cmd: &BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn url(args: &BenchArgs) -> String {
+pub fn url(args: &BenchArgs) -> String {
     let server = &args.broker.broker;
     if server.contains("://") {
         server.clone()
@@ -66,9 +66,9 @@ pub async fn prepare(args: &BenchArgs, topic: &str) -> anyhow::Result<Vec<i32>> 
 }
 
 /// Deletes the streams a run created.
-pub async fn delete(args: &BenchArgs, topic: &str) -> anyhow::Result<()> {
-    let js = jetstream::new(async_nats::connect(url(args)).await?);
-    for p in 0..args.partitions {
+pub async fn delete(url: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    for p in 0..partitions {
         js.delete_stream(stream_name(topic, p))
             .await
             .map_err(|e| anyhow!("delete stream {}: {e}", stream_name(topic, p)))?;
@@ -95,14 +95,15 @@ type Settled = (
     Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
 );
 
-fn settle(stats: &mut Stats, seq: u64, (intended, result): Settled, plan: &Plan) {
+fn settle(
+    stats: &mut Stats,
+    seq: u64,
+    (intended, result): Settled,
+    plan: &Plan,
+    window_end: Instant,
+) {
     match result {
-        Ok(_) => stats.ack(
-            intended,
-            Instant::now(),
-            plan.measure_from,
-            plan.window_end(),
-        ),
+        Ok(_) => stats.ack(intended, Instant::now(), plan.measure_from, window_end),
         Err(e) => stats.fail(seq, || e.to_string()),
     }
 }
@@ -113,10 +114,11 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
     let mut stats = Stats::new(plan.id)?;
     let window_end = plan.window_end();
     let payload = bytes::Bytes::copy_from_slice(&plan.payload);
-    let subjects: Vec<String> = plan
+    // Built once: a send clones a reference-counted subject rather than formatting one.
+    let subjects: Vec<async_nats::Subject> = plan
         .partitions
         .iter()
-        .map(|p| format!("{}.{p}", plan.topic))
+        .map(|p| async_nats::Subject::from(format!("{}.{p}", plan.topic)))
         .collect();
     let mut in_flight = FuturesUnordered::new();
     let track = |seq: u64, intended: Instant, ack: PublishAckFuture| {
@@ -125,7 +127,7 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
     let mut seq = 0u64;
     loop {
         while let Some(Some((s, done))) = in_flight.next().now_or_never() {
-            settle(&mut stats, s, done, &plan);
+            settle(&mut stats, s, done, &plan, window_end);
         }
         if seq % YIELD_EVERY == YIELD_EVERY - 1 {
             tokio::task::yield_now().await;
@@ -136,14 +138,14 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
         }
         while in_flight.len() >= plan.max_outstanding {
             match in_flight.next().await {
-                Some((s, done)) => settle(&mut stats, s, done, &plan),
+                Some((s, done)) => settle(&mut stats, s, done, &plan, window_end),
                 None => break,
             }
         }
         if let Some(due) = due {
             plan::wait_until(due, || {
                 while let Some(Some((s, done))) = in_flight.next().now_or_never() {
-                    settle(&mut stats, s, done, &plan);
+                    settle(&mut stats, s, done, &plan, window_end);
                 }
             });
         }
@@ -161,7 +163,7 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
     }
     stats.attempted = seq;
     while let Some((s, done)) = in_flight.next().await {
-        settle(&mut stats, s, done, &plan);
+        settle(&mut stats, s, done, &plan, window_end);
     }
     Ok(stats)
 }
