@@ -18,8 +18,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal \
-  --skip-test-db --datadir="$work/db" >/dev/null
-mariadbd --no-defaults --datadir="$work/db" --user=root --port=$dbport --bind-address=127.0.0.1 \
+  --skip-test-db --datadir="$work/db" --tmpdir="$work" >/dev/null
+mariadbd --no-defaults --datadir="$work/db" --tmpdir="$work" --user=root --port=$dbport --bind-address=127.0.0.1 \
   --socket="$work/db.sock" --log-bin="$work/db/binlog" --server-id=1 --binlog-format=ROW \
   --default-time-zone=+00:00 --innodb-buffer-pool-size=1G --log-error="$work/db.err" &
 pids+=($!)

@@ -191,8 +191,17 @@ fn rest_api_answers_as_kafka_connect_and_reports_what_to_fix() {
     wait_state(http, "bad", "PAUSED", Duration::from_secs(30));
     assert_eq!(call("PUT", http, "/connectors/bad/resume", None).0, 202);
     wait_state(http, "bad", "RUNNING", Duration::from_secs(30));
-    let (code, offsets) = call("GET", http, "/connectors/bad/offsets", None);
-    assert_eq!(code, 200);
+    // RUNNING means the task started; its offset is there once its snapshot commits.
+    let mut offsets = Value::Null;
+    wait_until("the snapshot's offset", Duration::from_secs(30), || {
+        let (code, o) = call("GET", http, "/connectors/bad/offsets", None);
+        assert_eq!(code, 200, "{o}");
+        offsets = o;
+        (
+            offsets["offsets"].as_array().is_some_and(|a| !a.is_empty()),
+            offsets.to_string(),
+        )
+    });
     assert_eq!(offsets["offsets"][0]["partition"], json!({"server": "bad"}));
     assert!(
         offsets["offsets"][0]["offset"]["file"]
@@ -296,6 +305,13 @@ fn captures_snapshot_and_changes_once_in_debezium_format_across_ddl_and_restarts
     config["heartbeat.interval.ms"] = json!("300");
     create(http, "inv", &config);
     wait_state(http, "inv", "RUNNING", Duration::from_secs(30));
+    // RUNNING is reported before the snapshot reads anything (as Debezium does): changes made
+    // before its read view would be snapshot rows, not the change events expected below.
+    let addr = node.addr();
+    assert_eq!(
+        read_topic(&addr, "db1.shop.orders", 2, Duration::from_secs(30)).len(),
+        2
+    );
 
     db.sql(&format!(
         "INSERT INTO shop.orders VALUES (3, {FULL_ROW_SQL})"
@@ -306,7 +322,6 @@ fn captures_snapshot_and_changes_once_in_debezium_format_across_ddl_and_restarts
     db.sql("UPDATE shop.orders SET id = 5 WHERE id = 4");
     db.sql("DELETE FROM shop.orders WHERE id = 2");
     db.sql("INSERT INTO other.ignored VALUES (1)");
-    let addr = node.addr();
     assert_eq!(
         read_topic(&addr, "db1.shop.orders", 10, Duration::from_secs(30)).len(),
         10

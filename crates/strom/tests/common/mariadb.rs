@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 
 use super::free_port;
 
+/// A private temporary directory: servers sharing `/tmp` delete each other's temporary
+/// tables (`#sql-temptable-*`) while bootstrapping and fail.
+fn tmpdir(dir: &Path) -> String {
+    format!("--tmpdir={}", dir.join("tmp").display())
+}
+
 pub struct MariaDb {
     child: Option<Child>,
     pub port: u16,
@@ -23,6 +29,7 @@ impl MariaDb {
     /// Installs and starts a server in `dir` (which must exist) with extra `mariadbd` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> MariaDb {
         let data = dir.join("data");
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -31,6 +38,7 @@ impl MariaDb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(tmpdir(dir))
             .output()
             .expect("run mariadb-install-db (scripts/test.sh installs mariadb-server)");
         assert!(
@@ -61,6 +69,7 @@ impl MariaDb {
         let mut cmd = Command::new("mariadbd");
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(tmpdir(&self.dir))
             .arg("--user=root")
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
