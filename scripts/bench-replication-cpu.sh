@@ -5,7 +5,10 @@
 # entry) and acks=all. Each broker thread's CPU time (/proc/PID/task/TID/stat, user + system)
 # is read before and after each run; the difference, summed over the three brokers and divided
 # by the records acknowledged, is the cost of one replicated entry, broken down by thread name
-# (digits dropped, so the Tokio workers or the flushers of all three nodes add up).
+# (digits dropped, so the Tokio workers or the flushers of all three nodes add up). The same
+# CPU is also divided by the Raft entries the leaders appended (strom_topic_appends_total: a
+# client batches whatever queued while its requests were in flight, so an entry may hold
+# several records even with linger 0; the faster the cluster answers, the fewer per entry).
 # Usage: scripts/bench-replication-cpu.sh [DURATION_SECS] [RATE...]
 # STROM_BIN=path runs that binary instead of building this checkout (an A/B of two builds).
 set -euo pipefail
@@ -25,7 +28,7 @@ trap cleanup EXIT
 for i in 1 2 3; do
   "$strom" serve --data-dir "$work/n$i" --node-id $i --kafka-addr "127.0.0.1:3140$i" \
     --raft-addr "127.0.0.1:3130$i" --peers $peers --cluster-secret bench-cpu \
-    --etcd-addr '' --http-addr '' >>"$work/n$i.log" 2>&1 &
+    --etcd-addr '' --http-addr "127.0.0.1:3150$i" >>"$work/n$i.log" 2>&1 &
   pids+=($!)
 done
 sleep 8
@@ -41,6 +44,15 @@ threads() {
         awk -F'\t' '{ split($2, f, " "); name = $1; gsub(/[0-9]+/, "", name); print name "\t" f[12] + f[13] }'
     done
   done | awk -F'\t' '{ s[$1] += $2 } END { for (n in s) print n "\t" s[n] }' | sort
+}
+
+# "appends fsyncs" of the three brokers: the topic's appends (Raft entries, counted by their
+# leaders) and every log fsync.
+counters() {
+  for i in 1 2 3; do curl -sf "http://127.0.0.1:3150$i/metrics"; done |
+    awk '/^strom_topic_appends_total\{topic="cpu"\}/ { a += $2 }
+         /^strom_fsync_duration_seconds_count/ { f += $2 }
+         END { print a + 0, f + 0 }'
 }
 
 # The CPU each thread group spent between the "before" and "after" snapshots, in microseconds
@@ -65,12 +77,18 @@ report "$duration" "us/s"
 
 for rate in "${rates[@]}"; do
   threads >"$work/before"
+  read -r appends0 fsyncs0 < <(counters)
   out=$("$strom" bench produce -b 127.0.0.1:31401 --topic cpu --partitions 4 --producers 4 \
     --message-size 1024 --acks all --warmup 0 --duration "$duration" --rate "$rate" --linger-ms 0 \
     --workload "rate-$rate")
   threads >"$work/after"
+  read -r appends1 fsyncs1 < <(counters)
   echo "$out" | tail -2
   records=$(echo "$out" | tail -1 | awk '{print $8}')
   echo "== $rate records/s: $records records acknowledged; broker CPU per record, by thread:"
   report "$records" "us"
+  entries=$((appends1 - appends0))
+  awk -v r="$records" -v e="$entries" -v f="$((fsyncs1 - fsyncs0))" 'BEGIN {
+    printf "== %d Raft entries (%.2f records each), %.2f fsyncs per entry; broker CPU per entry, by thread:\n", e, r / e, f / e }'
+  report "$entries" "us"
 done

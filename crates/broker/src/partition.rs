@@ -284,6 +284,7 @@ impl Partition {
             .sum();
         self.traffic.bytes_in.inc_by(bytes as u64);
         self.traffic.records_in.inc_by(records as u64);
+        self.traffic.appends_in.inc();
         Ok(appended)
     }
 

@@ -63,6 +63,8 @@ pub struct ConnectorLabel {
 pub struct TopicCounters {
     pub bytes_in: Counter,
     pub records_in: Counter,
+    /// Appends: one per partition of a produce request (one Raft entry on a replicated one).
+    pub appends_in: Counter,
     pub bytes_out: Counter,
     pub records_out: Counter,
 }
@@ -78,6 +80,7 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     bytes_in: Family<TopicLabel, Counter>,
     records_in: Family<TopicLabel, Counter>,
+    appends_in: Family<TopicLabel, Counter>,
     bytes_out: Family<TopicLabel, Counter>,
     records_out: Family<TopicLabel, Counter>,
     pub connections_accepted: Family<FaceLabel, Counter>,
@@ -119,6 +122,7 @@ impl Metrics {
             fsync_seconds: latency_histogram(),
             bytes_in: Family::default(),
             records_in: Family::default(),
+            appends_in: Family::default(),
             bytes_out: Family::default(),
             records_out: Family::default(),
             connections_accepted: Family::default(),
@@ -168,6 +172,7 @@ impl Metrics {
         TopicCounters {
             bytes_in: self.bytes_in.get_or_create(&label).clone(),
             records_in: self.records_in.get_or_create(&label).clone(),
+            appends_in: self.appends_in.get_or_create(&label).clone(),
             bytes_out: self.bytes_out.get_or_create(&label).clone(),
             records_out: self.records_out.get_or_create(&label).clone(),
         }
@@ -181,6 +186,7 @@ impl Metrics {
         for family in [
             &self.bytes_in,
             &self.records_in,
+            &self.appends_in,
             &self.bytes_out,
             &self.records_out,
         ] {
@@ -239,6 +245,11 @@ impl Metrics {
             "topic_records_in",
             "Records produced to a topic",
             self.records_in.clone(),
+        );
+        r.register(
+            "topic_appends",
+            "Appends to a topic's partitions: one per partition of a produce request, one Raft entry on a replicated partition (records_in / appends is the batching clients achieve)",
+            self.appends_in.clone(),
         );
         r.register_with_unit(
             "topic_out",

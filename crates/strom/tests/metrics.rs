@@ -67,6 +67,9 @@ fn metrics_follow_produce_consume_and_commit() {
     let m = scrape(&http);
     let orders = [("topic", "orders")];
     assert_eq!(m.sum("strom_topic_records_in_total", &orders), 50.0);
+    // The CLI batches its 50 lines: at least one append, never more than one per record.
+    let appends = m.sum("strom_topic_appends_total", &orders);
+    assert!((1.0..=50.0).contains(&appends), "{appends}");
     assert!(m.sum("strom_topic_in_bytes_total", &orders) > 50.0 * 7.0);
     let p0 = [("topic", "orders"), ("partition", "0")];
     assert_eq!(m.sum("strom_partition_high_watermark", &p0), 50.0);
