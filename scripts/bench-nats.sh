@@ -5,7 +5,9 @@
 # on disk (Strom: acks=all, fsync on every replica; NATS: `sync_interval: always`). The same
 # harness (`strom bench produce`) drives both: Strom with its native Rust client and with
 # librdkafka, NATS with async-nats; latency counts from each record's scheduled send time.
-# Only one cluster runs at a time, and the pair is measured ROUNDS times in alternation.
+# Only one cluster runs at a time, and the pair is measured ROUNDS times in alternation. The
+# last column is the CPU the three servers spent (user + system, /proc/PID/stat) per
+# acknowledged record, warm-up included in both the CPU and the count of records sent.
 # Usage: scripts/bench-nats.sh [DURATION_SECS] [RATE] [ROUNDS]
 # STROM_BIN=path runs that binary instead of building this checkout.
 set -euo pipefail
@@ -28,6 +30,22 @@ work=$(mktemp -d /tmp/strom-bench-nats.XXXXXX)
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap 'stop; rm -rf "$work"' EXIT
+# Clock ticks (1/100 s) the servers have used so far.
+ticks() {
+  for p in "${pids[@]}"; do sed -E 's/^.*\) //' "/proc/$p/stat"; done | awk '{ t += $12 + $13 } END { print t }'
+}
+
+# Runs `strom bench produce` with the given arguments; prints its result line and the servers'
+# CPU per record (the warm-up's records are not in the result line, so the 2 s of warm-up are
+# added at the same rate).
+measure() {
+  local before after line
+  before=$(ticks)
+  line=$("$strom" bench produce "$@" 2>&1 | grep -v '^progress' | tail -1)
+  after=$(ticks)
+  echo "$line" | awk -v t=$((after - before)) -v w=$((rate * 2)) '{ printf "%s  %.1f\n", $0, t * 10000 / ($8 + w) }'
+}
+
 common=(--partitions 4 --replication-factor 3 --producers 4 --message-size 1024 --acks all
   --linger-ms 0 --warmup 2 --duration "$duration" --rate "$rate")
 
@@ -49,8 +67,7 @@ EOF
     pids+=($!)
   done
   sleep 6
-  "$strom" bench produce -b 127.0.0.1:33421 --client nats "${common[@]}" --workload "nats-R3" 2>&1 |
-    grep -v '^progress' | tail -1
+  measure -b 127.0.0.1:33421 --client nats "${common[@]}" --workload "nats-R3"
   stop
 }
 
@@ -65,13 +82,12 @@ run_strom() {
   done
   sleep 8
   for client in native rdkafka; do
-    "$strom" bench produce -b 127.0.0.1:33401 --client $client "${common[@]}" \
-      --workload "strom-RF3-$client" 2>&1 | grep -v '^progress' | tail -1
+    measure -b 127.0.0.1:33401 --client $client "${common[@]}" --workload "strom-RF3-$client"
   done
   stop
 }
 
-echo "workload           acks  compression  partitions  producers  msg_size  rate  records  records/s  MB/s(1e6B)  p50_ms  p99_ms  p99.9_ms  max_ms  errors"
+echo "workload           acks  compression  partitions  producers  msg_size  rate  records  records/s  MB/s(1e6B)  p50_ms  p99_ms  p99.9_ms  max_ms  errors  server_cpu_us/record"
 for round in $(seq 1 "$rounds"); do
   run_strom "$round"
   run_nats "$round"

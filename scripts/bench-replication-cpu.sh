@@ -11,9 +11,11 @@
 # several records even with linger 0; the faster the cluster answers, the fewer per entry).
 # Usage: scripts/bench-replication-cpu.sh [DURATION_SECS] [RATE...]
 # STROM_BIN=path runs that binary instead of building this checkout (an A/B of two builds).
+# PARTITIONS=n (default 4) spreads the load over n partitions (n Raft groups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-20}
+partitions=${PARTITIONS:-4}
 shift || true
 [ $# -gt 0 ] && rates=("$@") || rates=(1000 5000)
 if [ -z "${STROM_BIN:-}" ]; then
@@ -32,7 +34,7 @@ for i in 1 2 3; do
   pids+=($!)
 done
 sleep 8
-"$strom" topic create cpu -b 127.0.0.1:31401 --partitions 4 --replication-factor 3 >/dev/null
+"$strom" topic create cpu -b 127.0.0.1:31401 --partitions "$partitions" --replication-factor 3 >/dev/null
 sleep 3
 
 # "name ticks" for every thread of the brokers (clock ticks; 100 per second).
@@ -78,7 +80,7 @@ report "$duration" "us/s"
 for rate in "${rates[@]}"; do
   threads >"$work/before"
   read -r appends0 fsyncs0 < <(counters)
-  out=$("$strom" bench produce -b 127.0.0.1:31401 --topic cpu --partitions 4 --producers 4 \
+  out=$("$strom" bench produce -b 127.0.0.1:31401 --topic cpu --partitions "$partitions" --producers 4 \
     --message-size 1024 --acks all --warmup 0 --duration "$duration" --rate "$rate" --linger-ms 0 \
     --workload "rate-$rate")
   threads >"$work/after"
