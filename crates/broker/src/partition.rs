@@ -288,6 +288,21 @@ impl Partition {
         Ok(appended)
     }
 
+    fn snapshot_lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.snapshot_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f`, which removes producer-state snapshots that count entries the log no longer
+    /// has, with no snapshot being written meanwhile. The caller holds the log's write lock.
+    pub(crate) fn replace_snapshots<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut written = self.snapshot_lock();
+        // What is on disk is what `f` leaves: any newer state may be written again.
+        *written = None;
+        f()
+    }
+
     /// The topic's traffic counters; a front end adds what it served to `bytes_out` and
     /// `records_out`.
     pub fn traffic(&self) -> &strom_metrics::TopicCounters {
@@ -423,6 +438,12 @@ impl Partition {
         if self.policy == FlushPolicy::Always {
             self.raise_high_watermark(durable);
         }
+        self.write_producer_snapshot_if_due();
+    }
+
+    /// Writes the producer-state snapshot once enough was appended since the last one (or a
+    /// segment rolled).
+    pub(crate) fn write_producer_snapshot_if_due(&self) {
         if self.snapshot_due.swap(false, Ordering::AcqRel) {
             self.write_producer_snapshot();
         }
@@ -433,19 +454,18 @@ impl Partition {
     /// and `producer_snapshot::restore` discards it. Failure only costs a longer scan on the next
     /// open, so it is logged, not fatal.
     pub(crate) fn write_producer_snapshot(&self) {
-        let (offset, bytes) = {
+        let (offset, bytes, mut written) = {
             let log = self.log_ref();
             let producers = self.producers_mut();
             let offset = log.next_offset();
-            (
-                offset,
-                producer_snapshot::encode(offset, &producers.state, &producers.txns),
-            )
+            let bytes = producer_snapshot::encode(offset, &producers.state, &producers.txns);
+            drop(producers);
+            // Taken before the log is let go: a replica cutting its log takes this lock after
+            // the log's ([`Partition::replace_snapshots`]), so it waits for this file and then
+            // removes it with the entries it counts; no snapshot of cut entries survives.
+            let written = self.snapshot_lock();
+            (offset, bytes, written)
         };
-        let mut written = self
-            .snapshot_written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         // Another writer got a newer state on disk first.
         if written.is_some_and(|w| w >= offset) {
             return;

@@ -387,6 +387,9 @@ impl Partition {
         if let Some(Err(e)) = self.with_driver(|d| d.on_synced(token)) {
             tracing::error!(partition = ?self, "raft group failed after fsync: {e}");
         }
+        // After the acknowledgement, not before it: this bounds what a restart after a crash
+        // re-reads, as on a partition of one node.
+        self.write_producer_snapshot_if_due();
     }
 
     fn last_index(&self) -> u64 {
@@ -547,7 +550,8 @@ impl ReplicaLog for Partition {
         if let Some(idx) = idx.as_mut() {
             *idx = EntryIndex::empty(start);
         }
-        let restored = producer_snapshot::restore(self.dir(), log, now)?;
+        let restored =
+            self.replace_snapshots(|| producer_snapshot::restore(self.dir(), log, now))?;
         self.producers_mut().reset(restored);
         drop(guard);
         self.raise_high_watermark(start.start_offset);
@@ -575,8 +579,11 @@ impl ReplicaLog for Partition {
         if let Some(cut) = cut {
             // Entries this replica had are gone: rebuild the producer state from the log, and
             // not from a snapshot that still counts them.
-            producer_snapshot::discard_beyond(self.dir(), cut)?;
-            producers.reset(producer_snapshot::restore(self.dir(), log, now)?);
+            let restored = self.replace_snapshots(|| {
+                producer_snapshot::discard_beyond(self.dir(), cut)?;
+                producer_snapshot::restore(self.dir(), log, now)
+            })?;
+            producers.reset(restored);
         } else {
             for (h, e) in headers.iter().zip(entries) {
                 producers.state.replay(h, now);

@@ -136,6 +136,16 @@ async fn a_follower_behind_the_leaders_log_start_catches_up_by_snapshot() {
     let producer = small_batch_producer(&bootstrap);
     let mut acked = produce_padded(&producer, "retained", "before", 200, 500).await;
     assert_eq!(acked.len(), 200);
+    // Segments rolled on every replica: each wrote its producer state while running, so a
+    // restart after a crash re-reads the log from there, not from the start.
+    for id in 1..=3 {
+        let snapshot = dir
+            .path()
+            .join(format!("node{id}/retained-0/producer-state.snapshot"));
+        common::wait_until("a producer-state snapshot", Duration::from_secs(10), || {
+            (snapshot.exists(), snapshot.display().to_string())
+        });
+    }
     let lagging_end = acked.values().map(|(_, o)| *o).max().unwrap_or(0);
 
     // The lagging node misses 1 MB; retention (200 KiB) on the others removes what it had.
