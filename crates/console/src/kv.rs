@@ -3,6 +3,7 @@
 //! values are shown as text (lossy UTF-8) and carried in base64 for the hex view.
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{
+    Certificate, Client, EventType, GetOptions, Identity, KeyValue, TlsOptions, WatchOptions,
+};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,15 +34,48 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// console reads the store with the node's own rights.
 pub type MayRead = Arc<dyn Fn(&Caller, &[u8], &[u8]) -> bool + Send + Sync>;
 
+/// Where the KV page reads the etcd API: its client URL and, when it is served over TLS, the
+/// node's own certificate (presented, for `--etcd-client-cert-auth`) and the CA that signed the
+/// listener's.
+#[derive(Clone, Debug)]
+pub struct EtcdEndpoint {
+    pub url: String,
+    pub tls: Option<ClientTls>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientTls {
+    /// Read when a connection is made, so a renewed certificate is picked up by the next one.
+    async fn options(&self) -> Result<TlsOptions, String> {
+        let read = |path: PathBuf| async move {
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let ca = read(self.ca.clone()).await?;
+        let cert = read(self.cert.clone()).await?;
+        let key = read(self.key.clone()).await?;
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key)))
+    }
+}
+
 #[derive(Clone)]
 struct Kv {
-    endpoint: Option<String>,
+    endpoint: Option<EtcdEndpoint>,
     may_read: Option<MayRead>,
     client: Arc<Mutex<Option<Client>>>,
     watches: Arc<Semaphore>,
 }
 
-pub(crate) fn routes(endpoint: Option<String>, may_read: Option<MayRead>) -> Router {
+pub(crate) fn routes(endpoint: Option<EtcdEndpoint>, may_read: Option<MayRead>) -> Router {
     let kv = Kv {
         endpoint,
         may_read,
@@ -70,8 +106,15 @@ impl Kv {
         if let Some(c) = held.as_ref() {
             return Ok(c.clone());
         }
-        let options = etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
-        let c = Client::connect([endpoint.as_str()], Some(options))
+        let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = &endpoint.tls {
+            let tls = tls
+                .options()
+                .await
+                .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("etcd API over TLS: {e}")))?;
+            options = options.with_tls(tls);
+        }
+        let c = Client::connect([endpoint.url.as_str()], Some(options))
             .await
             .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("etcd API: {e}")))?;
         *held = Some(c.clone());

@@ -8,7 +8,7 @@
 
 mod kv;
 
-pub use kv::MayRead;
+pub use kv::{ClientTls, EtcdEndpoint, MayRead};
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -22,7 +22,7 @@ struct Assets;
 
 /// The console's routes; `etcd` is the node's etcd client URL (`None`: the etcd API is off,
 /// and the KV page says so); `may_read`, with the authorizer on, the key ACLs' verdict.
-pub fn routes(etcd: Option<String>, may_read: Option<kv::MayRead>) -> Router {
+pub fn routes(etcd: Option<EtcdEndpoint>, may_read: Option<MayRead>) -> Router {
     Router::new()
         .route("/", get(|| asset("index.html")))
         .route(

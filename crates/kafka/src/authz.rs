@@ -18,6 +18,7 @@ use crate::errors::denied;
 use crate::handlers::{self, Client, Reply};
 use crate::Context;
 
+mod operations;
 mod reply;
 use reply::*;
 
@@ -28,6 +29,20 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
     if !ctx.security_config.authorizer {
         return handlers::handle(ctx, request, version, client);
     }
+    if !operations::asked(&request) {
+        return checked(ctx, request, version, client);
+    }
+    let reply = checked(ctx, request, version, client);
+    let (ctx, client) = (Arc::clone(ctx), client.clone());
+    map(reply, move |mut resp| {
+        operations::narrow(&ctx, &client, &mut resp);
+        resp
+    })
+}
+
+/// The request with what the principal may not touch taken out, then its handler's answer
+/// with those resources' refusals added.
+fn checked(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &Client) -> Reply {
     let can = |op: Operation, rt: ResourceType, name: &str| ctx.allowed(client, op, rt, name);
     let pass = |request: RequestKind| handlers::handle(ctx, request, version, client);
     match request {

@@ -38,15 +38,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if sec.tls.is_some() {
             strom_tls::spawn_reloader(Duration::from_secs(10));
         }
-        let tls = |auth| -> anyhow::Result<Option<Arc<strom_tls::TlsServer>>> {
-            match &sec.tls {
-                None => Ok(None),
-                Some(files) => Ok(Some(
-                    strom_tls::TlsServer::new(files.clone(), auth)
-                        .context("cannot load the TLS certificate")?,
-                )),
-            }
-        };
+        let tls_with_alpn =
+            |auth, alpn: &[&[u8]]| -> anyhow::Result<Option<Arc<strom_tls::TlsServer>>> {
+                match &sec.tls {
+                    None => Ok(None),
+                    Some(files) => Ok(Some(
+                        strom_tls::TlsServer::with_alpn(files.clone(), auth, alpn)
+                            .context("cannot load the TLS certificate")?,
+                    )),
+                }
+            };
+        let tls = |auth| tls_with_alpn(auth, &[]);
         // A single node's users and ACLs are loaded before any listener opens: a client that
         // finds the Kafka port open finds the HTTP and etcd listeners open too (as before).
         let single_security = match settings.cluster {
@@ -115,8 +117,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let internal = crate::security::internal_client(&kafka_listeners, &security_config, sec.tls.as_ref());
         // Counted per address across the Kafka listeners and HTTP, whichever a guesser tries.
         let login_failures = Arc::new(strom_auth::LoginFailures::default());
-        // The console's KV page reads the etcd API as a client, at the URL it advertises.
-        let etcd_url = settings.etcd.as_ref().map(|(_, c)| c.client_url.clone());
+        // The console's KV page reads the etcd API as a client, at the URL it advertises; over
+        // TLS it presents the node's certificate and trusts the node's CA (or, without one,
+        // the node's own certificate).
+        let etcd_url = settings.etcd.as_ref().map(|(_, c)| strom_console::EtcdEndpoint {
+            url: c.client_url.clone(),
+            tls: sec
+                .tls
+                .as_ref()
+                .filter(|_| sec.etcd_tls)
+                .map(|f| strom_console::ClientTls {
+                    ca: f.ca.clone().unwrap_or_else(|| f.cert.clone()),
+                    cert: f.cert.clone(),
+                    key: f.key.clone(),
+                }),
+        });
         let http = match settings.http {
             None => None,
             Some(addr) => {
@@ -192,8 +207,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 println!("etcd API listening on {}", listener.local_addr()?);
                 let etcd_tls = match (sec.etcd_tls, sec.etcd_client_cert_auth) {
                     (false, _) => None,
-                    (true, false) => tls(strom_tls::ClientAuth::None)?,
-                    (true, true) => tls(strom_tls::ClientAuth::Required)?,
+                    // gRPC over TLS is HTTP/2 negotiated by ALPN; clients refuse a server that
+                    // does not offer it.
+                    (true, false) => tls_with_alpn(strom_tls::ClientAuth::None, &[b"h2"])?,
+                    (true, true) => tls_with_alpn(strom_tls::ClientAuth::Required, &[b"h2"])?,
                 };
                 // Certificates say who a client is; the ACLs (EtcdKey) what it may touch.
                 if sec.etcd_client_cert_auth && security_config.authorizer {

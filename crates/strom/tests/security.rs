@@ -211,6 +211,16 @@ fn tls_sasl_and_mtls_with_real_clients() {
     ]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("# EOF"));
+    // The console's key view reads the etcd API over its mutual TLS, as the node.
+    let (code, body) = common::curl(&[
+        "--cacert",
+        &ca,
+        "-u",
+        &login,
+        &format!("https://{http}/v1/kv?prefix=/app/"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"/app/k\""), "{body}");
     let (code, _) = common::curl(&[&format!("http://{http}/metrics")]);
     assert_ne!(code, 200, "plaintext HTTP to the TLS listener must fail");
 }

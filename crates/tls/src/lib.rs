@@ -111,7 +111,11 @@ fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-fn server_config(files: &TlsFiles, auth: ClientAuth) -> Result<ServerConfig, TlsError> {
+fn server_config(
+    files: &TlsFiles,
+    auth: ClientAuth,
+    alpn: &[Vec<u8>],
+) -> Result<ServerConfig, TlsError> {
     let builder =
         ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match (auth, &files.ca) {
@@ -131,23 +135,38 @@ fn server_config(files: &TlsFiles, auth: ClientAuth) -> Result<ServerConfig, Tls
             )
         }
     };
-    Ok(builder.with_single_cert(certs(&files.cert)?, key(&files.key)?)?)
+    let mut config = builder.with_single_cert(certs(&files.cert)?, key(&files.key)?)?;
+    config.alpn_protocols = alpn.to_vec();
+    Ok(config)
 }
 
 /// A TLS server identity whose config follows its files.
 pub struct TlsServer {
     files: TlsFiles,
     auth: ClientAuth,
+    /// Application protocols offered in the handshake (ALPN); empty offers none.
+    alpn: Vec<Vec<u8>>,
     config: RwLock<(Arc<ServerConfig>, Vec<Option<SystemTime>>)>,
 }
 
 impl TlsServer {
     pub fn new(files: TlsFiles, auth: ClientAuth) -> Result<Arc<TlsServer>, TlsError> {
-        let config = Arc::new(server_config(&files, auth)?);
+        TlsServer::with_alpn(files, auth, &[])
+    }
+
+    /// A server that negotiates one of `alpn` (ALPN): gRPC clients require `h2`.
+    pub fn with_alpn(
+        files: TlsFiles,
+        auth: ClientAuth,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<TlsServer>, TlsError> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(server_config(&files, auth, &alpn)?);
         let stamps = stamps(&files);
         let server = Arc::new(TlsServer {
             files,
             auth,
+            alpn,
             config: RwLock::new((config, stamps)),
         });
         register(&server);
@@ -169,7 +188,7 @@ impl TlsServer {
         if !force && self.config.read().unwrap_or_else(|p| p.into_inner()).1 == now {
             return;
         }
-        match server_config(&self.files, self.auth) {
+        match server_config(&self.files, self.auth, &self.alpn) {
             Ok(config) => {
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(config), now);
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");

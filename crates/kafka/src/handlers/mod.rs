@@ -111,7 +111,8 @@ pub fn handle(ctx: &Arc<Context>, request: RequestKind, version: i16, client: &C
 }
 
 /// Kafka's authorized-operation bit sets as a broker without an authorizer answers them: every
-/// operation the resource type supports (Metadata v8+, DescribeGroups v3+). Strom has no ACLs yet.
+/// operation the resource type supports (Metadata v8+, DescribeCluster, DescribeGroups v3+).
+/// With the authorizer on, `authz` narrows them to what the caller's ACLs allow.
 pub(crate) mod authorized {
     const fn bits(ops: &[u8]) -> i32 {
         let mut set = 0;

@@ -47,6 +47,9 @@ without reconnecting:
     (1 MiB) passes before the first throttle; at 2 MiB the whole run averages about 2x the
     quota on Kafka's arithmetic, less on a stricter broker.
 
+15. authorized operations (describe_topics, describe_cluster, describe_consumer_groups with
+    include_authorized_operations): alice sees the operations her ACLs allow on a topic, the
+    cluster and a group (implied Describe included), the admin every operation.
 confluent-kafka 2.16 has no alter_client_quotas (nor has kafka-python's KafkaAdminClient), so
 row 14 sends Kafka's AlterClientQuotas and DescribeClientQuotas requests with kafka-python's
 protocol classes over its admin client's connection, logged in as the admin.
@@ -66,6 +69,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -710,6 +714,34 @@ print(f"14. without the quota: {free:.0f} B/s ({free / limited:.1f}x), "
 assert free > 5 * QUOTA, f"row 14: only {free:.0f} B/s without the quota"
 assert not throttles, f"row 14: throttled without a quota: {throttles[:5]}"
 kp_admin.close()
+
+# ---- 15. authorized operations ----
+
+OPS = f"{prefix}ops"
+for f in admin.create_topics([NewTopic(OPS, 1)]).values():
+    f.result(DEADLINE)
+grant(acl(TOPIC, OPS, Op.WRITE))
+
+
+def topic_ops(client):
+    d = client.describe_topics(TopicCollection([OPS]), include_authorized_operations=True)
+    return set(d[OPS].result(DEADLINE).authorized_operations or [])
+
+
+# Read from row 10's PREFIXED ACL, Write granted just now, Describe implied by both.
+alice_topic = {Op.READ, Op.WRITE, Op.DESCRIBE}
+until("row 15: alice's operations on OPS",
+      lambda: None if topic_ops(alice_admin) == alice_topic else sorted(map(str, topic_ops(alice_admin))))
+every_topic_op = {Op.READ, Op.WRITE, Op.CREATE, Op.DELETE, Op.ALTER, Op.DESCRIBE,
+                  Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS}
+assert topic_ops(admin) == every_topic_op, f"row 15: the admin's {topic_ops(admin)}"
+cluster = alice_admin.describe_cluster(include_authorized_operations=True).result(DEADLINE)
+assert set(cluster.authorized_operations) == {Op.DESCRIBE, Op.ALTER}, (
+    f"row 15: alice's cluster operations {cluster.authorized_operations}")
+g1 = alice_admin.describe_consumer_groups([G1], include_authorized_operations=True)[G1]
+assert set(g1.result(DEADLINE).authorized_operations) == {Op.READ, Op.DESCRIBE}, (
+    f"row 15: alice's operations on G1 {g1.result(DEADLINE).authorized_operations}")
+print(f"15. authorized operations ok ({time.time() - STARTED:.1f}s)")
 
 # ---- cleanup: a broad delete_acls filter per principal removes exactly what was granted, and
 # the users go (the broker is back to its starting state, so the script can run again) ----
