@@ -110,6 +110,22 @@ pub fn checkpoint_value(upstream: i64, downstream: i64, metadata: &str) -> Vec<u
     out
 }
 
+/// MirrorMaker 2's heartbeat key: the source and target cluster aliases.
+pub fn heartbeat_key(source_alias: &str, target_alias: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + source_alias.len() + target_alias.len());
+    put_str(&mut out, source_alias);
+    put_str(&mut out, target_alias);
+    out
+}
+
+/// MirrorMaker 2's heartbeat value: version 0 and the time in milliseconds.
+pub fn heartbeat_value(timestamp_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10);
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     // Names and metadata are far below 32 KiB; a longer one is cut rather than wrapped.
     let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
@@ -186,5 +202,13 @@ mod tests {
         assert_eq!(&v[..2], &[0, 0]);
         assert_eq!(&v[2..10], &5i64.to_be_bytes());
         assert_eq!(&v[10..18], &7i64.to_be_bytes());
+    }
+
+    #[test]
+    fn heartbeat_records_in_mirrormaker_format() {
+        assert_eq!(heartbeat_key("ab", "c"), [0, 2, b'a', b'b', 0, 1, b'c']);
+        let v = heartbeat_value(1_700_000_000_123);
+        assert_eq!(&v[..2], &[0, 0], "version 0");
+        assert_eq!(&v[2..], &1_700_000_000_123i64.to_be_bytes());
     }
 }

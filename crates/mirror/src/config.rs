@@ -27,6 +27,9 @@ pub struct MirrorConfig {
     pub emit_checkpoints_interval: Duration,
     pub sync_group_offsets: bool,
     pub sync_group_offsets_interval: Duration,
+    /// Write a heartbeat to `heartbeats` here (MirrorMaker 2's heartbeat connector).
+    pub emit_heartbeats: bool,
+    pub emit_heartbeats_interval: Duration,
 }
 
 /// MirrorMaker 2's default exclusions: internal topics and replicas of them.
@@ -54,6 +57,8 @@ pub fn defs() -> Vec<ConfigDef> {
         d("emit.checkpoints.interval.seconds", false, Some("60"), "How often checkpoints are written."),
         d("sync.group.offsets.enabled", false, Some("false"), "Commit translated offsets for the same groups here while they are idle."),
         d("sync.group.offsets.interval.seconds", false, Some("60"), "How often group offsets are committed here."),
+        d("emit.heartbeats.enabled", false, Some("true"), "Write a heartbeat (source and target alias, time) to the heartbeats topic here; the source's heartbeats topics are mirrored whatever the topic filter says."),
+        d("emit.heartbeats.interval.seconds", false, Some("1"), "How often heartbeats are written."),
         d("source.cluster.*", false, None, "Other librdkafka properties of the source clients, e.g. source.cluster.security.protocol, source.cluster.sasl.mechanism."),
     ]
 }
@@ -131,6 +136,8 @@ pub fn parse(config: &Config) -> Result<MirrorConfig, Vec<ConfigIssue>> {
     let sync_groups = p
         .number("sync.group.offsets.interval.seconds", 60, day)
         .max(1);
+    let emit_heartbeats = p.boolean("emit.heartbeats.enabled", true);
+    let heartbeats = p.number("emit.heartbeats.interval.seconds", 1, day).max(1);
     let source_properties = config
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("source.cluster.")?, v)))
@@ -154,6 +161,8 @@ pub fn parse(config: &Config) -> Result<MirrorConfig, Vec<ConfigIssue>> {
         emit_checkpoints_interval: Duration::from_secs(checkpoints),
         sync_group_offsets,
         sync_group_offsets_interval: Duration::from_secs(sync_groups),
+        emit_heartbeats,
+        emit_heartbeats_interval: Duration::from_secs(heartbeats),
     })
 }
 

@@ -11,13 +11,37 @@ pub enum Policy {
     Identity,
 }
 
+/// MirrorMaker 2's heartbeats topic: every mirror writes one record a second to it on its
+/// target cluster, and mirrors carry every cluster's heartbeats topics on downstream.
+pub const HEARTBEATS: &str = "heartbeats";
+
+/// The separator heartbeats topics are named with under the identity policy (MirrorMaker 2's
+/// default), so two clusters' heartbeats never share a topic.
+const IDENTITY_HEARTBEATS_SEPARATOR: &str = ".";
+
 impl Policy {
     /// The name the source cluster's `topic` has here.
     pub fn target_topic(&self, source_alias: &str, topic: &str) -> String {
         match self {
             Policy::Default { separator } => format!("{source_alias}{separator}{topic}"),
+            Policy::Identity if self.is_heartbeats(topic) => {
+                format!("{source_alias}{IDENTITY_HEARTBEATS_SEPARATOR}{topic}")
+            }
             Policy::Identity => topic.to_string(),
         }
+    }
+
+    fn separator(&self) -> &str {
+        match self {
+            Policy::Default { separator } => separator,
+            Policy::Identity => IDENTITY_HEARTBEATS_SEPARATOR,
+        }
+    }
+
+    /// Whether `topic` is a heartbeats topic: this cluster's own, or a copy of another's
+    /// (`us-east.heartbeats`). Mirrored whatever the topic filter says, as MirrorMaker 2 does.
+    pub fn is_heartbeats(&self, topic: &str) -> bool {
+        topic.rsplit(self.separator()).next() == Some(HEARTBEATS)
     }
 
     /// Whether the source's `topic` is itself a copy of a topic of the cluster named
@@ -26,11 +50,11 @@ impl Policy {
     /// names cannot tell; the path header does for it.
     pub fn is_cycle(&self, topic: &str, target_alias: &str) -> bool {
         match self {
-            Policy::Default { separator } => {
-                let parts: Vec<&str> = topic.split(separator.as_str()).collect();
+            Policy::Identity if !self.is_heartbeats(topic) => false,
+            _ => {
+                let parts: Vec<&str> = topic.split(self.separator()).collect();
                 parts[..parts.len().saturating_sub(1)].contains(&target_alias)
             }
-            Policy::Identity => false,
         }
     }
 }
@@ -88,6 +112,31 @@ mod tests {
         assert!(!default.is_cycle("orders", "us-west"));
         assert_eq!(Policy::Identity.target_topic("us-east", "orders"), "orders");
         assert!(!Policy::Identity.is_cycle("us-west.orders", "us-west"));
+    }
+
+    #[test]
+    fn heartbeats_topics_are_prefixed_under_every_policy() {
+        let default = Policy::Default {
+            separator: "_".into(),
+        };
+        for p in [&default, &Policy::Identity] {
+            assert!(p.is_heartbeats("heartbeats"));
+            assert!(!p.is_heartbeats("heartbeats-audit") && !p.is_heartbeats("orders"));
+        }
+        assert!(default.is_heartbeats("us-east_heartbeats"));
+        assert_eq!(default.target_topic("a", "b_heartbeats"), "a_b_heartbeats");
+        assert!(default.is_cycle("us-west_heartbeats", "us-west"));
+        let identity = Policy::Identity;
+        assert_eq!(
+            identity.target_topic("us-east", "heartbeats"),
+            "us-east.heartbeats"
+        );
+        assert_eq!(
+            identity.target_topic("us-east", "eu.heartbeats"),
+            "us-east.eu.heartbeats"
+        );
+        assert!(identity.is_cycle("us-west.heartbeats", "us-west"));
+        assert!(!identity.is_cycle("us-west.orders", "us-west"));
     }
 
     #[test]

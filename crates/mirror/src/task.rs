@@ -23,9 +23,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use strom_connect::{Batch, Record, SourceTask, TaskContext, TaskError};
 
-use crate::checkpoint::{checkpoint_key, checkpoint_value, OffsetSyncs};
+use crate::checkpoint::{
+    checkpoint_key, checkpoint_value, heartbeat_key, heartbeat_value, OffsetSyncs,
+};
 use crate::config::MirrorConfig;
-use crate::{groups, policy};
+use crate::groups;
+use crate::policy::{self, HEARTBEATS};
 
 /// How long a metadata or admin call to either cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,6 +157,13 @@ pub struct MirrorTask {
     emitted: HashMap<(String, String, i32), (i64, i64)>,
     next_checkpoint: Instant,
     next_group_sync: Instant,
+    next_heartbeat: Instant,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn kafka(context: &str) -> impl Fn(KafkaError) -> TaskError + '_ {
@@ -262,6 +272,7 @@ pub async fn start(ctx: TaskContext, cfg: MirrorConfig) -> Result<MirrorTask, Ta
         emitted: HashMap::new(),
         next_checkpoint: now,
         next_group_sync: now,
+        next_heartbeat: now,
     };
     task.refresh(true).await?;
     Ok(task)
@@ -299,7 +310,9 @@ impl MirrorTask {
         let wanted: BTreeMap<String, (String, i32)> = source_topics
             .into_iter()
             .filter(|(t, n)| {
-                *n > 0 && cfg.topics.accepts(t) && !cfg.policy.is_cycle(t, &cfg.target_alias)
+                *n > 0
+                    && (cfg.topics.accepts(t) || cfg.policy.is_heartbeats(t))
+                    && !cfg.policy.is_cycle(t, &cfg.target_alias)
             })
             .map(|(t, n)| (cfg.policy.target_topic(&cfg.source_alias, &t), t, n))
             .map(|(target, t, n)| (t, (target, n)))
@@ -334,6 +347,12 @@ impl MirrorTask {
         if self.cfg.emit_checkpoints && !target_topics.contains_key(&checkpoints) {
             creations.push(
                 NewTopic::new(&checkpoints, 1, TopicReplication::Fixed(-1))
+                    .set("cleanup.policy", "compact"),
+            );
+        }
+        if self.cfg.emit_heartbeats && !target_topics.contains_key(HEARTBEATS) {
+            creations.push(
+                NewTopic::new(HEARTBEATS, 1, TopicReplication::Fixed(-1))
                     .set("cleanup.policy", "compact"),
             );
         }
@@ -518,6 +537,23 @@ impl MirrorTask {
         batch
     }
 
+    /// MirrorMaker 2's heartbeat: this mirror is running and reaches both clusters.
+    fn heartbeat(&mut self, now: Instant) -> Batch {
+        self.next_heartbeat = now + self.cfg.emit_heartbeats_interval;
+        let mut batch = Batch::default();
+        batch.records.push(Record {
+            topic: HEARTBEATS.to_string(),
+            partition: Some(0),
+            key: Some(heartbeat_key(
+                &self.cfg.source_alias,
+                &self.cfg.target_alias,
+            )),
+            value: Some(heartbeat_value(now_ms())),
+            ..Record::default()
+        });
+        batch
+    }
+
     /// MirrorMaker 2's name for the checkpoints of this source.
     fn checkpoints_topic(&self) -> String {
         format!("{}.checkpoints.internal", self.cfg.source_alias)
@@ -644,9 +680,7 @@ fn poll_some(
 impl SourceTask for MirrorTask {
     fn progress(&mut self) -> Option<Value> {
         let highs = self.highs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         let mut partitions = Vec::new();
         let (mut behind_total, mut seconds_max) = (0i64, 0i64);
         for (topic, (target, n)) in &self.mirrored {
@@ -700,6 +734,9 @@ impl SourceTask for MirrorTask {
             if now >= self.next_refresh || now >= self.next_config_sync {
                 let configs = now >= self.next_config_sync;
                 self.refresh(configs).await?;
+            }
+            if self.cfg.emit_heartbeats && now >= self.next_heartbeat {
+                return Ok(Some(self.heartbeat(now)));
             }
             let checkpoints_due = (self.cfg.emit_checkpoints || self.cfg.sync_group_offsets)
                 && now >= self.next_checkpoint;

@@ -357,9 +357,11 @@ fn the_nats_client_publishes_to_a_real_jetstream() {
     );
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(number(&rows[0], "errors"), 0, "{rows:?}");
-    // 1,000/s over the 2 s measured: every scheduled record, each acknowledged.
+    // 1,000/s over the 2 s measured. `records` counts acknowledgements by when they arrive in
+    // the window, so records in flight at its two edges move the count either way: 2,000 give
+    // or take those, not at most 2,000.
     let records = number(&rows[0], "records");
-    assert!((1900..=2000).contains(&records), "{rows:?}");
+    assert!((1900..=2100).contains(&records), "{rows:?}");
     let streams = store.join("jetstream").join("$G").join("streams");
     // A deleted stream's directory is renamed to a dot name and removed in the background.
     let left: Vec<_> = std::fs::read_dir(&streams)

@@ -468,6 +468,62 @@ fn mirrors_records_topics_and_configs_and_an_active_active_pair_does_not_loop() 
         "{:?}",
         topics(&a.addr())
     );
+
+    // Heartbeats, as MirrorMaker 2 writes them: every mirror writes its (source, target)
+    // aliases and the time to `heartbeats` on its target each second, and the source's
+    // heartbeats topics come along as `<alias>.heartbeats` whatever `topics` says (under the
+    // identity policy too); a copy of a cluster's own heartbeats never goes back to it.
+    let beats = |addr: &str, topic: &str, source: &str, target: &str| {
+        let key = [
+            &[0, source.len() as u8][..],
+            source.as_bytes(),
+            &[0, target.len() as u8],
+            target.as_bytes(),
+        ]
+        .concat();
+        wait_until(
+            &format!("a heartbeat {source} -> {target} in {topic}"),
+            Duration::from_secs(30),
+            || {
+                if !topics(addr).iter().any(|t| t == topic) {
+                    return (false, format!("no topic {topic} yet"));
+                }
+                let got = committed(addr, topic, 1, 10_000, Duration::from_secs(2));
+                let beat = got
+                    .iter()
+                    .rev()
+                    .find(|r| r.key.as_deref() == Some(&key[..]));
+                let recent = beat.and_then(|r| r.value.as_deref()).is_some_and(|v| {
+                    let ms = v
+                        .get(2..10)
+                        .and_then(|b| b.try_into().ok())
+                        .map(i64::from_be_bytes);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as i64;
+                    v.len() == 10
+                        && v[..2] == [0, 0]
+                        && ms.is_some_and(|ms| (now - ms).abs() < 60_000)
+                });
+                (recent, format!("{} records, found {beat:?}", got.len()))
+            },
+        );
+    };
+    beats(&b.addr(), "heartbeats", "us-east", "us-west");
+    beats(&b.addr(), "heartbeats", "eu-central", "us-west");
+    beats(&a.addr(), "heartbeats", "us-west", "us-east");
+    beats(&b.addr(), "us-east.heartbeats", "us-west", "us-east");
+    beats(&a.addr(), "us-west.heartbeats", "us-east", "us-west");
+    for (node, back) in [
+        (&a, "us-west.us-east.heartbeats"),
+        (&b, "us-east.us-west.heartbeats"),
+    ] {
+        assert!(
+            !topics(&node.addr()).iter().any(|t| t == back),
+            "{back} is a cycle"
+        );
+    }
 }
 
 #[test]

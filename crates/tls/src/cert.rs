@@ -141,6 +141,61 @@ mod tests {
         assert_eq!(accepted.await.unwrap().as_deref(), Some("User:alice"));
     }
 
+    /// A node dialling its peers presents its renewed certificate after a reload, and keeps
+    /// the last good one when the file is broken.
+    #[tokio::test]
+    async fn a_client_identity_follows_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        create_ca(dir.path(), "test CA", 30).unwrap();
+        for name in ["server", "first", "second"] {
+            issue(dir.path(), name, &["127.0.0.1".into()], 30).unwrap();
+        }
+        let live = |n: &str| dir.path().join(n);
+        std::fs::copy(live("first.pem"), live("node.pem")).unwrap();
+        std::fs::copy(live("first-key.pem"), live("node-key.pem")).unwrap();
+        let server_files = TlsFiles {
+            cert: live("server.pem"),
+            key: live("server-key.pem"),
+            ca: Some(live("ca.pem")),
+        };
+        let server = TlsServer::new(server_files, ClientAuth::Required).unwrap();
+        let client = crate::TlsClient::new(
+            TlsFiles {
+                cert: live("node.pem"),
+                key: live("node-key.pem"),
+                ca: Some(live("ca.pem")),
+            },
+            true,
+        )
+        .unwrap();
+        let presented = || {
+            let (server, config) = (server.clone(), client.current());
+            async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let accepted = tokio::spawn(async move {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    crate::principal(&server.accept(tcp).await.unwrap())
+                });
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let _tls = crate::connect(config, addr, tcp).await.unwrap();
+                accepted.await.unwrap()
+            }
+        };
+        assert_eq!(presented().await.as_deref(), Some("User:first"));
+        std::fs::copy(live("second.pem"), live("node.pem")).unwrap();
+        std::fs::copy(live("second-key.pem"), live("node-key.pem")).unwrap();
+        client.reload(true);
+        assert_eq!(presented().await.as_deref(), Some("User:second"));
+        std::fs::write(live("node.pem"), "not a certificate").unwrap();
+        client.reload(true);
+        assert_eq!(
+            presented().await.as_deref(),
+            Some("User:second"),
+            "a broken file keeps the last good certificate"
+        );
+    }
+
     /// A renewed certificate is served after a reload, and a broken one keeps the old.
     #[tokio::test]
     async fn reload_follows_the_files_and_keeps_the_last_good_one() {

@@ -3,11 +3,16 @@
 //! One [`TlsServer`] per set of PEM files: it builds a rustls server config (TLS 1.2 and 1.3,
 //! rustls's safe defaults, the aws-lc-rs provider) and rebuilds it when the files change or
 //! the process gets SIGHUP ([`spawn_reloader`]); a connection takes whichever config is
-//! current when it is accepted, so a renewed certificate needs no restart. [`incoming`] runs
-//! handshakes off the accept loop with a deadline, so a client that stalls its handshake
-//! cannot hold up anyone else.
+//! current when it is accepted, so a renewed certificate needs no restart; a [`TlsClient`] (the
+//! node dialling its peers) follows its files the same way. [`incoming`] runs handshakes off
+//! the accept loop with a deadline, so a client that stalls its handshake cannot hold up anyone
+//! else.
 
 pub mod cert;
+mod reload;
+
+pub use reload::spawn_reloader;
+use reload::{FromFiles, Reload};
 
 /// The rustls this crate builds its configs with, for crates that hold one.
 pub use rustls;
@@ -16,9 +21,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -142,11 +147,10 @@ fn server_config(
 
 /// A TLS server identity whose config follows its files.
 pub struct TlsServer {
-    files: TlsFiles,
     auth: ClientAuth,
     /// Application protocols offered in the handshake (ALPN); empty offers none.
     alpn: Vec<Vec<u8>>,
-    config: RwLock<(Arc<ServerConfig>, Vec<Option<SystemTime>>)>,
+    config: FromFiles<ServerConfig>,
 }
 
 impl TlsServer {
@@ -161,15 +165,9 @@ impl TlsServer {
         alpn: &[&[u8]],
     ) -> Result<Arc<TlsServer>, TlsError> {
         let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
-        let config = Arc::new(server_config(&files, auth, &alpn)?);
-        let stamps = stamps(&files);
-        let server = Arc::new(TlsServer {
-            files,
-            auth,
-            alpn,
-            config: RwLock::new((config, stamps)),
-        });
-        register(&server);
+        let config = FromFiles::new(files, |f| server_config(f, auth, &alpn))?;
+        let server = Arc::new(TlsServer { auth, alpn, config });
+        reload::register(Arc::downgrade(&server) as Weak<dyn Reload>);
         Ok(server)
     }
 
@@ -177,33 +175,15 @@ impl TlsServer {
         self.auth
     }
 
-    fn current(&self) -> Arc<ServerConfig> {
-        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()).0)
-    }
-
-    /// Rebuilds the config from the files (when `force`, or when a file changed). A bad file
-    /// keeps the old config: a half-written certificate must not take the listener down.
+    /// Rebuilds the config from the files (when `force`, or when a file changed).
     pub fn reload(&self, force: bool) {
-        let now = stamps(&self.files);
-        if !force && self.config.read().unwrap_or_else(|p| p.into_inner()).1 == now {
-            return;
-        }
-        match server_config(&self.files, self.auth, &self.alpn) {
-            Ok(config) => {
-                *self.config.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(config), now);
-                tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-            }
-            Err(e) => {
-                // Remember the stamps so a broken file is reported once, not every poll.
-                self.config.write().unwrap_or_else(|p| p.into_inner()).1 = now;
-                tracing::error!("TLS reload failed, keeping the previous certificate: {e}");
-            }
-        }
+        self.config
+            .reload(force, |f| server_config(f, self.auth, &self.alpn));
     }
 
     /// Runs the server side of a handshake on `tcp`, within [`HANDSHAKE_TIMEOUT`].
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<ServerTls> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.current());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.current());
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
@@ -216,48 +196,10 @@ impl TlsServer {
 
 pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
 
-fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
-    [Some(&files.cert), Some(&files.key), files.ca.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .collect()
-}
-
-static SERVERS: RwLock<Vec<Weak<TlsServer>>> = RwLock::new(Vec::new());
-
-fn register(server: &Arc<TlsServer>) {
-    let mut all = SERVERS.write().unwrap_or_else(|p| p.into_inner());
-    all.retain(|w| w.strong_count() > 0);
-    all.push(Arc::downgrade(server));
-}
-
-/// Reloads every [`TlsServer`] on SIGHUP, and any whose files changed every `poll`.
-pub fn spawn_reloader(poll: Duration) {
-    tokio::spawn(async move {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("no SIGHUP handler, certificates reload on file change only: {e}");
-                None
-            }
-        };
-        loop {
-            let force = tokio::select! {
-                _ = tokio::time::sleep(poll) => false,
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-            };
-            let servers: Vec<Arc<TlsServer>> = SERVERS
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
-            for s in servers {
-                s.reload(force);
-            }
-        }
-    });
+impl Reload for TlsServer {
+    fn reload(&self, force: bool) {
+        TlsServer::reload(self, force);
+    }
 }
 
 /// The principal of a verified client certificate: `User:` and the subject's common name.
@@ -281,6 +223,10 @@ fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
 /// A client config trusting `files.ca` and presenting `files`' certificate (node-to-node
 /// mutual TLS), or presenting none when `present` is false.
 pub fn client_config(files: &TlsFiles, present: bool) -> Result<Arc<ClientConfig>, TlsError> {
+    build_client_config(files, present).map(Arc::new)
+}
+
+fn build_client_config(files: &TlsFiles, present: bool) -> Result<ClientConfig, TlsError> {
     let ca = files
         .ca
         .as_ref()
@@ -288,12 +234,44 @@ pub fn client_config(files: &TlsFiles, present: bool) -> Result<Arc<ClientConfig
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca)?);
-    let config = if present {
+    Ok(if present {
         builder.with_client_auth_cert(certs(&files.cert)?, key(&files.key)?)?
     } else {
         builder.with_no_client_auth()
-    };
-    Ok(Arc::new(config))
+    })
+}
+
+/// A long-lived client identity (a node dialling its peers) whose config follows its files as
+/// a [`TlsServer`]'s does: a renewed certificate or CA is used by the next connection.
+pub struct TlsClient {
+    present: bool,
+    config: FromFiles<ClientConfig>,
+}
+
+impl TlsClient {
+    pub fn new(files: TlsFiles, present: bool) -> Result<Arc<TlsClient>, TlsError> {
+        let config = FromFiles::new(files, |f| build_client_config(f, present))?;
+        let client = Arc::new(TlsClient { present, config });
+        reload::register(Arc::downgrade(&client) as Weak<dyn Reload>);
+        Ok(client)
+    }
+
+    /// The config for a connection made now.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.config.current()
+    }
+
+    /// Rebuilds the config from the files (when `force`, or when a file changed).
+    pub fn reload(&self, force: bool) {
+        self.config
+            .reload(force, |f| build_client_config(f, self.present));
+    }
+}
+
+impl Reload for TlsClient {
+    fn reload(&self, force: bool) {
+        TlsClient::reload(self, force);
+    }
 }
 
 /// Connects `tcp` as a TLS client to `addr` (its IP is the name checked in the certificate).

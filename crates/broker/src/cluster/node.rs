@@ -700,6 +700,6 @@ fn raft_tls(
 ) -> Result<strom_consensus::transport::RaftTls, strom_tls::TlsError> {
     Ok(strom_consensus::transport::RaftTls {
         server: strom_tls::TlsServer::new(files.clone(), strom_tls::ClientAuth::Required)?,
-        client: strom_tls::client_config(files, true)?,
+        client: strom_tls::TlsClient::new(files.clone(), true)?,
     })
 }

@@ -92,8 +92,8 @@ pub struct TransportConfig {
 pub struct RaftTls {
     /// Requires and verifies the dialler's certificate.
     pub server: Arc<strom_tls::TlsServer>,
-    /// Presents this node's certificate and verifies the peer's.
-    pub client: Arc<strom_tls::rustls::ClientConfig>,
+    /// Presents this node's certificate and verifies the peer's (reloaded with the files).
+    pub client: Arc<strom_tls::TlsClient>,
 }
 
 impl std::fmt::Debug for RaftTls {

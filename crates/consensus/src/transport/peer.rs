@@ -291,7 +291,7 @@ async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<Conn, Tr
     let mut stream = match &shared.tls {
         None => Conn::Plain(stream),
         Some(tls) => Conn::Client(Box::new(
-            strom_tls::connect(Arc::clone(&tls.client), addr, stream)
+            strom_tls::connect(tls.client.current(), addr, stream)
                 .await
                 .map_err(|source| TransportError::Connect { addr, source })?,
         )),
