@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -51,7 +51,20 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// Read when a connection is made, so a renewed certificate is picked up by the next one.
+    /// When each file was last changed: a client made before a change is made again.
+    async fn stamps(&self) -> Vec<Option<SystemTime>> {
+        let mut out = Vec::with_capacity(3);
+        for path in [&self.ca, &self.cert, &self.key] {
+            out.push(
+                tokio::fs::metadata(path)
+                    .await
+                    .and_then(|m| m.modified())
+                    .ok(),
+            );
+        }
+        out
+    }
+
     async fn options(&self) -> Result<TlsOptions, String> {
         let read = |path: PathBuf| async move {
             tokio::fs::read(&path)
@@ -67,11 +80,14 @@ impl ClientTls {
     }
 }
 
+/// The client, and the stamps of the TLS files it was made with.
+type Held = (Client, Vec<Option<SystemTime>>);
+
 #[derive(Clone)]
 struct Kv {
     endpoint: Option<EtcdEndpoint>,
     may_read: Option<MayRead>,
-    client: Arc<Mutex<Option<Client>>>,
+    client: Arc<Mutex<Option<Held>>>,
     watches: Arc<Semaphore>,
 }
 
@@ -94,7 +110,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl Kv {
-    /// A connected client, made on first use and kept.
+    /// A connected client, made on first use and kept until a TLS file changes (a renewed
+    /// certificate, or CA, is used from then on).
     async fn client(&self) -> Result<Client, Response> {
         let Some(endpoint) = &self.endpoint else {
             return Err(error(
@@ -102,8 +119,12 @@ impl Kv {
                 "the etcd API is turned off on this node (--etcd-addr '')",
             ));
         };
+        let stamps = match &endpoint.tls {
+            Some(tls) => tls.stamps().await,
+            None => Vec::new(),
+        };
         let mut held = self.client.lock().await;
-        if let Some(c) = held.as_ref() {
+        if let Some((c, _)) = held.as_ref().filter(|(_, s)| *s == stamps) {
             return Ok(c.clone());
         }
         let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
@@ -117,7 +138,7 @@ impl Kv {
         let c = Client::connect([endpoint.url.as_str()], Some(options))
             .await
             .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("etcd API: {e}")))?;
-        *held = Some(c.clone());
+        *held = Some((c.clone(), stamps));
         Ok(c)
     }
 }
