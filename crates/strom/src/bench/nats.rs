@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 
-use super::plan::{self, Plan, Stats, YIELD_EVERY};
+use super::plan::{self, Plan, Stats};
 use super::{Acks, BenchArgs, BenchCommand};
 
 /// Only what means the same on both sides: produce, acks=all, no keys or transactions.
@@ -126,34 +126,14 @@ pub async fn run_producer(js: jetstream::Context, plan: Plan) -> anyhow::Result<
     };
     let mut seq = 0u64;
     loop {
-        while let Some(Some((s, done))) = in_flight.next().now_or_never() {
-            settle(&mut stats, s, done, &plan, window_end);
-        }
-        if seq % YIELD_EVERY == YIELD_EVERY - 1 {
-            tokio::task::yield_now().await;
-        }
-        let due = plan.due(seq);
-        if due.is_some_and(|due| due >= window_end) {
+        let Some(intended) =
+            plan::next_send(&plan, seq, window_end, &mut in_flight, |(s, done)| {
+                settle(&mut stats, s, done, &plan, window_end)
+            })
+            .await
+        else {
             break;
-        }
-        while in_flight.len() >= plan.max_outstanding {
-            match in_flight.next().await {
-                Some((s, done)) => settle(&mut stats, s, done, &plan, window_end),
-                None => break,
-            }
-        }
-        if let Some(due) = due {
-            plan::wait_until(due, || {
-                while let Some(Some((s, done))) = in_flight.next().now_or_never() {
-                    settle(&mut stats, s, done, &plan, window_end);
-                }
-            });
-        }
-        let now = Instant::now();
-        if due.is_none() && now >= window_end {
-            break;
-        }
-        let intended = due.unwrap_or(now);
+        };
         let subject = subjects[plan.partition_index(seq)].clone();
         match js.publish(subject, payload.clone()).await {
             Ok(ack) => in_flight.push(track(seq, intended, ack)),

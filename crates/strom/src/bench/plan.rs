@@ -13,6 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use hdrhistogram::Histogram;
 use tokio::task::JoinHandle;
 
@@ -38,6 +40,50 @@ pub fn wait_until(due: Instant, mut settle_ready: impl FnMut()) {
         }
         std::thread::sleep((due - now).min(SETTLE_STEP));
     }
+}
+
+/// The pacing of a producer whose acknowledgements are futures (librdkafka, NATS): settles
+/// those already arrived, yields to the runtime now and then, waits while `max_outstanding`
+/// are in flight and until record `seq` is due (settling meanwhile). Returns when `seq` is
+/// meant to be sent, or `None` once the measured window is over.
+pub async fn next_send<F: Future>(
+    plan: &Plan,
+    seq: u64,
+    window_end: Instant,
+    in_flight: &mut FuturesUnordered<F>,
+    mut settle: impl FnMut(F::Output),
+) -> Option<Instant> {
+    // Acknowledgements already here are settled now, not whenever the window next fills up.
+    while let Some(Some(done)) = in_flight.next().now_or_never() {
+        settle(done);
+    }
+    // A producer that never has to wait would otherwise keep its worker thread to itself and
+    // starve the other producers' tasks.
+    if seq % YIELD_EVERY == YIELD_EVERY - 1 {
+        tokio::task::yield_now().await;
+    }
+    let due = plan.due(seq);
+    if due.is_some_and(|due| due >= window_end) {
+        return None;
+    }
+    while in_flight.len() >= plan.max_outstanding {
+        match in_flight.next().await {
+            Some(done) => settle(done),
+            None => break,
+        }
+    }
+    if let Some(due) = due {
+        wait_until(due, || {
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                settle(done);
+            }
+        });
+    }
+    let now = Instant::now();
+    if due.is_none() && now >= window_end {
+        return None;
+    }
+    Some(due.unwrap_or(now))
 }
 
 /// What one producer sends and when it stops.

@@ -12,7 +12,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::plan::{self, Plan, Stats, YIELD_EVERY};
+use super::plan::{self, Plan, Stats};
 use super::txn::{self, Ended, Txn};
 use crate::cli::client::{describe_error, Producer};
 
@@ -51,38 +51,13 @@ pub async fn run(producer: Producer, plan: Plan) -> anyhow::Result<Stats> {
         if plan.max_records.is_some_and(|max| seq >= max) {
             break;
         }
-        // Settle acknowledgements that have already arrived, so that their latency is taken
-        // now and not whenever the window next fills up.
-        while let Some(Some(done)) = in_flight.next().now_or_never() {
-            settle(&mut stats, done, &plan, window_end);
-        }
-        // A producer that never has to wait would otherwise keep its worker thread to itself
-        // and starve the other producers' tasks.
-        if seq % YIELD_EVERY == YIELD_EVERY - 1 {
-            tokio::task::yield_now().await;
-        }
-        let due = plan.due(seq);
-        if due.is_some_and(|due| due >= window_end) {
+        let Some(intended) = plan::next_send(&plan, seq, window_end, &mut in_flight, |done| {
+            settle(&mut stats, done, &plan, window_end)
+        })
+        .await
+        else {
             break;
-        }
-        while in_flight.len() >= plan.max_outstanding {
-            match in_flight.next().await {
-                Some(done) => settle(&mut stats, done, &plan, window_end),
-                None => break,
-            }
-        }
-        if let Some(due) = due {
-            plan::wait_until(due, || {
-                while let Some(Some(done)) = in_flight.next().now_or_never() {
-                    settle(&mut stats, done, &plan, window_end);
-                }
-            });
-        }
-        let now = Instant::now();
-        if due.is_none() && now >= window_end {
-            break;
-        }
-        let intended = due.unwrap_or(now);
+        };
         if let Some(txn) = &mut txn {
             if let Err(err) = txn.begin(&producer, seq) {
                 stats.fail(seq, || err);
