@@ -21,6 +21,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use strom_auth::Caller;
+use strom_tls::TlsFiles;
 use tokio::sync::{Mutex, Semaphore};
 
 /// Keys one listing returns at most.
@@ -35,49 +36,46 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub type MayRead = Arc<dyn Fn(&Caller, &[u8], &[u8]) -> bool + Send + Sync>;
 
 /// Where the KV page reads the etcd API: its client URL and, when it is served over TLS, the
-/// node's own certificate (presented, for `--etcd-client-cert-auth`) and the CA that signed the
-/// listener's.
+/// node's own TLS files. The node's certificate is presented (for `--etcd-client-cert-auth`);
+/// the listener's is checked against the CA, or without one against the node's certificate,
+/// as every client of the node does.
 #[derive(Clone, Debug)]
 pub struct EtcdEndpoint {
     pub url: String,
-    pub tls: Option<ClientTls>,
+    pub tls: Option<TlsFiles>,
 }
 
-#[derive(Clone, Debug)]
-pub struct ClientTls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+/// The certificate the etcd listener's is checked against.
+fn trusted(files: &TlsFiles) -> &PathBuf {
+    files.ca.as_ref().unwrap_or(&files.cert)
 }
 
-impl ClientTls {
-    /// When each file was last changed: a client made before a change is made again.
-    async fn stamps(&self) -> Vec<Option<SystemTime>> {
-        let mut out = Vec::with_capacity(3);
-        for path in [&self.ca, &self.cert, &self.key] {
-            out.push(
-                tokio::fs::metadata(path)
-                    .await
-                    .and_then(|m| m.modified())
-                    .ok(),
-            );
-        }
-        out
-    }
-
-    async fn options(&self) -> Result<TlsOptions, String> {
-        let read = |path: PathBuf| async move {
-            tokio::fs::read(&path)
+/// When each file was last changed: a client made before a change is made again.
+async fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+    let mut out = Vec::with_capacity(3);
+    for path in [trusted(files), &files.cert, &files.key] {
+        out.push(
+            tokio::fs::metadata(path)
                 .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        let ca = read(self.ca.clone()).await?;
-        let cert = read(self.cert.clone()).await?;
-        let key = read(self.key.clone()).await?;
-        Ok(TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key)))
+                .and_then(|m| m.modified())
+                .ok(),
+        );
     }
+    out
+}
+
+async fn tls_options(files: &TlsFiles) -> Result<TlsOptions, String> {
+    let read = |path: PathBuf| async move {
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let ca = read(trusted(files).clone()).await?;
+    let cert = read(files.cert.clone()).await?;
+    let key = read(files.key.clone()).await?;
+    Ok(TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key)))
 }
 
 /// The client, and the stamps of the TLS files it was made with.
@@ -120,7 +118,7 @@ impl Kv {
             ));
         };
         let stamps = match &endpoint.tls {
-            Some(tls) => tls.stamps().await,
+            Some(tls) => stamps(tls).await,
             None => Vec::new(),
         };
         let mut held = self.client.lock().await;
@@ -129,8 +127,7 @@ impl Kv {
         }
         let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
         if let Some(tls) = &endpoint.tls {
-            let tls = tls
-                .options()
+            let tls = tls_options(tls)
                 .await
                 .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("etcd API over TLS: {e}")))?;
             options = options.with_tls(tls);

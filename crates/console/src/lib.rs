@@ -8,7 +8,7 @@
 
 mod kv;
 
-pub use kv::{ClientTls, EtcdEndpoint, MayRead};
+pub use kv::{EtcdEndpoint, MayRead};
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};

@@ -117,20 +117,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let internal = crate::security::internal_client(&kafka_listeners, &security_config, sec.tls.as_ref());
         // Counted per address across the Kafka listeners and HTTP, whichever a guesser tries.
         let login_failures = Arc::new(strom_auth::LoginFailures::default());
-        // The console's KV page reads the etcd API as a client, at the URL it advertises; over
-        // TLS it presents the node's certificate and trusts the node's CA (or, without one,
-        // the node's own certificate).
+        // The console's KV page reads the etcd API as a client, at the URL it advertises (over
+        // TLS with the node's files).
         let etcd_url = settings.etcd.as_ref().map(|(_, c)| strom_console::EtcdEndpoint {
             url: c.client_url.clone(),
-            tls: sec
-                .tls
-                .as_ref()
-                .filter(|_| sec.etcd_tls)
-                .map(|f| strom_console::ClientTls {
-                    ca: f.ca.clone().unwrap_or_else(|| f.cert.clone()),
-                    cert: f.cert.clone(),
-                    key: f.key.clone(),
-                }),
+            tls: sec.tls.clone().filter(|_| sec.etcd_tls),
         });
         let http = match settings.http {
             None => None,
