@@ -283,6 +283,24 @@ async fn offsets_join_the_transaction_at_the_group_coordinator() {
 /// group coordinator are three different nodes: the leader adds the partition and the group
 /// coordinator the offsets partition through the transaction coordinator on another node, the
 /// commit's markers reach both, and read_committed readers and the group see the outcome.
+/// `find`'s answer once two calls a second apart agree (leadership may still be moving).
+fn settled(mut find: impl FnMut() -> i32) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = find();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator keeps moving"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let now = find();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn across_nodes_the_leader_and_the_group_coordinator_add_to_the_transaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,21 +314,17 @@ async fn across_nodes_the_leader_and_the_group_coordinator_add_to_the_transactio
         let addr_of = |node: i32| cluster.nodes[(node - 1) as usize].addr();
         let id = "tv2-cluster-producer";
         let mut any = Conn::connect(&addr_of(1));
-        let txn_node = find_coordinator(&mut any, id);
-        // A group and a partition each served by a node other than the coordinator's.
-        let (group, group_node) = (0..100)
-            .map(|i| format!("tv2-cluster-group-{i}"))
-            .map(|g| {
-                let node = find_coordinator_of(&mut any, &g, 0);
-                (g, node)
-            })
-            .find(|(_, node)| *node != txn_node)
-            .expect("a group coordinated elsewhere");
         // Elections may leave every partition led by the coordinator's node; the preferred
         // leaders (first replicas) are spread, so hand leadership back to them until one is not.
+        // That moves the coordinators too (they are leaders of internal partitions), so they are
+        // looked up after it, once two answers a second apart agree.
         let mut leaders = leaders;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while leaders.iter().all(|l| *l == txn_node) {
+        let txn_node = loop {
+            let txn_node = settled(|| find_coordinator(&mut any, id));
+            if leaders.iter().any(|l| *l != txn_node) {
+                break txn_node;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "a partition led elsewhere"
@@ -320,7 +334,16 @@ async fn across_nodes_the_leader_and_the_group_coordinator_add_to_the_transactio
             std::thread::sleep(Duration::from_millis(500));
             leaders =
                 cluster.wait_for_leaders(&bootstrap, topic, 3, 3, &[], Duration::from_secs(30));
-        }
+        };
+        // A group served by a node other than the coordinator's.
+        let (group, group_node) = (0..100)
+            .map(|i| format!("tv2-cluster-group-{i}"))
+            .map(|g| {
+                let node = settled(|| find_coordinator_of(&mut any, &g, 0));
+                (g, node)
+            })
+            .find(|(_, node)| *node != txn_node)
+            .expect("a group coordinated elsewhere");
         let partition = leaders
             .iter()
             .position(|l| *l != txn_node)
